@@ -1,2 +1,453 @@
-/* placeholder */
-extern int tern_placeholder;
+/* tern quickstart: create a working instance in a directory — tern.conf,
+ * data/, a self-signed certificate, DKIM keys — and print the DNS records
+ * the domain needs. Refuses to overwrite an existing tern.conf. */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/keys.h"
+#include "core/proc.h"
+#include "core/xmalloc.h"
+
+#define EXIT_CANTCREAT 73
+#define CERT_DAYS 825
+
+struct quickstart {
+	char *dir; /* absolute */
+	char *domain;
+	char *hostname;
+	const char *listen;
+	long port_offset;
+	const char *resolver;
+	char selector_rsa[16];
+	char selector_ed[16];
+};
+
+/* An ASCII host name: labels of letters, digits and inner hyphens. IDN
+ * names are taken in A-label form (xn--…) until the directory speaks IDN. */
+static int
+check_hostname(const char *what, char *name)
+{
+	size_t label = 0, len = strlen(name);
+
+	if (len == 0 || len > 253 || name[0] == '.' || name[len - 1] == '.')
+		goto bad;
+	for (size_t i = 0; i <= len; i++) {
+		unsigned char c = (unsigned char)name[i];
+
+		if (c == '.' || c == '\0') {
+			if (label == 0 || label > 63 || name[i - 1] == '-')
+				goto bad;
+			label = 0;
+			continue;
+		}
+		if (!isalnum(c) && !(c == '-' && label > 0))
+			goto bad;
+		name[i] = (char)tolower(c);
+		label++;
+	}
+	if (strchr(name, '.') == NULL)
+		goto bad;
+	return 0;
+bad:
+	fprintf(stderr, "tern quickstart: %s \"%s\" is not a valid domain "
+			"name (ASCII letters, digits, hyphens; use the "
+			"xn-- form for IDN)\n",
+		what, name);
+	return -1;
+}
+
+static int
+make_dir(const char *path, int mode, const char *owner)
+{
+	char *error = NULL;
+
+	if (proc_mkdir(path, mode, owner, &error) < 0) {
+		fprintf(stderr, "tern quickstart: %s\n", error);
+		free(error);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+chown_to(const char *path, const char *user)
+{
+	uid_t uid;
+	gid_t gid;
+
+	if (geteuid() != 0)
+		return 0;
+	if (proc_user_ids(user, &uid, &gid) < 0 || chown(path, uid, gid) < 0) {
+		fprintf(stderr, "tern quickstart: chown %s to %s failed\n",
+			path, user);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+add_listener(struct buf *b, const struct quickstart *q,
+	     enum listener_service s, const char *addr)
+{
+	buf_printf(b, "listener %s {\n\taddress %s\n\tport %ld\n}\n",
+		   config_service_name(s), addr,
+		   q->port_offset + config_service_default_port(s));
+}
+
+static char *
+render_config(const struct quickstart *q)
+{
+	struct buf b;
+	/* LMTP has no authentication and HTTP serves metrics: loopback. */
+	static const struct {
+		enum listener_service s;
+		const char *comment;
+	} services[] = {
+		{SERVICE_SMTP, "mail from the internet (MX)"},
+		{SERVICE_SUBMISSION, "mail from your users, STARTTLS"},
+		{SERVICE_SUBMISSIONS, "mail from your users, implicit TLS"},
+		{SERVICE_IMAP, "mailbox access, STARTTLS"},
+		{SERVICE_IMAPS, "mailbox access, implicit TLS"},
+		{SERVICE_POP3, "POP3, STLS"},
+		{SERVICE_POP3S, "POP3, implicit TLS"},
+		{SERVICE_MANAGESIEVE, "Sieve script upload"},
+		{SERVICE_LMTP, "LMTP for other MTAs on this host (loopback)"},
+		{SERVICE_HTTP, "metrics, autoconfig, MTA-STS (loopback)"},
+	};
+
+	buf_init(&b, 0);
+	buf_printf(&b,
+		   "# tern.conf for %s, made by `tern quickstart`.\n"
+		   "# Every setting and its default: `tern config defaults`;\n"
+		   "# the manual: tern.conf(5). Check edits with `tern config "
+		   "check`,\n# apply them with `tern reload`.\n\n"
+		   "hostname %s\n"
+		   "# Relative paths are relative to this file.\n"
+		   "data_dir data\n"
+		   "log_level info\n\n",
+		   q->domain, q->hostname);
+	if (q->resolver != NULL)
+		buf_printf(&b, "# Every DNS query goes to this server.\n"
+			       "resolver %s\n\n",
+			   q->resolver);
+	buf_printf(&b, "# The first certificate is the default; clients that "
+		       "send SNI get the\n# one whose names match. Renewed "
+		       "files are picked up without a reload.\n"
+		       "certificate %s {\n\tcert data/tls/%s.crt\n"
+		       "\tkey data/tls/%s.key\n}\n\n",
+		   q->hostname, q->hostname, q->hostname);
+	for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++) {
+		enum listener_service s = services[i].s;
+		int loopback = s == SERVICE_LMTP || s == SERVICE_HTTP;
+
+		buf_printf(&b, "# %s\n", services[i].comment);
+		add_listener(&b, q, s, loopback ? "127.0.0.1" : q->listen);
+	}
+	return xstrndup((const char *)b.data, b.len);
+}
+
+/* A TXT value as BIND wants it: strings of at most 255 bytes. */
+static void
+print_txt(const char *owner, const char *value)
+{
+	size_t len = strlen(value);
+
+	printf("%-28s IN TXT   ", owner);
+	if (len > 255)
+		printf("( ");
+	for (size_t i = 0; i < len; i += 255)
+		printf("%s\"%.*s\"", i > 0 ? "\n" "                                      " : "",
+		       (int)(len - i < 255 ? len - i : 255), value + i);
+	printf("%s\n", len > 255 ? " )" : "");
+}
+
+static int
+print_records(const struct quickstart *q, const char *data)
+{
+	char tlsa[65], *path, *rec, *owner, *error = NULL;
+	const char *sels[2] = {q->selector_rsa, q->selector_ed};
+
+	printf("\nPublish these DNS records for %s (BIND syntax):\n\n",
+	       q->domain);
+	owner = xasprintf("%s.", q->domain);
+	printf("%-28s IN MX    10 %s.\n", owner, q->hostname);
+	print_txt(owner, "v=spf1 mx -all");
+	free(owner);
+	for (size_t i = 0; i < 2; i++) {
+		path = xasprintf("%s/dkim/%s/%s.key", data, q->domain, sels[i]);
+		rec = keys_dkim_record(path, &error);
+		free(path);
+		if (rec == NULL)
+			goto fail;
+		owner = xasprintf("%s._domainkey.%s.", sels[i], q->domain);
+		print_txt(owner, rec);
+		free(owner);
+		free(rec);
+	}
+	owner = xasprintf("_dmarc.%s.", q->domain);
+	rec = xasprintf("v=DMARC1; p=none; rua=mailto:postmaster@%s",
+			q->domain);
+	print_txt(owner, rec);
+	free(owner);
+	free(rec);
+	path = xasprintf("%s/tls/%s.crt", data, q->hostname);
+	if (keys_tlsa_311(path, tlsa, &error) < 0) {
+		free(path);
+		goto fail;
+	}
+	free(path);
+	owner = xasprintf("_25._tcp.%s.", q->hostname);
+	printf("%-28s IN TLSA  3 1 1 %s\n", owner, tlsa);
+	free(owner);
+	printf("\n%s also needs A/AAAA records for this machine's public "
+	       "address.\nThe TLSA record pins this certificate's key: update "
+	       "it when the key changes.\n",
+	       q->hostname);
+	return 0;
+fail:
+	fprintf(stderr, "tern quickstart: %s\n", error);
+	free(error);
+	return -1;
+}
+
+static int
+create_keys(const struct quickstart *q, const char *data,
+	    const char *lookup_user)
+{
+	char *error = NULL, *dkim_dir, *cert, *key, *p;
+	int rc = -1;
+
+	cert = xasprintf("%s/tls/%s.crt", data, q->hostname);
+	key = xasprintf("%s/tls/%s.key", data, q->hostname);
+	dkim_dir = xasprintf("%s/dkim/%s", data, q->domain);
+	if (keys_create_selfsigned(q->hostname, CERT_DAYS, cert, key,
+				   &error) < 0)
+		goto out;
+	if (make_dir(dkim_dir, 0700, lookup_user) < 0)
+		goto out;
+	p = xasprintf("%s/%s.key", dkim_dir, q->selector_rsa);
+	if (keys_create_dkim_rsa(p, 2048, &error) < 0 ||
+	    chown_to(p, lookup_user) < 0) {
+		free(p);
+		goto out;
+	}
+	free(p);
+	p = xasprintf("%s/%s.key", dkim_dir, q->selector_ed);
+	if (keys_create_dkim_ed25519(p, &error) < 0 ||
+	    chown_to(p, lookup_user) < 0) {
+		free(p);
+		goto out;
+	}
+	free(p);
+	rc = 0;
+out:
+	if (error != NULL) {
+		fprintf(stderr, "tern quickstart: %s\n", error);
+		free(error);
+	}
+	free(cert);
+	free(key);
+	free(dkim_dir);
+	return rc;
+}
+
+static int
+quickstart_create(struct quickstart *q)
+{
+	char *conf_path, *data, *tls, *text, *error = NULL;
+	struct config *cfg;
+	int rc = EXIT_CANTCREAT;
+	struct stat st;
+
+	conf_path = xasprintf("%s/tern.conf", q->dir);
+	data = xasprintf("%s/data", q->dir);
+	tls = xasprintf("%s/tls", data);
+	if (stat(conf_path, &st) == 0) {
+		fprintf(stderr, "tern quickstart: %s exists; not overwriting "
+				"it (move it away to start over)\n",
+			conf_path);
+		goto out;
+	}
+	text = render_config(q);
+	/* Parse what we are about to write, so a bug here cannot leave a
+	 * broken file behind; the defaults supply the role users. */
+	cfg = config_parse(conf_path, q->dir, text, strlen(text), &error);
+	if (cfg == NULL) {
+		fprintf(stderr, "tern quickstart: internal error: %s\n", error);
+		free(error);
+		free(text);
+		rc = EXIT_SOFTWARE;
+		goto out;
+	}
+	if (geteuid() == 0) {
+		const char *users[] = {cfg->front_user, cfg->lookup_user,
+				       cfg->queue_user, cfg->store_user};
+
+		for (size_t i = 0; i < 4; i++) {
+			if (proc_ensure_system_user(users[i], &error) < 0) {
+				fprintf(stderr, "tern quickstart: %s\n", error);
+				free(error);
+				goto out_cfg;
+			}
+		}
+	}
+	if (make_dir(q->dir, 0755, NULL) < 0 || make_dir(data, 0755, NULL) < 0 ||
+	    make_dir(tls, 0700, NULL) < 0 ||
+	    create_keys(q, data, cfg->lookup_user) < 0)
+		goto out_cfg;
+	if (keys_write_file(conf_path, text, strlen(text), 0640, &error) < 0) {
+		fprintf(stderr, "tern quickstart: %s\n", error);
+		free(error);
+		goto out_cfg;
+	}
+	printf("Created %s and %s/ for %s (host %s).\n", conf_path, data,
+	       q->domain, q->hostname);
+	printf("Ports: SMTP %ld, submission %ld and %ld (TLS), IMAP %ld and "
+	       "%ld (TLS), POP3 %ld and %ld (TLS), LMTP %ld, HTTP %ld.\n",
+	       q->port_offset + 25, q->port_offset + 587, q->port_offset + 465,
+	       q->port_offset + 143, q->port_offset + 993, q->port_offset + 110,
+	       q->port_offset + 995, q->port_offset + 24,
+	       q->port_offset + 8080);
+	if (print_records(q, data) < 0)
+		goto out_cfg;
+	printf("\nStart it with: tern -c %s serve\n", conf_path);
+	rc = 0;
+out_cfg:
+	config_free(&cfg);
+	free(text);
+out:
+	free(conf_path);
+	free(data);
+	free(tls);
+	return rc;
+}
+
+static int
+quickstart_run(const struct cli_env *env, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"dir", required_argument, NULL, 'd'},
+		{"domain", required_argument, NULL, 'D'},
+		{"hostname", required_argument, NULL, 'H'},
+		{"listen", required_argument, NULL, 'l'},
+		{"port-offset", required_argument, NULL, 'p'},
+		{"resolver", required_argument, NULL, 'r'},
+		{"user", required_argument, NULL, 'u'},
+		{"password-stdin", no_argument, NULL, 'P'},
+		{"relay", required_argument, NULL, 'R'},
+		{NULL, 0, NULL, 0},
+	};
+	struct quickstart q = {.listen = "127.0.0.1",
+			       .port_offset = geteuid() == 0 ? 0 : 10000};
+	const char *dir = NULL;
+	char abs[PATH_MAX], cwd[PATH_MAX], *end;
+	struct tm tm;
+	time_t now = time(NULL);
+	int c, rc;
+
+	(void)env;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			dir = optarg;
+			break;
+		case 'D':
+			free(q.domain);
+			q.domain = xstrdup(optarg);
+			break;
+		case 'H':
+			free(q.hostname);
+			q.hostname = xstrdup(optarg);
+			break;
+		case 'l':
+			q.listen = optarg;
+			break;
+		case 'p':
+			errno = 0;
+			q.port_offset = strtol(optarg, &end, 10);
+			if (errno != 0 || *end != '\0' || q.port_offset < 0 ||
+			    q.port_offset > 65535 - 8080) {
+				fprintf(stderr, "tern quickstart: "
+						"--port-offset must be 0.."
+						"%d\n",
+					65535 - 8080);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'r':
+			q.resolver = optarg;
+			break;
+		case 'u':
+		case 'P':
+			fprintf(stderr, "tern quickstart: --user needs the "
+					"user directory, which this build "
+					"does not have yet\n");
+			return EXIT_UNAVAILABLE;
+		case 'R':
+			fprintf(stderr, "tern quickstart: --relay needs "
+					"outbound delivery, which this build "
+					"does not have yet\n");
+			return EXIT_UNAVAILABLE;
+		default:
+			return cli_usage(&cli_cmd_quickstart);
+		}
+	}
+	if (dir == NULL || q.domain == NULL || optind != argc) {
+		free(q.domain);
+		free(q.hostname);
+		return cli_usage(&cli_cmd_quickstart);
+	}
+	if (q.hostname == NULL)
+		q.hostname = xasprintf("mail.%s", q.domain);
+	rc = EXIT_USAGE;
+	if (check_hostname("--domain", q.domain) < 0 ||
+	    check_hostname("--hostname", q.hostname) < 0)
+		goto out;
+	if (dir[0] == '/') {
+		snprintf(abs, sizeof(abs), "%s", dir);
+	} else if (getcwd(cwd, sizeof(cwd)) == NULL ||
+		   snprintf(abs, sizeof(abs), "%s/%s", cwd, dir) >=
+			   (int)sizeof(abs)) {
+		fprintf(stderr, "tern quickstart: --dir: path too long\n");
+		goto out;
+	}
+	q.dir = abs;
+	gmtime_r(&now, &tm);
+	strftime(q.selector_rsa, sizeof(q.selector_rsa), "%Y%m%dr", &tm);
+	strftime(q.selector_ed, sizeof(q.selector_ed), "%Y%m%de", &tm);
+	rc = quickstart_create(&q);
+out:
+	free(q.domain);
+	free(q.hostname);
+	return rc;
+}
+
+const struct cli_command cli_cmd_quickstart = {
+	.name = "quickstart",
+	.usage = "--dir DIR --domain DOMAIN [--hostname HOST] [--listen ADDR]\n"
+		 "                 [--port-offset N] [--resolver ADDR:PORT]",
+	.summary = "create a working instance in DIR and print its DNS records",
+	.help = "--dir DIR           where tern.conf and data/ go "
+		"(tern.conf must not exist)\n"
+		"--domain DOMAIN     the mail domain\n"
+		"--hostname HOST     this server's name (default mail.DOMAIN)\n"
+		"--listen ADDR       address of the public listeners "
+		"(default 127.0.0.1)\n"
+		"--port-offset N     added to every standard port (default 0 "
+		"as root,\n"
+		"                    10000 otherwise)\n"
+		"--resolver ADDR:PORT  send every DNS query to this server\n",
+	.run = quickstart_run,
+};

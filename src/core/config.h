@@ -120,4 +120,65 @@ int config_parse_size(const char *s, uint64_t *bytes_r);
 int config_parse_duration(const char *s, uint64_t *ms_r);
 int config_parse_bool(const char *s, bool *value_r);
 
+/* The settings table (config_table.c), walked by config.c, the CLI and the
+ * tests. Each setting is one row: name, type, default, bounds, help, and
+ * where its value lives (offsetof in struct config or in a block's struct). */
+enum config_type {
+	CONFIG_STRING,
+	CONFIG_PATH,     /* made absolute against the file's directory */
+	CONFIG_BOOL,     /* yes | no */
+	CONFIG_INT,      /* decimal, min..max; stored in `size` bytes */
+	CONFIG_SIZE,     /* 10M, 64k, 1G: uint64_t bytes */
+	CONFIG_DURATION, /* 500ms, 30s, 5m, 1h, 2d: uint64_t milliseconds */
+	CONFIG_ENUM,     /* one of choices: index in `size` bytes, or a name */
+	CONFIG_LIST,     /* one or more words: char ** plus a size_t count */
+	CONFIG_BLOCK,    /* name LABEL { … }: an array + count */
+};
+
+#define CONFIG_F_REQUIRED 0x1  /* no default: the setting must be written */
+#define CONFIG_F_EMPTY_OK 0x2  /* "" is a valid value (meaning "off") */
+#define CONFIG_F_ENUM_NAME 0x4 /* ENUM stored as its name (char *) */
+
+struct config_block;
+
+struct config_setting {
+	const char *name;
+	enum config_type type;
+	unsigned flags;
+	const char *def; /* default as text; NULL: default_fn or required */
+	const char *def_help; /* the default in words, when def is NULL */
+	uint64_t min, max;    /* INT, SIZE, DURATION (ms); max 0: no bound */
+	const char *const *choices; /* ENUM, NULL-terminated */
+	size_t offset, size;        /* the field; size for INT and ENUM */
+	size_t count_offset;        /* LIST and BLOCK: the size_t count */
+	const char *example;        /* a value for `config defaults` */
+	const char *help;
+	/* Extra syntax check of one value; fills *why_r (malloc'd) on error. */
+	int (*check)(const char *value, char **why_r);
+	/* A default computed from the object (the system hostname, the TLS
+	 * mode of a listener's service); malloc'd text. */
+	char *(*default_fn)(const void *obj);
+	const struct config_block *block; /* BLOCK */
+};
+
+struct config_block {
+	const char *name;            /* "listener"; "" for the top level */
+	struct config_setting label; /* the argument before "{" */
+	const struct config_setting *settings;
+	size_t nsettings;
+	size_t elem_size, file_offset, line_offset;
+	/* Checks over the whole object once it is complete. On error *why_r is
+	 * malloc'd and *file_r / *line_r may name a better place than the
+	 * block's opening line. */
+	int (*finish)(const void *obj, const char **file_r, int *line_r,
+	              char **why_r);
+};
+
+/* The top level of tern.conf. */
+extern const struct config_block config_root;
+
+/* Every setting and block name in the table (blocks' settings included, a
+ * name may repeat); *names_r is malloc'd, the strings are static. */
+size_t config_table_names(const char ***names_r);
+
 #endif

@@ -1,2 +1,649 @@
-/* placeholder: filled in by the module owner. */
-extern int tern_placeholder_config_table;
+/* The settings of tern.conf, each declared once: type, default, range, help
+ * and where the value goes. config.c parses, serializes and describes by
+ * walking these tables; docs/tern.conf.5 is checked against them by a test.
+ * SECURITY: the checks here see values from the (trusted but possibly wrong)
+ * config file; they only read NUL-terminated strings of bounded length. */
+#include "core/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/xmalloc.h"
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+#define FIELD(type, member)                                                    \
+	.offset = offsetof(type, member), .size = sizeof(((type *)0)->member)
+#define COUNT(type, member) .count_offset = offsetof(type, member)
+
+/* Index = enum listener_service; also the block label's choices. */
+static const char *const service_names[] = {
+    [SERVICE_SMTP] = "smtp",
+    [SERVICE_SUBMISSION] = "submission",
+    [SERVICE_SUBMISSIONS] = "submissions",
+    [SERVICE_LMTP] = "lmtp",
+    [SERVICE_IMAP] = "imap",
+    [SERVICE_IMAPS] = "imaps",
+    [SERVICE_POP3] = "pop3",
+    [SERVICE_POP3S] = "pop3s",
+    [SERVICE_MANAGESIEVE] = "managesieve",
+    [SERVICE_HTTP] = "http",
+    [SERVICE_COUNT] = NULL,
+};
+
+static const uint16_t service_ports[SERVICE_COUNT] = {
+    [SERVICE_SMTP] = 25,          [SERVICE_SUBMISSION] = 587,
+    [SERVICE_SUBMISSIONS] = 465,  [SERVICE_LMTP] = 24,
+    [SERVICE_IMAP] = 143,         [SERVICE_IMAPS] = 993,
+    [SERVICE_POP3] = 110,         [SERVICE_POP3S] = 995,
+    [SERVICE_MANAGESIEVE] = 4190, [SERVICE_HTTP] = 8080,
+};
+
+static const enum listener_tls service_tls[SERVICE_COUNT] = {
+    [SERVICE_SMTP] = LISTENER_TLS_STARTTLS,
+    [SERVICE_SUBMISSION] = LISTENER_TLS_STARTTLS,
+    [SERVICE_SUBMISSIONS] = LISTENER_TLS_IMPLICIT,
+    [SERVICE_LMTP] = LISTENER_TLS_NONE,
+    [SERVICE_IMAP] = LISTENER_TLS_STARTTLS,
+    [SERVICE_IMAPS] = LISTENER_TLS_IMPLICIT,
+    [SERVICE_POP3] = LISTENER_TLS_STARTTLS,
+    [SERVICE_POP3S] = LISTENER_TLS_IMPLICIT,
+    [SERVICE_MANAGESIEVE] = LISTENER_TLS_STARTTLS,
+    [SERVICE_HTTP] = LISTENER_TLS_NONE,
+};
+
+/* Index = enum listener_tls. */
+static const char *const tls_names[] = {"none", "starttls", "implicit", NULL};
+
+/* Index = enum log_level (a unit test holds this to log_level_name()). */
+static const char *const log_level_names[] = {
+    "trace", "debug", "info", "notice", "warning", "error", NULL};
+
+/* The facilities log_open_syslog() knows. */
+static const char *const facility_names[] = {
+    "mail",   "daemon", "user",   "local0", "local1", "local2",
+    "local3", "local4", "local5", "local6", "local7", NULL};
+
+const char *
+config_service_name(enum listener_service s)
+{
+	if ((unsigned)s >= SERVICE_COUNT)
+		return "unknown";
+	return service_names[s];
+}
+
+enum listener_tls
+config_service_default_tls(enum listener_service s)
+{
+	if ((unsigned)s >= SERVICE_COUNT)
+		return LISTENER_TLS_NONE;
+	return service_tls[s];
+}
+
+uint16_t
+config_service_default_port(enum listener_service s)
+{
+	if ((unsigned)s >= SERVICE_COUNT)
+		return 0;
+	return service_ports[s];
+}
+
+const char *
+config_tls_name(enum listener_tls t)
+{
+	if ((unsigned)t >= NELEM(tls_names) - 1)
+		return "unknown";
+	return tls_names[t];
+}
+
+/* A host name goes into SMTP greetings and EHLO, so it must be a plain DNS
+ * name: letters, digits, '-', '.', and '_' (seen on real hosts). */
+static int
+check_hostname(const char *value, char **why_r)
+{
+	size_t len = strlen(value);
+
+	if (len > 253) {
+		*why_r = xstrdup("longer than 253 characters");
+		return -1;
+	}
+	for (const char *p = value; *p != '\0'; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' ||
+		    *p == '_')
+			continue;
+		*why_r = xasprintf("\"%s\" is not a host name", value);
+		return -1;
+	}
+	return 0;
+}
+
+/* The system's name, or "localhost" when it has none a greeting could use:
+ * a default must never make an empty config invalid. */
+static char *
+default_hostname(const void *obj)
+{
+	char name[256];
+	char *why = NULL;
+
+	(void)obj;
+	if (gethostname(name, sizeof(name)) < 0 || name[0] == '\0')
+		return xstrdup("localhost");
+	name[sizeof(name) - 1] = '\0';
+	if (check_hostname(name, &why) < 0) {
+		free(why);
+		return xstrdup("localhost");
+	}
+	return xstrdup(name);
+}
+
+static int
+parse_port(const char *s, uint16_t *port_r)
+{
+	unsigned long v = 0;
+
+	if (*s == '\0' || strlen(s) > 5)
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (unsigned long)(*s - '0');
+	}
+	if (v < 1 || v > 65535)
+		return -1;
+	*port_r = (uint16_t)v;
+	return 0;
+}
+
+static bool
+is_ip(const char *s, int af)
+{
+	unsigned char addr[16];
+
+	return inet_pton(af, s, addr) == 1;
+}
+
+/* "ADDR", "ADDR:PORT" or "[V6]:PORT"; a bare IPv6 literal is an address. */
+static int
+check_resolver(const char *value, char **why_r)
+{
+	char host[64];
+	const char *start = value, *end, *colon;
+	bool v6 = value[0] == '[';
+	uint16_t port;
+
+	if (is_ip(value, AF_INET) || is_ip(value, AF_INET6))
+		return 0;
+	if (v6) {
+		start++;
+		end = strchr(start, ']');
+		if (end == NULL || end[1] != ':')
+			goto bad;
+		colon = end + 1;
+	} else {
+		colon = strrchr(value, ':');
+		if (colon == NULL)
+			goto bad;
+		end = colon;
+	}
+	if ((size_t)(end - start) >= sizeof(host))
+		goto bad;
+	memcpy(host, start, (size_t)(end - start));
+	host[end - start] = '\0';
+	if (!is_ip(host, v6 ? AF_INET6 : AF_INET) ||
+	    parse_port(colon + 1, &port) < 0)
+		goto bad;
+	return 0;
+bad:
+	*why_r = xasprintf("\"%s\" is not ADDR, ADDR:PORT or [IPV6]:PORT with "
+	                   "an IP address and a port 1..65535",
+	                   value);
+	return -1;
+}
+
+static int
+check_address(const char *value, char **why_r)
+{
+	if (strcmp(value, "*") == 0 || is_ip(value, AF_INET) ||
+	    is_ip(value, AF_INET6))
+		return 0;
+	*why_r =
+	    xasprintf("\"%s\" is not an IPv4 or IPv6 address or \"*\"", value);
+	return -1;
+}
+
+static char *
+default_listener_tls(const void *obj)
+{
+	const struct config_listener *l = obj;
+
+	return xstrdup(config_tls_name(config_service_default_tls(l->service)));
+}
+
+/* An address as (family, bytes); family 0 is "*", which covers both. */
+struct ip {
+	int af;
+	unsigned char bytes[16];
+};
+
+static void
+ip_parse(const char *s, struct ip *ip)
+{
+	memset(ip, 0, sizeof(*ip));
+	if (inet_pton(AF_INET, s, ip->bytes) == 1)
+		ip->af = AF_INET;
+	else if (inet_pton(AF_INET6, s, ip->bytes) == 1)
+		ip->af = AF_INET6;
+}
+
+static bool
+ip_is_any(const struct ip *ip)
+{
+	static const unsigned char zero[16];
+
+	return ip->af == 0 || memcmp(ip->bytes, zero, sizeof(zero)) == 0;
+}
+
+/* Would binding both fail? Equal addresses do, and on Linux a wildcard
+ * ("*", 0.0.0.0, ::) also takes every address of its family. */
+static bool
+ip_overlaps(const struct ip *a, const struct ip *b)
+{
+	if (a->af == 0 || b->af == 0)
+		return true;
+	if (a->af != b->af)
+		return false;
+	return ip_is_any(a) || ip_is_any(b) ||
+	       memcmp(a->bytes, b->bytes, sizeof(a->bytes)) == 0;
+}
+
+/* Does listener `b`, address index j, clash with anything before it? */
+static const struct config_listener *
+listener_clash(const struct config *cfg, size_t i, size_t j)
+{
+	const struct config_listener *b = &cfg->listeners[i];
+	struct ip x, y;
+
+	ip_parse(b->addresses[j], &x);
+	for (size_t k = 0; k <= i; k++) {
+		const struct config_listener *a = &cfg->listeners[k];
+
+		if (a->port != b->port)
+			continue;
+		for (size_t m = 0; m < (k == i ? j : a->naddresses); m++) {
+			ip_parse(a->addresses[m], &y);
+			if (ip_overlaps(&x, &y))
+				return a;
+		}
+	}
+	return NULL;
+}
+
+static int
+finish_listeners(const struct config *cfg, const char **file_r, int *line_r,
+                 char **why_r)
+{
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		const struct config_listener *b = &cfg->listeners[i];
+
+		for (size_t j = 0; j < b->naddresses; j++) {
+			const struct config_listener *a =
+			    listener_clash(cfg, i, j);
+
+			if (a == NULL)
+				continue;
+			*file_r = b->file;
+			*line_r = b->line;
+			*why_r = xasprintf(
+			    "listener %s: address %s port %u overlaps the "
+			    "listener at %s:%d",
+			    config_service_name(b->service), b->addresses[j],
+			    (unsigned)b->port, a->file, a->line);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+finish_certificates(const struct config *cfg, const char **file_r, int *line_r,
+                    char **why_r)
+{
+	for (size_t i = 0; i < cfg->ncertificates; i++) {
+		const struct config_certificate *b = &cfg->certificates[i];
+
+		for (size_t k = 0; k < i; k++) {
+			const struct config_certificate *a =
+			    &cfg->certificates[k];
+
+			if (strcmp(a->name, b->name) != 0)
+				continue;
+			*file_r = b->file;
+			*line_r = b->line;
+			*why_r = xasprintf("certificate \"%s\" is already "
+			                   "defined at %s:%d",
+			                   b->name, a->file, a->line);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+finish_root(const void *obj, const char **file_r, int *line_r, char **why_r)
+{
+	if (finish_listeners(obj, file_r, line_r, why_r) < 0)
+		return -1;
+	return finish_certificates(obj, file_r, line_r, why_r);
+}
+
+#define MS_SECOND 1000ULL
+#define MS_HOUR (3600 * MS_SECOND)
+#define MS_DAY (24 * MS_HOUR)
+
+static const struct config_setting listener_settings[] = {
+    {
+        .name = "address",
+        .type = CONFIG_LIST,
+        .def = "127.0.0.1",
+        FIELD(struct config_listener, addresses),
+        COUNT(struct config_listener, naddresses),
+        .check = check_address,
+        .help = "The IP addresses to listen on, one or more on the "
+                "line; \"*\" is every IPv4 and IPv6 address.",
+    },
+    {
+        .name = "port",
+        .type = CONFIG_INT,
+        .flags = CONFIG_F_REQUIRED,
+        .min = 1,
+        .max = 65535,
+        .example = "25",
+        FIELD(struct config_listener, port),
+        .help = "The TCP port. Required: the usual ports are lmtp 24, "
+                "smtp 25, pop3 110, imap 143, submissions 465, "
+                "submission 587, imaps 993, pop3s 995, managesieve "
+                "4190, http 8080.",
+    },
+    {
+        .name = "tls",
+        .type = CONFIG_ENUM,
+        .choices = tls_names,
+        .def_help = "implicit for submissions, imaps and pop3s; none "
+                    "for lmtp and http; starttls for the others",
+        FIELD(struct config_listener, tls),
+        .default_fn = default_listener_tls,
+        .help = "none: plaintext only; starttls: plaintext with the "
+                "upgrade offered; implicit: TLS from the first byte.",
+    },
+    {
+        .name = "proxy_protocol",
+        .type = CONFIG_BOOL,
+        .def = "no",
+        FIELD(struct config_listener, proxy_protocol),
+        .help = "Expect a PROXY protocol (v1 or v2) header from a load "
+                "balancer before the session, and use the client "
+                "address it carries.",
+    },
+    {
+        .name = "max_connections",
+        .type = CONFIG_INT,
+        .def = "1000",
+        .min = 1,
+        .max = 1000000,
+        FIELD(struct config_listener, max_connections),
+        .help = "Connections open at once on this listener; more wait "
+                "in the kernel's backlog.",
+    },
+    {
+        .name = "max_connections_per_ip",
+        .type = CONFIG_INT,
+        .def = "20",
+        .min = 1,
+        .max = 100000,
+        FIELD(struct config_listener, max_connections_per_ip),
+        .help = "Connections open at once from one client address; "
+                "more are refused.",
+    },
+};
+
+static const struct config_block listener_block = {
+    .name = "listener",
+    .label =
+        {
+            .name = "SERVICE",
+            .type = CONFIG_ENUM,
+            .choices = service_names,
+            .example = "smtp",
+            FIELD(struct config_listener, service),
+            .help = "A socket to accept connections on, for one "
+                    "service; repeatable.",
+        },
+    .settings = listener_settings,
+    .nsettings = NELEM(listener_settings),
+    .elem_size = sizeof(struct config_listener),
+    .file_offset = offsetof(struct config_listener, file),
+    .line_offset = offsetof(struct config_listener, line),
+};
+
+static const struct config_setting certificate_settings[] = {
+    {
+        .name = "cert",
+        .type = CONFIG_PATH,
+        .flags = CONFIG_F_REQUIRED,
+        .example = "/etc/tern/mail.example.org.pem",
+        FIELD(struct config_certificate, cert),
+        .help = "The certificate chain in PEM, leaf first.",
+    },
+    {
+        .name = "key",
+        .type = CONFIG_PATH,
+        .flags = CONFIG_F_REQUIRED,
+        .example = "/etc/tern/mail.example.org.key",
+        FIELD(struct config_certificate, key),
+        .help = "The private key in PEM.",
+    },
+};
+
+static const struct config_block certificate_block = {
+    .name = "certificate",
+    .label =
+        {
+            .name = "NAME",
+            .type = CONFIG_STRING,
+            .example = "default",
+            FIELD(struct config_certificate, name),
+            .help = "A certificate and its key, reread when the "
+                    "files change; repeatable. The first one is "
+                    "the default; the others are chosen by SNI "
+                    "from the names they carry.",
+        },
+    .settings = certificate_settings,
+    .nsettings = NELEM(certificate_settings),
+    .elem_size = sizeof(struct config_certificate),
+    .file_offset = offsetof(struct config_certificate, file),
+    .line_offset = offsetof(struct config_certificate, line),
+};
+
+static const struct config_setting root_settings[] = {
+    {
+        .name = "hostname",
+        .type = CONFIG_STRING,
+        .def_help = "the system host name",
+        FIELD(struct config, hostname),
+        .check = check_hostname,
+        .default_fn = default_hostname,
+        .help = "The name of this server in SMTP greetings and "
+                "certificates; it should resolve to this host and be "
+                "the target of its reverse DNS.",
+    },
+    {
+        .name = "data_dir",
+        .type = CONFIG_PATH,
+        .def = "/var/lib/tern",
+        FIELD(struct config, data_dir),
+        .help = "Where the directory database, queue, mailboxes and "
+                "keys live.",
+    },
+    {
+        .name = "log_level",
+        .type = CONFIG_ENUM,
+        .def = "info",
+        .choices = log_level_names,
+        FIELD(struct config, log_level),
+        .help = "The least important events that are logged.",
+    },
+    {
+        .name = "log_syslog",
+        .type = CONFIG_BOOL,
+        .def = "no",
+        FIELD(struct config, log_syslog),
+        .help = "Log to syslog as well as to standard error.",
+    },
+    {
+        .name = "syslog_facility",
+        .type = CONFIG_ENUM,
+        .flags = CONFIG_F_ENUM_NAME,
+        .def = "mail",
+        .choices = facility_names,
+        FIELD(struct config, syslog_facility),
+        .help = "The syslog facility, when log_syslog is yes.",
+    },
+    {
+        .name = "front_user",
+        .type = CONFIG_STRING,
+        .def = "tern-front",
+        FIELD(struct config, front_user),
+        .help = "The system user the network-facing process runs as "
+                "when tern is started as root.",
+    },
+    {
+        .name = "lookup_user",
+        .type = CONFIG_STRING,
+        .def = "tern-lookup",
+        FIELD(struct config, lookup_user),
+        .help = "The system user of the process that holds the user "
+                "directory and DKIM keys, when started as root.",
+    },
+    {
+        .name = "queue_user",
+        .type = CONFIG_STRING,
+        .def = "tern-queue",
+        FIELD(struct config, queue_user),
+        .help = "The system user of the mail queue process, when "
+                "started as root.",
+    },
+    {
+        .name = "store_user",
+        .type = CONFIG_STRING,
+        .def = "tern-store",
+        FIELD(struct config, store_user),
+        .help = "The system user of the mailbox process, when started "
+                "as root.",
+    },
+    {
+        .name = "shutdown_timeout",
+        .type = CONFIG_DURATION,
+        .def = "30s",
+        .min = MS_SECOND,
+        .max = MS_HOUR,
+        FIELD(struct config, shutdown_timeout_ms),
+        .help = "How long a stop waits for sessions and deliveries in "
+                "flight before closing them.",
+    },
+    {
+        .name = "certificate_check_interval",
+        .type = CONFIG_DURATION,
+        .def = "10s",
+        .min = 100,
+        .max = MS_DAY,
+        FIELD(struct config, certificate_check_interval_ms),
+        .help = "How often the certificate and key files are checked "
+                "for renewal; changed files are loaded without a "
+                "restart.",
+    },
+    {
+        .name = "restart_backoff_max",
+        .type = CONFIG_DURATION,
+        .def = "60s",
+        .min = MS_SECOND,
+        .max = MS_HOUR,
+        FIELD(struct config, restart_backoff_max_ms),
+        .help = "The longest wait before a crashed process is "
+                "restarted; the wait doubles with each crash in a "
+                "row.",
+    },
+    {
+        .name = "resolver",
+        .type = CONFIG_STRING,
+        .flags = CONFIG_F_EMPTY_OK,
+        .def = "",
+        .example = "127.0.0.1:53",
+        FIELD(struct config, resolver),
+        .check = check_resolver,
+        .help = "Send every DNS query to this server (ADDR, ADDR:PORT "
+                "or [IPV6]:PORT) instead of the system resolver; \"\" "
+                "is the system resolver.",
+    },
+    {
+        .name = "dns_trust_anchor",
+        .type = CONFIG_PATH,
+        .flags = CONFIG_F_EMPTY_OK,
+        .def = "",
+        .example = "/usr/share/dns/root.key",
+        FIELD(struct config, dns_trust_anchor),
+        .help = "The DNSSEC root trust anchor file; \"\" turns DNSSEC "
+                "validation off (and with it DANE).",
+    },
+    {
+        .name = "listener",
+        .type = CONFIG_BLOCK,
+        FIELD(struct config, listeners),
+        COUNT(struct config, nlisteners),
+        .block = &listener_block,
+    },
+    {
+        .name = "certificate",
+        .type = CONFIG_BLOCK,
+        FIELD(struct config, certificates),
+        COUNT(struct config, ncertificates),
+        .block = &certificate_block,
+    },
+};
+
+const struct config_block config_root = {
+    .name = "",
+    .settings = root_settings,
+    .nsettings = NELEM(root_settings),
+    .elem_size = sizeof(struct config),
+    .finish = finish_root,
+};
+
+static void
+collect_names(const struct config_block *b, const char **names, size_t *n)
+{
+	for (size_t i = 0; i < b->nsettings; i++) {
+		if (names != NULL)
+			names[*n] = b->settings[i].name;
+		(*n)++;
+		if (b->settings[i].type == CONFIG_BLOCK)
+			collect_names(b->settings[i].block, names, n);
+	}
+}
+
+size_t
+config_table_names(const char ***names_r)
+{
+	size_t n = 0;
+	const char **names;
+
+	collect_names(&config_root, NULL, &n);
+	names = xcalloc(n, sizeof(*names));
+	n = 0;
+	collect_names(&config_root, names, &n);
+	*names_r = names;
+	return n;
+}

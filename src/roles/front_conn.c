@@ -1,2 +1,493 @@
-/* placeholder */
-extern int tern_placeholder;
+/* One accepted connection in front: connection limits, the PROXY v2 header,
+ * the TLS handshake (implicit or after STARTTLS), then lines to the
+ * protocol (front_proto.c) and its replies back.
+ * SECURITY: every byte here comes from the network. The PROXY header is
+ * read exactly (peeked, never over-read) and strictly parsed; input lines
+ * and unread output are bounded; on STARTTLS, whatever the client sent
+ * after the command is discarded before the handshake (CVE-2011-0411). */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/listener.h"
+#include "core/log.h"
+#include "core/proxy.h"
+#include "core/tls.h"
+#include "core/xmalloc.h"
+#include "roles/front.h"
+#include "roles/front_proto.h"
+
+/* Bounds for the first words (the real protocol modules set their own). */
+#define LINE_MAX_BYTES 2048
+#define OUTPUT_MAX_BYTES (256 * 1024)
+#define PROXY_TIMEOUT_S 10
+#define HANDSHAKE_TIMEOUT_S 30
+#define IDLE_TIMEOUT_S 300
+
+enum conn_state {
+	CONN_PROXY,	/* waiting for the PROXY v2 header */
+	CONN_HANDSHAKE, /* TLS handshake in progress */
+	CONN_OPEN,	/* protocol lines flowing */
+	CONN_STARTTLS,	/* flushing the go-ahead before the handshake */
+	CONN_CLOSING,	/* flushing the last words */
+};
+
+struct front_conn {
+	struct front *front;
+	struct front_listener *fl;
+	enum listener_service service;
+	enum listener_tls tls_mode;
+	char id[20];
+	char ip[64];	    /* the client, after PROXY when used */
+	char counted[64];   /* the address counted in per_ip */
+	uint16_t port;
+	int fd;
+	enum conn_state state;
+	struct event *proxy_ev;
+	struct bufferevent *bev;
+	SSL *ssl;
+	struct tls_server *tls; /* the set this connection's SSL came from */
+	struct front_proto *proto;
+	bool tls_active;
+	bool discarding; /* skipping the rest of an over-long line */
+	struct front_conn *prev, *next;
+};
+
+static void conn_start_session(struct front_conn *c);
+static void conn_start_tls(struct front_conn *c);
+
+static const struct config_listener *
+conn_listener(const struct front_conn *c)
+{
+	return &c->front->ctx->cfg->listeners[c->fl->index];
+}
+
+static void
+conn_set_state(struct front_conn *c, enum conn_state state)
+{
+	log_trace(c->id, "event=state from=%d to=%d", c->state, state);
+	c->state = state;
+}
+
+static void
+conn_free(struct front_conn *c)
+{
+	struct front *f = c->front;
+
+	log_info(c->id, "event=disconnect ip=%s", c->ip);
+	if (c->proxy_ev != NULL)
+		event_free(c->proxy_ev);
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);
+	if (c->ssl != NULL)
+		SSL_free(c->ssl);
+	tls_server_unref(&c->tls);
+	front_proto_free(&c->proto);
+	if (c->fd >= 0)
+		close(c->fd);
+	if (c->counted[0] != '\0')
+		ip_counter_remove(f->per_ip, c->counted);
+	c->fl->active--;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		f->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	f->nconns--;
+	free(c);
+	front_conn_gone(f);
+}
+
+/* ---- protocol interface ---- */
+
+static void
+io_write(void *arg, const char *data, size_t len)
+{
+	struct front_conn *c = arg;
+
+	if (c->bev != NULL)
+		bufferevent_write(c->bev, data, len);
+}
+
+static void
+io_starttls(void *arg)
+{
+	struct front_conn *c = arg;
+
+	conn_set_state(c, CONN_STARTTLS);
+}
+
+static void
+io_close(void *arg)
+{
+	struct front_conn *c = arg;
+
+	conn_set_state(c, CONN_CLOSING);
+}
+
+/* ---- bufferevent callbacks ---- */
+
+static void
+conn_read_lines(struct front_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	char *line;
+	size_t len;
+
+	while (c->state == CONN_OPEN) {
+		line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
+		if (line == NULL) {
+			if (evbuffer_get_length(in) > LINE_MAX_BYTES) {
+				/* Drop what we have; skip to the line end. */
+				evbuffer_drain(in, evbuffer_get_length(in));
+				if (!c->discarding)
+					front_proto_line_too_long(c->proto);
+				c->discarding = true;
+			}
+			break;
+		}
+		if (c->discarding || len > LINE_MAX_BYTES) {
+			if (!c->discarding)
+				front_proto_line_too_long(c->proto);
+			c->discarding = false;
+			free(line);
+			continue;
+		}
+		front_proto_line(c->proto, line, len);
+		free(line);
+	}
+	if (c->state == CONN_STARTTLS) {
+		/* Anything pipelined after STARTTLS is not to be trusted. */
+		size_t n = evbuffer_get_length(in);
+
+		if (n > 0) {
+			log_notice(c->id, "event=starttls-discard bytes=%zu",
+				   n);
+			evbuffer_drain(in, n);
+		}
+	}
+}
+
+static void
+conn_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct front_conn *c = arg;
+
+	(void)bev;
+	if (c->state == CONN_OPEN)
+		conn_read_lines(c);
+	else
+		evbuffer_drain(bufferevent_get_input(c->bev),
+			       evbuffer_get_length(bufferevent_get_input(c->bev)));
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) >
+	    OUTPUT_MAX_BYTES) {
+		log_notice(c->id, "event=output-overflow action=close");
+		conn_free(c);
+		return;
+	}
+	/* A reply that fits the socket buffer is gone already: act now. */
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
+	    (c->state == CONN_STARTTLS || c->state == CONN_CLOSING))
+		bufferevent_trigger(c->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS);
+}
+
+static void
+conn_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct front_conn *c = arg;
+
+	if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		return;
+	if (c->state == CONN_CLOSING)
+		conn_free(c);
+	else if (c->state == CONN_STARTTLS)
+		conn_start_tls(c);
+}
+
+static void
+conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct front_conn *c = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_CONNECTED) {
+		/* The TLS handshake finished. */
+		c->tls_active = true;
+		log_info(c->id, "event=tls version=%s cipher=%s",
+			 tls_version_name(c->ssl), tls_cipher_name(c->ssl));
+		bufferevent_set_timeouts(c->bev,
+					 &(struct timeval){IDLE_TIMEOUT_S, 0},
+					 &(struct timeval){IDLE_TIMEOUT_S, 0});
+		conn_set_state(c, CONN_OPEN);
+		if (c->proto == NULL)
+			conn_start_session(c);
+		else
+			front_proto_tls_started(c->proto);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_info(c->id, "event=timeout state=%d", c->state);
+		if (c->state == CONN_OPEN && c->proto != NULL) {
+			front_proto_timeout(c->proto);
+			bufferevent_disable(c->bev, EV_READ);
+			bufferevent_enable(c->bev, EV_WRITE);
+			return;
+		}
+		conn_free(c);
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		unsigned long e;
+
+		if (c->ssl != NULL && (e = bufferevent_get_openssl_error(bev)))
+			log_info(c->id, "event=tls-error state=%d error=%s",
+				 c->state, ERR_reason_error_string(e));
+		else
+			log_info(c->id, "event=io-error error=%s",
+				 strerror(errno));
+	}
+	conn_free(c);
+}
+
+/* ---- session start ---- */
+
+static void
+conn_use_bev(struct front_conn *c, struct bufferevent *bev, int timeout_s)
+{
+	c->bev = bev;
+	bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	bufferevent_set_timeouts(bev, &(struct timeval){timeout_s, 0},
+				 &(struct timeval){timeout_s, 0});
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+static void
+conn_start_tls(struct front_conn *c)
+{
+	struct bufferevent *bev;
+
+	if (c->front->tls == NULL) {
+		log_warn(c->id, "event=tls-unavailable reason=no-certificate");
+		conn_free(c);
+		return;
+	}
+	/* The plaintext bufferevent goes, and with it any bytes it read. */
+	if (c->bev != NULL) {
+		bufferevent_free(c->bev);
+		c->bev = NULL;
+	}
+	c->tls = tls_server_ref(c->front->tls);
+	c->ssl = tls_server_new_ssl(c->tls);
+	bev = bufferevent_openssl_socket_new(c->front->ctx->base, c->fd, c->ssl,
+					     BUFFEREVENT_SSL_ACCEPTING,
+					     BEV_OPT_DEFER_CALLBACKS);
+	if (bev == NULL) {
+		log_error(c->id, "event=tls-setup-failed");
+		conn_free(c);
+		return;
+	}
+	conn_set_state(c, CONN_HANDSHAKE);
+	conn_use_bev(c, bev, HANDSHAKE_TIMEOUT_S);
+}
+
+static void
+conn_start_session(struct front_conn *c)
+{
+	const struct config_listener *l = conn_listener(c);
+	struct front_io io = {io_write, io_starttls, io_close, c};
+
+	c->proto = front_proto_new(c->service, c->front->ctx->cfg->hostname,
+				   c->tls_active,
+				   l->tls == LISTENER_TLS_STARTTLS &&
+					   c->front->tls != NULL,
+				   &io);
+	front_proto_start(c->proto);
+}
+
+/* After the PROXY header (if any): TLS first, or straight to the words. */
+static void
+conn_begin(struct front_conn *c)
+{
+	struct bufferevent *bev;
+
+	log_info(c->id, "event=connect ip=%s port=%u service=%s local_port=%u",
+		 c->ip, c->port, config_service_name(c->service), c->fl->port);
+	if (c->tls_mode == LISTENER_TLS_IMPLICIT) {
+		conn_start_tls(c);
+		return;
+	}
+	bev = bufferevent_socket_new(c->front->ctx->base, c->fd,
+				     BEV_OPT_DEFER_CALLBACKS);
+	if (bev == NULL) {
+		conn_free(c);
+		return;
+	}
+	conn_set_state(c, CONN_OPEN);
+	conn_use_bev(c, bev, IDLE_TIMEOUT_S);
+	conn_start_session(c);
+}
+
+/* ---- PROXY v2 ---- */
+
+/* Count the connection under addr; refuse it when over the limit. */
+static int
+conn_count_ip(struct front_conn *c, const char *addr)
+{
+	const struct config_listener *l = conn_listener(c);
+
+	if (c->counted[0] != '\0') {
+		ip_counter_remove(c->front->per_ip, c->counted);
+		c->counted[0] = '\0';
+	}
+	if (ip_counter_add(c->front->per_ip, addr, l->max_connections_per_ip) <
+	    0)
+		return -1;
+	snprintf(c->counted, sizeof(c->counted), "%s", addr);
+	return 0;
+}
+
+static void
+conn_refuse(struct front_conn *c, const char *why)
+{
+	const char *msg = front_proto_refusal(c->service);
+
+	log_notice(c->id, "event=refused ip=%s reason=%s", c->ip, why);
+	/* Best effort, plaintext only: a TLS client would not read it. */
+	if (c->tls_mode != LISTENER_TLS_IMPLICIT &&
+	    send(c->fd, msg, strlen(msg), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug(c->id, "event=refusal-not-sent");
+	conn_free(c);
+}
+
+static void
+conn_proxy_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct front_conn *c = arg;
+	uint8_t hdr[PROXY_V2_HEADER_LEN + PROXY_V2_MAX_LEN];
+	struct proxy_info info;
+	const char *error = NULL;
+	size_t used = 0;
+	ssize_t n;
+	enum proxy_result rc;
+
+	if (what & EV_TIMEOUT) {
+		log_notice(c->id, "event=proxy-timeout ip=%s", c->ip);
+		conn_free(c);
+		return;
+	}
+	/* Peek, so that no byte after the header is taken from the stream. */
+	n = recv(fd, hdr, sizeof(hdr), MSG_PEEK);
+	if (n <= 0) {
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		conn_free(c);
+		return;
+	}
+	rc = proxy_v2_parse(hdr, (size_t)n, &info, &used, &error);
+	if (rc == PROXY_NEED_MORE)
+		return;
+	if (rc == PROXY_ERROR) {
+		log_notice(c->id, "event=proxy-error ip=%s error=%s", c->ip,
+			   error);
+		conn_free(c);
+		return;
+	}
+	if (recv(fd, hdr, used, 0) != (ssize_t)used) {
+		conn_free(c);
+		return;
+	}
+	event_free(c->proxy_ev);
+	c->proxy_ev = NULL;
+	if (!info.local) {
+		char via[64];
+
+		snprintf(via, sizeof(via), "%s", c->ip);
+		listener_addr_string((struct sockaddr *)&info.src, c->ip,
+				     sizeof(c->ip), &c->port);
+		log_info(c->id, "event=proxy ip=%s via=%s", c->ip, via);
+		if (conn_count_ip(c, c->ip) < 0) {
+			conn_refuse(c, "per-ip-limit");
+			return;
+		}
+	}
+	conn_begin(c);
+}
+
+/* ---- accept ---- */
+
+void
+front_conn_accept(struct front_listener *fl, int fd, const struct sockaddr *sa,
+		  int salen)
+{
+	struct front *f = fl->front;
+	const struct config_listener *l = &f->ctx->cfg->listeners[fl->index];
+	struct front_conn *c = xcalloc(1, sizeof(*c));
+
+	(void)salen;
+	c->front = f;
+	c->fl = fl;
+	c->fd = fd;
+	c->service = l->service;
+	c->tls_mode = l->tls;
+	snprintf(c->id, sizeof(c->id), "%08llx",
+		 (unsigned long long)(++f->next_id ^
+				      ((uint64_t)getpid() << 20)));
+	listener_addr_string(sa, c->ip, sizeof(c->ip), &c->port);
+	c->next = f->conns;
+	if (f->conns != NULL)
+		f->conns->prev = c;
+	f->conns = c;
+	f->nconns++;
+	fl->active++;
+
+	if (f->stopping) {
+		conn_free(c);
+		return;
+	}
+	if (fl->active > l->max_connections) {
+		conn_refuse(c, "listener-limit");
+		return;
+	}
+	if (conn_count_ip(c, c->ip) < 0) {
+		conn_refuse(c, "per-ip-limit");
+		return;
+	}
+	if (l->proxy_protocol) {
+		conn_set_state(c, CONN_PROXY);
+		c->proxy_ev = event_new(f->ctx->base, fd, EV_READ | EV_PERSIST,
+					conn_proxy_cb, c);
+		event_add(c->proxy_ev, &(struct timeval){PROXY_TIMEOUT_S, 0});
+		return;
+	}
+	conn_begin(c);
+}
+
+void
+front_conn_shutdown_all(struct front *f)
+{
+	struct front_conn *c, *next;
+
+	for (c = f->conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->state == CONN_OPEN && c->proto != NULL) {
+			front_proto_shutdown(c->proto);
+			bufferevent_disable(c->bev, EV_READ);
+			bufferevent_trigger(c->bev, EV_WRITE,
+					    BEV_TRIG_IGNORE_WATERMARKS);
+		} else if (c->state != CONN_CLOSING &&
+			   c->state != CONN_STARTTLS) {
+			/* Mid-handshake or before PROXY: nothing in flight. */
+			conn_free(c);
+		}
+	}
+}

@@ -1,0 +1,44 @@
+/* front's own state, shared by front.c (role wiring) and front_conn.c
+ * (one accepted connection). Nothing outside src/roles includes this. */
+#ifndef TERN_ROLES_FRONT_H
+#define TERN_ROLES_FRONT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "roles/roles.h"
+
+struct evconnlistener;
+struct front_conn;
+
+struct front_listener {
+	struct front *front;
+	struct evconnlistener *lev;
+	size_t index; /* into ctx->cfg->listeners */
+	char address[64];
+	uint16_t port;
+	uint32_t active; /* live connections */
+};
+
+struct front {
+	struct child_ctx *ctx;
+	struct tls_server *tls; /* NULL until parent sends certificates */
+	struct ip_counter *per_ip;
+	struct front_listener **listeners;
+	size_t nlisteners;
+	struct front_conn *conns; /* every live connection */
+	size_t nconns;
+	uint64_t next_id;
+	bool stopping;
+};
+
+void front_conn_accept(struct front_listener *fl, int fd,
+		       const struct sockaddr *sa, int salen);
+/* Say goodbye to every connection at its next safe point. */
+void front_conn_shutdown_all(struct front *f);
+/* A connection ended: front exits when stopping and none are left. */
+void front_conn_gone(struct front *f);
+
+#endif

@@ -1,0 +1,46 @@
+/* The first words front speaks on each service until that service's own
+ * protocol module is wired in: the greeting, capability discovery, STARTTLS
+ * (so TLS upgrade works end to end), NOOP and the polite ways to leave.
+ * Every other command is answered "not implemented" in the protocol's own
+ * syntax. A pure state machine: lines in, replies out through front_io. */
+#ifndef TERN_ROLES_FRONT_PROTO_H
+#define TERN_ROLES_FRONT_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/config.h"
+
+/* What the protocol asks of the connection. */
+struct front_io {
+	void (*write)(void *arg, const char *data, size_t len);
+	/* Start a TLS handshake once the reply just written is flushed. */
+	void (*starttls)(void *arg);
+	/* Close once everything written is flushed. */
+	void (*close)(void *arg);
+	void *arg;
+};
+
+struct front_proto;
+
+struct front_proto *front_proto_new(enum listener_service service,
+				    const char *hostname, bool tls_active,
+				    bool starttls_allowed,
+				    const struct front_io *io);
+void front_proto_free(struct front_proto **p);
+/* Send the greeting. */
+void front_proto_start(struct front_proto *p);
+/* One input line, without its line end. */
+void front_proto_line(struct front_proto *p, const char *line, size_t len);
+/* A line over the bound arrived (and was discarded). */
+void front_proto_line_too_long(struct front_proto *p);
+/* The STARTTLS handshake finished: forget everything said before it. */
+void front_proto_tls_started(struct front_proto *p);
+/* The server is stopping: say so and close. */
+void front_proto_shutdown(struct front_proto *p);
+/* The idle timeout expired: say so and close. */
+void front_proto_timeout(struct front_proto *p);
+/* The greeting used when front refuses a connection (limits, no TLS). */
+const char *front_proto_refusal(enum listener_service service);
+
+#endif

@@ -1,0 +1,61 @@
+/* The processes of a running tern: parent supervises; each child role
+ * (front, lookup, queue, store) is the same binary re-executed as
+ * "tern __role NAME" with its ipc link to parent on descriptor 3.
+ * Only src/roles and main.c know about processes and ipc wiring. */
+#ifndef TERN_ROLES_ROLES_H
+#define TERN_ROLES_ROLES_H
+
+#include <stdbool.h>
+
+#include "core/config.h"
+#include "core/ipc.h"
+
+/* The descriptor a child finds its link to parent on. */
+#define ROLE_IPC_FD 3
+
+struct child_ctx {
+	const struct role_ops *ops;
+	struct event_base *base;
+	struct ipc_peer *parent;
+	struct config *cfg;
+	bool started;
+	bool stopping;
+	void *role; /* the role's own state */
+};
+
+struct role_ops {
+	const char *name;
+	/* The system user this role runs as (when started as root). */
+	const char *(*user)(const struct config *cfg);
+	/* Confine the role to an empty, read-only root. */
+	bool chroot;
+	/* Messages this role takes from parent beyond the common ones. */
+	const struct ipc_rule *rules;
+	/* Before privileges are dropped: open what needs root or files. */
+	int (*prepare)(struct child_ctx *ctx, char **error_r);
+	/* After the drop: start serving. */
+	int (*start)(struct child_ctx *ctx, char **error_r);
+	void (*message)(struct child_ctx *ctx, struct ipc_msg *msg);
+	/* ctx->cfg is the new config; old is freed after this returns. */
+	void (*reload)(struct child_ctx *ctx, const struct config *old);
+	/* Stop taking work, finish what is in flight, then child_exit(). */
+	void (*shutdown)(struct child_ctx *ctx);
+};
+
+extern const struct role_ops role_front;
+extern const struct role_ops role_lookup;
+extern const struct role_ops role_queue;
+extern const struct role_ops role_store;
+
+/* main() for "tern __role NAME". */
+int child_main(const char *name);
+/* A role has finished its shutdown: flush to parent and exit 0. */
+void child_exit(struct child_ctx *ctx) __attribute__((noreturn));
+
+/* `tern serve`: run the parent in the foreground until SIGTERM. */
+int parent_main(const char *config_path, struct config *cfg);
+
+/* The directory front is confined to: empty, owned by root, not writable. */
+char *role_empty_dir(const struct config *cfg);
+
+#endif

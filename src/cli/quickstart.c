@@ -280,14 +280,17 @@ quickstart_create(struct quickstart *q)
 		goto out;
 	}
 	text = render_config(q);
-	/* Parse what we are about to write, so a bug here cannot leave a
-	 * broken file behind; the defaults supply the role users. */
+	/* Parse what we are about to write, so a bad --listen or --resolver
+	 * cannot leave a broken file behind; the defaults supply the role
+	 * users. */
 	cfg = config_parse(conf_path, q->dir, text, strlen(text), &error);
 	if (cfg == NULL) {
-		fprintf(stderr, "tern quickstart: internal error: %s\n", error);
+		/* Only option values reach the file: one of them is bad. */
+		fprintf(stderr, "tern quickstart: bad option value: %s\n",
+			error);
 		free(error);
 		free(text);
-		rc = EXIT_SOFTWARE;
+		rc = EXIT_USAGE;
 		goto out;
 	}
 	if (geteuid() == 0) {

@@ -1,7 +1,6 @@
-/* Reading tern.conf: bytes → lines → words → the settings table in
- * config_table.c, with includes, defaults and whole-config checks; and the
- * way back: the canonical text (config_serialize) and the commented table
- * (config_describe_defaults).
+/* Reading tern.conf: bytes → lines → words → values stored where the settings
+ * table (config_table.c) says, with includes, defaults and whole-config
+ * checks; and freeing the result.
  * SECURITY: the file is trusted but may be wrong or binary junk. Every line,
  * word count, value, file size, file count, include depth and block depth is
  * bounded; bytes are checked (no NUL, no control characters, valid UTF-8)
@@ -151,23 +150,6 @@ put_ptr(void *obj, size_t offset, void *ptr)
 
 /* INT and ENUM fields are 1, 2, 4 or 8 bytes wide (a unit test holds the
  * table to that). */
-static uint64_t
-get_uint(const void *obj, const struct config_setting *s)
-{
-	union {
-		uint8_t u8;
-		uint16_t u16;
-		uint32_t u32;
-		uint64_t u64;
-	} u;
-
-	memcpy(&u, field(obj, s->offset), s->size);
-	return s->size == 1   ? u.u8
-	       : s->size == 2 ? u.u16
-	       : s->size == 4 ? u.u32
-	                      : u.u64;
-}
-
 static void
 put_uint(void *obj, const struct config_setting *s, uint64_t v)
 {
@@ -228,20 +210,13 @@ choices_list(const char *const *choices)
 	return r;
 }
 
-static bool
-needs_quotes(const char *s)
-{
-	return *s == '\0' || strcmp(s, "{") == 0 || strcmp(s, "}") == 0 ||
-	       strpbrk(s, " \t#\"\\") != NULL;
-}
-
 /* The length of s as one word of the canonical text. */
 static size_t
 quoted_len(const char *s)
 {
 	size_t n = strlen(s);
 
-	if (!needs_quotes(s))
+	if (!config_needs_quotes(s))
 		return n;
 	for (const char *p = s; *p != '\0'; p++)
 		n += *p == '"' || *p == '\\';
@@ -1034,147 +1009,4 @@ config_load(const char *path, char **error_r)
 	free(dir);
 	free(abs);
 	return cfg;
-}
-
-/* Output to an unbounded buffer cannot fail short of SIZE_MAX/2. */
-static void
-emit(struct buf *b, const char *s)
-{
-	if (buf_append_str(b, s) < 0)
-		abort();
-}
-
-static void __attribute__((format(printf, 2, 3)))
-emitf(struct buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	s = xvasprintf(fmt, ap);
-	va_end(ap);
-	emit(b, s);
-	free(s);
-}
-
-static void
-emit_word(struct buf *b, const char *s)
-{
-	if (!needs_quotes(s)) {
-		emit(b, s);
-		return;
-	}
-	emit(b, "\"");
-	for (; *s != '\0'; s++) {
-		if ((*s == '"' || *s == '\\') && buf_append_byte(b, '\\') < 0)
-			abort();
-		if (buf_append_byte(b, (uint8_t)*s) < 0)
-			abort();
-	}
-	emit(b, "\"");
-}
-
-/* A value as the parser reads it back. */
-static void
-emit_value(struct buf *b, const struct config_setting *s, const void *obj)
-{
-	uint64_t v;
-	char *text;
-
-	switch (s->type) {
-	case CONFIG_STRING:
-	case CONFIG_PATH:
-		emit_word(b, get_ptr(obj, s->offset));
-		return;
-	case CONFIG_LIST: {
-		char **items = get_ptr(obj, s->offset);
-		size_t n = *(const size_t *)field(obj, s->count_offset);
-
-		for (size_t i = 0; i < n; i++) {
-			emit(b, i > 0 ? " " : "");
-			emit_word(b, items[i]);
-		}
-		return;
-	}
-	case CONFIG_ENUM:
-		if (s->flags & CONFIG_F_ENUM_NAME) {
-			emit_word(b, get_ptr(obj, s->offset));
-			return;
-		}
-		v = get_uint(obj, s);
-		for (size_t i = 0; s->choices[i] != NULL; i++) {
-			if (i == v) {
-				emit(b, s->choices[i]);
-				return;
-			}
-		}
-		abort(); /* a value the parser could not have stored */
-	case CONFIG_BOOL:
-		emit(b, get_uint(obj, s) ? "yes" : "no");
-		return;
-	default:
-		text = config_format_number(s, get_uint(obj, s));
-		emit(b, text);
-		free(text);
-		return;
-	}
-}
-
-static void
-emit_indent(struct buf *b, int depth)
-{
-	for (int i = 0; i < depth; i++)
-		emit(b, "\t");
-}
-
-static void
-serialize_object(struct buf *b, const struct config_block *blk, const void *obj,
-                 int depth)
-{
-	for (size_t i = 0; i < blk->nsettings; i++) {
-		const struct config_setting *s = &blk->settings[i];
-		const char *elems;
-		size_t n;
-
-		if (s->type != CONFIG_BLOCK) {
-			emit_indent(b, depth);
-			emitf(b, "%s ", s->name);
-			emit_value(b, s, obj);
-			emit(b, "\n");
-			continue;
-		}
-		elems = get_ptr(obj, s->offset);
-		n = *(const size_t *)field(obj, s->count_offset);
-		for (size_t k = 0; k < n; k++) {
-			const void *elem = elems + k * s->block->elem_size;
-
-			emit_indent(b, depth);
-			emitf(b, "%s ", s->name);
-			emit_value(b, &s->block->label, elem);
-			emit(b, " {\n");
-			serialize_object(b, s->block, elem, depth + 1);
-			emit_indent(b, depth);
-			emit(b, "}\n");
-		}
-	}
-}
-
-static char *
-buf_take(struct buf *b)
-{
-	char *r = xstrdup(buf_cstr(b));
-
-	buf_free(b);
-	return r;
-}
-
-char *
-config_serialize(const struct config *cfg)
-{
-	struct buf b;
-
-	buf_init(&b, 0);
-	emit(&b, "# tern.conf, canonical form\n");
-	serialize_object(&b, &config_root, cfg, 0);
-	return buf_take(&b);
 }

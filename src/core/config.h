@@ -119,6 +119,8 @@ const char *config_tls_name(enum listener_tls t);
 int config_parse_size(const char *s, uint64_t *bytes_r);
 int config_parse_duration(const char *s, uint64_t *ms_r);
 int config_parse_bool(const char *s, bool *value_r);
+/* Decimal digits only, no sign: 0 or -1. */
+int config_parse_uint(const char *s, uint64_t *v_r);
 
 /* The settings table (config_table.c), walked by config.c, the CLI and the
  * tests. Each setting is one row: name, type, default, bounds, help, and
@@ -180,5 +182,10 @@ extern const struct config_block config_root;
 /* Every setting and block name in the table (blocks' settings included, a
  * name may repeat); *names_r is malloc'd, the strings are static. */
 size_t config_table_names(const char ***names_r);
+/* An INT, SIZE or DURATION value as text that parses back to v, in the
+ * largest exact unit ("30s", "10M", "25"). malloc'd. */
+char *config_format_number(const struct config_setting *s, uint64_t v);
+/* Must s be written "quoted" to read back as one word? */
+bool config_needs_quotes(const char *s);
 
 #endif

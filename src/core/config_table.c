@@ -1,17 +1,21 @@
-/* The settings of tern.conf, each declared once: type, default, range, help
- * and where the value goes. config.c parses, serializes and describes by
- * walking these tables; docs/tern.conf.5 is checked against them by a test.
+/* The settings of tern.conf, each declared once (type, default, range, help,
+ * where the value goes), the value types' text forms (sizes, durations,
+ * quoting), and the two texts made from the table: the canonical config
+ * (config_serialize) and the commented defaults (config_describe_defaults).
+ * config.c reads files against the same table; a unit test holds
+ * docs/tern.conf.5 to it.
  * SECURITY: the checks here see values from the (trusted but possibly wrong)
  * config file; they only read NUL-terminated strings of bounded length. */
 #include "core/config.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "core/buf.h"
 #include "core/xmalloc.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -344,84 +348,70 @@ finish_root(const void *obj, const char **file_r, int *line_r, char **why_r)
 #define MS_HOUR (3600 * MS_SECOND)
 #define MS_DAY (24 * MS_HOUR)
 
+/* A listener: `listener SERVICE { … }`. */
 static const struct config_setting listener_settings[] = {
-    {
-        .name = "address",
-        .type = CONFIG_LIST,
-        .def = "127.0.0.1",
-        FIELD(struct config_listener, addresses),
-        COUNT(struct config_listener, naddresses),
-        .check = check_address,
-        .help = "The IP addresses to listen on, one or more on the "
-                "line; \"*\" is every IPv4 and IPv6 address.",
-    },
-    {
-        .name = "port",
-        .type = CONFIG_INT,
-        .flags = CONFIG_F_REQUIRED,
-        .min = 1,
-        .max = 65535,
-        .example = "25",
-        FIELD(struct config_listener, port),
-        .help = "The TCP port. Required: the usual ports are lmtp 24, "
-                "smtp 25, pop3 110, imap 143, submissions 465, "
-                "submission 587, imaps 993, pop3s 995, managesieve "
-                "4190, http 8080.",
-    },
-    {
-        .name = "tls",
-        .type = CONFIG_ENUM,
-        .choices = tls_names,
-        .def_help = "implicit for submissions, imaps and pop3s; none "
-                    "for lmtp and http; starttls for the others",
-        FIELD(struct config_listener, tls),
-        .default_fn = default_listener_tls,
-        .help = "none: plaintext only; starttls: plaintext with the "
-                "upgrade offered; implicit: TLS from the first byte.",
-    },
-    {
-        .name = "proxy_protocol",
-        .type = CONFIG_BOOL,
-        .def = "no",
-        FIELD(struct config_listener, proxy_protocol),
-        .help = "Expect a PROXY protocol (v1 or v2) header from a load "
-                "balancer before the session, and use the client "
-                "address it carries.",
-    },
-    {
-        .name = "max_connections",
-        .type = CONFIG_INT,
-        .def = "1000",
-        .min = 1,
-        .max = 1000000,
-        FIELD(struct config_listener, max_connections),
-        .help = "Connections open at once on this listener; more wait "
-                "in the kernel's backlog.",
-    },
-    {
-        .name = "max_connections_per_ip",
-        .type = CONFIG_INT,
-        .def = "20",
-        .min = 1,
-        .max = 100000,
-        FIELD(struct config_listener, max_connections_per_ip),
-        .help = "Connections open at once from one client address; "
-                "more are refused.",
-    },
+    {.name = "address",
+     .type = CONFIG_LIST,
+     .def = "127.0.0.1",
+     FIELD(struct config_listener, addresses),
+     COUNT(struct config_listener, naddresses),
+     .check = check_address,
+     .help = "The IP addresses to listen on, one or more on the line; "
+             "\"*\" is every IPv4 and IPv6 address."},
+    {.name = "port",
+     .type = CONFIG_INT,
+     .flags = CONFIG_F_REQUIRED,
+     .min = 1,
+     .max = 65535,
+     .example = "25",
+     FIELD(struct config_listener, port),
+     .help = "The TCP port. Required; the usual ones are lmtp 24, smtp "
+             "25, pop3 110, imap 143, submissions 465, submission 587, "
+             "imaps 993, pop3s 995, managesieve 4190, http 8080."},
+    {.name = "tls",
+     .type = CONFIG_ENUM,
+     .choices = tls_names,
+     .def_help = "implicit for submissions, imaps and pop3s; none for "
+                 "lmtp and http; starttls for the others",
+     .example = "starttls",
+     FIELD(struct config_listener, tls),
+     .default_fn = default_listener_tls,
+     .help = "none: plaintext only; starttls: plaintext with the upgrade "
+             "offered; implicit: TLS from the first byte."},
+    {.name = "proxy_protocol",
+     .type = CONFIG_BOOL,
+     .def = "no",
+     FIELD(struct config_listener, proxy_protocol),
+     .help = "Expect a PROXY protocol (v1 or v2) header from a load "
+             "balancer before the session, and use the client address it "
+             "carries."},
+    {.name = "max_connections",
+     .type = CONFIG_INT,
+     .def = "1000",
+     .min = 1,
+     .max = 1000000,
+     FIELD(struct config_listener, max_connections),
+     .help = "Connections open at once on this listener; more wait in "
+             "the kernel's backlog."},
+    {.name = "max_connections_per_ip",
+     .type = CONFIG_INT,
+     .def = "20",
+     .min = 1,
+     .max = 100000,
+     FIELD(struct config_listener, max_connections_per_ip),
+     .help = "Connections open at once from one client address; more "
+             "are refused."},
 };
 
 static const struct config_block listener_block = {
     .name = "listener",
-    .label =
-        {
-            .name = "SERVICE",
-            .type = CONFIG_ENUM,
-            .choices = service_names,
-            .example = "smtp",
-            FIELD(struct config_listener, service),
-            .help = "A socket to accept connections on, for one "
-                    "service; repeatable.",
-        },
+    .label = {.name = "SERVICE",
+              .type = CONFIG_ENUM,
+              .choices = service_names,
+              .example = "smtp",
+              FIELD(struct config_listener, service),
+              .help = "A socket to accept connections on, for one "
+                      "service; repeatable."},
     .settings = listener_settings,
     .nsettings = NELEM(listener_settings),
     .elem_size = sizeof(struct config_listener),
@@ -429,38 +419,32 @@ static const struct config_block listener_block = {
     .line_offset = offsetof(struct config_listener, line),
 };
 
+/* A certificate: `certificate NAME { … }`. */
 static const struct config_setting certificate_settings[] = {
-    {
-        .name = "cert",
-        .type = CONFIG_PATH,
-        .flags = CONFIG_F_REQUIRED,
-        .example = "/etc/tern/mail.example.org.pem",
-        FIELD(struct config_certificate, cert),
-        .help = "The certificate chain in PEM, leaf first.",
-    },
-    {
-        .name = "key",
-        .type = CONFIG_PATH,
-        .flags = CONFIG_F_REQUIRED,
-        .example = "/etc/tern/mail.example.org.key",
-        FIELD(struct config_certificate, key),
-        .help = "The private key in PEM.",
-    },
+    {.name = "cert",
+     .type = CONFIG_PATH,
+     .flags = CONFIG_F_REQUIRED,
+     .example = "/etc/tern/mail.example.org.pem",
+     FIELD(struct config_certificate, cert),
+     .help = "The certificate chain in PEM, leaf first."},
+    {.name = "key",
+     .type = CONFIG_PATH,
+     .flags = CONFIG_F_REQUIRED,
+     .example = "/etc/tern/mail.example.org.key",
+     FIELD(struct config_certificate, key),
+     .help = "The private key in PEM."},
 };
 
 static const struct config_block certificate_block = {
     .name = "certificate",
-    .label =
-        {
-            .name = "NAME",
-            .type = CONFIG_STRING,
-            .example = "default",
-            FIELD(struct config_certificate, name),
-            .help = "A certificate and its key, reread when the "
-                    "files change; repeatable. The first one is "
-                    "the default; the others are chosen by SNI "
-                    "from the names they carry.",
-        },
+    .label = {.name = "NAME",
+              .type = CONFIG_STRING,
+              .example = "default",
+              FIELD(struct config_certificate, name),
+              .help = "A certificate and its key, reread when the files "
+                      "change; repeatable. The first one is the default; "
+                      "the others are chosen by SNI from the names they "
+                      "carry."},
     .settings = certificate_settings,
     .nsettings = NELEM(certificate_settings),
     .elem_size = sizeof(struct config_certificate),
@@ -468,150 +452,116 @@ static const struct config_block certificate_block = {
     .line_offset = offsetof(struct config_certificate, line),
 };
 
+/* The top level. */
 static const struct config_setting root_settings[] = {
-    {
-        .name = "hostname",
-        .type = CONFIG_STRING,
-        .def_help = "the system host name",
-        FIELD(struct config, hostname),
-        .check = check_hostname,
-        .default_fn = default_hostname,
-        .help = "The name of this server in SMTP greetings and "
-                "certificates; it should resolve to this host and be "
-                "the target of its reverse DNS.",
-    },
-    {
-        .name = "data_dir",
-        .type = CONFIG_PATH,
-        .def = "/var/lib/tern",
-        FIELD(struct config, data_dir),
-        .help = "Where the directory database, queue, mailboxes and "
-                "keys live.",
-    },
-    {
-        .name = "log_level",
-        .type = CONFIG_ENUM,
-        .def = "info",
-        .choices = log_level_names,
-        FIELD(struct config, log_level),
-        .help = "The least important events that are logged.",
-    },
-    {
-        .name = "log_syslog",
-        .type = CONFIG_BOOL,
-        .def = "no",
-        FIELD(struct config, log_syslog),
-        .help = "Log to syslog as well as to standard error.",
-    },
-    {
-        .name = "syslog_facility",
-        .type = CONFIG_ENUM,
-        .flags = CONFIG_F_ENUM_NAME,
-        .def = "mail",
-        .choices = facility_names,
-        FIELD(struct config, syslog_facility),
-        .help = "The syslog facility, when log_syslog is yes.",
-    },
-    {
-        .name = "front_user",
-        .type = CONFIG_STRING,
-        .def = "tern-front",
-        FIELD(struct config, front_user),
-        .help = "The system user the network-facing process runs as "
-                "when tern is started as root.",
-    },
-    {
-        .name = "lookup_user",
-        .type = CONFIG_STRING,
-        .def = "tern-lookup",
-        FIELD(struct config, lookup_user),
-        .help = "The system user of the process that holds the user "
-                "directory and DKIM keys, when started as root.",
-    },
-    {
-        .name = "queue_user",
-        .type = CONFIG_STRING,
-        .def = "tern-queue",
-        FIELD(struct config, queue_user),
-        .help = "The system user of the mail queue process, when "
-                "started as root.",
-    },
-    {
-        .name = "store_user",
-        .type = CONFIG_STRING,
-        .def = "tern-store",
-        FIELD(struct config, store_user),
-        .help = "The system user of the mailbox process, when started "
-                "as root.",
-    },
-    {
-        .name = "shutdown_timeout",
-        .type = CONFIG_DURATION,
-        .def = "30s",
-        .min = MS_SECOND,
-        .max = MS_HOUR,
-        FIELD(struct config, shutdown_timeout_ms),
-        .help = "How long a stop waits for sessions and deliveries in "
-                "flight before closing them.",
-    },
-    {
-        .name = "certificate_check_interval",
-        .type = CONFIG_DURATION,
-        .def = "10s",
-        .min = 100,
-        .max = MS_DAY,
-        FIELD(struct config, certificate_check_interval_ms),
-        .help = "How often the certificate and key files are checked "
-                "for renewal; changed files are loaded without a "
-                "restart.",
-    },
-    {
-        .name = "restart_backoff_max",
-        .type = CONFIG_DURATION,
-        .def = "60s",
-        .min = MS_SECOND,
-        .max = MS_HOUR,
-        FIELD(struct config, restart_backoff_max_ms),
-        .help = "The longest wait before a crashed process is "
-                "restarted; the wait doubles with each crash in a "
-                "row.",
-    },
-    {
-        .name = "resolver",
-        .type = CONFIG_STRING,
-        .flags = CONFIG_F_EMPTY_OK,
-        .def = "",
-        .example = "127.0.0.1:53",
-        FIELD(struct config, resolver),
-        .check = check_resolver,
-        .help = "Send every DNS query to this server (ADDR, ADDR:PORT "
-                "or [IPV6]:PORT) instead of the system resolver; \"\" "
-                "is the system resolver.",
-    },
-    {
-        .name = "dns_trust_anchor",
-        .type = CONFIG_PATH,
-        .flags = CONFIG_F_EMPTY_OK,
-        .def = "",
-        .example = "/usr/share/dns/root.key",
-        FIELD(struct config, dns_trust_anchor),
-        .help = "The DNSSEC root trust anchor file; \"\" turns DNSSEC "
-                "validation off (and with it DANE).",
-    },
-    {
-        .name = "listener",
-        .type = CONFIG_BLOCK,
-        FIELD(struct config, listeners),
-        COUNT(struct config, nlisteners),
-        .block = &listener_block,
-    },
-    {
-        .name = "certificate",
-        .type = CONFIG_BLOCK,
-        FIELD(struct config, certificates),
-        COUNT(struct config, ncertificates),
-        .block = &certificate_block,
-    },
+    {.name = "hostname",
+     .type = CONFIG_STRING,
+     .def_help = "the system host name",
+     FIELD(struct config, hostname),
+     .check = check_hostname,
+     .default_fn = default_hostname,
+     .help = "The name of this server in SMTP greetings and certificates; "
+             "it should resolve to this host and be the target of its "
+             "reverse DNS."},
+    {.name = "data_dir",
+     .type = CONFIG_PATH,
+     .def = "/var/lib/tern",
+     FIELD(struct config, data_dir),
+     .help = "Where the directory database, queue, mailboxes and keys "
+             "live."},
+    {.name = "log_level",
+     .type = CONFIG_ENUM,
+     .def = "info",
+     .choices = log_level_names,
+     FIELD(struct config, log_level),
+     .help = "The least important events that are logged."},
+    {.name = "log_syslog",
+     .type = CONFIG_BOOL,
+     .def = "no",
+     FIELD(struct config, log_syslog),
+     .help = "Log to syslog as well as to standard error."},
+    {.name = "syslog_facility",
+     .type = CONFIG_ENUM,
+     .flags = CONFIG_F_ENUM_NAME,
+     .def = "mail",
+     .choices = facility_names,
+     FIELD(struct config, syslog_facility),
+     .help = "The syslog facility, when log_syslog is yes."},
+    {.name = "front_user",
+     .type = CONFIG_STRING,
+     .def = "tern-front",
+     FIELD(struct config, front_user),
+     .help = "The system user the network-facing process runs as when "
+             "tern is started as root."},
+    {.name = "lookup_user",
+     .type = CONFIG_STRING,
+     .def = "tern-lookup",
+     FIELD(struct config, lookup_user),
+     .help = "The system user of the process that holds the user "
+             "directory and DKIM keys, when started as root."},
+    {.name = "queue_user",
+     .type = CONFIG_STRING,
+     .def = "tern-queue",
+     FIELD(struct config, queue_user),
+     .help = "The system user of the mail queue process, when started as "
+             "root."},
+    {.name = "store_user",
+     .type = CONFIG_STRING,
+     .def = "tern-store",
+     FIELD(struct config, store_user),
+     .help = "The system user of the mailbox process, when started as "
+             "root."},
+    {.name = "shutdown_timeout",
+     .type = CONFIG_DURATION,
+     .def = "30s",
+     .min = MS_SECOND,
+     .max = MS_HOUR,
+     FIELD(struct config, shutdown_timeout_ms),
+     .help = "How long a stop waits for sessions and deliveries in flight "
+             "before closing them."},
+    {.name = "certificate_check_interval",
+     .type = CONFIG_DURATION,
+     .def = "10s",
+     .min = 100,
+     .max = MS_DAY,
+     FIELD(struct config, certificate_check_interval_ms),
+     .help = "How often the certificate and key files are checked for "
+             "renewal; changed files are loaded without a restart."},
+    {.name = "restart_backoff_max",
+     .type = CONFIG_DURATION,
+     .def = "60s",
+     .min = MS_SECOND,
+     .max = MS_HOUR,
+     FIELD(struct config, restart_backoff_max_ms),
+     .help = "The longest wait before a crashed process is restarted; the "
+             "wait doubles with each crash in a row."},
+    {.name = "resolver",
+     .type = CONFIG_STRING,
+     .flags = CONFIG_F_EMPTY_OK,
+     .def = "",
+     FIELD(struct config, resolver),
+     .check = check_resolver,
+     .help = "Send every DNS query to this server (ADDR, ADDR:PORT or "
+             "[IPV6]:PORT, e.g. 127.0.0.1:53) instead of the system "
+             "resolver; \"\" is the system resolver."},
+    {.name = "dns_trust_anchor",
+     .type = CONFIG_PATH,
+     .flags = CONFIG_F_EMPTY_OK,
+     .def = "",
+     FIELD(struct config, dns_trust_anchor),
+     .help = "The DNSSEC root trust anchor file (e.g. "
+             "/usr/share/dns/root.key); \"\" turns DNSSEC validation off, "
+             "and with it DANE."},
+    {.name = "listener",
+     .type = CONFIG_BLOCK,
+     .block = &listener_block,
+     FIELD(struct config, listeners),
+     COUNT(struct config, nlisteners)},
+    {.name = "certificate",
+     .type = CONFIG_BLOCK,
+     .block = &certificate_block,
+     FIELD(struct config, certificates),
+     COUNT(struct config, ncertificates)},
 };
 
 const struct config_block config_root = {
@@ -646,4 +596,402 @@ config_table_names(const char ***names_r)
 	collect_names(&config_root, names, &n);
 	*names_r = names;
 	return n;
+}
+
+/* Value types: sizes (binary units), durations, numbers. */
+
+static int
+parse_digits(const char **s, uint64_t *v_r)
+{
+	uint64_t v = 0;
+	const char *p = *s;
+
+	if (*p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*s = p;
+	*v_r = v;
+	return 0;
+}
+
+int
+config_parse_uint(const char *s, uint64_t *v_r)
+{
+	return parse_digits(&s, v_r) < 0 || *s != '\0' ? -1 : 0;
+}
+
+static int
+scale(uint64_t v, uint64_t unit, uint64_t *r)
+{
+	if (v > UINT64_MAX / unit)
+		return -1;
+	*r = v * unit;
+	return 0;
+}
+
+static const char size_units[] = "kMGT"; /* 2^10, 2^20, 2^30, 2^40 */
+
+int
+config_parse_size(const char *s, uint64_t *bytes_r)
+{
+	uint64_t v;
+
+	if (parse_digits(&s, &v) < 0)
+		return -1;
+	if (*s == '\0')
+		return scale(v, 1, bytes_r);
+	for (int i = 0; i < 4; i++) {
+		if ((*s | 0x20) == (size_units[i] | 0x20) && s[1] == '\0')
+			return scale(v, 1ULL << (10 * (i + 1)), bytes_r);
+	}
+	return -1;
+}
+
+static const struct {
+	const char *name;
+	uint64_t ms;
+} duration_units[] = {
+    {"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1},
+};
+
+int
+config_parse_duration(const char *s, uint64_t *ms_r)
+{
+	uint64_t v;
+
+	if (parse_digits(&s, &v) < 0)
+		return -1;
+	for (size_t i = 0; i < NELEM(duration_units); i++) {
+		if (strcmp(s, duration_units[i].name) == 0)
+			return scale(v, duration_units[i].ms, ms_r);
+	}
+	return -1;
+}
+
+int
+config_parse_bool(const char *s, bool *value_r)
+{
+	if (strcmp(s, "yes") != 0 && strcmp(s, "no") != 0)
+		return -1;
+	*value_r = s[0] == 'y';
+	return 0;
+}
+
+/* The largest unit that is exact, so that parsing the text gives v back. */
+char *
+config_format_number(const struct config_setting *s, uint64_t v)
+{
+	if (s->type == CONFIG_DURATION) {
+		for (size_t i = 0; v != 0 && i < NELEM(duration_units); i++) {
+			if (v % duration_units[i].ms == 0)
+				return xasprintf(
+				    "%llu%s",
+				    (unsigned long long)(v /
+				                         duration_units[i].ms),
+				    duration_units[i].name);
+		}
+		return xstrdup("0s");
+	}
+	for (int i = 3; s->type == CONFIG_SIZE && v != 0 && i >= 0; i--) {
+		uint64_t unit = 1ULL << (10 * (i + 1));
+
+		if (v % unit == 0)
+			return xasprintf("%llu%c",
+			                 (unsigned long long)(v / unit),
+			                 size_units[i]);
+	}
+	return xasprintf("%llu", (unsigned long long)v);
+}
+
+bool
+config_needs_quotes(const char *s)
+{
+	return *s == '\0' || strcmp(s, "{") == 0 || strcmp(s, "}") == 0 ||
+	       strpbrk(s, " \t#\"\\") != NULL;
+}
+
+/* Writing text. Appending to an unbounded buffer fails only past SIZE_MAX/2,
+ * which is not a config. */
+static void __attribute__((format(printf, 2, 3)))
+out(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	s = xvasprintf(fmt, ap);
+	va_end(ap);
+	if (buf_append_str(b, s) < 0)
+		abort();
+	free(s);
+}
+
+static void
+out_word(struct buf *b, const char *s)
+{
+	if (!config_needs_quotes(s)) {
+		out(b, "%s", s);
+		return;
+	}
+	out(b, "\"");
+	for (; *s != '\0'; s++)
+		out(b, "%s%c", *s == '"' || *s == '\\' ? "\\" : "", *s);
+	out(b, "\"");
+}
+
+static char *
+buf_take(struct buf *b)
+{
+	char *r = xstrdup(buf_cstr(b));
+
+	buf_free(b);
+	return r;
+}
+
+/* Read-only views of a field; config.c stores them. */
+static const void *
+ptr_at(const void *obj, size_t offset)
+{
+	const void *p;
+
+	memcpy(&p, (const char *)obj + offset, sizeof(p));
+	return p;
+}
+
+static uint64_t
+uint_at(const void *obj, const struct config_setting *s)
+{
+	union {
+		uint8_t u8;
+		uint16_t u16;
+		uint32_t u32;
+		uint64_t u64;
+	} u;
+
+	memcpy(&u, (const char *)obj + s->offset, s->size);
+	return s->size == 1   ? u.u8
+	       : s->size == 2 ? u.u16
+	       : s->size == 4 ? u.u32
+	                      : u.u64;
+}
+
+static size_t
+count_at(const void *obj, const struct config_setting *s)
+{
+	return *(const size_t *)((const char *)obj + s->count_offset);
+}
+
+/* A value as config.c reads it back. */
+static void
+out_value(struct buf *b, const struct config_setting *s, const void *obj)
+{
+	const char *const *items;
+	uint64_t v;
+	char *text;
+
+	switch (s->type) {
+	case CONFIG_STRING:
+	case CONFIG_PATH:
+		out_word(b, ptr_at(obj, s->offset));
+		break;
+	case CONFIG_LIST:
+		items = ptr_at(obj, s->offset);
+		for (size_t i = 0; i < count_at(obj, s); i++) {
+			out(b, "%s", i > 0 ? " " : "");
+			out_word(b, items[i]);
+		}
+		break;
+	case CONFIG_ENUM:
+		if (s->flags & CONFIG_F_ENUM_NAME) {
+			out_word(b, ptr_at(obj, s->offset));
+			break;
+		}
+		v = uint_at(obj, s);
+		for (size_t i = 0; i <= v; i++) {
+			if (s->choices[i] == NULL)
+				abort(); /* not a value the parser stores */
+		}
+		out(b, "%s", s->choices[v]);
+		break;
+	case CONFIG_BOOL:
+		out(b, "%s", uint_at(obj, s) ? "yes" : "no");
+		break;
+	default:
+		text = config_format_number(s, uint_at(obj, s));
+		out(b, "%s", text);
+		free(text);
+		break;
+	}
+}
+
+static void
+serialize_object(struct buf *b, const struct config_block *blk, const void *obj,
+                 int depth)
+{
+	for (size_t i = 0; i < blk->nsettings; i++) {
+		const struct config_setting *s = &blk->settings[i];
+		const char *elems;
+
+		if (s->type != CONFIG_BLOCK) {
+			out(b, "%.*s%s ", depth, "\t\t\t\t", s->name);
+			out_value(b, s, obj);
+			out(b, "\n");
+			continue;
+		}
+		elems = ptr_at(obj, s->offset);
+		for (size_t k = 0; k < count_at(obj, s); k++) {
+			const void *elem = elems + k * s->block->elem_size;
+
+			out(b, "%.*s%s ", depth, "\t\t\t\t", s->name);
+			out_value(b, &s->block->label, elem);
+			out(b, " {\n");
+			serialize_object(b, s->block, elem, depth + 1);
+			out(b, "%.*s}\n", depth, "\t\t\t\t");
+		}
+	}
+}
+
+char *
+config_serialize(const struct config *cfg)
+{
+	struct buf b;
+
+	buf_init(&b, 0);
+	out(&b, "# tern.conf, canonical form\n");
+	serialize_object(&b, &config_root, cfg, 0);
+	return buf_take(&b);
+}
+
+/* Text as "# " lines that fit in 76 columns after lead. */
+static void
+describe_wrap(struct buf *b, const char *lead, const char *text)
+{
+	size_t width = lead[0] != '\0' ? 66 : 74;
+
+	while (*text != '\0') {
+		size_t n = strlen(text), cut = n;
+
+		if (n > width) {
+			for (cut = width; cut > 0 && text[cut] != ' '; cut--)
+				;
+			if (cut == 0)
+				cut = n;
+		}
+		out(b, "%s# %.*s\n", lead, (int)cut, text);
+		text += cut;
+		while (*text == ' ')
+			text++;
+	}
+}
+
+/* "integer 1..65535; default: 1000" and the like. */
+static void
+describe_type(struct buf *b, const char *lead, const struct config_setting *s)
+{
+	static const char *const types[] = {
+	    [CONFIG_STRING] = "string",
+	    [CONFIG_PATH] = "path, relative to the file it is in",
+	    [CONFIG_BOOL] = "yes or no",
+	    [CONFIG_INT] = "integer",
+	    [CONFIG_SIZE] = "size (k, M, G, T)",
+	    [CONFIG_DURATION] = "duration (ms, s, m, h, d)",
+	    [CONFIG_ENUM] = "one of",
+	    [CONFIG_LIST] = "one or more values",
+	};
+	struct buf t;
+	char *lo, *hi;
+
+	buf_init(&t, 0);
+	out(&t, "%s", types[s->type]);
+	for (size_t i = 0; s->type == CONFIG_ENUM && s->choices[i]; i++)
+		out(&t, "%s %s", i > 0 ? "," : "", s->choices[i]);
+	if (s->type == CONFIG_INT || s->type == CONFIG_SIZE ||
+	    s->type == CONFIG_DURATION) {
+		lo = config_format_number(s, s->min);
+		hi =
+		    s->max != 0 ? config_format_number(s, s->max) : xstrdup("");
+		out(&t, " %s..%s", lo, hi);
+		free(lo);
+		free(hi);
+	}
+	if (s->flags & CONFIG_F_REQUIRED)
+		out(&t, "; required");
+	else if (s->def != NULL && s->def[0] == '\0')
+		out(&t, "; default: \"\" (off)");
+	else
+		out(&t, "; default: %s", s->def != NULL ? s->def : s->def_help);
+	describe_wrap(b, lead, buf_cstr(&t));
+	buf_free(&t);
+}
+
+/* Help, type, then the setting commented out with its default (or, where
+ * the default depends on the block, an example). */
+static void
+describe_setting(struct buf *b, const struct config_setting *s, bool in_block)
+{
+	const char *lead = in_block ? "#\t" : "";
+	char *value;
+
+	describe_wrap(b, lead, s->help);
+	describe_type(b, lead, s);
+	if (s->def != NULL)
+		value = xstrdup(s->def);
+	else if (!in_block && s->default_fn != NULL)
+		value = s->default_fn(NULL);
+	else
+		value = xstrdup(s->example);
+	out(b, "%s%s ", in_block ? "#\t" : "#", s->name);
+	if (s->type == CONFIG_LIST)
+		out(b, "%s", value);
+	else
+		out_word(b, value);
+	out(b, "\n%s\n", in_block ? "#" : "");
+	free(value);
+}
+
+static void
+describe_block(struct buf *b, const struct config_setting *s)
+{
+	const struct config_block *blk = s->block;
+	struct buf t;
+
+	describe_wrap(b, "", blk->label.help);
+	buf_init(&t, 0);
+	out(&t, "%s %s { ... }, %s: ", s->name, blk->label.name,
+	    blk->label.name);
+	for (size_t i = 0; blk->label.choices && blk->label.choices[i]; i++)
+		out(&t, "%s%s", i > 0 ? ", " : "one of ",
+		    blk->label.choices[i]);
+	if (blk->label.choices == NULL)
+		out(&t, "a name");
+	describe_wrap(b, "", buf_cstr(&t));
+	buf_free(&t);
+	out(b, "#%s %s {\n", s->name, blk->label.example);
+	for (size_t i = 0; i < blk->nsettings; i++)
+		describe_setting(b, &blk->settings[i], true);
+	out(b, "#}\n\n");
+}
+
+char *
+config_describe_defaults(void)
+{
+	struct buf b;
+
+	buf_init(&b, 0);
+	out(&b, "# tern.conf: every setting and its default (tern config "
+	        "defaults).\n# Remove the \"#\" before a setting to change it; "
+	        "see tern.conf(5).\n\n");
+	for (size_t i = 0; i < config_root.nsettings; i++) {
+		if (config_root.settings[i].type == CONFIG_BLOCK)
+			describe_block(&b, &config_root.settings[i]);
+		else
+			describe_setting(&b, &config_root.settings[i], false);
+	}
+	return buf_take(&b);
 }

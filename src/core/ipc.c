@@ -82,7 +82,10 @@ struct ipc_fds {
 };
 
 static const struct ipc_rule ipc_hello_rule = {
-	IPC_MSG_HELLO, 4, 8 + IPC_ROLE_NAME_MAX, IPC_FD_NEVER,
+    IPC_MSG_HELLO,
+    4,
+    8 + IPC_ROLE_NAME_MAX,
+    IPC_FD_NEVER,
 };
 
 static _Thread_local char ipc_error[IPC_ERROR_MAX];
@@ -145,7 +148,7 @@ ipc_get_be32(const uint8_t *p)
 
 void
 ipc_header_encode(uint8_t out[IPC_HEADER_SIZE], uint32_t len, uint16_t type,
-		  uint16_t flags, uint32_t reqid)
+                  uint16_t flags, uint32_t reqid)
 {
 	ipc_be32(out, len);
 	ipc_be16(out + 4, type);
@@ -155,8 +158,8 @@ ipc_header_encode(uint8_t out[IPC_HEADER_SIZE], uint32_t len, uint16_t type,
 
 int
 ipc_header_decode(const uint8_t *in, size_t inlen, uint32_t *len_r,
-		  uint16_t *type_r, uint16_t *flags_r, uint32_t *reqid_r,
-		  const char **error_r)
+                  uint16_t *type_r, uint16_t *flags_r, uint32_t *reqid_r,
+                  const char **error_r)
 {
 	uint32_t len;
 	uint16_t flags;
@@ -167,7 +170,7 @@ ipc_header_decode(const uint8_t *in, size_t inlen, uint32_t *len_r,
 	flags = ipc_get_be16(in + 6);
 	if (len > IPC_MAX_PAYLOAD) {
 		*error_r = ipc_errorf("payload of %u bytes over the bound",
-				      (unsigned)len);
+		                      (unsigned)len);
 		return -1;
 	}
 	if ((flags & ~IPC_FLAG_FD) != 0) {
@@ -190,7 +193,7 @@ ipc_put_raw(struct buf *b, const void *p, size_t len)
 {
 	if (buf_append(b, p, len) < 0) {
 		log_error(NULL, "event=bug where=ipc_put len=%zu max=%zu", len,
-			  b->max);
+		          b->max);
 		abort();
 	}
 }
@@ -510,7 +513,7 @@ ipc_on_close(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	log_debug(NULL, "event=ipc_closed local=%s remote=%s why=%s",
-		  peer->name, peer->remote_name, peer->why);
+	          peer->name, peer->remote_name, peer->why);
 	ipc_enter(peer);
 	peer->on_close(peer, peer->why, peer->ctx);
 	(void)ipc_leave(peer);
@@ -518,7 +521,7 @@ ipc_on_close(evutil_socket_t fd, short what, void *arg)
 
 static void
 ipc_enqueue(struct ipc_peer *peer, uint16_t type, uint32_t reqid, int fd,
-	    const void *data, size_t len)
+            const void *data, size_t len)
 {
 	struct ipc_out *o = xmalloc(sizeof(*o) + IPC_HEADER_SIZE + len);
 
@@ -527,7 +530,7 @@ ipc_enqueue(struct ipc_peer *peer, uint16_t type, uint32_t reqid, int fd,
 	o->off = 0;
 	o->len = IPC_HEADER_SIZE + len;
 	ipc_header_encode(o->data, (uint32_t)len, type,
-			  fd >= 0 ? IPC_FLAG_FD : 0, reqid);
+	                  fd >= 0 ? IPC_FLAG_FD : 0, reqid);
 	if (len > 0)
 		memcpy(o->data + IPC_HEADER_SIZE, data, len);
 	if (peer->out_tail != NULL)
@@ -549,7 +552,7 @@ ipc_write(struct ipc_peer *peer)
 
 	while ((o = peer->out_head) != NULL) {
 		n = ipc_sendmsg(peer->fd, o->data + o->off, o->len - o->off,
-				o->off == 0 ? o->fd : -1);
+		                o->off == 0 ? o->fd : -1);
 		if (n < 0 && ipc_would_block(errno))
 			return 1;
 		if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
@@ -602,7 +605,7 @@ ipc_find_rule(const struct ipc_peer *peer, uint16_t type)
  * head by now. */
 static int
 ipc_check_header(struct ipc_peer *peer, uint32_t len, uint16_t type,
-		 uint16_t flags)
+                 uint16_t flags)
 {
 	const struct ipc_rule *rule;
 	bool has_fd = (flags & IPC_FLAG_FD) != 0;
@@ -621,13 +624,13 @@ ipc_check_header(struct ipc_peer *peer, uint32_t len, uint16_t type,
 	}
 	if (len < rule->min_len || len > rule->max_len) {
 		ipc_fail(peer, "message type %u of %u bytes, allowed %u..%u",
-			 type, (unsigned)len, (unsigned)rule->min_len,
-			 (unsigned)rule->max_len);
+		         type, (unsigned)len, (unsigned)rule->min_len,
+		         (unsigned)rule->max_len);
 		return -1;
 	}
 	if (has_fd && rule->fd == IPC_FD_NEVER) {
 		ipc_fail(peer, "message type %u may not carry a descriptor",
-			 type);
+		         type);
 		return -1;
 	}
 	if (!has_fd && rule->fd == IPC_FD_REQUIRED) {
@@ -667,7 +670,7 @@ ipc_hello(struct ipc_peer *peer, const struct ipc_msg *msg)
 	version = ipc_get_u32(&r);
 	if (version != IPC_PROTOCOL_VERSION) {
 		ipc_fail(peer, "protocol version %u, expected %d",
-			 (unsigned)version, IPC_PROTOCOL_VERSION);
+		         (unsigned)version, IPC_PROTOCOL_VERSION);
 		return;
 	}
 	name = ipc_get_bytes(&r, &len);
@@ -678,7 +681,7 @@ ipc_hello(struct ipc_peer *peer, const struct ipc_msg *msg)
 	peer->remote_name = xstrndup((const char *)name, len);
 	peer->hello_seen = true;
 	log_debug(NULL, "event=ipc_hello local=%s remote=%s", peer->name,
-		  peer->remote_name);
+	          peer->remote_name);
 }
 
 static int
@@ -703,10 +706,24 @@ ipc_deliver(struct ipc_peer *peer, struct ipc_msg *msg)
 	ipc_close_fd(&msg->fd);
 }
 
-/* After the complete messages are gone, at most the message still arriving
- * may own a descriptor. Anything more was sent to confuse the pairing. */
+/* A descriptor arrives with the first byte of the message that claims it,
+ * never earlier. So while a message is at the head of the input, the only
+ * descriptors that may be waiting are its own and, when the next message
+ * has begun, that one's. Anything more was sent to confuse the pairing. */
+static int
+ipc_check_unclaimed(struct ipc_peer *peer, size_t allowed)
+{
+	if (peer->fd_count <= allowed)
+		return 0;
+	ipc_fail(peer, "%zu descriptors not claimed by a message",
+	         peer->fd_count - allowed);
+	return -1;
+}
+
+/* The same once the complete messages are gone: only the one still
+ * arriving may own a descriptor (unknown until its header is complete). */
 static void
-ipc_check_unclaimed(struct ipc_peer *peer)
+ipc_check_unclaimed_partial(struct ipc_peer *peer)
 {
 	size_t allowed = 0;
 
@@ -714,16 +731,14 @@ ipc_check_unclaimed(struct ipc_peer *peer)
 		allowed = 1;
 	else if (peer->in.len > 0)
 		allowed = (ipc_get_be16(peer->in.data + 6) & IPC_FLAG_FD) != 0;
-	if (peer->fd_count > allowed)
-		ipc_fail(peer, "%zu descriptors not claimed by a message",
-			 peer->fd_count - allowed);
+	(void)ipc_check_unclaimed(peer, allowed);
 }
 
 /* Deliver every complete message in the input buffer. */
 static void
 ipc_dispatch(struct ipc_peer *peer)
 {
-	size_t off = 0;
+	size_t off = 0, after;
 	struct ipc_msg msg;
 	uint32_t len;
 	const char *error;
@@ -731,26 +746,32 @@ ipc_dispatch(struct ipc_peer *peer)
 
 	while (peer->open) {
 		r = ipc_header_decode(peer->in.data + off, peer->in.len - off,
-				      &len, &msg.type, &msg.flags, &msg.reqid,
-				      &error);
+		                      &len, &msg.type, &msg.flags, &msg.reqid,
+		                      &error);
 		if (r < 0)
 			ipc_fail(peer, "%s", error);
-		if (r != 0 || ipc_check_header(peer, len, msg.type,
-					       msg.flags) < 0)
+		if (r != 0 ||
+		    ipc_check_header(peer, len, msg.type, msg.flags) < 0)
 			break;
-		if (peer->in.len - off - IPC_HEADER_SIZE < len)
+		after = peer->in.len - off - IPC_HEADER_SIZE;
+		if (after < len)
+			break;
+		after -= len;
+		if (ipc_check_unclaimed(peer, (msg.flags & IPC_FLAG_FD) != 0
+		                                  ? 1 + (after > 0)
+		                                  : (after > 0)) < 0)
 			break;
 		msg.data = peer->in.data + off + IPC_HEADER_SIZE;
 		msg.len = len;
-		msg.fd = (msg.flags & IPC_FLAG_FD) != 0 ? ipc_fifo_pop(peer)
-							: -1;
+		msg.fd =
+		    (msg.flags & IPC_FLAG_FD) != 0 ? ipc_fifo_pop(peer) : -1;
 		off += IPC_HEADER_SIZE + len;
 		ipc_deliver(peer, &msg);
 	}
 	if (!peer->open)
 		return;
 	buf_consume(&peer->in, off);
-	ipc_check_unclaimed(peer);
+	ipc_check_unclaimed_partial(peer);
 }
 
 static int
@@ -760,7 +781,7 @@ ipc_fifo_push(struct ipc_peer *peer, struct ipc_fds *fds)
 
 	for (i = 0; i < fds->n && peer->fd_count < IPC_MAX_FDS; i++) {
 		peer->fds[(peer->fd_head + peer->fd_count) % IPC_MAX_FDS] =
-			fds->fd[i];
+		    fds->fd[i];
 		fds->fd[i] = -1;
 		peer->fd_count++;
 	}
@@ -788,7 +809,7 @@ ipc_read(struct ipc_peer *peer)
 		return;
 	}
 	n = ipc_recvmsg(peer->fd, chunk,
-			room < sizeof(chunk) ? room : sizeof(chunk), &fds);
+	                room < sizeof(chunk) ? room : sizeof(chunk), &fds);
 	if (n < 0 && ipc_would_block(errno))
 		return;
 	if (n < 0 && errno == ECONNRESET) {
@@ -805,7 +826,7 @@ ipc_read(struct ipc_peer *peer)
 	}
 	if (n == 0 && peer->in.len > 0) {
 		ipc_fail(peer, "closed by peer inside a message (%zu bytes)",
-			 peer->in.len);
+		         peer->in.len);
 		return;
 	}
 	if (n == 0) {
@@ -830,8 +851,8 @@ ipc_on_read(evutil_socket_t fd, short what, void *arg)
 }
 
 static struct event *
-ipc_event_new(struct event_base *base, int fd, short what,
-	      event_callback_fn fn, void *arg)
+ipc_event_new(struct event_base *base, int fd, short what, event_callback_fn fn,
+              void *arg)
 {
 	struct event *ev = event_new(base, fd, what, fn, arg);
 
@@ -842,8 +863,8 @@ ipc_event_new(struct event_base *base, int fd, short what,
 
 struct ipc_peer *
 ipc_peer_new(struct event_base *base, int fd, const char *role_name,
-	     const struct ipc_rule *rules, ipc_msg_fn *on_msg,
-	     ipc_close_fn *on_close, void *ctx)
+             const struct ipc_rule *rules, ipc_msg_fn *on_msg,
+             ipc_close_fn *on_close, void *ctx)
 {
 	struct ipc_peer *peer = xcalloc(1, sizeof(*peer));
 	struct buf hello;
@@ -863,10 +884,10 @@ ipc_peer_new(struct event_base *base, int fd, const char *role_name,
 	peer->on_close = on_close;
 	peer->ctx = ctx;
 	buf_init(&peer->in, IPC_HEADER_SIZE + IPC_MAX_PAYLOAD);
-	peer->ev_read = ipc_event_new(base, fd, EV_READ | EV_PERSIST,
-				      ipc_on_read, peer);
-	peer->ev_write = ipc_event_new(base, fd, EV_WRITE | EV_PERSIST,
-				       ipc_on_write, peer);
+	peer->ev_read =
+	    ipc_event_new(base, fd, EV_READ | EV_PERSIST, ipc_on_read, peer);
+	peer->ev_write =
+	    ipc_event_new(base, fd, EV_WRITE | EV_PERSIST, ipc_on_write, peer);
 	peer->ev_close = ipc_event_new(base, -1, 0, ipc_on_close, peer);
 	peer->open = true;
 
@@ -913,7 +934,7 @@ ipc_peer_is_open(const struct ipc_peer *peer)
 
 int
 ipc_send(struct ipc_peer *peer, uint16_t type, uint32_t reqid, int fd,
-	 const void *data, size_t len)
+         const void *data, size_t len)
 {
 	if (type == IPC_MSG_HELLO) {
 		log_error(NULL, "event=bug where=ipc_send type=HELLO");
@@ -924,15 +945,16 @@ ipc_send(struct ipc_peer *peer, uint16_t type, uint32_t reqid, int fd,
 		return -1;
 	}
 	if (len > IPC_MAX_PAYLOAD) {
-		log_warn(NULL, "event=ipc_send_too_big remote=%s type=%u len=%zu",
-			 peer->remote_name, type, len);
+		log_warn(NULL,
+		         "event=ipc_send_too_big remote=%s type=%u len=%zu",
+		         peer->remote_name, type, len);
 		ipc_close_fd(&fd);
 		return -1;
 	}
 	if (peer->out_bytes + IPC_HEADER_SIZE + len > IPC_MAX_OUTPUT) {
 		ipc_close_fd(&fd);
 		ipc_fail(peer, "output over %d bytes: peer stopped reading",
-			 IPC_MAX_OUTPUT);
+		         IPC_MAX_OUTPUT);
 		return -1;
 	}
 	ipc_enqueue(peer, type, reqid, fd, data, len);
@@ -960,25 +982,25 @@ ipc_flush(struct ipc_peer *peer, int timeout_ms)
 /* The caller keeps pass_fd: it is copied into the peer, not consumed. */
 int
 ipc_send_blocking(int fd, uint16_t type, uint32_t reqid, int pass_fd,
-		  const void *data, size_t len, const char **error_r)
+                  const void *data, size_t len, const char **error_r)
 {
 	uint8_t *msg;
 	size_t off = 0, total = IPC_HEADER_SIZE + len;
 	ssize_t n;
 
 	if (len > IPC_MAX_PAYLOAD) {
-		*error_r = ipc_errorf("payload of %zu bytes over the bound",
-				      len);
+		*error_r =
+		    ipc_errorf("payload of %zu bytes over the bound", len);
 		return -1;
 	}
 	msg = xmalloc(total);
 	ipc_header_encode(msg, (uint32_t)len, type,
-			  pass_fd >= 0 ? IPC_FLAG_FD : 0, reqid);
+	                  pass_fd >= 0 ? IPC_FLAG_FD : 0, reqid);
 	if (len > 0)
 		memcpy(msg + IPC_HEADER_SIZE, data, len);
 	while (off < total) {
 		n = ipc_sendmsg(fd, msg + off, total - off,
-				off == 0 ? pass_fd : -1);
+		                off == 0 ? pass_fd : -1);
 		if (n < 0 && ipc_would_block(errno) &&
 		    ipc_poll(fd, POLLOUT, -1) >= 0)
 			continue;
@@ -997,7 +1019,7 @@ ipc_send_blocking(int fd, uint16_t type, uint32_t reqid, int pass_fd,
  * reader of this socket), collecting descriptors into fds. */
 static int
 ipc_read_exact(int fd, uint8_t *p, size_t len, int64_t deadline,
-	       struct ipc_fds *fds, const char **error_r)
+               struct ipc_fds *fds, const char **error_r)
 {
 	size_t got = 0;
 	ssize_t n;
@@ -1005,9 +1027,9 @@ ipc_read_exact(int fd, uint8_t *p, size_t len, int64_t deadline,
 
 	while (got < len) {
 		if ((r = ipc_poll(fd, POLLIN, deadline)) <= 0) {
-			*error_r = r == 0 ? "timed out"
-					  : ipc_errorf("poll: %s",
-						       strerror(errno));
+			*error_r =
+			    r == 0 ? "timed out"
+			           : ipc_errorf("poll: %s", strerror(errno));
 			return -1;
 		}
 		n = ipc_recvmsg(fd, p + got, len - got, fds);
@@ -1031,9 +1053,9 @@ ipc_read_exact(int fd, uint8_t *p, size_t len, int64_t deadline,
 }
 
 int
-ipc_recv_blocking(int fd, int timeout_ms, uint16_t *type_r,
-		  uint32_t *reqid_r, int *fd_r, uint8_t **data_r,
-		  size_t *len_r, const char **error_r)
+ipc_recv_blocking(int fd, int timeout_ms, uint16_t *type_r, uint32_t *reqid_r,
+                  int *fd_r, uint8_t **data_r, size_t *len_r,
+                  const char **error_r)
 {
 	int64_t deadline = timeout_ms < 0 ? -1 : ipc_now_ms() + timeout_ms;
 	struct ipc_fds fds = {.n = 0};
@@ -1046,7 +1068,7 @@ ipc_recv_blocking(int fd, int timeout_ms, uint16_t *type_r,
 	*len_r = 0;
 	if (ipc_read_exact(fd, hdr, sizeof(hdr), deadline, &fds, error_r) < 0 ||
 	    ipc_header_decode(hdr, sizeof(hdr), &len, type_r, &flags, reqid_r,
-			      error_r) < 0)
+	                      error_r) < 0)
 		goto fail;
 	if (len > 0) {
 		data = xmalloc(len);
@@ -1055,8 +1077,8 @@ ipc_recv_blocking(int fd, int timeout_ms, uint16_t *type_r,
 	}
 	if (fds.n != ((flags & IPC_FLAG_FD) != 0 ? 1u : 0u)) {
 		*error_r = ipc_errorf("%zu descriptors with a message that "
-				      "claims %d",
-				      fds.n, (flags & IPC_FLAG_FD) != 0);
+		                      "claims %d",
+		                      fds.n, (flags & IPC_FLAG_FD) != 0);
 		goto fail;
 	}
 	*fd_r = fds.n == 1 ? fds.fd[0] : -1;

@@ -40,7 +40,7 @@
 #define PP2_CLIENT_SSL 0x01
 
 static const uint8_t proxy_v2_sig[PROXY_V2_SIG_LEN] = {
-	0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+    0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
 };
 
 /* What the address block of an accepted family byte looks like. */
@@ -109,7 +109,7 @@ proxy_crc32c_header(const uint8_t *hdr, size_t len, size_t crc_off)
 	crc = proxy_crc32c_update(crc, hdr, crc_off);
 	crc = proxy_crc32c_update(crc, zero, sizeof(zero));
 	crc = proxy_crc32c_update(crc, hdr + crc_off + PP2_CRC32C_LEN,
-				  len - crc_off - PP2_CRC32C_LEN);
+	                          len - crc_off - PP2_CRC32C_LEN);
 	return crc ^ 0xFFFFFFFFu;
 }
 
@@ -117,7 +117,7 @@ proxy_crc32c_header(const uint8_t *hdr, size_t len, size_t crc_off)
  * only what we could parse anyway: TCP over IPv4/IPv6, or UNSPEC for LOCAL. */
 static enum proxy_result
 proxy_check_family(uint8_t cmd, uint8_t byte, struct proxy_family *fam_r,
-		   const char **error_r)
+                   const char **error_r)
 {
 	unsigned fam = byte >> 4, trans = byte & 0x0F;
 
@@ -132,19 +132,19 @@ proxy_check_family(uint8_t cmd, uint8_t byte, struct proxy_family *fam_r,
 	if (fam == PP2_FAM_UNSPEC && trans == PP2_TRANS_UNSPEC) {
 		if (cmd != PP2_CMD_LOCAL)
 			return proxy_fail(error_r,
-					  "family UNSPEC needs command LOCAL");
+			                  "family UNSPEC needs command LOCAL");
 		*fam_r = (struct proxy_family){AF_UNSPEC, "UNSPEC", 0};
 		return PROXY_DONE;
 	}
 	if (fam == PP2_FAM_UNSPEC || trans == PP2_TRANS_UNSPEC)
 		return proxy_fail(error_r, "family byte 0x%02x mixes UNSPEC",
-				  byte);
+		                  byte);
 	if (fam == PP2_FAM_INET)
-		*fam_r = (struct proxy_family){AF_INET, "INET",
-					       PP2_ADDR_LEN_INET};
+		*fam_r =
+		    (struct proxy_family){AF_INET, "INET", PP2_ADDR_LEN_INET};
 	else
 		*fam_r = (struct proxy_family){AF_INET6, "INET6",
-					       PP2_ADDR_LEN_INET6};
+		                               PP2_ADDR_LEN_INET6};
 	return PROXY_DONE;
 }
 
@@ -152,7 +152,7 @@ proxy_check_family(uint8_t cmd, uint8_t byte, struct proxy_family *fam_r,
  * header is refused as early as possible. *total_r is 16 + length. */
 static enum proxy_result
 proxy_check_fixed(const uint8_t *data, size_t len, struct proxy_family *fam_r,
-		  size_t *total_r, const char **error_r)
+                  size_t *total_r, const char **error_r)
 {
 	size_t n = len < PROXY_V2_SIG_LEN ? len : PROXY_V2_SIG_LEN;
 	unsigned ver, cmd, hlen;
@@ -177,11 +177,11 @@ proxy_check_fixed(const uint8_t *data, size_t len, struct proxy_family *fam_r,
 	hlen = proxy_be16(data + 14);
 	if (hlen > PROXY_V2_MAX_LEN)
 		return proxy_fail(error_r, "length %u over the bound %u", hlen,
-				  (unsigned)PROXY_V2_MAX_LEN);
+		                  (unsigned)PROXY_V2_MAX_LEN);
 	if (hlen < fam_r->addr_len)
 		return proxy_fail(error_r,
-				  "address block of %u bytes needs %zu for %s",
-				  hlen, fam_r->addr_len, fam_r->name);
+		                  "address block of %u bytes needs %zu for %s",
+		                  hlen, fam_r->addr_len, fam_r->name);
 	*total_r = PROXY_V2_HEADER_LEN + hlen;
 	return PROXY_DONE;
 }
@@ -217,16 +217,16 @@ struct proxy_tlv_level {
 	const char *kind;      /* "TLV" or "SSL sub-TLV", for errors */
 	const char *container; /* "the header" or "the SSL TLV" */
 	enum proxy_result (*fn)(const uint8_t *hdr, uint8_t type, size_t off,
-				size_t vlen, struct proxy_tlv_state *st,
-				const char **error_r);
+	                        size_t vlen, struct proxy_tlv_state *st,
+	                        const char **error_r);
 };
 
 /* Walk the TLVs in hdr[off, end): every TLV must fit exactly, with no bytes
  * left over. fn (if any) sees each value, which starts at hdr + off. */
 static enum proxy_result
 proxy_walk_tlvs(const uint8_t *hdr, size_t off, size_t end,
-		const struct proxy_tlv_level *level,
-		struct proxy_tlv_state *st, const char **error_r)
+                const struct proxy_tlv_level *level, struct proxy_tlv_state *st,
+                const char **error_r)
 {
 	while (off < end) {
 		uint8_t type;
@@ -234,14 +234,14 @@ proxy_walk_tlvs(const uint8_t *hdr, size_t off, size_t end,
 
 		if (end - off < PP2_TLV_HEADER_LEN)
 			return proxy_fail(error_r,
-					  "%zu stray bytes after the last %s",
-					  end - off, level->kind);
+			                  "%zu stray bytes after the last %s",
+			                  end - off, level->kind);
 		type = hdr[off];
 		vlen = proxy_be16(hdr + off + 1);
 		off += PP2_TLV_HEADER_LEN;
 		if (vlen > end - off)
 			return proxy_fail(error_r, "%s 0x%02x overruns %s",
-					  level->kind, type, level->container);
+			                  level->kind, type, level->container);
 		if (level->fn != NULL &&
 		    level->fn(hdr, type, off, vlen, st, error_r) != PROXY_DONE)
 			return PROXY_ERROR;
@@ -251,37 +251,38 @@ proxy_walk_tlvs(const uint8_t *hdr, size_t off, size_t end,
 }
 
 static const struct proxy_tlv_level proxy_ssl_level = {
-	"SSL sub-TLV", "the SSL TLV", NULL,
+    "SSL sub-TLV",
+    "the SSL TLV",
+    NULL,
 };
 
 static enum proxy_result
 proxy_tlv_ssl(const uint8_t *hdr, size_t off, size_t vlen,
-	      struct proxy_tlv_state *st, const char **error_r)
+              struct proxy_tlv_state *st, const char **error_r)
 {
 	if (st->have_ssl)
 		return proxy_fail(error_r, "duplicate SSL TLV");
 	if (vlen < PP2_SSL_FIXED_LEN)
 		return proxy_fail(error_r, "SSL TLV of %zu bytes, needs %d",
-				  vlen, PP2_SSL_FIXED_LEN);
+		                  vlen, PP2_SSL_FIXED_LEN);
 	st->have_ssl = true;
 	st->ssl_client = (hdr[off] & PP2_CLIENT_SSL) != 0;
 	/* Sub-TLVs (version, CN, cipher…) are only checked for framing. */
 	return proxy_walk_tlvs(hdr, off + PP2_SSL_FIXED_LEN, off + vlen,
-			       &proxy_ssl_level, st, error_r);
+	                       &proxy_ssl_level, st, error_r);
 }
 
 static enum proxy_result
 proxy_tlv(const uint8_t *hdr, uint8_t type, size_t off, size_t vlen,
-	  struct proxy_tlv_state *st, const char **error_r)
+          struct proxy_tlv_state *st, const char **error_r)
 {
 	switch (type) {
 	case PP2_TYPE_CRC32C:
 		if (st->have_crc)
 			return proxy_fail(error_r, "duplicate CRC32C TLV");
 		if (vlen != PP2_CRC32C_LEN)
-			return proxy_fail(error_r,
-					  "CRC32C TLV of %zu bytes, needs 4",
-					  vlen);
+			return proxy_fail(
+			    error_r, "CRC32C TLV of %zu bytes, needs 4", vlen);
 		st->have_crc = true;
 		st->crc_off = off;
 		st->crc_sent = proxy_be32(hdr + off);
@@ -289,8 +290,8 @@ proxy_tlv(const uint8_t *hdr, uint8_t type, size_t off, size_t vlen,
 	case PP2_TYPE_UNIQUE_ID:
 		if (vlen > PP2_UNIQUE_ID_MAX)
 			return proxy_fail(error_r,
-					  "UNIQUE_ID TLV of %zu bytes over %d",
-					  vlen, PP2_UNIQUE_ID_MAX);
+			                  "UNIQUE_ID TLV of %zu bytes over %d",
+			                  vlen, PP2_UNIQUE_ID_MAX);
 		return PROXY_DONE;
 	case PP2_TYPE_SSL:
 		return proxy_tlv_ssl(hdr, off, vlen, st, error_r);
@@ -301,14 +302,16 @@ proxy_tlv(const uint8_t *hdr, uint8_t type, size_t off, size_t vlen,
 }
 
 static const struct proxy_tlv_level proxy_top_level = {
-	"TLV", "the header", proxy_tlv,
+    "TLV",
+    "the header",
+    proxy_tlv,
 };
 
 enum proxy_result
 proxy_v2_parse(const uint8_t *data, size_t len, struct proxy_info *info,
-	       size_t *consumed_r, const char **error_r)
+               size_t *consumed_r, const char **error_r)
 {
-	struct proxy_family fam;
+	struct proxy_family fam = {AF_UNSPEC, "UNSPEC", 0};
 	struct proxy_tlv_state st = {0};
 	enum proxy_result ret;
 	size_t total = 0, tlv_off;
@@ -326,7 +329,7 @@ proxy_v2_parse(const uint8_t *data, size_t len, struct proxy_info *info,
 
 	tlv_off = PROXY_V2_HEADER_LEN + fam.addr_len;
 	if (proxy_walk_tlvs(data, tlv_off, total, &proxy_top_level, &st,
-			    error_r) != PROXY_DONE)
+	                    error_r) != PROXY_DONE)
 		return PROXY_ERROR;
 	if (st.have_crc &&
 	    proxy_crc32c_header(data, total, st.crc_off) != st.crc_sent)

@@ -204,9 +204,10 @@ child_main(const char *name)
 				"not by hand\n");
 		return EXIT_USAGE;
 	}
-	snprintf(title, sizeof(title), "tern: %s", name);
+	/* The title overwrites argv, where name lives: use ops->name. */
+	snprintf(title, sizeof(title), "tern: %s", ops->name);
 	proc_set_title(title);
-	log_init(name, LOG_LEVEL_INFO, true);
+	log_init(ops->name, LOG_LEVEL_INFO, true);
 	/* Parent coordinates shutdown: a terminal's ^C or a service
 	 * manager's SIGTERM reaches every process of the group, but only
 	 * parent acts on it; a child that loses parent exits by itself. */
@@ -220,7 +221,7 @@ child_main(const char *name)
 	if ((ctx.base = event_base_new()) == NULL)
 		fatal(EXIT_OSERR, "event=event-base-failed");
 	child_build_rules(ops);
-	ctx.parent = ipc_peer_new(ctx.base, ROLE_IPC_FD, name, child_rules,
+	ctx.parent = ipc_peer_new(ctx.base, ROLE_IPC_FD, ops->name, child_rules,
 				  child_on_msg, child_on_close, &ctx);
 	event_base_dispatch(ctx.base);
 	return 0;

@@ -184,11 +184,27 @@ front_conn_gone(struct front *f)
 }
 
 static void
+front_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct front *f = arg;
+
+	(void)fd;
+	(void)what;
+	log_warn(NULL, "event=shutdown-timeout connections=%zu", f->nconns);
+	child_exit(f->ctx);
+}
+
+static void
 front_shutdown(struct child_ctx *ctx)
 {
 	struct front *f = ctx->role;
+	uint64_t ms = ctx->cfg->shutdown_timeout_ms;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 
 	f->stopping = true;
+	/* Clients that never read their goodbye do not hold us up. */
+	f->deadline = evtimer_new(ctx->base, front_deadline_cb, f);
+	evtimer_add(f->deadline, &tv);
 	for (size_t i = 0; i < f->nlisteners; i++) {
 		evconnlistener_free(f->listeners[i]->lev);
 		free(f->listeners[i]);

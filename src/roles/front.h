@@ -10,6 +10,7 @@
 
 #include "roles/roles.h"
 
+struct event;
 struct evconnlistener;
 struct front_conn;
 
@@ -31,6 +32,7 @@ struct front {
 	struct front_conn *conns; /* every live connection */
 	size_t nconns;
 	uint64_t next_id;
+	struct event *deadline; /* set when stopping */
 	bool stopping;
 };
 

@@ -458,15 +458,17 @@ front_conn_accept(struct front_listener *fl, int fd, const struct sockaddr *sa,
 		conn_refuse(c, "listener-limit");
 		return;
 	}
-	if (conn_count_ip(c, c->ip) < 0) {
-		conn_refuse(c, "per-ip-limit");
-		return;
-	}
 	if (l->proxy_protocol) {
+		/* Behind a proxy the socket address is the proxy's own: the
+		 * client is counted once its header names it. */
 		conn_set_state(c, CONN_PROXY);
 		c->proxy_ev = event_new(f->ctx->base, fd, EV_READ | EV_PERSIST,
 					conn_proxy_cb, c);
 		event_add(c->proxy_ev, &(struct timeval){PROXY_TIMEOUT_S, 0});
+		return;
+	}
+	if (conn_count_ip(c, c->ip) < 0) {
+		conn_refuse(c, "per-ip-limit");
 		return;
 	}
 	conn_begin(c);

@@ -26,7 +26,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    consumed > PROXY_V2_HEADER_LEN + PROXY_V2_MAX_LEN)
 		abort();
 	if (proxy_v2_parse(data, consumed, &info, &again, &error) !=
-		    PROXY_DONE ||
+	        PROXY_DONE ||
 	    again != consumed)
 		abort();
 	if (proxy_v2_parse(data, consumed - 1, &info, &again, &error) !=

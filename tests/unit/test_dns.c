@@ -1,6 +1,7 @@
-/* Tests for core/dns: lookups against a real unbound server started here
- * (local-data zone, and a zone signed with ldns for DNSSEC), plus the rdata
- * decoders on malformed input. unbound and ldnsutils are required. */
+/* Tests for core/dns: lookups against a real unbound started here (a
+ * local-data zone and an ldns-signed auth-zone), and the rdata decoders on
+ * malformed input. unbound and ldnsutils are required, never skipped.
+ * SECURITY: the server listens on 127.0.0.1 only, from a mkdtemp directory. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -20,7 +20,7 @@ struct hb {
 };
 
 static const uint8_t sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
-				0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
+                                0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
 
 static void
 hb_put(struct hb *h, const void *p, size_t len)
@@ -65,8 +65,8 @@ hb_tlv(struct hb *h, uint8_t type, const void *value, uint16_t len)
 static void
 hb_inet(struct hb *h)
 {
-	static const uint8_t a[12] = {192, 0, 2,    1,	  198, 51,
-				      100, 7, 0xDC, 0x04, 0,   25};
+	static const uint8_t a[12] = {192, 0, 2,    1,    198, 51,
+	                              100, 7, 0xDC, 0x04, 0,   25};
 	hb_put(h, a, sizeof(a));
 }
 
@@ -179,10 +179,10 @@ b_tlvs(struct hb *h)
 {
 	hb_start(h, 0x21, 0x11);
 	hb_inet(h);
-	hb_tlv(h, 0x01, "smtp", 4);	     /* ALPN */
+	hb_tlv(h, 0x01, "smtp", 4);        /* ALPN */
 	hb_tlv(h, 0x02, "mx.example", 10); /* AUTHORITY */
 	hb_ssl_tlv(h, 0x01);
-	hb_tlv(h, 0x04, "", 0); /* NOOP, empty */
+	hb_tlv(h, 0x04, "", 0);  /* NOOP, empty */
 	hb_tlv(h, 0xE0, "x", 1); /* custom */
 	hb_crc_tlv(h);
 	hb_end(h);
@@ -408,66 +408,61 @@ struct proxy_case {
 };
 
 static const struct proxy_case cases[] = {
-	{"inet", b_inet, PROXY_DONE, NULL, AF_INET, false, 0},
-	{"inet6", b_inet6, PROXY_DONE, NULL, AF_INET6, false, 0},
-	{"local", b_local, PROXY_DONE, NULL, AF_UNSPEC, false, 0},
-	{"local inet", b_local_inet, PROXY_DONE, NULL, AF_UNSPEC, false, 0},
-	{"tlvs+crc", b_tlvs, PROXY_DONE, NULL, AF_INET, true, 0},
-	{"ssl plain", b_ssl_plain, PROXY_DONE, NULL, AF_INET6, false, 0},
-	{"crc v6", b_crc_v6, PROXY_DONE, NULL, AF_INET6, false, 0},
-	{"max len", b_max_len, PROXY_DONE, NULL, AF_INET, false, 0},
-	{"bad sig", b_bad_sig, PROXY_ERROR, "bad signature", 0, false, 7},
-	{"v1 text", b_v1_text, PROXY_ERROR, "bad signature", 0, false, 1},
-	{"version 1", b_version1, PROXY_ERROR, "version 1 not supported", 0,
-	 false, 13},
-	{"command 5", b_command5, PROXY_ERROR, "unknown command 5", 0, false,
-	 13},
-	{"unspec proxy", b_unspec_proxy, PROXY_ERROR,
-	 "family UNSPEC needs command LOCAL", 0, false, 14},
-	{"udp", b_udp, PROXY_ERROR, "transport DGRAM not supported", 0, false,
-	 14},
-	{"unix", b_unix, PROXY_ERROR, "family UNIX not supported", 0, false,
-	 14},
-	{"family 4", b_family4, PROXY_ERROR, "unknown address family 4", 0,
-	 false, 14},
-	{"mixed unspec", b_mixed_unspec, PROXY_ERROR,
-	 "family byte 0x10 mixes UNSPEC", 0, false, 14},
-	{"over bound", b_over_bound, PROXY_ERROR,
-	 "length 2000 over the bound 1024", 0, false, 16},
-	{"short v6", b_short_v6, PROXY_ERROR,
-	 "address block of 12 bytes needs 36 for INET6", 0, false, 16},
-	{"tlv overrun", b_tlv_overrun, PROXY_ERROR,
-	 "TLV 0x20 overruns the header", 0, false, 0},
-	{"stray bytes", b_stray_bytes, PROXY_ERROR,
-	 "2 stray bytes after the last TLV", 0, false, 0},
-	{"ssl sub overrun", b_ssl_sub_overrun, PROXY_ERROR,
-	 "SSL sub-TLV 0x22 overruns the SSL TLV", 0, false, 0},
-	{"ssl short", b_ssl_short, PROXY_ERROR, "SSL TLV of 3 bytes, needs 5",
-	 0, false, 0},
-	{"ssl twice", b_ssl_twice, PROXY_ERROR, "duplicate SSL TLV", 0, false,
-	 0},
-	{"crc mismatch", b_crc_bad, PROXY_ERROR, "CRC32C mismatch", 0, false,
-	 0},
-	{"crc len", b_crc_len, PROXY_ERROR, "CRC32C TLV of 3 bytes, needs 4", 0,
-	 false, 0},
-	{"crc twice", b_crc_twice, PROXY_ERROR, "duplicate CRC32C TLV", 0,
-	 false, 0},
-	{"unique id", b_unique_id_long, PROXY_ERROR,
-	 "UNIQUE_ID TLV of 129 bytes over 128", 0, false, 0},
+    {"inet", b_inet, PROXY_DONE, NULL, AF_INET, false, 0},
+    {"inet6", b_inet6, PROXY_DONE, NULL, AF_INET6, false, 0},
+    {"local", b_local, PROXY_DONE, NULL, AF_UNSPEC, false, 0},
+    {"local inet", b_local_inet, PROXY_DONE, NULL, AF_UNSPEC, false, 0},
+    {"tlvs+crc", b_tlvs, PROXY_DONE, NULL, AF_INET, true, 0},
+    {"ssl plain", b_ssl_plain, PROXY_DONE, NULL, AF_INET6, false, 0},
+    {"crc v6", b_crc_v6, PROXY_DONE, NULL, AF_INET6, false, 0},
+    {"max len", b_max_len, PROXY_DONE, NULL, AF_INET, false, 0},
+    {"bad sig", b_bad_sig, PROXY_ERROR, "bad signature", 0, false, 7},
+    {"v1 text", b_v1_text, PROXY_ERROR, "bad signature", 0, false, 1},
+    {"version 1", b_version1, PROXY_ERROR, "version 1 not supported", 0, false,
+     13},
+    {"command 5", b_command5, PROXY_ERROR, "unknown command 5", 0, false, 13},
+    {"unspec proxy", b_unspec_proxy, PROXY_ERROR,
+     "family UNSPEC needs command LOCAL", 0, false, 14},
+    {"udp", b_udp, PROXY_ERROR, "transport DGRAM not supported", 0, false, 14},
+    {"unix", b_unix, PROXY_ERROR, "family UNIX not supported", 0, false, 14},
+    {"family 4", b_family4, PROXY_ERROR, "unknown address family 4", 0, false,
+     14},
+    {"mixed unspec", b_mixed_unspec, PROXY_ERROR,
+     "family byte 0x10 mixes UNSPEC", 0, false, 14},
+    {"over bound", b_over_bound, PROXY_ERROR, "length 2000 over the bound 1024",
+     0, false, 16},
+    {"short v6", b_short_v6, PROXY_ERROR,
+     "address block of 12 bytes needs 36 for INET6", 0, false, 16},
+    {"tlv overrun", b_tlv_overrun, PROXY_ERROR, "TLV 0x20 overruns the header",
+     0, false, 0},
+    {"stray bytes", b_stray_bytes, PROXY_ERROR,
+     "2 stray bytes after the last TLV", 0, false, 0},
+    {"ssl sub overrun", b_ssl_sub_overrun, PROXY_ERROR,
+     "SSL sub-TLV 0x22 overruns the SSL TLV", 0, false, 0},
+    {"ssl short", b_ssl_short, PROXY_ERROR, "SSL TLV of 3 bytes, needs 5", 0,
+     false, 0},
+    {"ssl twice", b_ssl_twice, PROXY_ERROR, "duplicate SSL TLV", 0, false, 0},
+    {"crc mismatch", b_crc_bad, PROXY_ERROR, "CRC32C mismatch", 0, false, 0},
+    {"crc len", b_crc_len, PROXY_ERROR, "CRC32C TLV of 3 bytes, needs 4", 0,
+     false, 0},
+    {"crc twice", b_crc_twice, PROXY_ERROR, "duplicate CRC32C TLV", 0, false,
+     0},
+    {"unique id", b_unique_id_long, PROXY_ERROR,
+     "UNIQUE_ID TLV of 129 bytes over 128", 0, false, 0},
 };
 
 static void
 check_done(const struct proxy_case *c, const struct hb *h,
-	   const struct proxy_info *info, size_t consumed)
+           const struct proxy_info *info, size_t consumed)
 {
 	assert_int_equal(consumed, h->len);
 	assert_int_equal(info->local, c->af == AF_UNSPEC);
 	assert_int_equal(info->have_ssl_tlv, c->ssl);
 	if (c->af == AF_INET) {
 		const struct sockaddr_in *s =
-			(const struct sockaddr_in *)&info->src;
+		    (const struct sockaddr_in *)&info->src;
 		const struct sockaddr_in *d =
-			(const struct sockaddr_in *)&info->dst;
+		    (const struct sockaddr_in *)&info->dst;
 		assert_int_equal(info->addrlen, sizeof(*s));
 		assert_int_equal(s->sin_family, AF_INET);
 		assert_int_equal(d->sin_family, AF_INET);
@@ -477,9 +472,9 @@ check_done(const struct proxy_case *c, const struct hb *h,
 		assert_int_equal(ntohs(d->sin_port), 25);
 	} else if (c->af == AF_INET6) {
 		const struct sockaddr_in6 *s =
-			(const struct sockaddr_in6 *)&info->src;
+		    (const struct sockaddr_in6 *)&info->src;
 		const struct sockaddr_in6 *d =
-			(const struct sockaddr_in6 *)&info->dst;
+		    (const struct sockaddr_in6 *)&info->dst;
 		assert_int_equal(info->addrlen, sizeof(*s));
 		assert_int_equal(s->sin6_family, AF_INET6);
 		assert_int_equal(s->sin6_addr.s6_addr[1], 0x01);
@@ -505,7 +500,7 @@ run_case(const struct proxy_case *c)
 	r = proxy_v2_parse(h.b, h.len, &info, &consumed, &error);
 	if (r != c->want)
 		fail_msg("%s: result %d, error %s", c->name, r,
-			 error == NULL ? "-" : error);
+		         error == NULL ? "-" : error);
 	if (r == PROXY_DONE) {
 		assert_null(error);
 		check_done(c, &h, &info, consumed);
@@ -559,7 +554,7 @@ trailing_case(const struct proxy_case *c)
 		return;
 	hb_put(&h, "EHLO x\r\n", 8);
 	assert_int_equal(proxy_v2_parse(h.b, h.len, &info, &consumed, &error),
-			 PROXY_DONE);
+	                 PROXY_DONE);
 	assert_int_equal(consumed, h.len - 8);
 }
 
@@ -594,7 +589,7 @@ test_crc_reference(void **state)
 {
 	(void)state;
 	assert_int_equal(test_crc32c((const uint8_t *)"123456789", 9),
-			 0xE3069283u);
+	                 0xE3069283u);
 }
 
 /* A length that promises more than arrives never completes: the caller's
@@ -612,13 +607,13 @@ test_length_lies_long(void **state)
 	hb_inet(&h);
 	hb_end_len(&h, 100, 0);
 	assert_int_equal(proxy_v2_parse(h.b, h.len, &info, &consumed, &error),
-			 PROXY_NEED_MORE);
+	                 PROXY_NEED_MORE);
 	/* Application bytes read as TLVs do not make a valid header. */
 	hb_put(&h, "EHLO mail.example.org\r\nMAIL FROM:<a@b>\r\n", 40);
 	memset(h.b + h.len, 'X', 100);
 	h.len += 100;
 	assert_int_equal(proxy_v2_parse(h.b, h.len, &info, &consumed, &error),
-			 PROXY_ERROR);
+	                 PROXY_ERROR);
 	assert_string_equal(error, "TLV 0x45 overruns the header");
 }
 
@@ -626,11 +621,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_crc_reference),
-		cmocka_unit_test(test_table),
-		cmocka_unit_test(test_trickle),
-		cmocka_unit_test(test_trailing),
-		cmocka_unit_test(test_length_lies_long),
+	    cmocka_unit_test(test_crc_reference),
+	    cmocka_unit_test(test_table),
+	    cmocka_unit_test(test_trickle),
+	    cmocka_unit_test(test_trailing),
+	    cmocka_unit_test(test_length_lies_long),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -95,6 +95,16 @@ fail(struct parser *p, const char *file, int line, const char *fmt, ...)
 	return -1;
 }
 
+/* fail() for a value: "PREFIXNAME: WHY"; frees why. */
+static int
+fail_value(struct parser *p, const char *file, int line, const char *prefix,
+           const char *name, char *why)
+{
+	fail(p, file, line, "%s%s: %s", prefix, name, why);
+	free(why);
+	return -1;
+}
+
 static const char *
 keep(struct parser *p, char *s)
 {
@@ -149,7 +159,7 @@ put_ptr(void *obj, size_t offset, void *ptr)
 }
 
 /* INT and ENUM fields are 1, 2, 4 or 8 bytes wide (a unit test holds the
- * table to that). */
+ * table to that); BOOL is a bool, one byte. */
 static void
 put_uint(void *obj, const struct config_setting *s, uint64_t v)
 {
@@ -244,6 +254,7 @@ set_number(const struct config_setting *s, void *obj, const char *v,
            char **why_r)
 {
 	uint64_t n;
+
 	switch (s->type) {
 	case CONFIG_INT:
 		if (config_parse_uint(v, &n) < 0)
@@ -379,11 +390,8 @@ set_value(const struct config_setting *s, void *obj, const char *dir,
 	case CONFIG_PATH:
 		return set_string(s, obj, dir, values[0], why_r);
 	case CONFIG_BOOL:
-		if (config_parse_bool(values[0], &b) < 0) {
-			*why_r =
-			    xasprintf("\"%s\" is not yes or no", values[0]);
-			return -1;
-		}
+		if (config_parse_bool(values[0], &b) < 0)
+			return bad(why_r, "\"%s\" is not yes or no", values[0]);
 		put_uint(obj, s, b);
 		return 0;
 	case CONFIG_INT:
@@ -513,6 +521,41 @@ is_space(char c)
 	return c == ' ' || c == '\t';
 }
 
+/* The quoted word at s[*i] (its opening quote), unescaped into out + *o;
+ * NULL, or what is wrong. */
+static const char *
+scan_quoted(const char *s, size_t len, size_t *i, char *out, size_t *o)
+{
+	for (++*i; *i < len && s[*i] != '"'; ++*i) {
+		if (s[*i] == '\\') {
+			if (*i + 1 == len ||
+			    (s[*i + 1] != '"' && s[*i + 1] != '\\'))
+				return "in quotes, \\ must be followed by \" "
+				       "or \\";
+			++*i;
+		}
+		out[(*o)++] = s[*i];
+	}
+	if (*i == len)
+		return "unterminated quoted string";
+	++*i;
+	if (*i < len && !is_space(s[*i]) && s[*i] != '#')
+		return "a space must follow a closing quote";
+	return NULL;
+}
+
+/* The unquoted word at s[*i], copied to out + *o; NULL, or what is wrong. */
+static const char *
+scan_bare(const char *s, size_t len, size_t *i, char *out, size_t *o)
+{
+	for (; *i < len && !is_space(s[*i]) && s[*i] != '#'; ++*i) {
+		if (s[*i] == '"')
+			return "a quote inside a word (quote the whole value)";
+		out[(*o)++] = s[*i];
+	}
+	return NULL;
+}
+
 /* Split a checked line into words: quoted words lose their quotes and
  * escapes, `#` outside quotes ends the line. */
 static int
@@ -520,53 +563,23 @@ tokenize(struct parser *p, const struct src *f, int lineno, const char *s,
          size_t len, struct line *ln)
 {
 	size_t i = 0, o = 0;
+	const char *why;
 
-	ln->n = 0;
-	while (i < len) {
+	for (ln->n = 0; i < len && s[i] != '#';) {
 		if (is_space(s[i])) {
 			i++;
 			continue;
 		}
-		if (s[i] == '#')
-			break;
 		if (ln->n == CONFIG_TOKENS_MAX)
 			return fail(p, f->name, lineno,
 			            "too many words on one line (over %d)",
 			            CONFIG_TOKENS_MAX);
 		ln->words[ln->n].s = ln->text + o;
 		ln->words[ln->n++].quoted = s[i] == '"';
-		if (s[i] == '"') {
-			for (i++;; i++) {
-				if (i == len)
-					return fail(p, f->name, lineno,
-					            "unterminated quoted "
-					            "string");
-				if (s[i] == '"')
-					break;
-				if (s[i] == '\\' &&
-				    (i + 1 == len ||
-				     (s[i + 1] != '"' && s[i + 1] != '\\')))
-					return fail(p, f->name, lineno,
-					            "in quotes, \\ must be "
-					            "followed by \" or \\");
-				if (s[i] == '\\')
-					i++;
-				ln->text[o++] = s[i];
-			}
-			i++;
-			if (i < len && !is_space(s[i]) && s[i] != '#')
-				return fail(p, f->name, lineno,
-				            "a space must follow a closing "
-				            "quote");
-		} else {
-			for (; i < len && !is_space(s[i]) && s[i] != '#'; i++) {
-				if (s[i] == '"')
-					return fail(p, f->name, lineno,
-					            "a quote inside a word "
-					            "(quote the whole value)");
-				ln->text[o++] = s[i];
-			}
-		}
+		why = s[i] == '"' ? scan_quoted(s, len, &i, ln->text, &o)
+		                  : scan_bare(s, len, &i, ln->text, &o);
+		if (why != NULL)
+			return fail(p, f->name, lineno, "%s", why);
 		ln->text[o++] = '\0';
 	}
 	return 0;
@@ -709,11 +722,8 @@ open_block(struct parser *p, const struct src *f, int lineno,
 	put_string(elem, b->file_offset, xstrdup(f->name));
 	*(int *)field(elem, b->line_offset) = lineno;
 	label = ln->words[1].s;
-	if (set_value(&b->label, elem, f->dir, &label, 1, &why) < 0) {
-		fail(p, f->name, lineno, "%s%s: %s", sc->prefix, s->name, why);
-		free(why);
-		return -1;
-	}
+	if (set_value(&b->label, elem, f->dir, &label, 1, &why) < 0)
+		return fail_value(p, f->name, lineno, sc->prefix, s->name, why);
 	scope_push(p, b, elem,
 	           xasprintf("%s%s %s: ", sc->prefix, s->name, label), f->name,
 	           lineno);
@@ -737,6 +747,7 @@ set_setting(struct parser *p, const struct src *f, int lineno,
 {
 	struct scope *sc = scope_top(p);
 	const struct config_setting *s;
+	const char *values[CONFIG_TOKENS_MAX];
 	const struct seen *prev;
 	char *why = NULL;
 	int i;
@@ -756,19 +767,10 @@ set_setting(struct parser *p, const struct src *f, int lineno,
 	if (prev->line > 0)
 		return fail(p, f->name, lineno, "%s%s: already set at %s:%d",
 		            sc->prefix, s->name, prev->file, prev->line);
-	{
-		const char *values[CONFIG_TOKENS_MAX];
-
-		for (size_t k = 1; k < ln->n; k++)
-			values[k - 1] = ln->words[k].s;
-		if (set_value(s, sc->obj, f->dir, values, ln->n - 1, &why) <
-		    0) {
-			fail(p, f->name, lineno, "%s%s: %s", sc->prefix,
-			     s->name, why);
-			free(why);
-			return -1;
-		}
-	}
+	for (size_t k = 1; k < ln->n; k++)
+		values[k - 1] = ln->words[k].s;
+	if (set_value(s, sc->obj, f->dir, values, ln->n - 1, &why) < 0)
+		return fail_value(p, f->name, lineno, sc->prefix, s->name, why);
 	sc->seen[i].file = f->name;
 	sc->seen[i].line = lineno;
 	return 0;
@@ -966,13 +968,7 @@ parse_root(const char *name, const char *dir, const char *text, size_t len,
 	return cfg;
 }
 
-struct config *
-config_parse(const char *name, const char *base_dir, const char *text,
-             size_t len, char **error_r)
-{
-	return parse_root(name, base_dir, text, len, NULL, error_r);
-}
-
+/* cwd-relative to absolute, so no relative path reaches a config. */
 static char *
 absolute_path(const char *path)
 {
@@ -984,9 +980,21 @@ absolute_path(const char *path)
 		path += 2;
 	if ((cwd = getcwd(NULL, 0)) == NULL)
 		return xstrdup(path); /* messages still name the file */
-	r = path_join(cwd, path);
+	r = strcmp(path, ".") == 0 || *path == '\0' ? xstrdup(cwd)
+	                                            : path_join(cwd, path);
 	free(cwd);
 	return r;
+}
+
+struct config *
+config_parse(const char *name, const char *base_dir, const char *text,
+             size_t len, char **error_r)
+{
+	char *dir = absolute_path(base_dir);
+	struct config *cfg = parse_root(name, dir, text, len, NULL, error_r);
+
+	free(dir);
+	return cfg;
 }
 
 struct config *

@@ -227,113 +227,153 @@ default_listener_tls(const void *obj)
 	return xstrdup(config_tls_name(config_service_default_tls(l->service)));
 }
 
-/* An address as (family, bytes); family 0 is "*", which covers both. */
-struct ip {
+/* One bound address: port, then (family, bytes) with family 0 for "*". Sorted
+ * this way, anything that cannot be bound together sits next to something
+ * it clashes with: "*" first in its port, a wildcard (0.0.0.0, ::) first in
+ * its family, equal addresses side by side. So the check is n log n even
+ * for a generated file with thousands of listeners. */
+struct bound {
+	uint16_t port;
 	int af;
 	unsigned char bytes[16];
+	size_t li, ai; /* listener and address index: file order */
 };
 
-static void
-ip_parse(const char *s, struct ip *ip)
+static int
+bound_cmp(const void *pa, const void *pb)
 {
-	memset(ip, 0, sizeof(*ip));
-	if (inet_pton(AF_INET, s, ip->bytes) == 1)
-		ip->af = AF_INET;
-	else if (inet_pton(AF_INET6, s, ip->bytes) == 1)
-		ip->af = AF_INET6;
-}
+	const struct bound *a = pa, *b = pb;
+	int c;
 
-static bool
-ip_is_any(const struct ip *ip)
-{
-	static const unsigned char zero[16];
-
-	return ip->af == 0 || memcmp(ip->bytes, zero, sizeof(zero)) == 0;
+	if (a->port != b->port)
+		return a->port < b->port ? -1 : 1;
+	if (a->af != b->af)
+		return a->af < b->af ? -1 : 1;
+	if ((c = memcmp(a->bytes, b->bytes, sizeof(a->bytes))) != 0)
+		return c;
+	if (a->li != b->li)
+		return a->li < b->li ? -1 : 1;
+	return a->ai < b->ai ? -1 : a->ai > b->ai;
 }
 
 /* Would binding both fail? Equal addresses do, and on Linux a wildcard
- * ("*", 0.0.0.0, ::) also takes every address of its family. */
+ * also takes every address of its family ("*": of both). */
 static bool
-ip_overlaps(const struct ip *a, const struct ip *b)
+bound_clash(const struct bound *a, const struct bound *b)
 {
+	static const unsigned char any[16];
+
+	if (a->port != b->port)
+		return false;
 	if (a->af == 0 || b->af == 0)
 		return true;
-	if (a->af != b->af)
-		return false;
-	return ip_is_any(a) || ip_is_any(b) ||
-	       memcmp(a->bytes, b->bytes, sizeof(a->bytes)) == 0;
+	return a->af == b->af &&
+	       (memcmp(a->bytes, any, 16) == 0 ||
+	        memcmp(a->bytes, b->bytes, sizeof(a->bytes)) == 0);
 }
 
-/* Does listener `b`, address index j, clash with anything before it? */
-static const struct config_listener *
-listener_clash(const struct config *cfg, size_t i, size_t j)
+static size_t
+bounds_collect(const struct config *cfg, struct bound *v)
 {
-	const struct config_listener *b = &cfg->listeners[i];
-	struct ip x, y;
+	size_t n = 0;
 
-	ip_parse(b->addresses[j], &x);
-	for (size_t k = 0; k <= i; k++) {
-		const struct config_listener *a = &cfg->listeners[k];
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		const struct config_listener *l = &cfg->listeners[i];
 
-		if (a->port != b->port)
-			continue;
-		for (size_t m = 0; m < (k == i ? j : a->naddresses); m++) {
-			ip_parse(a->addresses[m], &y);
-			if (ip_overlaps(&x, &y))
-				return a;
+		for (size_t j = 0; j < l->naddresses; j++, n++) {
+			memset(&v[n], 0, sizeof(v[n]));
+			v[n].port = l->port;
+			v[n].li = i;
+			v[n].ai = j;
+			if (inet_pton(AF_INET, l->addresses[j], v[n].bytes) ==
+			    1)
+				v[n].af = AF_INET;
+			else if (inet_pton(AF_INET6, l->addresses[j],
+			                   v[n].bytes) == 1)
+				v[n].af = AF_INET6;
 		}
 	}
-	return NULL;
+	return n;
 }
 
 static int
 finish_listeners(const struct config *cfg, const char **file_r, int *line_r,
                  char **why_r)
 {
-	for (size_t i = 0; i < cfg->nlisteners; i++) {
-		const struct config_listener *b = &cfg->listeners[i];
+	const struct config_listener *a, *b;
+	struct bound *v, *x = NULL, *y = NULL;
+	size_t n = 0;
 
-		for (size_t j = 0; j < b->naddresses; j++) {
-			const struct config_listener *a =
-			    listener_clash(cfg, i, j);
-
-			if (a == NULL)
-				continue;
-			*file_r = b->file;
-			*line_r = b->line;
-			*why_r = xasprintf(
-			    "listener %s: address %s port %u overlaps the "
-			    "listener at %s:%d",
-			    config_service_name(b->service), b->addresses[j],
-			    (unsigned)b->port, a->file, a->line);
-			return -1;
+	for (size_t i = 0; i < cfg->nlisteners; i++)
+		n += cfg->listeners[i].naddresses;
+	if (n == 0)
+		return 0;
+	v = xcalloc(n, sizeof(*v));
+	n = bounds_collect(cfg, v);
+	qsort(v, n, sizeof(*v), bound_cmp);
+	for (size_t i = 1; i < n && x == NULL; i++) {
+		if (bound_clash(&v[i - 1], &v[i])) {
+			/* Report at the later one, naming the earlier. */
+			bool later =
+			    v[i].li > v[i - 1].li ||
+			    (v[i].li == v[i - 1].li && v[i].ai > v[i - 1].ai);
+			x = later ? &v[i - 1] : &v[i];
+			y = later ? &v[i] : &v[i - 1];
 		}
 	}
-	return 0;
+	if (x != NULL) {
+		a = &cfg->listeners[x->li];
+		b = &cfg->listeners[y->li];
+		*file_r = b->file;
+		*line_r = b->line;
+		*why_r = xasprintf("listener %s: address %s port %u overlaps "
+		                   "the listener at %s:%d",
+		                   config_service_name(b->service),
+		                   b->addresses[y->ai], (unsigned)b->port,
+		                   a->file, a->line);
+	}
+	free(v);
+	return x != NULL ? -1 : 0;
 }
 
+static int
+cert_cmp(const void *pa, const void *pb)
+{
+	const struct config_certificate *a = *(const void *const *)pa;
+	const struct config_certificate *b = *(const void *const *)pb;
+	int c = strcmp(a->name, b->name);
+
+	return c != 0 ? c : (a > b) - (a < b);
+}
+
+/* Names are unique (sorted, so n log n). */
 static int
 finish_certificates(const struct config *cfg, const char **file_r, int *line_r,
                     char **why_r)
 {
-	for (size_t i = 0; i < cfg->ncertificates; i++) {
-		const struct config_certificate *b = &cfg->certificates[i];
+	const struct config_certificate **v, *a = NULL, *b = NULL;
+	size_t n = cfg->ncertificates;
 
-		for (size_t k = 0; k < i; k++) {
-			const struct config_certificate *a =
-			    &cfg->certificates[k];
-
-			if (strcmp(a->name, b->name) != 0)
-				continue;
-			*file_r = b->file;
-			*line_r = b->line;
-			*why_r = xasprintf("certificate \"%s\" is already "
-			                   "defined at %s:%d",
-			                   b->name, a->file, a->line);
-			return -1;
+	if (n == 0)
+		return 0;
+	v = xcalloc(n, sizeof(*v));
+	for (size_t i = 0; i < n; i++)
+		v[i] = &cfg->certificates[i];
+	qsort(v, n, sizeof(*v), cert_cmp);
+	for (size_t i = 1; i < n && a == NULL; i++) {
+		if (strcmp(v[i - 1]->name, v[i]->name) == 0) {
+			a = v[i - 1];
+			b = v[i];
 		}
 	}
-	return 0;
+	free(v);
+	if (a == NULL)
+		return 0;
+	*file_r = b->file;
+	*line_r = b->line;
+	*why_r = xasprintf("certificate \"%s\" is already defined at %s:%d",
+	                   b->name, a->file, a->line);
+	return -1;
 }
 
 static int

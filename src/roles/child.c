@@ -56,6 +56,20 @@ role_empty_dir(const struct config *cfg)
 	return xasprintf("%s/empty", cfg->data_dir);
 }
 
+int
+role_check_dir(const struct config *cfg, const char *sub, char **error_r)
+{
+	char *dir = xasprintf("%s/%s", cfg->data_dir, sub);
+	int rc = 0;
+
+	if (access(dir, R_OK | W_OK | X_OK) < 0) {
+		*error_r = xasprintf("%s: %s", dir, strerror(errno));
+		rc = -1;
+	}
+	free(dir);
+	return rc;
+}
+
 void
 child_exit(struct child_ctx *ctx)
 {

@@ -345,6 +345,9 @@ void
 front_proto_tls_started(struct front_proto *p)
 {
 	p->tls_active = true;
+	/* RFC 5804 2.2: the server speaks first again after STARTTLS. */
+	if (p->family == FAMILY_SIEVE)
+		front_proto_start(p);
 }
 
 static void

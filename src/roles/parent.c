@@ -104,6 +104,8 @@ tv_ms(uint64_t ms)
 static void
 cert_state_free(struct cert_state *cs, size_t n)
 {
+	if (cs == NULL)
+		return;
 	for (size_t i = 0; i < n; i++) {
 		free(cs[i].cert_pem);
 		free(cs[i].key_pem);

@@ -1,13 +1,9 @@
-/* queue: the spool: it alone creates message files and delivers them onward; this build runs the process, its privilege drop and its link to parent, and checks that it can use its spool directory.
+/* queue: the spool; it alone creates message files and delivers them on.
+ * This build runs the process, its privilege drop and its link to parent,
+ * and checks that it can use its spool directory.
  * SECURITY: runs as its own unprivileged user; it takes only messages
  * that parent sends (config, reload, shutdown, ping). */
-#include <errno.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
 #include "core/log.h"
-#include "core/xmalloc.h"
 #include "roles/roles.h"
 
 static const char *
@@ -19,16 +15,7 @@ queue_user(const struct config *cfg)
 static int
 queue_start(struct child_ctx *ctx, char **error_r)
 {
-	char *dir = xasprintf("%s/queue", ctx->cfg->data_dir);
-	int rc = 0;
-
-	/* The directory this role owns must be usable by it, now. */
-	if (access(dir, R_OK | W_OK | X_OK) < 0) {
-		*error_r = xasprintf("%s: %s", dir, strerror(errno));
-		rc = -1;
-	}
-	free(dir);
-	return rc;
+	return role_check_dir(ctx->cfg, "queue", error_r);
 }
 
 static void

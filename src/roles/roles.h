@@ -55,6 +55,10 @@ void child_exit(struct child_ctx *ctx) __attribute__((noreturn));
 /* `tern serve`: run the parent in the foreground until SIGTERM. */
 int parent_main(const char *config_path, struct config *cfg);
 
+/* The data subdirectory a role owns must be usable by it, now (after the
+ * privilege drop): 0, or -1 with *error_r. */
+int role_check_dir(const struct config *cfg, const char *sub, char **error_r);
+
 /* The directory front is confined to: empty, owned by root, not writable. */
 char *role_empty_dir(const struct config *cfg);
 

@@ -1,13 +1,9 @@
-/* store: the mailboxes: local delivery and IMAP/POP3 after login; this build runs the process, its privilege drop and its link to parent, and checks that it can use the mail directory.
+/* store: the mailboxes — local delivery, IMAP and POP3 after login. This
+ * build runs the process, its privilege drop and its link to parent, and
+ * checks that it can use the mail directory.
  * SECURITY: runs as its own unprivileged user; it takes only messages
  * that parent sends (config, reload, shutdown, ping). */
-#include <errno.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
 #include "core/log.h"
-#include "core/xmalloc.h"
 #include "roles/roles.h"
 
 static const char *
@@ -19,16 +15,7 @@ store_user(const struct config *cfg)
 static int
 store_start(struct child_ctx *ctx, char **error_r)
 {
-	char *dir = xasprintf("%s/mail", ctx->cfg->data_dir);
-	int rc = 0;
-
-	/* The directory this role owns must be usable by it, now. */
-	if (access(dir, R_OK | W_OK | X_OK) < 0) {
-		*error_r = xasprintf("%s: %s", dir, strerror(errno));
-		rc = -1;
-	}
-	free(dir);
-	return rc;
+	return role_check_dir(ctx->cfg, "mail", error_r);
 }
 
 static void

@@ -432,23 +432,35 @@ class Tern:
         return r.returncode, r.stderr
 
     def wait_ready(self, timeout=READY_TIMEOUT):
-        """Every role reported ready and every listener accepts."""
+        """Every role reported ready, front listens on every listener and
+        has its certificate, and every port accepts a connection (each
+        probe is waited for until front has logged its end, so that no
+        probe is still counted against a limit when the test starts)."""
         deadline = time.monotonic() + timeout
+        nlisteners = len(re.findall(r"^listener \w+ \{", self.conf.read_text(),
+                                    re.M))
+
+        def left():
+            return max(0.1, deadline - time.monotonic())
 
         def ready():
             if self.proc.poll() is not None:
                 raise AssertionError(
-                    f"serve exited with {self.proc.returncode} at start:\n"
-                    f"{self.log_tail()}")
+                    f"serve exited with {self.proc.returncode} at start")
             log = self.log()
-            return all(f"event=child-ready role={r} " in log for r in ROLES)
+            return (all(f"event=child-ready role={r} " in log for r in ROLES)
+                    and log.count(" event=listening ") >= nlisteners
+                    and "event=certificate-installed" in log)
 
         try:
             wait_until(ready, timeout, what="all roles ready")
+            before = self.log().count(" event=disconnect ")
             for port in (self.port(s) for s in PORTS):
-                wait_until(lambda: self._connects(port),
-                           max(0.1, deadline - time.monotonic()),
+                wait_until(lambda: self._connects(port), left(),
                            what=f"port {port} to accept")
+            wait_until(lambda: self.log().count(" event=disconnect ")
+                       >= before + len(PORTS), left(),
+                       what="front to finish the probe connections")
         except AssertionError as e:
             raise AssertionError(f"{e}\n--- log ---\n{self.log_tail()}")
 
@@ -465,8 +477,10 @@ class Tern:
         out = {"parent": self.proc.pid}
         for pid in children_of(self.proc.pid):
             name = proc_cmdline(pid)
-            if name.startswith("tern: ") and pid_alive(pid):
-                out[name[len("tern: "):]] = pid
+            role = name[len("tern: "):] if name.startswith("tern: ") else ""
+            # (a child forked but not yet re-executed still says "parent")
+            if role in ROLES and pid_alive(pid):
+                out[role] = pid
         return out
 
     def role_pid(self, role):
@@ -532,7 +546,10 @@ class Tern:
             return wait_until(lambda: rx.search(self.log()[since:]), timeout,
                               what=f"log line /{pattern}/")
         except AssertionError as e:
-            raise AssertionError(f"{e}\n--- log ---\n{self.log_tail()}")
+            rc = self.proc.poll() if self.proc is not None else None
+            state = "" if rc is None else f" (serve exited with {rc})"
+            raise AssertionError(f"{e}{state}\n--- log ---\n"
+                                 f"{self.log_tail()}")
 
 
 class TernFactory:

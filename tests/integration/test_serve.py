@@ -18,7 +18,7 @@ import pytest
 from conftest import (HOSTNAME, IMPLICIT_TLS, PORTS, ROLES, Conn,
                       cert_file_fingerprint, cert_subject_cn,
                       client_tls_context, fingerprint, make_selfsigned,
-                      peer_cert_der, proc_status, run_tern, tls_open,
+                      peer_cert_der, pid_alive, run_tern, tls_open,
                       wait_until)
 
 EX_UNAVAILABLE = 69
@@ -110,29 +110,6 @@ def test_implicit_tls_openssl_s_client(tern, service):
                      r.stderr), r.stderr
 
 
-def test_old_tls_versions_refused(tern):
-    ctx = client_tls_context()
-    ctx.minimum_version = ssl_tls(1, 0)
-    ctx.maximum_version = ssl_tls(1, 1)
-    try:
-        ctx.set_ciphers("ALL:@SECLEVEL=0")
-    except Exception:
-        pass
-    raw = socket.create_connection(("127.0.0.1", tern.port("imaps")),
-                                   timeout=5)
-    with pytest.raises((OSError, EOFError)):
-        try:
-            ctx.wrap_socket(raw, server_hostname=HOSTNAME)
-        finally:
-            raw.close()
-
-
-def ssl_tls(major, minor):
-    import ssl
-    return {(1, 0): ssl.TLSVersion.TLSv1, (1, 1): ssl.TLSVersion.TLSv1_1}[
-        (major, minor)]
-
-
 @pytest.mark.parametrize("service", ["smtp", "submission"])
 def test_smtp_starttls_smtplib(tern, service):
     with smtplib.SMTP("127.0.0.1", tern.port(service), timeout=5) as s:
@@ -169,8 +146,9 @@ def test_pop3_stls_poplib(tern):
         assert p.stls(context=client_tls_context()).startswith(b"+OK")
         assert "STLS" not in p.capa()
         assert p.noop().startswith(b"+OK")
+        assert p.quit().startswith(b"+OK")
     finally:
-        p.quit()
+        p.close()
 
 
 def test_managesieve_starttls(tern):
@@ -183,12 +161,15 @@ def test_managesieve_starttls(tern):
         assert c.readline().startswith("OK")
         c.starttls()
         assert cert_subject_cn(peer_cert_der(c)) == HOSTNAME
+        # RFC 5804 2.2: the server re-issues its capabilities, then OK.
+        lines = [c.readline(timeout=3)]
+        while not re.match(r"(OK|NO|BYE)\b", lines[-1]):
+            lines.append(c.readline(timeout=3))
+        assert lines[0].startswith('"IMPLEMENTATION"'), lines
+        assert lines[-1].startswith("OK"), lines
+        assert '"STARTTLS"' not in lines, lines
         c.send("NOOP\r\n")
-        # RFC 5804: capabilities again after TLS, then the NOOP reply.
-        lines = [c.readline()]
-        while "NOOP" not in lines[-1] and not lines[-1].startswith("NO"):
-            lines.append(c.readline())
-        assert '"STARTTLS"' not in lines
+        assert c.readline().startswith("OK")
 
 
 @pytest.mark.parametrize("service", ["smtp", "submission"])
@@ -274,21 +255,17 @@ def test_starttls_discards_pipelined_commands(tern):
 
 def test_sigterm_exits_0_and_says_goodbye(tern_instance):
     t = tern_instance()
+    children = [pid for role, pid in t.processes().items()
+                if role != "parent"]
+    assert len(children) == 4
     with smtp_open(t.port("smtp")) as c:
         t.signal(signal.SIGTERM)
         line = c.readline(timeout=5)
         assert line.startswith("421 4.3.2 "), line
         assert t.wait_exit(timeout=10) == 0
     assert not (t.data / "tern.pid").exists()
-    assert wait_until(lambda: not any(
-        os.path.exists(f"/proc/{pid}") and
-        open(f"/proc/{pid}/stat").read().split()[2] != "Z"
-        for pid in tern_pids_seen(t)), 5, what="children gone")
-
-
-def tern_pids_seen(t):
-    return [int(m) for m in re.findall(r"event=child-started role=\w+ "
-                                       r"pid=(\d+)", t.log())]
+    wait_until(lambda: not any(pid_alive(p) for p in children), 5,
+               what="the roles to be gone")
 
 
 def test_sigterm_closes_listeners(tern_instance):
@@ -304,9 +281,8 @@ def test_tern_stop(tern_instance):
     t = tern_instance()
     r = run_tern("stop", conf=t.conf, timeout=30)
     assert r.returncode == 0, r.stderr
-    # stop returns once the instance is gone.
-    assert t.proc.poll() is not None or t.wait_exit(timeout=2) == 0
-    assert t.proc.returncode == 0
+    # stop returns once the instance is gone (or all but gone).
+    assert t.wait_exit(timeout=3) == 0
     r = run_tern("stop", conf=t.conf, timeout=30)
     assert r.returncode == 0 and "not running" in r.stderr
 
@@ -476,8 +452,11 @@ def test_per_ip_connection_limit(tern_instance):
         a.close()
 
     def admitted():
-        with Conn.open(port) as c:
-            return c.readline().startswith("220 ")
+        try:
+            with Conn.open(port) as c:
+                return c.readline().startswith("220 ")
+        except (OSError, EOFError):
+            return False
     wait_until(admitted, 5, interval=0.1,
                what="a slot to free after a close")
     b.close()
@@ -546,7 +525,8 @@ def test_proxy_v2_bad_header_closes(proxied, data):
         c.send(data)
         assert c.closed_within(3), "connection left open"
         assert c.buf == b"", f"server spoke before a valid header: {c.buf!r}"
-    assert "event=connect " not in t.log_since(mark)
+    assert not re.search(rf"event=connect .*local_port={t.port('smtp')}\b",
+                         t.log_since(mark))
     # The listener still works.
     with Conn.open(t.port("smtp")) as c:
         c.send(pp2_header())

@@ -570,9 +570,8 @@ errors(void **state)
 static void
 limits(void **state)
 {
-	char *line = xmalloc(CONFIG_LINE_MAX + 64), *error;
+	char *line = xmalloc(CONFIG_LINE_MAX + 64), *error, *words, *text;
 	struct config *cfg;
-	size_t n;
 
 	(void)state;
 	/* Exactly CONFIG_LINE_MAX bytes is fine (a comment), one more is
@@ -581,25 +580,31 @@ limits(void **state)
 	line[CONFIG_LINE_MAX] = '\0';
 	cfg = parse_ok(line);
 	config_free(&cfg);
-	strcpy(line + CONFIG_LINE_MAX, "#\n");
+	memcpy(line + CONFIG_LINE_MAX, "#\n", 3);
 	assert_null(parse(line, &error));
 	assert_string_equal(error, "t.conf:1: line too long (over 4096 bytes)");
 	free(error);
 
 	/* 64 words: the key and 63 addresses. 65: too many. */
-	n = (size_t)sprintf(line, "listener smtp {\nport 25\naddress");
-	for (int i = 0; i < CONFIG_TOKENS_MAX - 1; i++)
-		n += (size_t)sprintf(line + n, " 10.0.0.%d", i);
-	strcpy(line + n, "\n}\n");
-	cfg = parse_ok(line);
+	words = xstrdup("address");
+	for (int i = 0; i < CONFIG_TOKENS_MAX - 1; i++) {
+		text = xasprintf("%s 10.0.0.%d", words, i);
+		free(words);
+		words = text;
+	}
+	text = xasprintf("listener smtp {\nport 25\n%s\n}\n", words);
+	cfg = parse_ok(text);
 	assert_int_equal(cfg->listeners[0].naddresses, CONFIG_TOKENS_MAX - 1);
 	free(round_trip(cfg));
 	config_free(&cfg);
-	strcpy(line + n, " 10.0.1.1\n}\n");
-	assert_null(parse(line, &error));
+	free(text);
+	text = xasprintf("listener smtp {\nport 25\n%s 10.0.1.1\n}\n", words);
+	assert_null(parse(text, &error));
 	assert_string_equal(error,
 	                    "t.conf:3: too many words on one line (over 64)");
 	free(error);
+	free(text);
+	free(words);
 
 	/* A value over 1024 bytes, or a path that grows past it. */
 	memset(line, 'a', 1100);
@@ -669,6 +674,15 @@ load_files(void **state)
 	assert_int_equal(chdir(cwd), 0);
 	assert_non_null(cfg);
 	assert_string_equal(cfg->path, main_path);
+	config_free(&cfg);
+	/* So does a relative base directory given to config_parse. */
+	assert_int_equal(chdir(dir), 0);
+	cfg = config_parse("x", "d", "data_dir s\n", 11, &error);
+	assert_int_equal(chdir(cwd), 0);
+	assert_non_null(cfg);
+	want = xasprintf("%s/d/s", dir);
+	assert_string_equal(cfg->data_dir, want);
+	free(want);
 	config_free(&cfg);
 
 	assert_null(config_load(sub, &error));

@@ -189,6 +189,27 @@ pop3_and_http(void **state)
 	buf_free(&pr.out);
 }
 
+/* RFC 5804 2.2: after STARTTLS the server sends its capabilities again,
+ * now without STARTTLS. */
+static void
+sieve_speaks_first_after_tls(void **state)
+{
+	struct probe pr;
+	struct front_proto *p = start(&pr, SERVICE_MANAGESIEVE, false, true);
+
+	(void)state;
+	assert_non_null(strstr(said(&pr), "\"STARTTLS\"\r\n"));
+	send_line(p, &pr, "STARTTLS");
+	assert_int_equal(pr.starttls, 1);
+	buf_reset(&pr.out);
+	front_proto_tls_started(p);
+	assert_non_null(strstr(said(&pr), "\"IMPLEMENTATION\" \"tern\"\r\n"));
+	assert_non_null(strstr(said(&pr), "OK \"tern ready\"\r\n"));
+	assert_null(strstr(said(&pr), "STARTTLS"));
+	front_proto_free(&p);
+	buf_free(&pr.out);
+}
+
 int
 main(void)
 {
@@ -198,6 +219,7 @@ main(void)
 		cmocka_unit_test(lmtp_wants_lhlo),
 		cmocka_unit_test(imap_tags_are_checked),
 		cmocka_unit_test(pop3_and_http),
+		cmocka_unit_test(sieve_speaks_first_after_tls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

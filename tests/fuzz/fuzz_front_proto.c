@@ -10,12 +10,17 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static enum listener_service service;
+
 static void
 check_write(void *arg, const char *data, size_t len)
 {
 	(void)arg;
-	/* Replies always end a line: a protocol module never leaves half. */
-	if (len > 0 && (len < 2 || data[len - 2] != '\r' || data[len - 1] != '\n'))
+	/* Replies always end a line: a protocol never leaves half of one.
+	 * (An HTTP answer ends with its body instead.) */
+	if (service == SERVICE_HTTP)
+		return;
+	if (len < 2 || data[len - 2] != '\r' || data[len - 1] != '\n')
 		abort();
 }
 
@@ -34,7 +39,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1)
 		return 0;
-	p = front_proto_new((enum listener_service)(data[0] % SERVICE_COUNT),
+	service = (enum listener_service)(data[0] % SERVICE_COUNT);
+	p = front_proto_new(service,
 			    "mx.example.test", data[0] & 0x80, data[0] & 0x40,
 			    &io);
 	front_proto_start(p);

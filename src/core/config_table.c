@@ -422,17 +422,17 @@ static const struct config_setting listener_settings[] = {
      .type = CONFIG_BOOL,
      .def = "no",
      FIELD(struct config_listener, proxy_protocol),
-     .help = "Expect a PROXY protocol (v1 or v2) header from a load "
+     .help = "Expect a PROXY protocol version 2 header from a load "
              "balancer before the session, and use the client address it "
-             "carries."},
+             "carries; a connection without a valid one is closed."},
     {.name = "max_connections",
      .type = CONFIG_INT,
      .def = "1000",
      .min = 1,
      .max = 1000000,
      FIELD(struct config_listener, max_connections),
-     .help = "Connections open at once on this listener; more wait in "
-             "the kernel's backlog."},
+     .help = "Connections open at once on this listener; more are "
+             "refused with the protocol's temporary error."},
     {.name = "max_connections_per_ip",
      .type = CONFIG_INT,
      .def = "20",

@@ -344,6 +344,11 @@ set_list(const struct config_setting *s, void *obj, const char *const *values,
 	size_t total = 0;
 	char **items;
 
+	/* `name ""` is the empty list, where the setting allows it. */
+	if (n == 1 && *values[0] == '\0' && (s->flags & CONFIG_F_EMPTY_OK)) {
+		free_list(obj, s);
+		return 0;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (*values[i] == '\0')
 			return bad(why_r, "a value must not be empty");

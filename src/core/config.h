@@ -87,6 +87,23 @@ struct config {
 	char *resolver;		/* "ADDR:PORT", "" = the system resolver */
 	char *dns_trust_anchor; /* root key file, "" = no DNSSEC validation */
 
+	/* The directory and logins (src/directory). */
+	int directory_backend;	   /* 0 sqlite, 1 pgsql, 2 mysql */
+	char *directory_connect;   /* "" = DATA_DIR/directory.db (sqlite) */
+	char *subaddress_separator; /* "" = no subaddresses */
+	int suspended_inbound;	   /* 0 accept, 1 reject (5.2.1) */
+	bool allow_plain_passwords;
+	uint64_t argon2_memory; /* bytes */
+	uint32_t argon2_time;
+	uint32_t argon2_parallelism;
+	uint32_t scram_iterations;
+	uint32_t auth_max_failures;
+	uint64_t auth_failure_window_ms;
+	uint64_t auth_ban_time_ms;
+	uint64_t auth_delay_max_ms;
+	char **auth_trusted_networks;
+	size_t nauth_trusted_networks;
+
 	struct config_listener *listeners;
 	size_t nlisteners;
 	struct config_certificate *certificates;

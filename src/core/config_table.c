@@ -66,6 +66,11 @@ static const char *const tls_names[] = {"none", "starttls", "implicit", NULL};
 static const char *const log_level_names[] = {
     "trace", "debug", "info", "notice", "warning", "error", NULL};
 
+/* Index = enum sql_backend (src/directory/sql.h). */
+static const char *const backend_names[] = {"sqlite", "pgsql", "mysql", NULL};
+
+static const char *const inbound_names[] = {"accept", "reject", NULL};
+
 /* The facilities log_open_syslog() knows. */
 static const char *const facility_names[] = {
     "mail",   "daemon", "user",   "local0", "local1", "local2",
@@ -384,6 +389,38 @@ finish_root(const void *obj, const char **file_r, int *line_r, char **why_r)
 	return finish_certificates(obj, file_r, line_r, why_r);
 }
 
+/* "192.0.2.0/24", "2001:db8::/32", or a single address. */
+static int
+check_cidr(const char *v, char **why_r)
+{
+	unsigned char addr[16];
+	char host[64], *end;
+	const char *slash = strchr(v, '/');
+	size_t hlen = slash != NULL ? (size_t)(slash - v) : strlen(v);
+	long bits, max;
+
+	if (hlen == 0 || hlen >= sizeof(host))
+		goto bad;
+	memcpy(host, v, hlen);
+	host[hlen] = '\0';
+	if (inet_pton(AF_INET, host, addr) == 1)
+		max = 32;
+	else if (inet_pton(AF_INET6, host, addr) == 1)
+		max = 128;
+	else
+		goto bad;
+	if (slash == NULL)
+		return 0;
+	bits = strtol(slash + 1, &end, 10);
+	if (slash[1] == '\0' || *end != '\0' || bits < 0 || bits > max)
+		goto bad;
+	return 0;
+bad:
+	*why_r = xasprintf("\"%s\" is not an address or ADDRESS/BITS network",
+	                   v);
+	return -1;
+}
+
 #define MS_SECOND 1000ULL
 #define MS_HOUR (3600 * MS_SECOND)
 #define MS_DAY (24 * MS_HOUR)
@@ -592,6 +629,115 @@ static const struct config_setting root_settings[] = {
      .help = "The DNSSEC root trust anchor file (e.g. "
              "/usr/share/dns/root.key); \"\" turns DNSSEC validation off, "
              "and with it DANE."},
+    {.name = "directory_backend",
+     .type = CONFIG_ENUM,
+     .def = "sqlite",
+     .choices = backend_names,
+     FIELD(struct config, directory_backend),
+     .help = "Where domains, users and aliases are kept: sqlite (a file "
+             "in data_dir), pgsql (PostgreSQL) or mysql (MariaDB or "
+             "MySQL)."},
+    {.name = "directory_connect",
+     .type = CONFIG_STRING,
+     .flags = CONFIG_F_EMPTY_OK,
+     .def = "",
+     .example = "host=/run/postgresql dbname=tern user=tern",
+     FIELD(struct config, directory_connect),
+     .help = "How to reach the directory: for sqlite a file path (\"\" is "
+             "data_dir/directory.db); for pgsql a libpq connection "
+             "string; for mysql \"host=H port=P socket=S user=U "
+             "password=W database=D\"."},
+    {.name = "subaddress_separator",
+     .type = CONFIG_STRING,
+     .flags = CONFIG_F_EMPTY_OK,
+     .def = "+",
+     FIELD(struct config, subaddress_separator),
+     .help = "Characters that start a subaddress: mail for user+tag@ goes "
+             "to user@. \"\" turns subaddresses off."},
+    {.name = "suspended_inbound",
+     .type = CONFIG_ENUM,
+     .def = "accept",
+     .choices = inbound_names,
+     FIELD(struct config, suspended_inbound),
+     .help = "Mail for a suspended user: accept it (the user just cannot "
+             "log in or send), or reject it with 550 5.2.1."},
+    {.name = "allow_plain_passwords",
+     .type = CONFIG_BOOL,
+     .def = "no",
+     FIELD(struct config, allow_plain_passwords),
+     .help = "Accept {PLAIN} (clear text) password entries in the "
+             "directory, as imported from an old setup."},
+    {.name = "argon2_memory",
+     .type = CONFIG_SIZE,
+     .def = "64M",
+     .min = 8ULL << 20,
+     .max = 4ULL << 30,
+     FIELD(struct config, argon2_memory),
+     .help = "Memory for each new Argon2id password hash; more is slower "
+             "to attack and to log in."},
+    {.name = "argon2_time",
+     .type = CONFIG_INT,
+     .def = "3",
+     .min = 1,
+     .max = 100,
+     FIELD(struct config, argon2_time),
+     .help = "Argon2id passes for each new password hash."},
+    {.name = "argon2_parallelism",
+     .type = CONFIG_INT,
+     .def = "1",
+     .min = 1,
+     .max = 64,
+     FIELD(struct config, argon2_parallelism),
+     .help = "Argon2id lanes for each new password hash."},
+    {.name = "scram_iterations",
+     .type = CONFIG_INT,
+     .def = "10000",
+     .min = 4096,
+     .max = 10000000,
+     FIELD(struct config, scram_iterations),
+     .help = "PBKDF2 iterations of the SCRAM-SHA-256 keys stored when a "
+             "password is set (RFC 7677 asks for at least 4096)."},
+    {.name = "auth_max_failures",
+     .type = CONFIG_INT,
+     .def = "10",
+     .min = 1,
+     .max = 100000,
+     FIELD(struct config, auth_max_failures),
+     .help = "Failed logins from one IP address within auth_failure_window "
+             "that get it banned."},
+    {.name = "auth_failure_window",
+     .type = CONFIG_DURATION,
+     .def = "10m",
+     .min = MS_SECOND,
+     .max = MS_DAY,
+     FIELD(struct config, auth_failure_window_ms),
+     .help = "How far back failed logins are counted."},
+    {.name = "auth_ban_time",
+     .type = CONFIG_DURATION,
+     .def = "1h",
+     .min = MS_SECOND,
+     .max = 30 * MS_DAY,
+     FIELD(struct config, auth_ban_time_ms),
+     .help = "How long a banned IP address may not log in; bans survive "
+             "a restart."},
+    {.name = "auth_delay_max",
+     .type = CONFIG_DURATION,
+     .def = "15s",
+     .min = 0,
+     .max = 60 * MS_SECOND,
+     FIELD(struct config, auth_delay_max_ms),
+     .help = "The longest a login answer is held back after repeated "
+             "failures (the delay doubles with each failure)."},
+    {.name = "auth_trusted_networks",
+     .type = CONFIG_LIST,
+     .flags = CONFIG_F_EMPTY_OK,
+     .def = "",
+     .example = "127.0.0.0/8 ::1",
+     FIELD(struct config, auth_trusted_networks),
+     COUNT(struct config, nauth_trusted_networks),
+     .check = check_cidr,
+     .help = "Networks whose failed logins are never delayed or banned "
+             "(\"\" is none)."},
     {.name = "listener",
      .type = CONFIG_BLOCK,
      .block = &listener_block,
@@ -842,6 +988,8 @@ out_value(struct buf *b, const struct config_setting *s, const void *obj)
 		break;
 	case CONFIG_LIST:
 		items = ptr_at(obj, s->offset);
+		if (count_at(obj, s) == 0)
+			out(b, "\"\"");
 		for (size_t i = 0; i < count_at(obj, s); i++) {
 			out(b, "%s", i > 0 ? " " : "");
 			out_word(b, items[i]);
@@ -987,7 +1135,7 @@ describe_setting(struct buf *b, const struct config_setting *s, bool in_block)
 	else
 		value = xstrdup(s->example);
 	out(b, "%s%s ", in_block ? "#\t" : "#", s->name);
-	if (s->type == CONFIG_LIST)
+	if (s->type == CONFIG_LIST && *value != '\0')
 		out(b, "%s", value);
 	else
 		out_word(b, value);

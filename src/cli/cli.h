@@ -27,6 +27,9 @@ extern const struct cli_command cli_cmd_stop;
 extern const struct cli_command cli_cmd_reload;
 extern const struct cli_command cli_cmd_config;
 extern const struct cli_command cli_cmd_version;
+extern const struct cli_command cli_cmd_domain;
+extern const struct cli_command cli_cmd_user;
+extern const struct cli_command cli_cmd_alias;
 
 /* Run argv as a tern command line (after global options). */
 int cli_dispatch(const struct cli_env *env, int argc, char **argv);

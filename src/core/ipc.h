@@ -45,6 +45,16 @@ enum ipc_msg_type {
 	IPC_MSG_CERTIFICATES,	 /* parent → front: u32 n, n × (str cert, str key) */
 	IPC_MSG_PING,		 /* either way, answered by PONG, same id */
 	IPC_MSG_PONG,
+	IPC_MSG_LINK,		 /* parent → child: fd + str peer role name */
+	/* front → lookup, each answered by AUTH_REPLY with the same id:
+	 * str service, str ip, str user, then per type: */
+	IPC_MSG_AUTH_PASSWORD,	   /* str authzid, bytes password */
+	IPC_MSG_AUTH_SCRAM_PARAMS, /* nothing more */
+	IPC_MSG_AUTH_SCRAM_CHECK,  /* bytes auth message, bytes proof */
+	/* lookup → front: u32 result (0 ok, 1 wrong, 2 temporary), str the
+	 * canonical user, bytes salt, u32 iterations, bytes server signature
+	 * (empty where they do not apply). */
+	IPC_MSG_AUTH_REPLY,
 	IPC_MSG_TYPE_MAX
 };
 

@@ -38,10 +38,11 @@ enum sasl_status {
 };
 
 struct sasl_verifier {
-	/* PLAIN, LOGIN: answer with sasl_password_result(). */
-	void (*check_password)(void *arg, const char *authzid,
-			       const char *user, const char *password,
-			       size_t password_len);
+	/* PLAIN, LOGIN: answer with sasl_password_result(). authzid is ""
+	 * when the client gave none (always for LOGIN); password is also
+	 * NUL-terminated and is wiped as soon as this returns. */
+	void (*check_password)(void *arg, const char *authzid, const char *user,
+			       const char *password, size_t password_len);
 	/* SCRAM: salt and iterations for user → sasl_scram_params_result(). */
 	void (*scram_params)(void *arg, const char *user);
 	/* SCRAM: check the proof → sasl_scram_check_result(). */
@@ -67,11 +68,15 @@ void sasl_free(struct sasl_session **s);
  * len 0). Returns the new status. */
 enum sasl_status sasl_step(struct sasl_session *s, const uint8_t *in,
 			   size_t len);
-/* The client aborted ("*"). */
+/* The client aborted ("*"): the session ends as SASL_FAIL with
+ * sasl_error() "aborted"; a verifier answer still due is then ignored. */
 void sasl_abort(struct sasl_session *s);
 
 /* The verifier's answers; each returns the new status. result: 0 ok,
- * 1 wrong, -1 temporary failure. */
+ * 1 wrong, -1 temporary failure (any other value counts as -1). They may be
+ * called from inside the verifier callback (sasl_step() then returns the
+ * final status), but the session must not be freed from there. An answer
+ * the session is not waiting for is ignored. */
 enum sasl_status sasl_password_result(struct sasl_session *s, int result);
 enum sasl_status sasl_scram_params_result(struct sasl_session *s, int result,
 					  const uint8_t *salt, size_t salt_len,
@@ -88,6 +93,11 @@ void sasl_challenge(const struct sasl_session *s, const uint8_t **data_r,
 const char *sasl_user(const struct sasl_session *s);
 /* For SASL_ERROR: what was wrong, for the log. */
 const char *sasl_error(const struct sasl_session *s);
+
+/* For tests: use nonce (printable ASCII without ',', 1..64 bytes) as the
+ * SCRAM server nonce instead of a random one, to replay RFC 7677's
+ * example. Production code never calls it. */
+void sasl_test_set_server_nonce(struct sasl_session *s, const char *nonce);
 
 /* Base64 (RFC 4648, no line breaks, padding required) for the protocols.
  * decode: -1 on anything that is not strict base64 or decodes to more than

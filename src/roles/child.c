@@ -30,6 +30,7 @@ static const struct ipc_rule common_rules[] = {
 	{IPC_MSG_SHUTDOWN, 0, 0, IPC_FD_NEVER},
 	{IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
 	{IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
+	{IPC_MSG_LINK, 5, 64, IPC_FD_REQUIRED},
 };
 
 #define MAX_RULES 32
@@ -145,6 +146,90 @@ child_reload(struct child_ctx *ctx, const struct ipc_msg *msg)
 	log_info(NULL, "event=reloaded");
 }
 
+struct ipc_peer *
+child_peer(struct child_ctx *ctx, const char *name)
+{
+	for (size_t i = 0; i < CHILD_LINKS_MAX; i++)
+		if (ctx->links[i].peer != NULL &&
+		    strcmp(ctx->links[i].name, name) == 0)
+			return ctx->links[i].peer;
+	return NULL;
+}
+
+static void
+link_on_msg(struct ipc_peer *peer, struct ipc_msg *msg, void *arg)
+{
+	struct child_link *link = arg;
+
+	(void)peer;
+	if (msg->type == IPC_MSG_PING) {
+		ipc_send(link->peer, IPC_MSG_PONG, msg->reqid, -1, NULL, 0);
+		return;
+	}
+	link->ctx->ops->peer_message(link->ctx, link, msg);
+}
+
+static void
+link_on_close(struct ipc_peer *peer, const char *why, void *arg)
+{
+	struct child_link *link = arg;
+	struct child_ctx *ctx = link->ctx;
+
+	(void)peer;
+	log_info(NULL, "event=link-down peer=%s reason=%s", link->name, why);
+	if (ctx->ops->peer_down != NULL)
+		ctx->ops->peer_down(ctx, link);
+	ipc_peer_free(&link->peer);
+}
+
+/* Parent handed us one end of a socketpair to another role. */
+static void
+child_add_link(struct child_ctx *ctx, struct ipc_msg *msg)
+{
+	const struct ipc_rule *rules = NULL;
+	struct child_link *link = NULL;
+	struct ipc_reader r;
+	char *name;
+
+	ipc_reader_init(&r, msg);
+	name = ipc_get_str(&r);
+	if (ipc_reader_done(&r) < 0 || name == NULL || strlen(name) >= 16 ||
+	    ctx->ops->peer_rules == NULL ||
+	    (rules = ctx->ops->peer_rules(name)) == NULL) {
+		log_error(NULL, "event=link-refused peer=%s",
+			  name != NULL ? name : "?");
+		free(name);
+		return;
+	}
+	/* A new link to the same role replaces the old (it restarted). */
+	for (size_t i = 0; i < CHILD_LINKS_MAX && link == NULL; i++)
+		if (strcmp(ctx->links[i].name, name) == 0)
+			link = &ctx->links[i];
+	for (size_t i = 0; i < CHILD_LINKS_MAX && link == NULL; i++)
+		if (ctx->links[i].name[0] == '\0')
+			link = &ctx->links[i];
+	if (link == NULL) {
+		log_error(NULL, "event=link-refused peer=%s reason=too-many",
+			  name);
+		free(name);
+		return;
+	}
+	if (link->peer != NULL) {
+		if (ctx->ops->peer_down != NULL)
+			ctx->ops->peer_down(ctx, link);
+		ipc_peer_free(&link->peer);
+	}
+	link->ctx = ctx;
+	snprintf(link->name, sizeof(link->name), "%s", name);
+	free(name);
+	link->peer = ipc_peer_new(ctx->base, msg->fd, ctx->ops->name, rules,
+				  link_on_msg, link_on_close, link);
+	msg->fd = -1;
+	log_info(NULL, "event=link-up peer=%s", link->name);
+	if (ctx->ops->peer_up != NULL)
+		ctx->ops->peer_up(ctx, link);
+}
+
 static void
 child_on_msg(struct ipc_peer *peer, struct ipc_msg *msg, void *arg)
 {
@@ -172,6 +257,9 @@ child_on_msg(struct ipc_peer *peer, struct ipc_msg *msg, void *arg)
 	switch (msg->type) {
 	case IPC_MSG_RELOAD:
 		child_reload(ctx, msg);
+		break;
+	case IPC_MSG_LINK:
+		child_add_link(ctx, msg);
 		break;
 	case IPC_MSG_SHUTDOWN:
 		if (!ctx->stopping) {

@@ -216,6 +216,36 @@ front_shutdown(struct child_ctx *ctx)
 	front_conn_gone(f);
 }
 
+/* What lookup may send on its link. */
+static const struct ipc_rule lookup_rules[] = {
+	{IPC_MSG_AUTH_REPLY, 20, 4096, IPC_FD_NEVER},
+	{IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
+	{IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
+	{0, 0, 0, IPC_FD_NEVER},
+};
+
+static const struct ipc_rule *
+front_peer_rules(const char *peer)
+{
+	return strcmp(peer, "lookup") == 0 ? lookup_rules : NULL;
+}
+
+static void
+front_peer_message(struct child_ctx *ctx, struct child_link *link,
+		   struct ipc_msg *msg)
+{
+	(void)link;
+	if (msg->type == IPC_MSG_AUTH_REPLY)
+		front_conn_auth_reply(ctx->role, msg);
+}
+
+static void
+front_peer_down(struct child_ctx *ctx, struct child_link *link)
+{
+	if (strcmp(link->name, "lookup") == 0)
+		front_conn_auth_link_down(ctx->role);
+}
+
 const struct role_ops role_front = {
 	.name = "front",
 	.user = front_user,
@@ -225,4 +255,7 @@ const struct role_ops role_front = {
 	.start = front_start,
 	.message = front_message,
 	.shutdown = front_shutdown,
+	.peer_rules = front_peer_rules,
+	.peer_message = front_peer_message,
+	.peer_down = front_peer_down,
 };

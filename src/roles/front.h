@@ -32,6 +32,7 @@ struct front {
 	struct front_conn *conns; /* every live connection */
 	size_t nconns;
 	uint64_t next_id;
+	uint32_t next_reqid; /* login checks sent to lookup */
 	struct event *deadline; /* set when stopping */
 	bool stopping;
 };
@@ -40,6 +41,10 @@ void front_conn_accept(struct front_listener *fl, int fd,
 		       const struct sockaddr *sa, int salen);
 /* Say goodbye to every connection at its next safe point. */
 void front_conn_shutdown_all(struct front *f);
+/* lookup answered a login check (IPC_MSG_AUTH_REPLY). */
+void front_conn_auth_reply(struct front *f, struct ipc_msg *msg);
+/* The link to lookup went down: checks out with it fail temporarily. */
+void front_conn_auth_link_down(struct front *f);
 /* A connection ended: front exits when stopping and none are left. */
 void front_conn_gone(struct front *f);
 

@@ -10,6 +10,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include "core/proxy.h"
 #include "core/tls.h"
 #include "core/xmalloc.h"
+#include "directory/sasl.h"
 #include "roles/front.h"
 #include "roles/front_proto.h"
 
@@ -59,6 +61,10 @@ struct front_conn {
 	struct front_proto *proto;
 	bool tls_active;
 	bool discarding; /* skipping the rest of an over-long line */
+	uint32_t auth_reqid;   /* the login check out with lookup, or 0 */
+	uint16_t auth_type;    /* its IPC_MSG_AUTH_* */
+	struct event *auth_ev; /* a check that could not be sent: fail later */
+	struct sasl_verifier verifier; /* lookup, for this connection */
 	struct front_conn *prev, *next;
 };
 
@@ -86,6 +92,8 @@ conn_free(struct front_conn *c)
 	log_info(c->id, "event=disconnect ip=%s", c->ip);
 	if (c->proxy_ev != NULL)
 		event_free(c->proxy_ev);
+	if (c->auth_ev != NULL)
+		event_free(c->auth_ev);
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
 	if (c->ssl != NULL)
@@ -144,7 +152,7 @@ conn_read_lines(struct front_conn *c)
 	char *line;
 	size_t len;
 
-	while (c->state == CONN_OPEN) {
+	while (c->state == CONN_OPEN && !front_proto_busy(c->proto)) {
 		line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
 		if (line == NULL) {
 			if (evbuffer_get_length(in) > LINE_MAX_BYTES) {
@@ -300,11 +308,205 @@ conn_start_tls(struct front_conn *c)
 	conn_use_bev(c, bev, HANDSHAKE_TIMEOUT_S);
 }
 
+/* ---- logins: the verifier is lookup, over the front ↔ lookup link ---- */
+
+static const char *
+conn_auth_service(const struct front_conn *c)
+{
+	switch (c->service) {
+	case SERVICE_IMAP:
+	case SERVICE_IMAPS:
+		return "imap";
+	case SERVICE_POP3:
+	case SERVICE_POP3S:
+		return "pop3";
+	case SERVICE_MANAGESIEVE:
+		return "sieve";
+	default:
+		return "smtp";
+	}
+}
+
+/* After an answer: carry on with lines the client sent meanwhile, and
+ * flush what the answer said. */
+static void
+conn_auth_resume(struct front_conn *c)
+{
+	if (c->bev == NULL)
+		return;
+	if (c->state == CONN_OPEN)
+		conn_read_lines(c);
+	if (c->state == CONN_CLOSING || c->state == CONN_STARTTLS)
+		bufferevent_trigger(c->bev, EV_WRITE,
+				    BEV_TRIG_IGNORE_WATERMARKS);
+}
+
+/* Deliver an answer (or a temporary failure) to the protocol. */
+static void
+conn_auth_answer(struct front_conn *c, uint32_t result, const char *user,
+		 const uint8_t *salt, size_t salt_len, uint32_t iterations,
+		 const uint8_t *sig, size_t sig_len)
+{
+	int r = result == 0 ? 0 : result == 1 ? 1 : -1;
+	uint16_t type = c->auth_type;
+
+	c->auth_reqid = 0;
+	c->auth_type = 0;
+	switch (type) {
+	case IPC_MSG_AUTH_PASSWORD:
+		front_proto_auth_password_result(c->proto, r, user);
+		break;
+	case IPC_MSG_AUTH_SCRAM_PARAMS:
+		front_proto_auth_scram_params_result(
+			c->proto, r == 0 && salt_len > 0 ? 0 : -1, salt,
+			salt_len, iterations);
+		break;
+	case IPC_MSG_AUTH_SCRAM_CHECK:
+		front_proto_auth_scram_check_result(
+			c->proto, r == 0 && sig_len == 32 ? 0 : r == 0 ? -1 : r,
+			user, sig);
+		break;
+	default:
+		return;
+	}
+	if (front_proto_user(c->proto) != NULL)
+		log_info(c->id, "event=login user=%s service=%s",
+			 front_proto_user(c->proto), conn_auth_service(c));
+	conn_auth_resume(c);
+}
+
+static void
+conn_auth_tempfail_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct front_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	event_free(c->auth_ev);
+	c->auth_ev = NULL;
+	conn_auth_answer(c, 2, NULL, NULL, 0, 0, NULL, 0);
+}
+
+/* Send a check to lookup. The protocol is inside sasl_step() here, so a
+ * failure to send is answered later, from the loop. */
+static void
+conn_auth_send(struct front_conn *c, uint16_t type, struct buf *payload)
+{
+	struct ipc_peer *lookup = child_peer(c->front->ctx, "lookup");
+
+	c->auth_type = type;
+	c->auth_reqid = ++c->front->next_reqid;
+	if (c->auth_reqid == 0)
+		c->auth_reqid = ++c->front->next_reqid;
+	if (lookup == NULL || ipc_send(lookup, type, c->auth_reqid, -1,
+				       payload->data, payload->len) < 0) {
+		log_warn(c->id, "event=auth-unavailable reason=no-lookup-link");
+		c->auth_ev = evtimer_new(c->front->ctx->base,
+					 conn_auth_tempfail_cb, c);
+		struct timeval now = {0, 0};
+
+		evtimer_add(c->auth_ev, &now);
+	}
+	OPENSSL_cleanse(payload->data, payload->len);
+	buf_free(payload);
+}
+
+static void
+conn_auth_header(struct front_conn *c, struct buf *b, const char *user)
+{
+	buf_init(b, 0);
+	ipc_put_str(b, conn_auth_service(c));
+	ipc_put_str(b, c->ip);
+	ipc_put_str(b, user);
+}
+
+static void
+verify_password(void *arg, const char *authzid, const char *user,
+		const char *password, size_t len)
+{
+	struct front_conn *c = arg;
+	struct buf b;
+
+	conn_auth_header(c, &b, user);
+	ipc_put_str(&b, authzid != NULL ? authzid : "");
+	ipc_put_bytes(&b, password, len);
+	conn_auth_send(c, IPC_MSG_AUTH_PASSWORD, &b);
+}
+
+static void
+verify_scram_params(void *arg, const char *user)
+{
+	struct front_conn *c = arg;
+	struct buf b;
+
+	conn_auth_header(c, &b, user);
+	conn_auth_send(c, IPC_MSG_AUTH_SCRAM_PARAMS, &b);
+}
+
+static void
+verify_scram_check(void *arg, const char *user, const uint8_t *auth_message,
+		   size_t auth_len, const uint8_t *proof, size_t proof_len)
+{
+	struct front_conn *c = arg;
+	struct buf b;
+
+	conn_auth_header(c, &b, user);
+	ipc_put_bytes(&b, auth_message, auth_len);
+	ipc_put_bytes(&b, proof, proof_len);
+	conn_auth_send(c, IPC_MSG_AUTH_SCRAM_CHECK, &b);
+}
+
+void
+front_conn_auth_reply(struct front *f, struct ipc_msg *msg)
+{
+	struct front_conn *c;
+	struct ipc_reader r;
+	const uint8_t *salt, *sig;
+	size_t salt_len = 0, sig_len = 0;
+	uint32_t result, iterations;
+	char *user;
+
+	for (c = f->conns; c != NULL; c = c->next)
+		if (c->auth_reqid != 0 && c->auth_reqid == msg->reqid)
+			break;
+	if (c == NULL)
+		return; /* the client left meanwhile */
+	ipc_reader_init(&r, msg);
+	result = ipc_get_u32(&r);
+	user = ipc_get_str(&r);
+	salt = ipc_get_bytes(&r, &salt_len);
+	iterations = ipc_get_u32(&r);
+	sig = ipc_get_bytes(&r, &sig_len);
+	if (ipc_reader_done(&r) < 0) {
+		log_error(c->id, "event=bad-auth-reply");
+		conn_auth_answer(c, 2, NULL, NULL, 0, 0, NULL, 0);
+	} else {
+		conn_auth_answer(c, result, user, salt, salt_len, iterations,
+				 sig, sig_len);
+	}
+	free(user);
+}
+
+void
+front_conn_auth_link_down(struct front *f)
+{
+	for (struct front_conn *c = f->conns; c != NULL; c = c->next)
+		if (c->auth_reqid != 0 && c->auth_ev == NULL)
+			conn_auth_answer(c, 2, NULL, NULL, 0, 0, NULL, 0);
+}
+
 static void
 conn_start_session(struct front_conn *c)
 {
 	const struct config_listener *l = conn_listener(c);
-	struct front_io io = {io_write, io_starttls, io_close, c};
+	struct front_io io = {io_write, io_starttls, io_close, c, &c->verifier};
+
+	c->verifier = (struct sasl_verifier){
+		.check_password = verify_password,
+		.scram_params = verify_scram_params,
+		.scram_check = verify_scram_check,
+		.arg = c,
+	};
 
 	c->proto = front_proto_new(c->service, c->front->ctx->cfg->hostname,
 				   c->tls_active,

@@ -1,8 +1,10 @@
 /* The first words front speaks on each service until that service's own
  * protocol module is wired in: the greeting, capability discovery, STARTTLS
- * (so TLS upgrade works end to end), NOOP and the polite ways to leave.
- * Every other command is answered "not implemented" in the protocol's own
- * syntax. A pure state machine: lines in, replies out through front_io. */
+ * (so TLS upgrade works end to end), NOOP, the polite ways to leave,
+ * and logins (SASL PLAIN, LOGIN, SCRAM-SHA-256; IMAP LOGIN; POP3 USER/PASS)
+ * checked by lookup. Every other command is answered "not implemented" in
+ * the protocol's own syntax. A pure state machine: lines in, replies out
+ * through front_io. */
 #ifndef TERN_ROLES_FRONT_PROTO_H
 #define TERN_ROLES_FRONT_PROTO_H
 
@@ -10,6 +12,8 @@
 #include <stddef.h>
 
 #include "core/config.h"
+
+struct sasl_verifier;
 
 /* What the protocol asks of the connection. */
 struct front_io {
@@ -19,6 +23,8 @@ struct front_io {
 	/* Close once everything written is flushed. */
 	void (*close)(void *arg);
 	void *arg;
+	/* Who checks logins (lookup, through front); NULL: no AUTH offered. */
+	const struct sasl_verifier *verifier;
 };
 
 struct front_proto;
@@ -40,6 +46,24 @@ void front_proto_tls_started(struct front_proto *p);
 void front_proto_shutdown(struct front_proto *p);
 /* The idle timeout expired: say so and close. */
 void front_proto_timeout(struct front_proto *p);
+/* Logins (submission, IMAP, POP3; only once TLS is active). While a check
+ * is out with the verifier the protocol is busy: the connection must hold
+ * further input lines until one of the *_result calls has answered. */
+bool front_proto_busy(const struct front_proto *p);
+/* result: 0 ok, 1 wrong, -1 temporary failure. user: the canonical
+ * address the verifier matched (on success). */
+void front_proto_auth_password_result(struct front_proto *p, int result,
+				      const char *user);
+void front_proto_auth_scram_params_result(struct front_proto *p, int result,
+					  const unsigned char *salt,
+					  size_t salt_len,
+					  unsigned iterations);
+void front_proto_auth_scram_check_result(struct front_proto *p, int result,
+					 const char *user,
+					 const unsigned char *signature);
+/* The logged-in user, or NULL. */
+const char *front_proto_user(const struct front_proto *p);
+
 /* The greeting used when front refuses a connection (limits, no TLS). */
 const char *front_proto_refusal(enum listener_service service);
 

@@ -1,10 +1,55 @@
-/* lookup: the directory (domains, users, aliases), password checks and
- * DKIM signing. This build runs the process, its privilege drop and its
- * link to parent; the directory arrives with its own work.
- * SECURITY: runs as its own unprivileged user; it takes only messages
- * that parent sends (config, reload, shutdown, ping). */
+/* lookup: the directory (domains, users, aliases) and every login check.
+ * It alone opens the directory database and state.db, verifies passwords
+ * and SCRAM proofs, and applies the login limits; front asks over its link.
+ * SECURITY: runs as its own unprivileged user. It takes structured
+ * requests only (front has parsed the client's bytes), answers a failure
+ * for an unknown user after the same work as for a wrong password, and
+ * logs each failed login with the stable line
+ * "event=auth-failed ip=IP user=USER service=SERVICE reason=REASON". */
+#include <event2/event.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/buf.h"
 #include "core/log.h"
+#include "core/xmalloc.h"
+#include "directory/authlimit.h"
+#include "directory/directory.h"
+#include "directory/password.h"
+#include "mail/address.h"
 #include "roles/roles.h"
+
+/* Bound on app passwords tried for one login (each is a full hash check). */
+#define APP_PASSWORDS_TRIED_MAX 8
+
+struct lookup {
+	struct directory *dir;
+	struct authlimit *limits;
+	struct password_policy policy;
+	uint8_t scram_secret[32]; /* fake SCRAM salts for unknown users */
+};
+
+/* A login answer waiting out its delay. */
+struct pending_reply {
+	struct ipc_peer *peer;
+	struct event *ev;
+	uint32_t reqid;
+	struct buf payload;
+	struct child_ctx *ctx;
+};
+
+/* What front may ask. */
+static const struct ipc_rule front_rules[] = {
+	{IPC_MSG_AUTH_PASSWORD, 16, 8192, IPC_FD_NEVER},
+	{IPC_MSG_AUTH_SCRAM_PARAMS, 12, 4096, IPC_FD_NEVER},
+	{IPC_MSG_AUTH_SCRAM_CHECK, 20, 16384, IPC_FD_NEVER},
+	{IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
+	{IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
+	{0, 0, 0, IPC_FD_NEVER},
+};
 
 static const char *
 lookup_user(const struct config *cfg)
@@ -12,10 +57,469 @@ lookup_user(const struct config *cfg)
 	return cfg->lookup_user;
 }
 
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void
+lookup_policy(const struct config *cfg, struct password_policy *p)
+{
+	password_policy_default(p);
+	p->argon2_time = cfg->argon2_time;
+	p->argon2_memory_kib = (uint32_t)(cfg->argon2_memory / 1024);
+	p->argon2_parallelism = cfg->argon2_parallelism;
+	p->allow_plain = cfg->allow_plain_passwords;
+	p->scram_iterations = cfg->scram_iterations;
+}
+
+static unsigned
+service_bit(const char *service)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} map[] = {
+		{"imap", DIR_SERVICE_IMAP},
+		{"pop3", DIR_SERVICE_POP3},
+		{"smtp", DIR_SERVICE_SMTP},
+		{"sieve", DIR_SERVICE_SIEVE},
+	};
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strcmp(service, map[i].name) == 0)
+			return map[i].bit;
+	return 0;
+}
+
+/* ---- replies ---- */
+
+static void
+reply_send_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pending_reply *r = arg;
+	struct ipc_peer *peer = child_peer(r->ctx, "front");
+
+	(void)fd;
+	(void)what;
+	/* The link may have been replaced while we waited: answer only on the
+	 * one the question came from. */
+	if (peer != NULL && peer == r->peer)
+		ipc_send(peer, IPC_MSG_AUTH_REPLY, r->reqid, -1, r->payload.data,
+			 r->payload.len);
+	event_free(r->ev);
+	buf_free(&r->payload);
+	free(r);
+}
+
+/* Answer after delay_ms: a failed guess costs the guesser time, not us. */
+static void
+reply(struct child_ctx *ctx, struct ipc_peer *peer, uint32_t reqid,
+      uint32_t result, const char *user, const uint8_t *salt,
+      size_t salt_len, uint32_t iterations, const uint8_t *sig,
+      size_t sig_len, uint64_t delay_ms)
+{
+	struct pending_reply *r = xcalloc(1, sizeof(*r));
+	struct timeval tv = {(time_t)(delay_ms / 1000),
+			     (suseconds_t)(delay_ms % 1000) * 1000};
+
+	r->ctx = ctx;
+	r->peer = peer;
+	r->reqid = reqid;
+	buf_init(&r->payload, 0);
+	ipc_put_u32(&r->payload, result);
+	ipc_put_str(&r->payload, user != NULL ? user : "");
+	ipc_put_bytes(&r->payload, salt, salt_len);
+	ipc_put_u32(&r->payload, iterations);
+	ipc_put_bytes(&r->payload, sig, sig_len);
+	r->ev = evtimer_new(ctx->base, reply_send_cb, r);
+	evtimer_add(r->ev, &tv);
+}
+
+/* ---- the checks ---- */
+
+struct auth_request {
+	char *service;
+	char *ip;
+	char *user;
+	char key[ADDRESS_MAX * 4 + 2]; /* the normalized address, or "" */
+};
+
+static int
+auth_request_read(struct ipc_reader *r, struct auth_request *a)
+{
+	struct address addr;
+	const char *why;
+
+	memset(a, 0, sizeof(*a));
+	a->service = ipc_get_str(r);
+	a->ip = ipc_get_str(r);
+	a->user = ipc_get_str(r);
+	if (a->service == NULL || a->ip == NULL || a->user == NULL)
+		return -1;
+	if (address_parse(a->user, strlen(a->user), &addr, &why) == 0)
+		address_key(&addr, a->key, sizeof(a->key));
+	return 0;
+}
+
+static void
+auth_request_free(struct auth_request *a)
+{
+	free(a->service);
+	free(a->ip);
+	free(a->user);
+}
+
+/* The account name failures are counted under: the address when it
+ * parses, else what was typed (bounded by the message rules). */
+static const char *
+account_of(const struct auth_request *a)
+{
+	return a->key[0] != '\0' ? a->key : a->user;
+}
+
+static void
+log_failure(const struct auth_request *a, const char *reason)
+{
+	log_notice(NULL, "event=auth-failed ip=%s user=%s service=%s reason=%s",
+		   a->ip, account_of(a), a->service, reason);
+}
+
+/* Count the failure; say so when it bans the address. */
+static void
+count_failure(struct lookup *l, const struct auth_request *a,
+	      const struct config *cfg)
+{
+	if (authlimit_failure(l->limits, a->ip, account_of(a), now_ms()))
+		log_warn(NULL, "event=auth-ban ip=%s failures=%u ban_s=%llu",
+			 a->ip, cfg->auth_max_failures,
+			 (unsigned long long)(cfg->auth_ban_time_ms / 1000));
+}
+
+/* Check password against the user's own and app passwords. */
+static enum password_result
+check_user_password(struct lookup *l, const struct dir_user *u,
+		    const struct auth_request *a, const uint8_t *pw,
+		    size_t pwlen)
+{
+	struct dir_app_password *apps = NULL;
+	enum password_result res = PASSWORD_MISMATCH;
+	unsigned bit = service_bit(a->service);
+	size_t n = 0, tried = 0;
+	char *error = NULL;
+
+	if (u->password_hash != NULL)
+		res = password_verify(&l->policy, u->password_hash,
+				      (const char *)pw, pwlen);
+	if (res == PASSWORD_OK || bit == 0)
+		return res;
+	if (directory_app_password_list(l->dir, u->address, &apps, &n,
+					&error) < 0) {
+		log_error(NULL, "event=directory-error error=%s", error);
+		free(error);
+		return res;
+	}
+	for (size_t i = 0; i < n && tried < APP_PASSWORDS_TRIED_MAX; i++) {
+		if (!(apps[i].services & bit) || apps[i].password_hash == NULL)
+			continue;
+		tried++;
+		if (password_verify(&l->policy, apps[i].password_hash,
+				    (const char *)pw, pwlen) == PASSWORD_OK) {
+			log_info(NULL, "event=app-password user=%s label=%s",
+				 u->address, apps[i].label);
+			res = PASSWORD_OK;
+			break;
+		}
+	}
+	dir_app_passwords_free(&apps, n);
+	return res;
+}
+
+static void
+auth_password(struct child_ctx *ctx, struct ipc_peer *peer,
+	      struct ipc_msg *msg)
+{
+	struct lookup *l = ctx->role;
+	struct auth_request a;
+	struct ipc_reader r;
+	struct dir_user u;
+	const uint8_t *pw;
+	char *authzid, *error = NULL;
+	size_t pwlen = 0;
+	uint64_t delay;
+	int found;
+	enum password_result res = PASSWORD_MISMATCH;
+
+	ipc_reader_init(&r, msg);
+	if (auth_request_read(&r, &a) < 0) {
+		auth_request_free(&a);
+		log_error(NULL, "event=bad-auth-request");
+		return;
+	}
+	authzid = ipc_get_str(&r);
+	pw = ipc_get_bytes(&r, &pwlen);
+	if (ipc_reader_done(&r) < 0 || authzid == NULL) {
+		log_error(NULL, "event=bad-auth-request");
+		goto out;
+	}
+	if (authlimit_banned(l->limits, a.ip, now_ms()) > 0) {
+		log_failure(&a, "banned");
+		reply(ctx, peer, msg->reqid, 2, NULL, NULL, 0, 0, NULL, 0, 0);
+		goto out;
+	}
+	delay = authlimit_delay(l->limits, a.ip, account_of(&a), now_ms());
+	memset(&u, 0, sizeof(u));
+	found = a.key[0] != '\0'
+			? directory_user_get(l->dir, a.key, &u, &error)
+			: 0;
+	if (found < 0) {
+		log_error(NULL, "event=directory-error error=%s", error);
+		free(error);
+		reply(ctx, peer, msg->reqid, 2, NULL, NULL, 0, 0, NULL, 0, 0);
+		goto out;
+	}
+	/* An authorization identity other than the user is not offered. */
+	if (authzid[0] != '\0' && strcmp(authzid, a.user) != 0 &&
+	    strcmp(authzid, a.key) != 0) {
+		password_verify_dummy(&l->policy, (const char *)pw, pwlen);
+		log_failure(&a, "authzid");
+	} else if (found == 0) {
+		password_verify_dummy(&l->policy, (const char *)pw, pwlen);
+		log_failure(&a, "unknown-user");
+	} else if ((res = check_user_password(l, &u, &a, pw, pwlen)) !=
+		   PASSWORD_OK) {
+		log_failure(&a, res == PASSWORD_MISMATCH ? "password"
+							 : "bad-hash");
+	} else if (u.suspended) {
+		res = PASSWORD_MISMATCH;
+		log_failure(&a, "suspended");
+	}
+	if (res == PASSWORD_OK) {
+		authlimit_success(l->limits, a.ip, a.key, now_ms());
+		log_info(NULL, "event=auth-ok ip=%s user=%s service=%s", a.ip,
+			 a.key, a.service);
+		reply(ctx, peer, msg->reqid, 0, a.key, NULL, 0, 0, NULL, 0,
+		      delay);
+	} else {
+		count_failure(l, &a, ctx->cfg);
+		reply(ctx, peer, msg->reqid, 1, NULL, NULL, 0, 0, NULL, 0,
+		      delay);
+	}
+	dir_user_clear(&u);
+out:
+	free(authzid);
+	auth_request_free(&a);
+}
+
+/* The user's SCRAM keys, or fake ones that fail every proof. Returns true
+ * for real keys of an active user. */
+static bool
+scram_keys_for(struct lookup *l, const struct auth_request *a,
+	       struct scram_keys *keys)
+{
+	struct dir_user u;
+	char *error = NULL;
+	bool real = false;
+
+	memset(&u, 0, sizeof(u));
+	if (a->key[0] != '\0' &&
+	    directory_user_get(l->dir, a->key, &u, &error) > 0 &&
+	    u.scram != NULL && !u.suspended &&
+	    password_scram_parse(u.scram, keys) == 0)
+		real = true;
+	if (error != NULL) {
+		log_error(NULL, "event=directory-error error=%s", error);
+		free(error);
+	}
+	dir_user_clear(&u);
+	if (!real)
+		password_scram_fake(account_of(a), l->scram_secret,
+				    l->policy.scram_iterations, keys);
+	return real;
+}
+
+static void
+auth_scram_params(struct child_ctx *ctx, struct ipc_peer *peer,
+		  struct ipc_msg *msg)
+{
+	struct lookup *l = ctx->role;
+	struct auth_request a;
+	struct scram_keys keys;
+	struct ipc_reader r;
+
+	ipc_reader_init(&r, msg);
+	if (auth_request_read(&r, &a) < 0 || ipc_reader_done(&r) < 0) {
+		log_error(NULL, "event=bad-auth-request");
+		auth_request_free(&a);
+		return;
+	}
+	if (authlimit_banned(l->limits, a.ip, now_ms()) > 0) {
+		log_failure(&a, "banned");
+		reply(ctx, peer, msg->reqid, 2, NULL, NULL, 0, 0, NULL, 0, 0);
+	} else {
+		scram_keys_for(l, &a, &keys);
+		reply(ctx, peer, msg->reqid, 0, NULL, keys.salt, keys.salt_len,
+		      keys.iterations, NULL, 0, 0);
+	}
+	OPENSSL_cleanse(&keys, sizeof(keys));
+	auth_request_free(&a);
+}
+
+static void
+auth_scram_check(struct child_ctx *ctx, struct ipc_peer *peer,
+		 struct ipc_msg *msg)
+{
+	struct lookup *l = ctx->role;
+	struct auth_request a;
+	struct scram_keys keys;
+	struct ipc_reader r;
+	const uint8_t *am, *proof;
+	uint8_t sig[32];
+	size_t am_len = 0, proof_len = 0;
+	uint64_t delay;
+	bool real;
+
+	ipc_reader_init(&r, msg);
+	if (auth_request_read(&r, &a) < 0) {
+		auth_request_free(&a);
+		log_error(NULL, "event=bad-auth-request");
+		return;
+	}
+	am = ipc_get_bytes(&r, &am_len);
+	proof = ipc_get_bytes(&r, &proof_len);
+	if (ipc_reader_done(&r) < 0) {
+		log_error(NULL, "event=bad-auth-request");
+		auth_request_free(&a);
+		return;
+	}
+	if (authlimit_banned(l->limits, a.ip, now_ms()) > 0) {
+		log_failure(&a, "banned");
+		reply(ctx, peer, msg->reqid, 2, NULL, NULL, 0, 0, NULL, 0, 0);
+		auth_request_free(&a);
+		return;
+	}
+	delay = authlimit_delay(l->limits, a.ip, account_of(&a), now_ms());
+	real = scram_keys_for(l, &a, &keys);
+	if (real && password_scram_check(&keys, am, am_len, proof, proof_len,
+					 sig)) {
+		authlimit_success(l->limits, a.ip, a.key, now_ms());
+		log_info(NULL, "event=auth-ok ip=%s user=%s service=%s "
+			       "mech=SCRAM-SHA-256",
+			 a.ip, a.key, a.service);
+		reply(ctx, peer, msg->reqid, 0, a.key, NULL, 0, 0, sig,
+		      sizeof(sig), delay);
+	} else {
+		log_failure(&a, real ? "password" : "unknown-user");
+		count_failure(l, &a, ctx->cfg);
+		reply(ctx, peer, msg->reqid, 1, NULL, NULL, 0, 0, NULL, 0,
+		      delay);
+	}
+	OPENSSL_cleanse(&keys, sizeof(keys));
+	auth_request_free(&a);
+}
+
+/* ---- role wiring ---- */
+
+static const struct ipc_rule *
+lookup_peer_rules(const char *peer)
+{
+	return strcmp(peer, "front") == 0 ? front_rules : NULL;
+}
+
+static void
+lookup_peer_message(struct child_ctx *ctx, struct child_link *link,
+		    struct ipc_msg *msg)
+{
+	if (ctx->stopping)
+		return;
+	switch (msg->type) {
+	case IPC_MSG_AUTH_PASSWORD:
+		auth_password(ctx, link->peer, msg);
+		break;
+	case IPC_MSG_AUTH_SCRAM_PARAMS:
+		auth_scram_params(ctx, link->peer, msg);
+		break;
+	case IPC_MSG_AUTH_SCRAM_CHECK:
+		auth_scram_check(ctx, link->peer, msg);
+		break;
+	default:
+		break;
+	}
+}
+
+static int
+lookup_open(struct child_ctx *ctx, char **error_r)
+{
+	struct lookup *l = ctx->role;
+	const struct config *cfg = ctx->cfg;
+	struct authlimit_policy ap = {
+		.max_failures = cfg->auth_max_failures,
+		.window_ms = cfg->auth_failure_window_ms,
+		.ban_ms = cfg->auth_ban_time_ms,
+		.delay_base_ms = 250,
+		.delay_max_ms = cfg->auth_delay_max_ms,
+		.trusted = (const char *const *)cfg->auth_trusted_networks,
+		.ntrusted = cfg->nauth_trusted_networks,
+	};
+	char *target, *state;
+
+	lookup_policy(cfg, &l->policy);
+	target = cfg->directory_connect[0] != '\0'
+			 ? xstrdup(cfg->directory_connect)
+			 : xasprintf("%s/directory.db", cfg->data_dir);
+	l->dir = directory_open((enum sql_backend)cfg->directory_backend,
+				target, true, error_r);
+	free(target);
+	if (l->dir == NULL)
+		return -1;
+	state = xasprintf("%s/state.db", cfg->data_dir);
+	l->limits = authlimit_open(state, &ap, error_r);
+	free(state);
+	if (l->limits == NULL) {
+		directory_close(&l->dir);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 lookup_start(struct child_ctx *ctx, char **error_r)
 {
-	return role_check_dir(ctx->cfg, "dkim", error_r);
+	struct lookup *l = xcalloc(1, sizeof(*l));
+
+	ctx->role = l;
+	if (RAND_bytes(l->scram_secret, sizeof(l->scram_secret)) != 1) {
+		*error_r = xstrdup("no random bytes for the SCRAM secret");
+		return -1;
+	}
+	return lookup_open(ctx, error_r);
+}
+
+/* Limits and the backend may have changed: open both again, keep the old
+ * ones if the new ones do not open. */
+static void
+lookup_reload(struct child_ctx *ctx, const struct config *old)
+{
+	struct lookup *l = ctx->role, saved = *l;
+	char *error = NULL;
+
+	(void)old;
+	if (lookup_open(ctx, &error) < 0) {
+		log_error(NULL, "event=reload-failed error=%s "
+				"action=keeping-old-directory",
+			  error);
+		free(error);
+		l->dir = saved.dir;
+		l->limits = saved.limits;
+		l->policy = saved.policy;
+		return;
+	}
+	directory_close(&saved.dir);
+	authlimit_close(&saved.limits);
 }
 
 static void
@@ -28,7 +532,12 @@ lookup_message(struct child_ctx *ctx, struct ipc_msg *msg)
 static void
 lookup_shutdown(struct child_ctx *ctx)
 {
-	/* Nothing runs in the background here yet: done at once. */
+	struct lookup *l = ctx->role;
+
+	/* Checks run to completion inside one callback: nothing is left in
+	 * flight but delayed answers, which front no longer needs. */
+	directory_close(&l->dir);
+	authlimit_close(&l->limits);
 	child_exit(ctx);
 }
 
@@ -38,5 +547,8 @@ const struct role_ops role_lookup = {
 	.chroot = false,
 	.start = lookup_start,
 	.message = lookup_message,
+	.reload = lookup_reload,
 	.shutdown = lookup_shutdown,
+	.peer_rules = lookup_peer_rules,
+	.peer_message = lookup_peer_message,
 };

@@ -80,6 +80,7 @@ static const struct ipc_rule parent_rules[] = {
 };
 
 static void child_spawn(struct child *c);
+static void child_link_all(struct child *c);
 
 static uint64_t
 ms_since(const struct timespec *t)
@@ -360,6 +361,52 @@ child_spawn(struct child *c)
 	log_info(NULL, "event=child-started role=%s pid=%ld", c->ops->name,
 		 (long)pid);
 	child_send_setup(c);
+	child_link_all(c);
+}
+
+/* Which roles talk directly: parent makes a socketpair for each pair once
+ * both run, and again whenever one of them restarts. Indexes into
+ * children[]. */
+static const struct {
+	size_t a, b;
+} child_links[] = {
+	{3, 0}, /* front ↔ lookup: logins */
+};
+
+static void
+child_link_one(struct child *a, struct child *b)
+{
+	int sv[2];
+	struct buf m;
+
+	if (a->peer == NULL || b->peer == NULL)
+		return;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		log_error(NULL, "event=link-failed error=%s", strerror(errno));
+		return;
+	}
+	buf_init(&m, 0);
+	ipc_put_str(&m, b->ops->name);
+	ipc_send(a->peer, IPC_MSG_LINK, 0, sv[0], m.data, m.len);
+	buf_reset(&m);
+	ipc_put_str(&m, a->ops->name);
+	ipc_send(b->peer, IPC_MSG_LINK, 0, sv[1], m.data, m.len);
+	buf_free(&m);
+}
+
+static void
+child_link_all(struct child *c)
+{
+	struct parent *p = c->parent;
+	size_t me = (size_t)(c - p->children);
+
+	for (size_t i = 0; i < sizeof(child_links) / sizeof(child_links[0]);
+	     i++) {
+		if (child_links[i].a == me)
+			child_link_one(c, &p->children[child_links[i].b]);
+		else if (child_links[i].b == me)
+			child_link_one(&p->children[child_links[i].a], c);
+	}
 }
 
 static void parent_exit_if_done(struct parent *p);
@@ -583,6 +630,28 @@ parent_pidfile(struct parent *p, char **error_r)
 	return 0;
 }
 
+/* lookup keeps directory.db and state.db at the top of data_dir, and
+ * SQLite needs to create its journal files beside them: the directory is
+ * writable by lookup's group, and sticky, so no role can rename or remove
+ * what another owns (queue/, mail/…), just as in /tmp. */
+static int
+parent_share_data_dir(const struct config *cfg, char **error_r)
+{
+	uid_t uid;
+	gid_t gid;
+
+	if (proc_user_ids(cfg->lookup_user, &uid, &gid) < 0) {
+		*error_r = xasprintf("user %s does not exist", cfg->lookup_user);
+		return -1;
+	}
+	if (chown(cfg->data_dir, 0, gid) < 0 ||
+	    chmod(cfg->data_dir, 01775) < 0) {
+		*error_r = xasprintf("%s: %s", cfg->data_dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* As root: the role users exist, and each data directory belongs to the
  * one role that uses it. */
 static int
@@ -616,6 +685,8 @@ parent_prepare_dirs(const struct config *cfg, char **error_r)
 		rc = proc_mkdir(path, dirs[i].mode, dirs[i].owner, error_r);
 		free(path);
 	}
+	if (rc == 0 && geteuid() == 0)
+		rc = parent_share_data_dir(cfg, error_r);
 	return rc;
 }
 

@@ -13,8 +13,19 @@
 /* The descriptor a child finds its link to parent on. */
 #define ROLE_IPC_FD 3
 
+/* A direct link to another role, which parent sets up (and sets up again
+ * when either side restarts). */
+struct child_link {
+	struct child_ctx *ctx;
+	char name[16]; /* the peer role */
+	struct ipc_peer *peer;
+};
+
+#define CHILD_LINKS_MAX 4
+
 struct child_ctx {
 	const struct role_ops *ops;
+	struct child_link links[CHILD_LINKS_MAX];
 	struct event_base *base;
 	struct ipc_peer *parent;
 	struct config *cfg;
@@ -40,7 +51,17 @@ struct role_ops {
 	void (*reload)(struct child_ctx *ctx, const struct config *old);
 	/* Stop taking work, finish what is in flight, then child_exit(). */
 	void (*shutdown)(struct child_ctx *ctx);
+	/* Links: what the named peer may send (NULL: no link expected from
+	 * it), its messages, and the link coming up or going down. */
+	const struct ipc_rule *(*peer_rules)(const char *peer);
+	void (*peer_message)(struct child_ctx *ctx, struct child_link *link,
+			     struct ipc_msg *msg);
+	void (*peer_up)(struct child_ctx *ctx, struct child_link *link);
+	void (*peer_down)(struct child_ctx *ctx, struct child_link *link);
 };
+
+/* The live link to the named role, or NULL. */
+struct ipc_peer *child_peer(struct child_ctx *ctx, const char *name);
 
 extern const struct role_ops role_front;
 extern const struct role_ops role_lookup;

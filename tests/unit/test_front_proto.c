@@ -4,9 +4,11 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/buf.h"
+#include "directory/sasl.h"
 #include "roles/front_proto.h"
 
 struct probe {
@@ -38,7 +40,8 @@ probe_close(void *arg)
 static struct front_proto *
 start(struct probe *pr, enum listener_service s, bool tls, bool starttls)
 {
-	struct front_io io = {probe_write, probe_starttls, probe_close, pr};
+	struct front_io io = {probe_write, probe_starttls, probe_close, pr,
+			      NULL};
 	struct front_proto *p;
 
 	memset(pr, 0, sizeof(*pr));
@@ -210,6 +213,161 @@ sieve_speaks_first_after_tls(void **state)
 	buf_free(&pr.out);
 }
 
+/* A verifier that records the check and lets the test answer it. */
+struct fake_verifier {
+	char user[64];
+	char password[64];
+	int calls;
+};
+
+static void
+fake_check_password(void *arg, const char *authzid, const char *user,
+		    const char *password, size_t len)
+{
+	struct fake_verifier *v = arg;
+
+	(void)authzid;
+	snprintf(v->user, sizeof(v->user), "%s", user);
+	snprintf(v->password, sizeof(v->password), "%.*s", (int)len, password);
+	v->calls++;
+}
+
+static struct front_proto *
+start_auth(struct probe *pr, enum listener_service s,
+	   struct fake_verifier *fv, struct sasl_verifier *sv)
+{
+	struct front_io io = {probe_write, probe_starttls, probe_close, pr,
+			      sv};
+	struct front_proto *p;
+
+	memset(pr, 0, sizeof(*pr));
+	memset(fv, 0, sizeof(*fv));
+	*sv = (struct sasl_verifier){.check_password = fake_check_password,
+				     .arg = fv};
+	buf_init(&pr->out, 0);
+	p = front_proto_new(s, "mx.example.test", true, false, &io);
+	front_proto_start(p);
+	return p;
+}
+
+static void
+smtp_auth_plain_waits_for_the_verifier(void **state)
+{
+	struct probe pr;
+	struct fake_verifier fv;
+	struct sasl_verifier sv;
+	struct front_proto *p = start_auth(&pr, SERVICE_SUBMISSIONS, &fv, &sv);
+
+	(void)state;
+	send_line(p, &pr, "EHLO c");
+	assert_non_null(strstr(said(&pr), "250-AUTH PLAIN LOGIN "
+					  "SCRAM-SHA-256\r\n"));
+	/* "\0a@b.test\0pw" */
+	send_line(p, &pr, "AUTH PLAIN AGFAYi50ZXN0AHB3");
+	assert_int_equal(fv.calls, 1);
+	assert_string_equal(fv.user, "a@b.test");
+	assert_string_equal(fv.password, "pw");
+	assert_true(front_proto_busy(p));
+	assert_string_equal(said(&pr), "");
+	front_proto_auth_password_result(p, 1, NULL);
+	assert_false(front_proto_busy(p));
+	assert_string_equal(said(&pr),
+			    "535 5.7.8 Authentication credentials invalid\r\n");
+	assert_null(front_proto_user(p));
+
+	send_line(p, &pr, "AUTH LOGIN");
+	assert_string_equal(said(&pr), "334 VXNlcm5hbWU6\r\n");
+	send_line(p, &pr, "YUBiLnRlc3Q=");
+	assert_string_equal(said(&pr), "334 UGFzc3dvcmQ6\r\n");
+	send_line(p, &pr, "cHc=");
+	assert_true(front_proto_busy(p));
+	buf_reset(&pr.out);
+	front_proto_auth_password_result(p, 0, "a@b.test");
+	assert_string_equal(said(&pr), "235 2.7.0 Authentication successful\r\n");
+	assert_string_equal(front_proto_user(p), "a@b.test");
+	/* Once in, AUTH is neither offered nor accepted. */
+	send_line(p, &pr, "EHLO c");
+	assert_null(strstr(said(&pr), "AUTH"));
+	send_line(p, &pr, "AUTH PLAIN AGFAYi50ZXN0AHB3");
+	assert_int_equal(fv.calls, 2);
+	front_proto_free(&p);
+	buf_free(&pr.out);
+}
+
+static void
+auth_needs_tls_and_bad_input_is_refused(void **state)
+{
+	struct probe pr;
+	struct fake_verifier fv;
+	struct sasl_verifier sv;
+	struct front_io io = {probe_write, probe_starttls, probe_close, &pr,
+			      &sv};
+	struct front_proto *p;
+
+	(void)state;
+	p = start_auth(&pr, SERVICE_SUBMISSION, &fv, &sv);
+	send_line(p, &pr, "AUTH PLAIN !!");
+	assert_string_equal(said(&pr),
+			    "501 5.5.2 Invalid authentication exchange\r\n");
+	send_line(p, &pr, "AUTH DIGEST-MD5");
+	assert_string_equal(said(&pr), "504 5.5.4 Unrecognized "
+				       "authentication mechanism\r\n");
+	send_line(p, &pr, "AUTH LOGIN");
+	send_line(p, &pr, "*");
+	assert_string_equal(said(&pr), "501 5.0.0 Authentication cancelled\r\n");
+	assert_int_equal(fv.calls, 0);
+	front_proto_free(&p);
+	buf_free(&pr.out);
+
+	/* Before TLS: 538, and nothing reaches the verifier. */
+	buf_init(&pr.out, 0);
+	p = front_proto_new(SERVICE_SUBMISSION, "mx", false, true, &io);
+	send_line(p, &pr, "AUTH PLAIN AGFAYi50ZXN0AHB3");
+	assert_non_null(strstr(said(&pr), "538 5.7.11"));
+	assert_int_equal(fv.calls, 0);
+	front_proto_free(&p);
+	buf_free(&pr.out);
+}
+
+static void
+imap_login_and_pop3_user_pass(void **state)
+{
+	struct probe pr;
+	struct fake_verifier fv;
+	struct sasl_verifier sv;
+	struct front_proto *p = start_auth(&pr, SERVICE_IMAPS, &fv, &sv);
+
+	(void)state;
+	send_line(p, &pr, "a1 LOGIN \"a@b.test\" \"p\\\"w\"");
+	assert_string_equal(fv.user, "a@b.test");
+	assert_string_equal(fv.password, "p\"w");
+	front_proto_auth_password_result(p, 0, "a@b.test");
+	assert_string_equal(said(&pr), "a1 OK Logged in\r\n");
+	send_line(p, &pr, "a2 LOGIN x y");
+	assert_string_equal(said(&pr),
+			    "a2 BAD Invalid authentication exchange\r\n");
+	front_proto_free(&p);
+	buf_free(&pr.out);
+
+	p = start_auth(&pr, SERVICE_IMAPS, &fv, &sv);
+	send_line(p, &pr, "a1 LOGIN onlyone");
+	assert_string_equal(said(&pr), "a1 BAD Invalid arguments to LOGIN\r\n");
+	front_proto_free(&p);
+	buf_free(&pr.out);
+
+	p = start_auth(&pr, SERVICE_POP3S, &fv, &sv);
+	send_line(p, &pr, "PASS early");
+	assert_string_equal(said(&pr), "-ERR USER first\r\n");
+	send_line(p, &pr, "USER a@b.test");
+	send_line(p, &pr, "PASS secret word");
+	assert_string_equal(fv.password, "secret word");
+	front_proto_auth_password_result(p, -1, NULL);
+	assert_string_equal(said(&pr), "-ERR [SYS/TEMP] Temporary "
+				       "authentication failure\r\n");
+	front_proto_free(&p);
+	buf_free(&pr.out);
+}
+
 int
 main(void)
 {
@@ -220,6 +378,9 @@ main(void)
 		cmocka_unit_test(imap_tags_are_checked),
 		cmocka_unit_test(pop3_and_http),
 		cmocka_unit_test(sieve_speaks_first_after_tls),
+		cmocka_unit_test(smtp_auth_plain_waits_for_the_verifier),
+		cmocka_unit_test(auth_needs_tls_and_bad_input_is_refused),
+		cmocka_unit_test(imap_login_and_pop3_user_pass),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

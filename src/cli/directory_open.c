@@ -154,17 +154,6 @@ sub_match(const char *name, int argc, char **argv)
 
 /* ------------------------------------------------------------ opening */
 
-static void
-policy_from_config(const struct config *cfg, struct password_policy *p)
-{
-	password_policy_default(p);
-	p->argon2_time = cfg->argon2_time;
-	p->argon2_memory_kib = (uint32_t)(cfg->argon2_memory / 1024);
-	p->argon2_parallelism = cfg->argon2_parallelism;
-	p->allow_plain = cfg->allow_plain_passwords;
-	p->scram_iterations = cfg->scram_iterations;
-}
-
 /* A SQLite file made by root here belongs to lookup_user, which reads it
  * (SQLite gives its -wal and -shm files the same owner). */
 static void
@@ -262,7 +251,7 @@ cli_subcommand_dispatch(const struct cli_command *cmd,
 	/* The directory logs warnings for lookup; here each command says
 	 * what matters in its own words. */
 	log_init("cli", LOG_LEVEL_ERROR, true);
-	policy_from_config(a.cfg, &a.policy);
+	password_policy_from_config(a.cfg, &a.policy);
 	if ((rc = admin_open(&a)) == 0) {
 		rc = sub->run(&a, &args);
 		directory_close(&a.dir);

@@ -1,6 +1,7 @@
 /* tern quickstart: create a working instance in a directory — tern.conf,
- * data/, a self-signed certificate, DKIM keys — and print the DNS records
- * the domain needs. Refuses to overwrite an existing tern.conf. */
+ * data/, a self-signed certificate, DKIM keys, the domain (and a first user)
+ * in the directory — and print the DNS records the domain needs. Refuses
+ * to overwrite an existing tern.conf. */
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -29,6 +30,8 @@ struct quickstart {
 	const char *listen;
 	long port_offset;
 	const char *resolver;
+	const char *user; /* local part of a first user, or NULL */
+	bool password_stdin;
 	char selector_rsa[16];
 	char selector_ed[16];
 };
@@ -262,6 +265,27 @@ out:
 	return rc;
 }
 
+/* Add the domain, and the first user if asked, with the same commands an
+ * operator would run (`tern domain add`, `tern user add`). */
+static int
+quickstart_directory(const struct quickstart *q, const char *conf_path)
+{
+	struct cli_env env = {conf_path, true};
+	char *address = NULL;
+	int rc;
+
+	rc = cli_dispatch(&env, 3,
+			  (char *[]){"domain", "add", q->domain, NULL});
+	if (rc == 0 && q->user != NULL) {
+		address = xasprintf("%s@%s", q->user, q->domain);
+		rc = cli_dispatch(&env, q->password_stdin ? 4 : 3,
+				  (char *[]){"user", "add", address,
+					     "--password-stdin", NULL});
+		free(address);
+	}
+	return rc == 0 ? 0 : -1;
+}
+
 static int
 quickstart_create(struct quickstart *q)
 {
@@ -314,6 +338,8 @@ quickstart_create(struct quickstart *q)
 		free(error);
 		goto out_cfg;
 	}
+	if (quickstart_directory(q, conf_path) < 0)
+		goto out_cfg;
 	printf("Created %s and %s/ for %s (host %s).\n", conf_path, data,
 	       q->domain, q->hostname);
 	printf("Ports: SMTP %ld, submission %ld and %ld (TLS), IMAP %ld and "
@@ -393,11 +419,11 @@ quickstart_run(const struct cli_env *env, int argc, char **argv)
 			q.resolver = optarg;
 			break;
 		case 'u':
+			q.user = optarg;
+			break;
 		case 'P':
-			fprintf(stderr, "tern quickstart: --user needs the "
-					"user directory, which this build "
-					"does not have yet\n");
-			return EXIT_UNAVAILABLE;
+			q.password_stdin = true;
+			break;
 		case 'R':
 			fprintf(stderr, "tern quickstart: --relay needs "
 					"outbound delivery, which this build "
@@ -407,7 +433,8 @@ quickstart_run(const struct cli_env *env, int argc, char **argv)
 			return cli_usage(&cli_cmd_quickstart);
 		}
 	}
-	if (dir == NULL || q.domain == NULL || optind != argc) {
+	if (dir == NULL || q.domain == NULL || optind != argc ||
+	    (q.password_stdin && q.user == NULL)) {
 		free(q.domain);
 		free(q.hostname);
 		return cli_usage(&cli_cmd_quickstart);
@@ -440,7 +467,8 @@ out:
 const struct cli_command cli_cmd_quickstart = {
 	.name = "quickstart",
 	.usage = "--dir DIR --domain DOMAIN [--hostname HOST] [--listen ADDR]\n"
-		 "                 [--port-offset N] [--resolver ADDR:PORT]",
+		 "                 [--port-offset N] [--resolver ADDR:PORT]\n"
+		 "                 [--user LOCALPART [--password-stdin]]",
 	.summary = "create a working instance in DIR and print its DNS records",
 	.help = "--dir DIR           where tern.conf and data/ go "
 		"(tern.conf must not exist)\n"
@@ -451,6 +479,10 @@ const struct cli_command cli_cmd_quickstart = {
 		"--port-offset N     added to every standard port (default 0 "
 		"as root,\n"
 		"                    10000 otherwise)\n"
-		"--resolver ADDR:PORT  send every DNS query to this server\n",
+		"--resolver ADDR:PORT  send every DNS query to this server\n"
+		"--user LOCALPART    also create LOCALPART@DOMAIN; its password "
+		"comes\n"
+		"                    from a prompt, or one line of stdin with\n"
+		"                    --password-stdin\n",
 	.run = quickstart_run,
 };

@@ -407,12 +407,15 @@ expand(struct resolver *r, size_t p, bool *matched_r, char **error_r)
 	if (lookup(r, e, error_r) < 0)
 		return -1;
 	e = &r->entries[ei];
-	if (e->nalias > 0) {
+	/* A user takes its own mail (an alias on a user's address is never
+	 * used); then an exact alias; then, for one of our domains, its
+	 * catch-all. */
+	if (e->is_user) {
+		return emit(r, e, error_r);
+	} else if (e->nalias > 0) {
 		dests = e->alias;
 		ndests = e->nalias;
-	} else if (e->is_user) {
-		return emit(r, e, error_r);
-	} else if (e->ncatchall > 0 && e->local) {
+	} else if (e->local && e->ncatchall > 0) {
 		dests = e->catchall;
 		ndests = e->ncatchall;
 	} else {
@@ -430,16 +433,8 @@ expand(struct resolver *r, size_t p, bool *matched_r, char **error_r)
 		size_t di = entry_get(r, dests[i]);
 		struct res_entry *d = &r->entries[di];
 
-		if (di == ei) {
-			/* "a → a": a itself, as if it had no alias. */
-			if (d->is_user || !d->local) {
-				if (emit(r, d, error_r) < 0)
-					return -1;
-			} else {
-				dangling(r, d, d);
-			}
-			continue;
-		}
+		/* Back to an address on the path, itself included ("a → a",
+		 * or a catch-all naming an address that does not exist). */
 		if (is_ancestor(r, p, di))
 			return dir_fail(error_r, "alias loop at %s (from %s)",
 			                d->addr, r->root);

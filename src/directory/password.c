@@ -21,6 +21,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "core/config.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 
@@ -889,4 +890,16 @@ password_scram_check(const struct scram_keys *keys, const uint8_t *auth_message,
 	OPENSSL_cleanse(client_key, sizeof(client_key));
 	OPENSSL_cleanse(stored, sizeof(stored));
 	return ok;
+}
+
+void
+password_policy_from_config(const struct config *cfg,
+			    struct password_policy *p)
+{
+	password_policy_default(p);
+	p->argon2_time = cfg->argon2_time;
+	p->argon2_memory_kib = (uint32_t)(cfg->argon2_memory / 1024);
+	p->argon2_parallelism = cfg->argon2_parallelism;
+	p->allow_plain = cfg->allow_plain_passwords;
+	p->scram_iterations = cfg->scram_iterations;
 }

@@ -25,6 +25,11 @@ struct password_policy {
 };
 
 void password_policy_default(struct password_policy *p);
+struct config;
+/* The policy tern.conf asks for (argon2_*, scram_iterations,
+ * allow_plain_passwords). */
+void password_policy_from_config(const struct config *cfg,
+				 struct password_policy *p);
 
 enum password_result {
 	PASSWORD_OK = 0,

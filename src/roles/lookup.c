@@ -66,17 +66,6 @@ now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void
-lookup_policy(const struct config *cfg, struct password_policy *p)
-{
-	password_policy_default(p);
-	p->argon2_time = cfg->argon2_time;
-	p->argon2_memory_kib = (uint32_t)(cfg->argon2_memory / 1024);
-	p->argon2_parallelism = cfg->argon2_parallelism;
-	p->allow_plain = cfg->allow_plain_passwords;
-	p->scram_iterations = cfg->scram_iterations;
-}
-
 static unsigned
 service_bit(const char *service)
 {
@@ -467,7 +456,7 @@ lookup_open(struct child_ctx *ctx, char **error_r)
 	};
 	char *target, *state;
 
-	lookup_policy(cfg, &l->policy);
+	password_policy_from_config(cfg, &l->policy);
 	target = cfg->directory_connect[0] != '\0'
 			 ? xstrdup(cfg->directory_connect)
 			 : xasprintf("%s/directory.db", cfg->data_dir);

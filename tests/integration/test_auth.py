@@ -12,6 +12,7 @@ import poplib
 import re
 import smtplib
 import ssl
+import subprocess
 import time
 
 import pytest
@@ -325,3 +326,21 @@ def test_failures_are_delayed(tern_instance):
     # After three failures: 250 ms doubled twice at least.
     assert time.monotonic() - started >= 0.9
     m.logout()
+
+
+@pytest.mark.parametrize("mech,tls", [("PLAIN", "-tls"),
+                                      ("LOGIN", "--tls-on-connect")])
+def test_swaks_auth(tern, mech, tls):
+    port = tern.port("submission" if tls == "-tls" else "submissions")
+    ok = subprocess.run(["swaks", "--server", f"127.0.0.1:{port}", tls,
+                         "--auth", mech, "--auth-user", ALICE,
+                         "--auth-password", ALICE_PW, "--quit-after", "AUTH"],
+                        capture_output=True, text=True, timeout=30)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "235 2.7.0" in ok.stdout
+    bad = subprocess.run(["swaks", "--server", f"127.0.0.1:{port}", tls,
+                          "--auth", mech, "--auth-user", ALICE,
+                          "--auth-password", "wrong", "--quit-after",
+                          "AUTH"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0
+    assert "535 5.7.8" in bad.stdout

@@ -490,12 +490,15 @@ resolve_basic(void **state)
 	/* Suspended users still receive (the policy is the caller's). */
 	OK(directory_user_set_suspended(dir, "u@example.org", true, E));
 	assert_resolves(dir, "u@example.org", "u@example.org");
-	/* A user with an alias: the alias wins; "a → a" keeps a copy. */
-	set_alias(dir, "u@example.org", "u@example.org,v@elsewhere.example");
-	assert_resolves(dir, "u@example.org",
-	                "u@example.org,v@elsewhere.example");
+	/* A user takes its own mail: an alias on its address is not used,
+	 * and a user as a destination is final. */
 	set_alias(dir, "u@example.org", "w@elsewhere.example");
-	assert_resolves(dir, "u@example.org", "w@elsewhere.example");
+	assert_resolves(dir, "u@example.org", "u@example.org");
+	set_alias(dir, "v@example.org", "v@example.org,u@example.org");
+	add_user(dir, "v@example.org");
+	assert_resolves(dir, "info@example.org",
+	                "boss@elsewhere.example,u@example.org");
+	assert_resolves(dir, "v@example.org", "v@example.org");
 	/* A destination that leads nowhere is dropped; if nothing is left,
 	 * that is an error. */
 	set_alias(dir, "d@example.org", "gone@example.org,u2@example.net");
@@ -547,11 +550,17 @@ resolve_loops(void **state)
 	set_alias(dir, "d@example.org", "e@example.org");
 	set_alias(dir, "e@example.org", "c@example.org");
 	FAILS(directory_resolve(dir, "a@example.org", &out, &n, E), "loop");
-	/* Catch-all to an address that does not exist: it would catch
-	 * itself, and is dropped. */
+	/* "a → a" for an address that is no user is a loop too. */
+	set_alias(dir, "s@example.org", "s@example.org,u@example.org");
+	FAILS(directory_resolve(dir, "s@example.org", &out, &n, E),
+	      "loop at s@example.org");
+	/* So is a catch-all naming an address that does not exist: it
+	 * catches itself. */
 	set_alias(dir, "@example.net", "x@example.net");
 	FAILS(directory_resolve(dir, "y@example.net", &out, &n, E),
-	      "no deliverable address");
+	      "loop at x@example.net");
+	add_user(dir, "x@example.net");
+	assert_resolves(dir, "y@example.net", "x@example.net");
 }
 
 static void

@@ -88,6 +88,20 @@ def test_data_dirs_belong_to_their_roles(tern, procs):
         assert st.st_mode & 0o077 == 0, (sub, oct(st.st_mode))
 
 
+def test_password_databases_belong_to_lookup(tern, procs):
+    # Only lookup reads the directory and state.db (bans): 0600, its own.
+    lookup = user_ids("tern-lookup")
+    for name in ("directory.db", "state.db"):
+        st = os.stat(tern.data / name)
+        assert (st.st_uid, st.st_gid) == lookup, name
+        assert st.st_mode & 0o077 == 0, (name, oct(st.st_mode))
+    # lookup may create files beside them, but, the directory being
+    # sticky, may not rename or remove what other roles own.
+    st = os.stat(tern.data)
+    assert st.st_uid == 0 and st.st_gid == lookup[1]
+    assert st.st_mode & 0o7777 == 0o1775, oct(st.st_mode)
+
+
 def test_restarted_front_drops_privileges_again(tern_instance):
     t = tern_instance()
     old = t.role_pid("front")

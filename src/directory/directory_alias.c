@@ -211,7 +211,7 @@ struct resolver {
 	size_t *table; /* open addressing: entry index + 1, 0 is empty */
 	size_t table_cap;
 	struct res_path *paths;
-	size_t npaths;
+	size_t npaths, paths_cap;
 	char **out;
 	size_t nout;
 };
@@ -446,6 +446,11 @@ expand(struct resolver *r, size_t p, bool *matched_r, char **error_r)
 			return dir_fail(error_r,
 			                "alias expansion of %s too large",
 			                r->root);
+		if (r->npaths == r->paths_cap) {
+			r->paths_cap *= 2;
+			r->paths = xreallocarray(r->paths, r->paths_cap,
+			                         sizeof(*r->paths));
+		}
 		r->paths[r->npaths++] = (struct res_path){
 		    .entry = di,
 		    .parent = p,
@@ -469,7 +474,8 @@ directory_resolve(struct directory *dir, const char *address,
 	memset(&r, 0, sizeof(r));
 	r.dir = dir;
 	r.root = address;
-	r.paths = xcalloc(RESOLVE_WORK_MAX, sizeof(*r.paths));
+	r.paths_cap = 16;
+	r.paths = xcalloc(r.paths_cap, sizeof(*r.paths));
 	r.paths[r.npaths++] = (struct res_path){
 	    .entry = entry_get(&r, address),
 	    .parent = SIZE_MAX,

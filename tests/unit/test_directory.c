@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "core/buf.h"
 #include "core/log.h"
 #include "directory/directory.h"
 #include "directory/sql.h"
@@ -52,21 +53,20 @@ static char *
 resolve(struct directory *dir, const char *address)
 {
 	char **out = NULL;
-	size_t n = 0, len = 1;
+	struct buf b;
+	size_t n = 0;
 	char *joined;
-	int rc;
 
-	rc = directory_resolve(dir, address, &out, &n, E);
-	if (rc < 0)
+	if (directory_resolve(dir, address, &out, &n, E) < 0)
 		fail_msg("resolve %s: %s", address, last_err);
-	for (size_t i = 0; i < n; i++)
-		len += strlen(out[i]) + 1;
-	joined = calloc(1, len);
+	buf_init(&b, 0);
 	for (size_t i = 0; i < n; i++) {
 		if (i > 0)
-			strcat(joined, ",");
-		strcat(joined, out[i]);
+			buf_append_byte(&b, ',');
+		buf_append_str(&b, out[i]);
 	}
+	joined = strdup(n > 0 ? buf_cstr(&b) : "");
+	buf_free(&b);
 	directory_strings_free(&out, n);
 	return joined;
 }

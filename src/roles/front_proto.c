@@ -174,17 +174,17 @@ auth_reply(struct front_proto *p, enum auth_reply r)
 		[REPLY_TEMPFAIL] = "454 4.7.0 Temporary authentication failure",
 		[REPLY_BAD] = "501 5.5.2 Invalid authentication exchange",
 		[REPLY_ABORT] = "501 5.0.0 Authentication cancelled",
-		[REPLY_NOMECH] = "504 5.5.4 Unrecognized authentication "
-				 "mechanism",
-		[REPLY_NEEDTLS] = "538 5.7.11 Encryption required for "
-				  "requested authentication mechanism",
+		[REPLY_NOMECH] = ("504 5.5.4 Unrecognized authentication "
+				 "mechanism"),
+		[REPLY_NEEDTLS] = ("538 5.7.11 Encryption required for "
+				  "requested authentication mechanism"),
 	};
 	static const char *const imap[] = {
 		[REPLY_OK] = "OK Logged in",
-		[REPLY_FAIL] = "NO [AUTHENTICATIONFAILED] Authentication "
-			       "failed",
-		[REPLY_TEMPFAIL] = "NO [UNAVAILABLE] Temporary authentication "
-				   "failure",
+		[REPLY_FAIL] = ("NO [AUTHENTICATIONFAILED] Authentication "
+			       "failed"),
+		[REPLY_TEMPFAIL] = ("NO [UNAVAILABLE] Temporary authentication "
+				   "failure"),
 		[REPLY_BAD] = "BAD Invalid authentication exchange",
 		[REPLY_ABORT] = "BAD Authentication cancelled",
 		[REPLY_NOMECH] = "NO Unsupported authentication mechanism",
@@ -193,8 +193,8 @@ auth_reply(struct front_proto *p, enum auth_reply r)
 	static const char *const pop3[] = {
 		[REPLY_OK] = "+OK Logged in",
 		[REPLY_FAIL] = "-ERR [AUTH] Authentication failed",
-		[REPLY_TEMPFAIL] = "-ERR [SYS/TEMP] Temporary authentication "
-				   "failure",
+		[REPLY_TEMPFAIL] = ("-ERR [SYS/TEMP] Temporary authentication "
+				   "failure"),
 		[REPLY_BAD] = "-ERR Invalid authentication exchange",
 		[REPLY_ABORT] = "-ERR Authentication cancelled",
 		[REPLY_NOMECH] = "-ERR Unsupported authentication mechanism",

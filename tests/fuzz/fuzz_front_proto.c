@@ -33,7 +33,7 @@ noop(void *arg)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct front_io io = {check_write, noop, noop, NULL};
+	struct front_io io = {check_write, noop, noop, NULL, NULL};
 	struct front_proto *p;
 	size_t start = 1;
 

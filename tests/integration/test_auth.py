@@ -273,10 +273,16 @@ def fail_logins(t, n):
         m.logout()
 
 
-def test_repeated_failures_ban_the_address(tern):
-    fail_logins(tern, 5)
-    assert re.search(r"event=auth-ban ip=127\.0\.0\.1 failures=5",
-                     tern.log())
+def test_repeated_failures_ban_the_address(tern_instance):
+    # The default limits (10 failures in 10 minutes, a 1 hour ban), without
+    # the delays, so that 20 guesses take seconds.
+    tern = tern_instance(start=False, extra_config=["auth_delay_max 0ms"])
+    prepare(tern)
+    tern.start()
+    fail_logins(tern, 20)
+    assert re.search(r"event=auth-ban ip=127\.0\.0\.1 failures=10 "
+                     r"ban_s=3600", tern.log())
+    assert len(re.findall(r"reason=banned", tern.log())) == 10
     # The right password does not lift the ban: a temporary failure.
     m = imaps(tern)
     with pytest.raises(imaplib.IMAP4.error) as e:

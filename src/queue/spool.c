@@ -1,0 +1,2 @@
+/* placeholder: filled in by the module owner. */
+extern int tern_placeholder_spool;

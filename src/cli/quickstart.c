@@ -338,8 +338,12 @@ quickstart_create(struct quickstart *q)
 		free(error);
 		goto out_cfg;
 	}
-	if (quickstart_directory(q, conf_path) < 0)
+	if (quickstart_directory(q, conf_path) < 0) {
+		/* Leave no tern.conf behind, so that running quickstart again
+		 * (with the mistake fixed) works. */
+		unlink(conf_path);
 		goto out_cfg;
+	}
 	printf("Created %s and %s/ for %s (host %s).\n", conf_path, data,
 	       q->domain, q->hostname);
 	printf("Ports: SMTP %ld, submission %ld and %ld (TLS), IMAP %ld and "

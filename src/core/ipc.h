@@ -55,6 +55,31 @@ enum ipc_msg_type {
 	 * canonical user, bytes salt, u32 iterations, bytes server signature
 	 * (empty where they do not apply). */
 	IPC_MSG_AUTH_REPLY,
+	/* front → lookup: str address as given, u32 1 if authenticated.
+	 * Reply RCPT_REPLY: u32 result (0 accept, 1 unknown user, 2 relay
+	 * denied, 3 disabled, 4 temporary), u32 n, n × (str final address,
+	 * u32 1 if local). */
+	IPC_MSG_RCPT_CHECK,
+	IPC_MSG_RCPT_REPLY,
+	/* front → lookup: str user, str address. Reply SENDER_REPLY: u32
+	 * result (0 allowed, 1 refused, 2 temporary). */
+	IPC_MSG_SENDER_CHECK,
+	IPC_MSG_SENDER_REPLY,
+	/* front → queue: a new spool file. Reply SPOOL_FILE: fd + str id, or
+	 * no fd and "" when none could be made. */
+	IPC_MSG_SPOOL_CREATE,
+	IPC_MSG_SPOOL_FILE,
+	/* front → queue: str id, then the envelope (see roles/queue.c).
+	 * Reply SPOOL_COMMITTED: u32 0 durable / 1 failed, str id. */
+	IPC_MSG_SPOOL_COMMIT,
+	IPC_MSG_SPOOL_COMMITTED,
+	/* front → queue: str id of a file that will not be committed. */
+	IPC_MSG_SPOOL_ABORT,
+	/* queue → store: fd of the message, str id, str return path, u32 n,
+	 * n × str recipient. Reply DELIVERED: str id, u32 n, n × (str
+	 * recipient, u32 result (0 ok, 1 temporary, 2 permanent), str why). */
+	IPC_MSG_DELIVER,
+	IPC_MSG_DELIVERED,
 	IPC_MSG_TYPE_MAX
 };
 

@@ -44,7 +44,7 @@ uint64_t authlimit_banned(struct authlimit *al, const char *ip,
 uint64_t authlimit_delay(struct authlimit *al, const char *ip,
 			 const char *account, uint64_t now_ms);
 /* Count a failure; true when it started a ban of ip (logged by the caller
- * with the stable line "event=auth-ban ip=… failures=… until=…"). */
+ * with the stable line "event=auth-ban ip=… failures=… ban_s=…"). */
 bool authlimit_failure(struct authlimit *al, const char *ip,
 		       const char *account, uint64_t now_ms);
 /* A success clears the account's failures (not the IP's, not a ban). */

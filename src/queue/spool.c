@@ -1,2 +1,1100 @@
-/* placeholder: filled in by the module owner. */
-extern int tern_placeholder_spool;
+/* The spool (spool.h): message files DIR/<id> (flat) and their envelopes and
+ * per-recipient state in DIR/queue.db (SQLite: WAL, synchronous=FULL).
+ * Durability: file fsync, directory fsync, then one transaction; a message is
+ * never in the database without its file, and a file without a row is removed
+ * at the next spool_open().
+ * SECURITY: ids are made here from getrandom(2) and checked (16 lowercase hex)
+ * wherever a caller passes one back, so a path is never built from peer text;
+ * files are opened relative to the directory fd with O_NOFOLLOW; envelope
+ * strings are bound parameters of prepared statements. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/xmalloc.h"
+#include "queue/spool.h"
+
+#define SPOOL_DB_NAME "queue.db"
+#define SPOOL_BUSY_MS 5000
+#define SPOOL_SCHEMA_VERSION 1
+/* EEXIST retries in spool_create(): with 64 random bits, more than one
+ * means the random source is broken. */
+#define SPOOL_CREATE_TRIES 16
+#define MIN_MS (60 * (uint64_t)1000)
+
+/* Stored as integers; the CHECK in the schema keeps them in range. */
+#define STATE_PENDING 0
+#define STATE_DELIVERED 1
+#define STATE_FAILED 2
+
+static const char spool_schema[] =
+	"CREATE TABLE IF NOT EXISTS messages ("
+	" id TEXT PRIMARY KEY NOT NULL,"
+	" mail_from TEXT NOT NULL,"
+	" helo TEXT,"
+	" client_ip TEXT,"
+	" auth_user TEXT,"
+	" ret TEXT,"
+	" envid TEXT,"
+	" smtputf8 INTEGER NOT NULL,"
+	" size INTEGER NOT NULL,"
+	" created_ms INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS rcpts ("
+	" id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+	" address TEXT NOT NULL,"
+	" orcpt TEXT,"
+	" notify INTEGER NOT NULL,"
+	" local INTEGER NOT NULL,"
+	" state INTEGER NOT NULL CHECK (state IN (0, 1, 2)),"
+	" attempts INTEGER NOT NULL,"
+	" next_try_ms INTEGER NOT NULL,"
+	" diagnostic TEXT,"
+	" PRIMARY KEY (id, address));"
+	"CREATE INDEX IF NOT EXISTS rcpts_due ON rcpts (state, next_try_ms);";
+
+enum spool_stmt {
+	ST_BEGIN,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_MSG_INSERT,
+	ST_RCPT_INSERT,
+	ST_MSG_EXISTS,
+	ST_MSG_GET,
+	ST_RCPT_LIST,
+	ST_DUE,
+	ST_RCPT_UPDATE,
+	ST_PENDING_OF,
+	ST_MSG_DELETE,
+	ST_COUNT_MSGS,
+	ST_COUNT_PENDING,
+	ST_ALL_IDS,
+	ST_DELETE_DONE,
+	ST_COUNT
+};
+
+static const char *const spool_sql[ST_COUNT] = {
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_MSG_INSERT] =
+		"INSERT INTO messages (id, mail_from, helo, client_ip,"
+		" auth_user, ret, envid, smtputf8, size, created_ms)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+	/* A repeated RCPT TO is delivered once: the first one wins. */
+	[ST_RCPT_INSERT] =
+		"INSERT INTO rcpts (id, address, orcpt, notify, local, state,"
+		" attempts, next_try_ms, diagnostic)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, ?6, NULL)"
+		" ON CONFLICT (id, address) DO NOTHING",
+	[ST_MSG_EXISTS] = "SELECT 1 FROM messages WHERE id = ?1",
+	[ST_MSG_GET] = "SELECT mail_from, helo, client_ip, auth_user, ret,"
+		       " envid, smtputf8, size FROM messages WHERE id = ?1",
+	[ST_RCPT_LIST] = "SELECT address, orcpt, notify, local FROM rcpts"
+			 " WHERE id = ?1 ORDER BY rowid",
+	[ST_DUE] = "SELECT id, address, local, attempts FROM rcpts"
+		   " WHERE state = 0 AND next_try_ms <= ?1"
+		   " ORDER BY next_try_ms, rowid LIMIT ?2",
+	[ST_RCPT_UPDATE] = "UPDATE rcpts SET state = ?3,"
+			   " attempts = attempts + 1, diagnostic = ?4,"
+			   " next_try_ms = ?5"
+			   " WHERE id = ?1 AND address = ?2 AND state = 0",
+	[ST_PENDING_OF] =
+		"SELECT count(*) FROM rcpts WHERE id = ?1 AND state = 0",
+	[ST_MSG_DELETE] = "DELETE FROM messages WHERE id = ?1",
+	[ST_COUNT_MSGS] = "SELECT count(*) FROM messages",
+	[ST_COUNT_PENDING] = "SELECT count(*) FROM rcpts WHERE state = 0",
+	[ST_ALL_IDS] = "SELECT id FROM messages",
+	[ST_DELETE_DONE] = "DELETE FROM messages WHERE NOT EXISTS"
+			   " (SELECT 1 FROM rcpts r"
+			   " WHERE r.id = messages.id AND r.state = 0)",
+};
+
+struct spool {
+	char *dir;
+	int dirfd;
+	sqlite3 *db;
+	sqlite3_stmt *st[ST_COUNT];
+};
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* SQLite integers are signed; clamp rather than wrap. */
+static sqlite3_int64
+to_i64(uint64_t v)
+{
+	return v > (uint64_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)v;
+}
+
+static bool
+id_valid(const char *id)
+{
+	size_t i;
+
+	if (id == NULL)
+		return false;
+	for (i = 0; i < SPOOL_ID_SIZE - 1; i++) {
+		char c = id[i];
+
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return false;
+	}
+	return id[i] == '\0';
+}
+
+static int
+check_id(const char *id, char **error_r)
+{
+	if (id_valid(id))
+		return 0;
+	*error_r = xstrdup("invalid spool id");
+	return -1;
+}
+
+/* Reset a statement after use so that it holds no locks or bindings. */
+static void
+st_done(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
+static int
+db_error(struct spool *sp, const char *what, char **error_r)
+{
+	*error_r = xasprintf("%s/%s: %s: %s", sp->dir, SPOOL_DB_NAME, what,
+			     sqlite3_errmsg(sp->db));
+	return -1;
+}
+
+/* Step a statement that returns no row. */
+static int
+st_exec(struct spool *sp, enum spool_stmt which, char **error_r)
+{
+	sqlite3_stmt *st = sp->st[which];
+	int rc = sqlite3_step(st);
+
+	if (rc != SQLITE_DONE) {
+		db_error(sp, spool_sql[which], error_r);
+		st_done(st);
+		return -1;
+	}
+	st_done(st);
+	return 0;
+}
+
+/* Step a statement that returns one integer (count(*), SELECT 1);
+ * *v_r is 0 when there is no row. */
+static int
+st_int(struct spool *sp, enum spool_stmt which, int64_t *v_r, char **error_r)
+{
+	sqlite3_stmt *st = sp->st[which];
+	int rc = sqlite3_step(st);
+
+	*v_r = 0;
+	if (rc == SQLITE_ROW) {
+		*v_r = sqlite3_column_int64(st, 0);
+		rc = sqlite3_step(st);
+	}
+	if (rc != SQLITE_DONE) {
+		db_error(sp, spool_sql[which], error_r);
+		st_done(st);
+		return -1;
+	}
+	st_done(st);
+	return 0;
+}
+
+static int
+bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+	if (s == NULL)
+		return sqlite3_bind_null(st, i);
+	return sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+}
+
+static void
+rollback(struct spool *sp)
+{
+	char *error = NULL;
+
+	if (sqlite3_get_autocommit(sp->db))
+		return; /* SQLite already rolled back */
+	if (st_exec(sp, ST_ROLLBACK, &error) < 0) {
+		log_error(NULL, "event=spool_rollback_failed error=%s", error);
+		free(error);
+	}
+}
+
+static int
+commit(struct spool *sp, char **error_r)
+{
+	if (st_exec(sp, ST_COMMIT, error_r) < 0) {
+		rollback(sp);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+message_exists(struct spool *sp, const char *id, bool *exists_r,
+	       char **error_r)
+{
+	int64_t v;
+	int ret;
+
+	sqlite3_bind_text(sp->st[ST_MSG_EXISTS], 1, id, -1, SQLITE_STATIC);
+	ret = st_int(sp, ST_MSG_EXISTS, &v, error_r);
+	*exists_r = v != 0;
+	return ret;
+}
+
+static int
+fsync_dir(struct spool *sp, char **error_r)
+{
+	if (fsync(sp->dirfd) < 0) {
+		*error_r = xasprintf("fsync %s: %s", sp->dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* A copy of a text column; NULL stays NULL. -1 when SQLite is out of
+ * memory (a NULL pointer for a non-NULL value). */
+static int
+col_strdup(sqlite3_stmt *st, int i, char **s_r)
+{
+	const unsigned char *v;
+
+	*s_r = NULL;
+	if (sqlite3_column_type(st, i) == SQLITE_NULL)
+		return 0;
+	if ((v = sqlite3_column_text(st, i)) == NULL)
+		return -1;
+	*s_r = xstrdup((const char *)v);
+	return 0;
+}
+
+/* Recovery, step 1: messages with nothing pending (none are left so by
+ * spool_rcpt_result(), which deletes in the same transaction; this only
+ * guards against a database edited by hand) lose their rows; their files
+ * then go in step 3. */
+static int
+recover_done_messages(struct spool *sp, char **error_r)
+{
+	if (st_exec(sp, ST_DELETE_DONE, error_r) < 0)
+		return -1;
+	if (sqlite3_changes(sp->db) > 0)
+		log_warn(NULL, "event=spool_recover_done messages=%d",
+			 sqlite3_changes(sp->db));
+	return 0;
+}
+
+/* Recovery, step 2: a row whose file is gone. spool_commit() fsyncs the
+ * file and the directory before the row exists, and a file is unlinked only
+ * after its row is deleted, so this is a bug or someone deleting spool
+ * files by hand. There is nothing left to deliver and no content to bounce,
+ * and keeping the rows would make the scheduler fail on them forever: log
+ * each one at error level, with its recipients, and delete the rows. */
+static int
+recover_missing_files(struct spool *sp, char **error_r)
+{
+	sqlite3_stmt *st = sp->st[ST_ALL_IDS];
+	char (*ids)[SPOOL_ID_SIZE] = NULL;
+	size_t n = 0, i;
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(st, 0);
+		struct stat sb;
+
+		if (!id_valid(id)) {
+			log_error(NULL, "event=spool_bad_row id=%s",
+				  id != NULL ? id : "");
+			continue;
+		}
+		if (fstatat(sp->dirfd, id, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+			if (!S_ISREG(sb.st_mode))
+				log_error(id, "event=spool_file_not_regular");
+			continue;
+		}
+		if (errno != ENOENT) {
+			*error_r = xasprintf("stat %s/%s: %s", sp->dir, id,
+					     strerror(errno));
+			st_done(st);
+			free(ids);
+			return -1;
+		}
+		ids = xreallocarray(ids, n + 1, sizeof(*ids));
+		memcpy(ids[n++], id, SPOOL_ID_SIZE);
+	}
+	if (rc != SQLITE_DONE) {
+		db_error(sp, spool_sql[ST_ALL_IDS], error_r);
+		st_done(st);
+		free(ids);
+		return -1;
+	}
+	st_done(st);
+
+	for (i = 0; i < n; i++) {
+		struct spool_envelope env;
+		char *error = NULL;
+		size_t r;
+
+		if (spool_envelope(sp, ids[i], &env, &error) == 0) {
+			for (r = 0; r < env.nrcpts; r++)
+				log_error(ids[i],
+					  "event=spool_file_missing "
+					  "from=%s rcpt=%s",
+					  env.mail_from, env.rcpts[r].address);
+			spool_envelope_clear(&env);
+		} else {
+			log_error(ids[i], "event=spool_file_missing error=%s",
+				  error);
+			free(error);
+		}
+		sqlite3_bind_text(sp->st[ST_MSG_DELETE], 1, ids[i], -1,
+				  SQLITE_STATIC);
+		if (st_exec(sp, ST_MSG_DELETE, error_r) < 0) {
+			free(ids);
+			return -1;
+		}
+	}
+	free(ids);
+	return 0;
+}
+
+static bool
+is_db_file(const char *name)
+{
+	static const char *const names[] = {
+		SPOOL_DB_NAME, SPOOL_DB_NAME "-wal", SPOOL_DB_NAME "-shm",
+		SPOOL_DB_NAME "-journal"};
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(name, names[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Recovery, step 3: files with no row: a crash (or a refused commit)
+ * between spool_create() and spool_commit(), or between the last
+ * recipient's result and the unlink. Nothing was acknowledged for the
+ * former; the latter is done. */
+static int
+recover_orphan_files(struct spool *sp, char **error_r)
+{
+	struct dirent *de;
+	size_t removed = 0;
+	DIR *d;
+	int fd;
+
+	if ((fd = openat(sp->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) <
+		    0 ||
+	    (d = fdopendir(fd)) == NULL) {
+		*error_r = xasprintf("opendir %s: %s", sp->dir, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	while ((errno = 0, de = readdir(d)) != NULL) {
+		struct stat sb;
+		bool exists;
+
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0 || is_db_file(de->d_name))
+			continue;
+		if (!id_valid(de->d_name)) {
+			log_warn(NULL, "event=spool_unknown_file name=%s",
+				 de->d_name);
+			continue;
+		}
+		if (message_exists(sp, de->d_name, &exists, error_r) < 0)
+			goto fail;
+		if (exists)
+			continue;
+		if (fstatat(sp->dirfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) <
+			    0 ||
+		    !S_ISREG(sb.st_mode)) {
+			log_warn(de->d_name, "event=spool_unknown_file");
+			continue;
+		}
+		if (unlinkat(sp->dirfd, de->d_name, 0) < 0) {
+			*error_r = xasprintf("unlink %s/%s: %s", sp->dir,
+					     de->d_name, strerror(errno));
+			goto fail;
+		}
+		log_notice(de->d_name,
+			   "event=spool_orphan_removed size=%lld",
+			   (long long)sb.st_size);
+		removed++;
+	}
+	if (errno != 0) {
+		*error_r = xasprintf("readdir %s: %s", sp->dir, strerror(errno));
+		goto fail;
+	}
+	closedir(d);
+	if (removed > 0)
+		return fsync_dir(sp, error_r);
+	return 0;
+fail:
+	closedir(d);
+	return -1;
+}
+
+static int
+open_db(struct spool *sp, char **error_r)
+{
+	char *path = xasprintf("%s/%s", sp->dir, SPOOL_DB_NAME);
+	sqlite3_stmt *st;
+	int fd, rc, version;
+	size_t i;
+
+	/* Create it 0600 ourselves: SQLite would use 0644, and its -wal and
+	 * -shm files copy the database's mode. */
+	fd = openat(sp->dirfd, SPOOL_DB_NAME,
+		    O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		*error_r = xasprintf("open %s: %s", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	close(fd);
+	rc = sqlite3_open_v2(path, &sp->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+				     SQLITE_OPEN_NOFOLLOW,
+			     NULL);
+	free(path);
+	if (rc != SQLITE_OK) {
+		*error_r = xasprintf("%s/%s: %s", sp->dir, SPOOL_DB_NAME,
+				     sp->db != NULL ? sqlite3_errmsg(sp->db)
+						    : sqlite3_errstr(rc));
+		return -1;
+	}
+	sqlite3_extended_result_codes(sp->db, 1);
+	sqlite3_busy_timeout(sp->db, SPOOL_BUSY_MS);
+	sqlite3_db_config(sp->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+	sqlite3_db_config(sp->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+
+	/* Constant statements without parameters. */
+	if (sqlite3_exec(sp->db, "PRAGMA journal_mode=WAL", NULL, NULL,
+			 NULL) != SQLITE_OK ||
+	    sqlite3_exec(sp->db, "PRAGMA synchronous=FULL", NULL, NULL,
+			 NULL) != SQLITE_OK ||
+	    sqlite3_exec(sp->db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL) !=
+		    SQLITE_OK)
+		return db_error(sp, "pragma", error_r);
+
+	/* Check that the settings durability depends on took effect. */
+	if (sqlite3_prepare_v2(sp->db, "PRAGMA journal_mode", -1, &st, NULL) !=
+		    SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW ||
+	    sqlite3_column_text(st, 0) == NULL ||
+	    strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
+		sqlite3_finalize(st);
+		*error_r = xasprintf("%s/%s: cannot switch to WAL mode", sp->dir,
+				     SPOOL_DB_NAME);
+		return -1;
+	}
+	sqlite3_finalize(st);
+	if (sqlite3_prepare_v2(sp->db, "PRAGMA foreign_keys", -1, &st, NULL) !=
+		    SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW || sqlite3_column_int(st, 0) != 1) {
+		sqlite3_finalize(st);
+		*error_r = xstrdup("SQLite without foreign keys");
+		return -1;
+	}
+	sqlite3_finalize(st);
+	if (sqlite3_prepare_v2(sp->db, "PRAGMA user_version", -1, &st, NULL) !=
+		    SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return db_error(sp, "PRAGMA user_version", error_r);
+	}
+	version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (version > SPOOL_SCHEMA_VERSION) {
+		*error_r = xasprintf("%s/%s: schema version %d is newer than "
+				     "this program (%d)",
+				     sp->dir, SPOOL_DB_NAME, version,
+				     SPOOL_SCHEMA_VERSION);
+		return -1;
+	}
+	if (sqlite3_exec(sp->db,
+			 "BEGIN IMMEDIATE;"
+			 "PRAGMA user_version = 1;",
+			 NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(sp->db, spool_schema, NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(sp->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		db_error(sp, "schema", error_r);
+		if (!sqlite3_get_autocommit(sp->db))
+			sqlite3_exec(sp->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+
+	for (i = 0; i < ST_COUNT; i++) {
+		if (sqlite3_prepare_v3(sp->db, spool_sql[i], -1,
+				       SQLITE_PREPARE_PERSISTENT, &sp->st[i],
+				       NULL) != SQLITE_OK)
+			return db_error(sp, spool_sql[i], error_r);
+	}
+	return 0;
+}
+
+struct spool *
+spool_open(const char *dir, char **error_r)
+{
+	struct spool *sp = xcalloc(1, sizeof(*sp));
+
+	sp->dir = xstrdup(dir);
+	sp->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sp->dirfd < 0) {
+		*error_r = xasprintf("open %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if (open_db(sp, error_r) < 0)
+		goto fail;
+	/* The database file (and its -wal) must be found after a crash. */
+	if (fsync_dir(sp, error_r) < 0)
+		goto fail;
+	if (recover_done_messages(sp, error_r) < 0 ||
+	    recover_missing_files(sp, error_r) < 0 ||
+	    recover_orphan_files(sp, error_r) < 0)
+		goto fail;
+	return sp;
+fail:
+	spool_close(&sp);
+	return NULL;
+}
+
+void
+spool_close(struct spool **spp)
+{
+	struct spool *sp = *spp;
+	size_t i;
+
+	if (sp == NULL)
+		return;
+	for (i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(sp->st[i]);
+	/* close_v2: never fails with statements still open. */
+	sqlite3_close_v2(sp->db);
+	if (sp->dirfd >= 0)
+		close(sp->dirfd);
+	free(sp->dir);
+	free(sp);
+	*spp = NULL;
+}
+
+static int
+random_id(char id_r[SPOOL_ID_SIZE], char **error_r)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char rnd[(SPOOL_ID_SIZE - 1) / 2];
+	size_t got = 0, i;
+
+	while (got < sizeof(rnd)) {
+		ssize_t r = getrandom(rnd + got, sizeof(rnd) - got, 0);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			*error_r = xasprintf("getrandom: %s", strerror(errno));
+			return -1;
+		}
+		got += (size_t)r;
+	}
+	for (i = 0; i < sizeof(rnd); i++) {
+		id_r[2 * i] = hex[rnd[i] >> 4];
+		id_r[2 * i + 1] = hex[rnd[i] & 0xf];
+	}
+	id_r[SPOOL_ID_SIZE - 1] = '\0';
+	return 0;
+}
+
+int
+spool_create(struct spool *sp, char id_r[SPOOL_ID_SIZE], char **error_r)
+{
+	int tries, fd;
+
+	for (tries = 0; tries < SPOOL_CREATE_TRIES; tries++) {
+		if (random_id(id_r, error_r) < 0)
+			return -1;
+		fd = openat(sp->dirfd, id_r,
+			    O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW,
+			    0600);
+		if (fd >= 0)
+			return fd;
+		if (errno != EEXIST) {
+			*error_r = xasprintf("create %s/%s: %s", sp->dir, id_r,
+					     strerror(errno));
+			return -1;
+		}
+	}
+	*error_r = xasprintf("create in %s: %d ids taken in a row", sp->dir,
+			     SPOOL_CREATE_TRIES);
+	return -1;
+}
+
+/* The file's bytes on disk: fsync a fresh read-only descriptor (the one the
+ * caller wrote through is in another process). Returns its size. */
+static int
+sync_message_file(struct spool *sp, const char *id, uint64_t *size_r,
+		  char **error_r)
+{
+	struct stat sb;
+	int fd;
+
+	fd = openat(sp->dirfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		*error_r = xasprintf("open %s/%s: %s", sp->dir, id,
+				     strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		*error_r = xasprintf("%s/%s: not a regular file", sp->dir, id);
+		close(fd);
+		return -1;
+	}
+	if (fsync(fd) < 0) {
+		*error_r = xasprintf("fsync %s/%s: %s", sp->dir, id,
+				     strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	*size_r = (uint64_t)sb.st_size;
+	return 0;
+}
+
+/* On -1 nothing is recorded, with one exception that SQLite cannot rule
+ * out: COMMIT failing with an I/O error after the WAL frames reached the
+ * disk may still show the row after a crash. spool_discard() therefore
+ * refuses to remove a file that has a row: a duplicate, never a loss. */
+int
+spool_commit(struct spool *sp, const char *id,
+	     const struct spool_envelope *env, char **error_r)
+{
+	sqlite3_stmt *st;
+	uint64_t size, now;
+	size_t i;
+
+	if (check_id(id, error_r) < 0)
+		return -1;
+	if (env->mail_from == NULL || env->nrcpts == 0) {
+		*error_r = xstrdup("envelope without sender or recipients");
+		return -1;
+	}
+	for (i = 0; i < env->nrcpts; i++) {
+		if (env->rcpts[i].address == NULL) {
+			*error_r = xstrdup("recipient without address");
+			return -1;
+		}
+	}
+	if (sync_message_file(sp, id, &size, error_r) < 0)
+		return -1;
+	/* The size the writer counted (0: not counted) must be what reached
+	 * the disk; a difference means lost writes. The row records the
+	 * file's size. */
+	if (env->size != 0 && size != env->size) {
+		*error_r = xasprintf("%s/%s: %llu bytes, envelope says %llu",
+				     sp->dir, id, (unsigned long long)size,
+				     (unsigned long long)env->size);
+		return -1;
+	}
+	if (fsync_dir(sp, error_r) < 0)
+		return -1;
+
+	now = now_ms();
+	if (st_exec(sp, ST_BEGIN, error_r) < 0)
+		return -1;
+	st = sp->st[ST_MSG_INSERT];
+	bind_text(st, 1, id);
+	bind_text(st, 2, env->mail_from);
+	bind_text(st, 3, env->helo);
+	bind_text(st, 4, env->client_ip);
+	bind_text(st, 5, env->auth_user);
+	bind_text(st, 6, env->ret);
+	bind_text(st, 7, env->envid);
+	sqlite3_bind_int(st, 8, env->smtputf8 ? 1 : 0);
+	sqlite3_bind_int64(st, 9, to_i64(size));
+	sqlite3_bind_int64(st, 10, to_i64(now));
+	if (st_exec(sp, ST_MSG_INSERT, error_r) < 0)
+		goto fail;
+	st = sp->st[ST_RCPT_INSERT];
+	for (i = 0; i < env->nrcpts; i++) {
+		const struct spool_rcpt *r = &env->rcpts[i];
+
+		bind_text(st, 1, id);
+		bind_text(st, 2, r->address);
+		bind_text(st, 3, r->orcpt);
+		sqlite3_bind_int64(st, 4, r->notify);
+		sqlite3_bind_int(st, 5, r->local ? 1 : 0);
+		sqlite3_bind_int64(st, 6, to_i64(now));
+		if (st_exec(sp, ST_RCPT_INSERT, error_r) < 0)
+			goto fail;
+	}
+	if (commit(sp, error_r) < 0)
+		return -1;
+	log_info(id, "event=spool_commit from=%s size=%llu rcpts=%zu",
+		 env->mail_from, (unsigned long long)size, env->nrcpts);
+	return 0;
+fail:
+	rollback(sp);
+	return -1;
+}
+
+void
+spool_discard(struct spool *sp, const char *id)
+{
+	char *error = NULL;
+	bool exists;
+
+	if (!id_valid(id)) {
+		log_error(NULL, "event=spool_discard_bad_id");
+		return;
+	}
+	if (message_exists(sp, id, &exists, &error) < 0) {
+		/* Keep the file: spool_open() removes it if it has no row. */
+		log_error(id, "event=spool_discard_failed error=%s", error);
+		free(error);
+		return;
+	}
+	if (exists) {
+		log_error(id, "event=spool_discard_refused reason=committed");
+		return;
+	}
+	if (unlinkat(sp->dirfd, id, 0) < 0 && errno != ENOENT)
+		log_error(id, "event=spool_discard_failed error=%s",
+			  strerror(errno));
+	else
+		log_debug(id, "event=spool_discard");
+}
+
+int
+spool_due(struct spool *sp, uint64_t now, size_t max,
+	  struct spool_due **due_r, size_t *n_r, char **error_r)
+{
+	sqlite3_stmt *st = sp->st[ST_DUE];
+	struct spool_due *due = NULL;
+	size_t n = 0;
+	int rc;
+
+	*due_r = NULL;
+	*n_r = 0;
+	if (max == 0)
+		return 0;
+	sqlite3_bind_int64(st, 1, to_i64(now));
+	sqlite3_bind_int64(st, 2, to_i64(max));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(st, 0);
+		struct spool_due *d;
+		sqlite3_int64 attempts;
+
+		if (!id_valid(id)) {
+			log_error(NULL, "event=spool_bad_row id=%s",
+				  id != NULL ? id : "");
+			continue;
+		}
+		due = xreallocarray(due, n + 1, sizeof(*due));
+		d = &due[n];
+		memcpy(d->id, id, SPOOL_ID_SIZE);
+		if (col_strdup(st, 1, &d->address) < 0 || d->address == NULL) {
+			*error_r = xstrdup("out of memory reading queue.db");
+			st_done(st);
+			spool_due_free(&due, n);
+			return -1;
+		}
+		d->local = sqlite3_column_int(st, 2) != 0;
+		attempts = sqlite3_column_int64(st, 3);
+		d->attempts = attempts < 0 ? 0
+			      : attempts > UINT32_MAX
+				      ? UINT32_MAX
+				      : (unsigned)attempts;
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		db_error(sp, spool_sql[ST_DUE], error_r);
+		st_done(st);
+		spool_due_free(&due, n);
+		return -1;
+	}
+	st_done(st);
+	*due_r = due;
+	*n_r = n;
+	return 0;
+}
+
+void
+spool_due_free(struct spool_due **due, size_t n)
+{
+	size_t i;
+
+	if (*due == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		free((*due)[i].address);
+	xfree(due);
+}
+
+int
+spool_open_message(struct spool *sp, const char *id, char **error_r)
+{
+	bool exists;
+	int fd;
+
+	if (check_id(id, error_r) < 0 ||
+	    message_exists(sp, id, &exists, error_r) < 0)
+		return -1;
+	if (!exists) {
+		*error_r = xasprintf("%s: no such message", id);
+		return -1;
+	}
+	fd = openat(sp->dirfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		*error_r = xasprintf("open %s/%s: %s", sp->dir, id,
+				     strerror(errno));
+		return -1;
+	}
+	return fd;
+}
+
+static int
+read_recipients(struct spool *sp, const char *id, struct spool_envelope *env,
+		char **error_r)
+{
+	sqlite3_stmt *st = sp->st[ST_RCPT_LIST];
+	int rc;
+
+	bind_text(st, 1, id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct spool_rcpt *r;
+
+		env->rcpts =
+			xreallocarray(env->rcpts, env->nrcpts + 1, sizeof(*r));
+		r = &env->rcpts[env->nrcpts++];
+		memset(r, 0, sizeof(*r));
+		if (col_strdup(st, 0, &r->address) < 0 ||
+		    col_strdup(st, 1, &r->orcpt) < 0) {
+			*error_r = xstrdup("out of memory reading queue.db");
+			st_done(st);
+			return -1;
+		}
+		r->notify = (unsigned)sqlite3_column_int64(st, 2);
+		r->local = sqlite3_column_int(st, 3) != 0;
+	}
+	if (rc != SQLITE_DONE) {
+		db_error(sp, spool_sql[ST_RCPT_LIST], error_r);
+		st_done(st);
+		return -1;
+	}
+	st_done(st);
+	return 0;
+}
+
+int
+spool_envelope(struct spool *sp, const char *id, struct spool_envelope *env_r,
+	       char **error_r)
+{
+	sqlite3_stmt *st = sp->st[ST_MSG_GET];
+	sqlite3_int64 size;
+	int rc;
+
+	memset(env_r, 0, sizeof(*env_r));
+	if (check_id(id, error_r) < 0)
+		return -1;
+	bind_text(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		st_done(st);
+		*error_r = xasprintf("%s: no such message", id);
+		return -1;
+	}
+	if (rc != SQLITE_ROW) {
+		db_error(sp, spool_sql[ST_MSG_GET], error_r);
+		st_done(st);
+		return -1;
+	}
+	if (col_strdup(st, 0, &env_r->mail_from) < 0 ||
+	    col_strdup(st, 1, &env_r->helo) < 0 ||
+	    col_strdup(st, 2, &env_r->client_ip) < 0 ||
+	    col_strdup(st, 3, &env_r->auth_user) < 0 ||
+	    col_strdup(st, 4, &env_r->ret) < 0 ||
+	    col_strdup(st, 5, &env_r->envid) < 0) {
+		*error_r = xstrdup("out of memory reading queue.db");
+		st_done(st);
+		spool_envelope_clear(env_r);
+		return -1;
+	}
+	env_r->smtputf8 = sqlite3_column_int(st, 6) != 0;
+	size = sqlite3_column_int64(st, 7);
+	env_r->size = size < 0 ? 0 : (uint64_t)size;
+	st_done(st);
+	if (read_recipients(sp, id, env_r, error_r) < 0) {
+		spool_envelope_clear(env_r);
+		return -1;
+	}
+	return 0;
+}
+
+void
+spool_envelope_clear(struct spool_envelope *env)
+{
+	size_t i;
+
+	free(env->mail_from);
+	free(env->helo);
+	free(env->client_ip);
+	free(env->auth_user);
+	free(env->ret);
+	free(env->envid);
+	for (i = 0; i < env->nrcpts; i++) {
+		free(env->rcpts[i].address);
+		free(env->rcpts[i].orcpt);
+	}
+	free(env->rcpts);
+	memset(env, 0, sizeof(*env));
+}
+
+static const char *
+state_name(enum spool_rcpt_state state)
+{
+	switch (state) {
+	case SPOOL_RCPT_PENDING:
+		return "deferred";
+	case SPOOL_RCPT_DELIVERED:
+		return "delivered";
+	case SPOOL_RCPT_FAILED:
+		return "failed";
+	}
+	return "?";
+}
+
+/* One transaction: the recipient's row, and when it was the last pending
+ * one, the message's rows (ON DELETE CASCADE). The file goes after the
+ * commit; a crash in between leaves a file without a row, which
+ * spool_open() removes.
+ * A FAILED recipient does not keep the message: the caller queues the
+ * bounce (a new message) before recording the failure, since the envelope
+ * and file may be gone when this returns. Delivered and failed rows stay
+ * only while another recipient of the message is pending. */
+int
+spool_rcpt_result(struct spool *sp, const char *id, const char *address,
+		  enum spool_rcpt_state state, const char *diagnostic,
+		  uint64_t next_try_ms, char **error_r)
+{
+	sqlite3_stmt *st = sp->st[ST_RCPT_UPDATE];
+	char *error = NULL;
+	int64_t pending;
+	int db_state;
+
+	if (check_id(id, error_r) < 0)
+		return -1;
+	switch (state) {
+	case SPOOL_RCPT_PENDING:
+		db_state = STATE_PENDING;
+		break;
+	case SPOOL_RCPT_DELIVERED:
+		db_state = STATE_DELIVERED;
+		break;
+	case SPOOL_RCPT_FAILED:
+		db_state = STATE_FAILED;
+		break;
+	default:
+		*error_r = xstrdup("invalid recipient state");
+		return -1;
+	}
+	if (address == NULL) {
+		*error_r = xstrdup("no recipient address");
+		return -1;
+	}
+	if (st_exec(sp, ST_BEGIN, error_r) < 0)
+		return -1;
+	bind_text(st, 1, id);
+	bind_text(st, 2, address);
+	sqlite3_bind_int(st, 3, db_state);
+	bind_text(st, 4, diagnostic);
+	sqlite3_bind_int64(st, 5, to_i64(next_try_ms));
+	if (st_exec(sp, ST_RCPT_UPDATE, error_r) < 0)
+		goto fail;
+	if (sqlite3_changes(sp->db) != 1) {
+		*error_r = xasprintf("%s: no pending recipient %s", id, address);
+		goto fail;
+	}
+	bind_text(sp->st[ST_PENDING_OF], 1, id);
+	if (st_int(sp, ST_PENDING_OF, &pending, error_r) < 0)
+		goto fail;
+	if (pending == 0) {
+		bind_text(sp->st[ST_MSG_DELETE], 1, id);
+		if (st_exec(sp, ST_MSG_DELETE, error_r) < 0)
+			goto fail;
+	}
+	if (commit(sp, error_r) < 0)
+		return -1;
+
+	log_msg(state == SPOOL_RCPT_FAILED ? LOG_LEVEL_NOTICE : LOG_LEVEL_INFO,
+		id, "event=rcpt_%s rcpt=%s diagnostic=%s", state_name(state),
+		address, diagnostic != NULL ? diagnostic : "");
+	if (pending > 0)
+		return 0;
+
+	/* The outcome is recorded: failing to remove the file is not the
+	 * caller's error (spool_open() retries), only worth a log line. */
+	if (unlinkat(sp->dirfd, id, 0) < 0)
+		log_error(id, "event=spool_unlink_failed error=%s",
+			  strerror(errno));
+	else if (fsync_dir(sp, &error) < 0) {
+		log_warn(id, "event=spool_fsync_failed error=%s", error);
+		free(error);
+	}
+	log_info(id, "event=spool_removed");
+	return 0;
+fail:
+	rollback(sp);
+	return -1;
+}
+
+uint64_t
+spool_retry_delay_ms(unsigned attempts)
+{
+	static const uint64_t schedule[] = {1 * MIN_MS, 5 * MIN_MS,
+					    15 * MIN_MS, 30 * MIN_MS};
+
+	/* Giving up (after 5 days in the queue) is the caller's decision. */
+	if (attempts == 0)
+		attempts = 1;
+	if (attempts <= sizeof(schedule) / sizeof(schedule[0]))
+		return schedule[attempts - 1];
+	return 60 * MIN_MS;
+}
+
+/* *pending_r counts pending recipients (every message has at least one). */
+int
+spool_count(struct spool *sp, size_t *messages_r, size_t *pending_r,
+	    char **error_r)
+{
+	int64_t messages, pending;
+
+	if (st_int(sp, ST_COUNT_MSGS, &messages, error_r) < 0 ||
+	    st_int(sp, ST_COUNT_PENDING, &pending, error_r) < 0)
+		return -1;
+	*messages_r = (size_t)messages;
+	*pending_r = (size_t)pending;
+	return 0;
+}

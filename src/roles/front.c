@@ -13,6 +13,7 @@
 #include "core/tls.h"
 #include "core/xmalloc.h"
 #include "roles/front.h"
+#include "roles/front_conn.h"
 
 #define CERTS_MAX 64
 
@@ -219,6 +220,17 @@ front_shutdown(struct child_ctx *ctx)
 /* What lookup may send on its link. */
 static const struct ipc_rule lookup_rules[] = {
 	{IPC_MSG_AUTH_REPLY, 20, 4096, IPC_FD_NEVER},
+	{IPC_MSG_RCPT_REPLY, 8, IPC_MAX_PAYLOAD, IPC_FD_NEVER},
+	{IPC_MSG_SENDER_REPLY, 4, 4, IPC_FD_NEVER},
+	{IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
+	{IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
+	{0, 0, 0, IPC_FD_NEVER},
+};
+
+/* What queue may send on its link. */
+static const struct ipc_rule queue_rules[] = {
+	{IPC_MSG_SPOOL_FILE, 4, 64, IPC_FD_OPTIONAL},
+	{IPC_MSG_SPOOL_COMMITTED, 8, 64, IPC_FD_NEVER},
 	{IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
 	{IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
 	{0, 0, 0, IPC_FD_NEVER},
@@ -227,7 +239,11 @@ static const struct ipc_rule lookup_rules[] = {
 static const struct ipc_rule *
 front_peer_rules(const char *peer)
 {
-	return strcmp(peer, "lookup") == 0 ? lookup_rules : NULL;
+	if (strcmp(peer, "lookup") == 0)
+		return lookup_rules;
+	if (strcmp(peer, "queue") == 0)
+		return queue_rules;
+	return NULL;
 }
 
 static void
@@ -237,13 +253,14 @@ front_peer_message(struct child_ctx *ctx, struct child_link *link,
 	(void)link;
 	if (msg->type == IPC_MSG_AUTH_REPLY)
 		front_conn_auth_reply(ctx->role, msg);
+	else
+		front_smtp_reply(ctx->role, msg);
 }
 
 static void
 front_peer_down(struct child_ctx *ctx, struct child_link *link)
 {
-	if (strcmp(link->name, "lookup") == 0)
-		front_conn_auth_link_down(ctx->role);
+	front_conn_link_down(ctx->role, link->name);
 }
 
 const struct role_ops role_front = {

@@ -43,8 +43,8 @@ void front_conn_accept(struct front_listener *fl, int fd,
 void front_conn_shutdown_all(struct front *f);
 /* lookup answered a login check (IPC_MSG_AUTH_REPLY). */
 void front_conn_auth_reply(struct front *f, struct ipc_msg *msg);
-/* The link to lookup went down: checks out with it fail temporarily. */
-void front_conn_auth_link_down(struct front *f);
+/* The link to peer went down: questions out with it fail temporarily. */
+void front_conn_link_down(struct front *f, const char *peer);
 /* A connection ended: front exits when stopping and none are left. */
 void front_conn_gone(struct front *f);
 

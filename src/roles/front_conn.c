@@ -26,49 +26,22 @@
 #include "core/xmalloc.h"
 #include "directory/sasl.h"
 #include "roles/front.h"
+#include "roles/front_conn.h"
 #include "roles/front_proto.h"
+#include "smtp/server.h"
 
 /* Bounds for the first words (the real protocol modules set their own). */
 #define LINE_MAX_BYTES 2048
 #define OUTPUT_MAX_BYTES (256 * 1024)
+#define INPUT_MAX_BYTES (256 * 1024)
 #define PROXY_TIMEOUT_S 10
 #define HANDSHAKE_TIMEOUT_S 30
 #define IDLE_TIMEOUT_S 300
 
-enum conn_state {
-	CONN_PROXY,	/* waiting for the PROXY v2 header */
-	CONN_HANDSHAKE, /* TLS handshake in progress */
-	CONN_OPEN,	/* protocol lines flowing */
-	CONN_STARTTLS,	/* flushing the go-ahead before the handshake */
-	CONN_CLOSING,	/* flushing the last words */
-};
-
-struct front_conn {
-	struct front *front;
-	struct front_listener *fl;
-	enum listener_service service;
-	enum listener_tls tls_mode;
-	char id[20];
-	char ip[64];	    /* the client, after PROXY when used */
-	char counted[64];   /* the address counted in per_ip */
-	uint16_t port;
-	int fd;
-	enum conn_state state;
-	struct event *proxy_ev;
-	struct bufferevent *bev;
-	SSL *ssl;
-	struct tls_server *tls; /* the set this connection's SSL came from */
-	struct front_proto *proto;
-	bool tls_active;
-	bool discarding; /* skipping the rest of an over-long line */
-	uint32_t auth_reqid;   /* the login check out with lookup, or 0 */
-	uint16_t auth_type;    /* its IPC_MSG_AUTH_* */
-	struct event *auth_ev; /* a check that could not be sent: fail later */
-	struct sasl_verifier verifier; /* lookup, for this connection */
-	struct front_conn *prev, *next;
-};
-
 static void conn_start_session(struct front_conn *c);
+static void conn_start_proto(struct front_conn *c,
+			     const struct config_listener *l);
+static void conn_read_input(struct front_conn *c);
 static void conn_start_tls(struct front_conn *c);
 
 static const struct config_listener *
@@ -92,8 +65,9 @@ conn_free(struct front_conn *c)
 	log_info(c->id, "event=disconnect ip=%s", c->ip);
 	if (c->proxy_ev != NULL)
 		event_free(c->proxy_ev);
-	if (c->auth_ev != NULL)
-		event_free(c->auth_ev);
+	if (c->req_ev != NULL)
+		event_free(c->req_ev);
+	front_smtp_free(c);
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
 	if (c->ssl != NULL)
@@ -118,8 +92,8 @@ conn_free(struct front_conn *c)
 
 /* ---- protocol interface ---- */
 
-static void
-io_write(void *arg, const char *data, size_t len)
+void
+conn_io_write(void *arg, const char *data, size_t len)
 {
 	struct front_conn *c = arg;
 
@@ -127,16 +101,16 @@ io_write(void *arg, const char *data, size_t len)
 		bufferevent_write(c->bev, data, len);
 }
 
-static void
-io_starttls(void *arg)
+void
+conn_io_starttls(void *arg)
 {
 	struct front_conn *c = arg;
 
 	conn_set_state(c, CONN_STARTTLS);
 }
 
-static void
-io_close(void *arg)
+void
+conn_io_close(void *arg)
 {
 	struct front_conn *c = arg;
 
@@ -144,6 +118,21 @@ io_close(void *arg)
 }
 
 /* ---- bufferevent callbacks ---- */
+
+
+/* Say once that the session logged in (after whichever step finished it:
+ * the verifier's answer, or SCRAM's final empty line). */
+static void
+conn_note_login(struct front_conn *c)
+{
+	const char *user = front_proto_user(c->proto);
+
+	if (user != NULL && !c->login_logged) {
+		c->login_logged = true;
+		log_info(c->id, "event=login user=%s service=%s", user,
+			 conn_auth_service(c));
+	}
+}
 
 static void
 conn_read_lines(struct front_conn *c)
@@ -172,17 +161,47 @@ conn_read_lines(struct front_conn *c)
 			continue;
 		}
 		front_proto_line(c->proto, line, len);
+		/* The line may hold a password: wipe it. */
+		OPENSSL_cleanse(line, len);
 		free(line);
+		conn_note_login(c);
 	}
-	if (c->state == CONN_STARTTLS) {
-		/* Anything pipelined after STARTTLS is not to be trusted. */
-		size_t n = evbuffer_get_length(in);
+}
 
-		if (n > 0) {
-			log_notice(c->id, "event=starttls-discard bytes=%zu",
-				   n);
-			evbuffer_drain(in, n);
-		}
+/* SMTP sessions take raw bytes (commands, DATA, BDAT chunks) and say how
+ * many they used; they stop while a question is out. */
+static void
+conn_read_smtp(struct front_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t len, used;
+	uint8_t *data;
+
+	while (c->state == CONN_OPEN && !smtp_server_busy(c->smtp) &&
+	       (len = evbuffer_get_contiguous_space(in)) > 0) {
+		data = evbuffer_pullup(in, (ssize_t)len);
+		used = smtp_server_input(c->smtp, data, len);
+		evbuffer_drain(in, used);
+		if (used == 0)
+			break;
+	}
+}
+
+static void
+conn_read_input(struct front_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t n;
+
+	if (c->smtp != NULL)
+		conn_read_smtp(c);
+	else
+		conn_read_lines(c);
+	if (c->state == CONN_STARTTLS &&
+	    (n = evbuffer_get_length(in)) > 0) {
+		/* Anything pipelined after STARTTLS is not to be trusted. */
+		log_notice(c->id, "event=starttls-discard bytes=%zu", n);
+		evbuffer_drain(in, n);
 	}
 }
 
@@ -193,7 +212,7 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 
 	(void)bev;
 	if (c->state == CONN_OPEN)
-		conn_read_lines(c);
+		conn_read_input(c);
 	else
 		evbuffer_drain(bufferevent_get_input(c->bev),
 			       evbuffer_get_length(bufferevent_get_input(c->bev)));
@@ -237,16 +256,24 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 					 &(struct timeval){IDLE_TIMEOUT_S, 0},
 					 &(struct timeval){IDLE_TIMEOUT_S, 0});
 		conn_set_state(c, CONN_OPEN);
-		if (c->proto == NULL)
+		if (c->proto == NULL && c->smtp == NULL)
 			conn_start_session(c);
+		else if (c->smtp != NULL)
+			smtp_server_tls_started(c->smtp,
+						tls_version_name(c->ssl),
+						tls_cipher_name(c->ssl));
 		else
 			front_proto_tls_started(c->proto);
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		log_info(c->id, "event=timeout state=%d", c->state);
-		if (c->state == CONN_OPEN && c->proto != NULL) {
-			front_proto_timeout(c->proto);
+		if (c->state == CONN_OPEN &&
+		    (c->proto != NULL || c->smtp != NULL)) {
+			if (c->smtp != NULL)
+				smtp_server_timeout(c->smtp);
+			else
+				front_proto_timeout(c->proto);
 			bufferevent_disable(c->bev, EV_READ);
 			bufferevent_enable(c->bev, EV_WRITE);
 			return;
@@ -274,6 +301,9 @@ conn_use_bev(struct front_conn *c, struct bufferevent *bev, int timeout_s)
 {
 	c->bev = bev;
 	bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	/* While a session waits for an answer its input stays buffered:
+	 * stop reading past this much. */
+	bufferevent_setwatermark(bev, EV_READ, 0, INPUT_MAX_BYTES);
 	bufferevent_set_timeouts(bev, &(struct timeval){timeout_s, 0},
 				 &(struct timeval){timeout_s, 0});
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
@@ -310,7 +340,7 @@ conn_start_tls(struct front_conn *c)
 
 /* ---- logins: the verifier is lookup, over the front ↔ lookup link ---- */
 
-static const char *
+const char *
 conn_auth_service(const struct front_conn *c)
 {
 	switch (c->service) {
@@ -327,15 +357,13 @@ conn_auth_service(const struct front_conn *c)
 	}
 }
 
-/* After an answer: carry on with lines the client sent meanwhile, and
- * flush what the answer said. */
-static void
-conn_auth_resume(struct front_conn *c)
+void
+conn_resume(struct front_conn *c)
 {
 	if (c->bev == NULL)
 		return;
 	if (c->state == CONN_OPEN)
-		conn_read_lines(c);
+		conn_read_input(c);
 	if (c->state == CONN_CLOSING || c->state == CONN_STARTTLS)
 		bufferevent_trigger(c->bev, EV_WRITE,
 				    BEV_TRIG_IGNORE_WATERMARKS);
@@ -348,10 +376,10 @@ conn_auth_answer(struct front_conn *c, uint32_t result, const char *user,
 		 const uint8_t *sig, size_t sig_len)
 {
 	int r = result == 0 ? 0 : result == 1 ? 1 : -1;
-	uint16_t type = c->auth_type;
+	uint16_t type = c->req_type;
 
-	c->auth_reqid = 0;
-	c->auth_type = 0;
+	c->req_id = 0;
+	c->req_type = 0;
 	switch (type) {
 	case IPC_MSG_AUTH_PASSWORD:
 		front_proto_auth_password_result(c->proto, r, user);
@@ -369,46 +397,83 @@ conn_auth_answer(struct front_conn *c, uint32_t result, const char *user,
 	default:
 		return;
 	}
-	if (front_proto_user(c->proto) != NULL)
-		log_info(c->id, "event=login user=%s service=%s",
-			 front_proto_user(c->proto), conn_auth_service(c));
-	conn_auth_resume(c);
+	conn_note_login(c);
+	conn_resume(c);
+}
+
+static bool
+is_auth_request(uint16_t type)
+{
+	return type == IPC_MSG_AUTH_PASSWORD ||
+	       type == IPC_MSG_AUTH_SCRAM_PARAMS ||
+	       type == IPC_MSG_AUTH_SCRAM_CHECK;
+}
+
+/* The question is not going to be answered: say so to whoever asked. */
+static void
+conn_request_failed(struct front_conn *c)
+{
+	uint16_t type = c->req_type;
+
+	if (is_auth_request(type)) {
+		conn_auth_answer(c, 2, NULL, NULL, 0, 0, NULL, 0);
+		return;
+	}
+	c->req_id = 0;
+	c->req_type = 0;
+	front_smtp_failed(c, type);
 }
 
 static void
-conn_auth_tempfail_cb(evutil_socket_t fd, short what, void *arg)
+conn_request_failed_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct front_conn *c = arg;
 
 	(void)fd;
 	(void)what;
-	event_free(c->auth_ev);
-	c->auth_ev = NULL;
-	conn_auth_answer(c, 2, NULL, NULL, 0, 0, NULL, 0);
+	event_free(c->req_ev);
+	c->req_ev = NULL;
+	conn_request_failed(c);
 }
 
-/* Send a check to lookup. The protocol is inside sasl_step() here, so a
- * failure to send is answered later, from the loop. */
-static void
-conn_auth_send(struct front_conn *c, uint16_t type, struct buf *payload)
+void
+conn_request(struct front_conn *c, const char *peer, uint16_t type,
+	     struct buf *payload)
 {
-	struct ipc_peer *lookup = child_peer(c->front->ctx, "lookup");
+	struct ipc_peer *link = child_peer(c->front->ctx, peer);
+	struct timeval now = {0, 0};
 
-	c->auth_type = type;
-	c->auth_reqid = ++c->front->next_reqid;
-	if (c->auth_reqid == 0)
-		c->auth_reqid = ++c->front->next_reqid;
-	if (lookup == NULL || ipc_send(lookup, type, c->auth_reqid, -1,
-				       payload->data, payload->len) < 0) {
-		log_warn(c->id, "event=auth-unavailable reason=no-lookup-link");
-		c->auth_ev = evtimer_new(c->front->ctx->base,
-					 conn_auth_tempfail_cb, c);
-		struct timeval now = {0, 0};
-
-		evtimer_add(c->auth_ev, &now);
+	c->req_type = type;
+	c->req_peer = peer;
+	c->req_id = ++c->front->next_reqid;
+	if (c->req_id == 0)
+		c->req_id = ++c->front->next_reqid;
+	if (link == NULL || ipc_send(link, type, c->req_id, -1, payload->data,
+				     payload->len) < 0) {
+		log_warn(c->id, "event=request-failed peer=%s type=%u", peer,
+			 type);
+		c->req_ev = evtimer_new(c->front->ctx->base,
+					conn_request_failed_cb, c);
+		evtimer_add(c->req_ev, &now);
 	}
 	OPENSSL_cleanse(payload->data, payload->len);
 	buf_free(payload);
+}
+
+struct front_conn *
+front_conn_take(struct front *f, uint32_t reqid)
+{
+	for (struct front_conn *c = f->conns; c != NULL; c = c->next) {
+		if (c->req_id != 0 && c->req_id == reqid && c->req_ev == NULL)
+			return c;
+	}
+	return NULL;
+}
+
+static void
+conn_auth_send(struct front_conn *c, uint16_t type, struct buf *payload)
+{
+	conn_request(c, "lookup", type, payload);
 }
 
 static void
@@ -466,10 +531,8 @@ front_conn_auth_reply(struct front *f, struct ipc_msg *msg)
 	uint32_t result, iterations;
 	char *user;
 
-	for (c = f->conns; c != NULL; c = c->next)
-		if (c->auth_reqid != 0 && c->auth_reqid == msg->reqid)
-			break;
-	if (c == NULL)
+	if ((c = front_conn_take(f, msg->reqid)) == NULL ||
+	    !is_auth_request(c->req_type))
 		return; /* the client left meanwhile */
 	ipc_reader_init(&r, msg);
 	result = ipc_get_u32(&r);
@@ -488,25 +551,53 @@ front_conn_auth_reply(struct front *f, struct ipc_msg *msg)
 }
 
 void
-front_conn_auth_link_down(struct front *f)
+front_conn_link_down(struct front *f, const char *peer)
 {
-	for (struct front_conn *c = f->conns; c != NULL; c = c->next)
-		if (c->auth_reqid != 0 && c->auth_ev == NULL)
-			conn_auth_answer(c, 2, NULL, NULL, 0, 0, NULL, 0);
+	struct front_conn *c, *next;
+
+	for (c = f->conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->req_id != 0 && c->req_ev == NULL &&
+		    strcmp(c->req_peer, peer) == 0)
+			conn_request_failed(c);
+	}
 }
 
-static void
-conn_start_session(struct front_conn *c)
+const struct sasl_verifier *
+conn_verifier(struct front_conn *c)
 {
-	const struct config_listener *l = conn_listener(c);
-	struct front_io io = {io_write, io_starttls, io_close, c, &c->verifier};
-
 	c->verifier = (struct sasl_verifier){
 		.check_password = verify_password,
 		.scram_params = verify_scram_params,
 		.scram_check = verify_scram_check,
 		.arg = c,
 	};
+	return &c->verifier;
+}
+
+static void
+conn_start_session(struct front_conn *c)
+{
+	const struct config_listener *l = conn_listener(c);
+
+	switch (c->service) {
+	case SERVICE_SMTP:
+	case SERVICE_SUBMISSION:
+	case SERVICE_SUBMISSIONS:
+	case SERVICE_LMTP:
+		front_smtp_start(c);
+		return;
+	default:
+		break;
+	}
+	conn_start_proto(c, l);
+}
+
+static void
+conn_start_proto(struct front_conn *c, const struct config_listener *l)
+{
+	struct front_io io = {conn_io_write, conn_io_starttls, conn_io_close, c,
+			      conn_verifier(c)};
 
 	c->proto = front_proto_new(c->service, c->front->ctx->cfg->hostname,
 				   c->tls_active,
@@ -683,7 +774,13 @@ front_conn_shutdown_all(struct front *f)
 
 	for (c = f->conns; c != NULL; c = next) {
 		next = c->next;
-		if (c->state == CONN_OPEN && c->proto != NULL) {
+		if (c->state == CONN_OPEN && c->smtp != NULL) {
+			/* Replies 421 now, or when the transaction in
+			 * progress is done. */
+			smtp_server_shutdown(c->smtp);
+			bufferevent_trigger(c->bev, EV_WRITE,
+					    BEV_TRIG_IGNORE_WATERMARKS);
+		} else if (c->state == CONN_OPEN && c->proto != NULL) {
 			front_proto_shutdown(c->proto);
 			bufferevent_disable(c->bev, EV_READ);
 			bufferevent_trigger(c->bev, EV_WRITE,

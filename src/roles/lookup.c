@@ -10,7 +10,9 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "core/buf.h"
@@ -46,6 +48,8 @@ static const struct ipc_rule front_rules[] = {
 	{IPC_MSG_AUTH_PASSWORD, 16, 8192, IPC_FD_NEVER},
 	{IPC_MSG_AUTH_SCRAM_PARAMS, 12, 4096, IPC_FD_NEVER},
 	{IPC_MSG_AUTH_SCRAM_CHECK, 20, 16384, IPC_FD_NEVER},
+	{IPC_MSG_RCPT_CHECK, 8, 2048, IPC_FD_NEVER},
+	{IPC_MSG_SENDER_CHECK, 8, 4096, IPC_FD_NEVER},
 	{IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
 	{IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
 	{0, 0, 0, IPC_FD_NEVER},
@@ -304,31 +308,39 @@ out:
 	auth_request_free(&a);
 }
 
-/* The user's SCRAM keys, or fake ones that fail every proof. Returns true
- * for real keys of an active user. */
-static bool
+/* The user's SCRAM keys, or fake ones that fail every proof. Returns NULL
+ * for real keys of an active user, else why there are none (for the log:
+ * the client sees the same either way). */
+static const char *
 scram_keys_for(struct lookup *l, const struct auth_request *a,
 	       struct scram_keys *keys)
 {
 	struct dir_user u;
 	char *error = NULL;
-	bool real = false;
+	const char *why = "unknown-user";
+	int found = 0;
 
 	memset(&u, 0, sizeof(u));
-	if (a->key[0] != '\0' &&
-	    directory_user_get(l->dir, a->key, &u, &error) > 0 &&
-	    u.scram != NULL && !u.suspended &&
-	    password_scram_parse(u.scram, keys) == 0)
-		real = true;
-	if (error != NULL) {
+	if (a->key[0] != '\0')
+		found = directory_user_get(l->dir, a->key, &u, &error);
+	if (found < 0) {
 		log_error(NULL, "event=directory-error error=%s", error);
 		free(error);
+		why = "directory-error";
+	} else if (found > 0 && u.suspended) {
+		why = "suspended";
+	} else if (found > 0 &&
+		   (u.scram == NULL || password_scram_parse(u.scram, keys) < 0)) {
+		/* Imported hashes and non-ASCII passwords have no keys. */
+		why = "no-scram-keys";
+	} else if (found > 0) {
+		why = NULL;
 	}
 	dir_user_clear(&u);
-	if (!real)
+	if (why != NULL)
 		password_scram_fake(account_of(a), l->scram_secret,
 				    l->policy.scram_iterations, keys);
-	return real;
+	return why;
 }
 
 static void
@@ -370,7 +382,7 @@ auth_scram_check(struct child_ctx *ctx, struct ipc_peer *peer,
 	uint8_t sig[32];
 	size_t am_len = 0, proof_len = 0;
 	uint64_t delay;
-	bool real;
+	const char *why;
 
 	ipc_reader_init(&r, msg);
 	if (auth_request_read(&r, &a) < 0) {
@@ -392,9 +404,9 @@ auth_scram_check(struct child_ctx *ctx, struct ipc_peer *peer,
 		return;
 	}
 	delay = authlimit_delay(l->limits, a.ip, account_of(&a), now_ms());
-	real = scram_keys_for(l, &a, &keys);
-	if (real && password_scram_check(&keys, am, am_len, proof, proof_len,
-					 sig)) {
+	why = scram_keys_for(l, &a, &keys);
+	if (why == NULL && password_scram_check(&keys, am, am_len, proof,
+						proof_len, sig)) {
 		authlimit_success(l->limits, a.ip, a.key, now_ms());
 		log_info(NULL, "event=auth-ok ip=%s user=%s service=%s "
 			       "mech=SCRAM-SHA-256",
@@ -402,13 +414,221 @@ auth_scram_check(struct child_ctx *ctx, struct ipc_peer *peer,
 		reply(ctx, peer, msg->reqid, 0, a.key, NULL, 0, 0, sig,
 		      sizeof(sig), delay);
 	} else {
-		log_failure(&a, real ? "password" : "unknown-user");
+		log_failure(&a, why != NULL ? why : "password");
 		count_failure(l, &a, ctx->cfg);
 		reply(ctx, peer, msg->reqid, 1, NULL, NULL, 0, 0, NULL, 0,
 		      delay);
 	}
 	OPENSSL_cleanse(&keys, sizeof(keys));
 	auth_request_free(&a);
+}
+
+/* ---- recipients and senders (SMTP) ---- */
+
+enum rcpt_result { RCPT_OK, RCPT_UNKNOWN, RCPT_RELAY, RCPT_DISABLED,
+		   RCPT_TEMP };
+
+static void
+rcpt_reply(struct ipc_peer *peer, uint32_t reqid, enum rcpt_result r,
+	   char **finals, const bool *local, size_t n)
+{
+	struct buf b;
+
+	buf_init(&b, 0);
+	ipc_put_u32(&b, r);
+	ipc_put_u32(&b, (uint32_t)n);
+	for (size_t i = 0; i < n; i++) {
+		ipc_put_str(&b, finals[i]);
+		ipc_put_u32(&b, local[i]);
+	}
+	if (ipc_send(peer, IPC_MSG_RCPT_REPLY, reqid, -1, b.data, b.len) < 0)
+		log_error(NULL, "event=rcpt-reply-too-large n=%zu", n);
+	buf_free(&b);
+}
+
+/* Is domain (the A-label) one of ours? 1 yes, 0 no, -1 error. */
+static int
+domain_local(struct lookup *l, const char *domain)
+{
+	char *error = NULL;
+	int rc = directory_domain_exists(l->dir, domain, &error);
+
+	if (rc < 0) {
+		log_error(NULL, "event=directory-error error=%s", error);
+		free(error);
+	}
+	return rc;
+}
+
+/* A user that exists but is suspended, when inbound mail for it is to be
+ * refused. */
+static bool
+user_refuses_mail(struct lookup *l, const struct config *cfg,
+		  const char *address)
+{
+	struct dir_user u;
+	char *error = NULL;
+	bool refuse = false;
+
+	if (cfg->suspended_inbound == 0)
+		return false;
+	memset(&u, 0, sizeof(u));
+	if (directory_user_get(l->dir, address, &u, &error) > 0)
+		refuse = u.suspended;
+	free(error);
+	dir_user_clear(&u);
+	return refuse;
+}
+
+static enum rcpt_result
+rcpt_resolve(struct lookup *l, const struct config *cfg,
+	     const struct address *addr, bool authenticated, char ***finals_r,
+	     bool **local_r, size_t *n_r)
+{
+	struct address base = *addr;
+	char key[ADDRESS_MAX * 4 + 2], *error = NULL, **finals = NULL;
+	size_t n = 0;
+	int rc;
+
+	if ((rc = domain_local(l, addr->domain)) < 0)
+		return RCPT_TEMP;
+	if (rc == 0) {
+		/* Not ours: only a logged-in user may send there. */
+		if (!authenticated)
+			return RCPT_RELAY;
+		address_key(addr, key, sizeof(key));
+		*finals_r = xcalloc(1, sizeof(char *));
+		(*finals_r)[0] = xstrdup(key);
+		*local_r = xcalloc(1, sizeof(bool));
+		*n_r = 1;
+		return RCPT_OK;
+	}
+	address_strip_subaddress(&base, cfg->subaddress_separator);
+	address_key(&base, key, sizeof(key));
+	rc = directory_resolve(l->dir, key, &finals, &n, &error);
+	if (rc < 0) {
+		log_error(NULL, "event=resolve-failed address=%s error=%s", key,
+			  error);
+		free(error);
+		return RCPT_TEMP;
+	}
+	if (rc == 0)
+		return RCPT_UNKNOWN;
+	*local_r = xcalloc(n, sizeof(bool));
+	for (size_t i = 0; i < n; i++) {
+		const char *at = strrchr(finals[i], '@');
+
+		(*local_r)[i] = at != NULL && domain_local(l, at + 1) > 0;
+		if ((*local_r)[i] && user_refuses_mail(l, cfg, finals[i])) {
+			directory_strings_free(&finals, n);
+			xfree(local_r);
+			return RCPT_DISABLED;
+		}
+	}
+	*finals_r = finals;
+	*n_r = n;
+	return RCPT_OK;
+}
+
+/* RFC 5321 4.5.1: <postmaster> with no domain must be accepted: it is the
+ * postmaster of our first domain. */
+static int
+rcpt_postmaster(struct lookup *l, struct address *addr)
+{
+	char **domains = NULL, *error = NULL;
+	size_t n = 0;
+
+	if (directory_domain_list(l->dir, &domains, &n, &error) < 0 ||
+	    n == 0) {
+		free(error);
+		directory_strings_free(&domains, n);
+		return -1;
+	}
+	memset(addr, 0, sizeof(*addr));
+	snprintf(addr->local, sizeof(addr->local), "postmaster");
+	snprintf(addr->domain, sizeof(addr->domain), "%s", domains[0]);
+	directory_strings_free(&domains, n);
+	return 0;
+}
+
+static void
+rcpt_check(struct child_ctx *ctx, struct ipc_peer *peer, struct ipc_msg *msg)
+{
+	struct lookup *l = ctx->role;
+	struct ipc_reader r;
+	struct address addr;
+	char *text, **finals = NULL;
+	bool *local = NULL;
+	size_t n = 0;
+	uint32_t authenticated;
+	const char *why;
+	enum rcpt_result res;
+
+	ipc_reader_init(&r, msg);
+	text = ipc_get_str(&r);
+	authenticated = ipc_get_u32(&r);
+	if (ipc_reader_done(&r) < 0 || text == NULL) {
+		log_error(NULL, "event=bad-rcpt-request");
+		free(text);
+		return;
+	}
+	if (strcasecmp(text, "postmaster") == 0)
+		res = rcpt_postmaster(l, &addr) == 0
+			      ? rcpt_resolve(l, ctx->cfg, &addr, authenticated,
+					     &finals, &local, &n)
+			      : RCPT_TEMP;
+	else if (address_parse(text, strlen(text), &addr, &why) < 0)
+		res = RCPT_UNKNOWN;
+	else
+		res = rcpt_resolve(l, ctx->cfg, &addr, authenticated, &finals,
+				   &local, &n);
+	rcpt_reply(peer, msg->reqid, res, finals, local, n);
+	directory_strings_free(&finals, n);
+	free(local);
+	free(text);
+}
+
+static void
+sender_check(struct child_ctx *ctx, struct ipc_peer *peer,
+	     struct ipc_msg *msg)
+{
+	struct lookup *l = ctx->role;
+	struct ipc_reader r;
+	struct address addr;
+	char *user, *text, key[ADDRESS_MAX * 4 + 2], *error = NULL;
+	const char *why;
+	uint32_t result = 1;
+	int rc;
+	struct buf b;
+
+	ipc_reader_init(&r, msg);
+	user = ipc_get_str(&r);
+	text = ipc_get_str(&r);
+	if (ipc_reader_done(&r) < 0 || user == NULL || text == NULL) {
+		log_error(NULL, "event=bad-sender-request");
+		goto out;
+	}
+	if (address_parse(text, strlen(text), &addr, &why) == 0) {
+		address_key(&addr, key, sizeof(key));
+		rc = directory_sender_allowed(l->dir, user, key, &error);
+		if (rc < 0) {
+			log_error(NULL, "event=directory-error error=%s", error);
+			free(error);
+			result = 2;
+		} else {
+			result = rc > 0 ? 0 : 1;
+		}
+	}
+	if (result == 1)
+		log_notice(NULL, "event=sender-refused user=%s sender=%s",
+			   user, text);
+	buf_init(&b, 0);
+	ipc_put_u32(&b, result);
+	ipc_send(peer, IPC_MSG_SENDER_REPLY, msg->reqid, -1, b.data, b.len);
+	buf_free(&b);
+out:
+	free(user);
+	free(text);
 }
 
 /* ---- role wiring ---- */
@@ -434,6 +654,12 @@ lookup_peer_message(struct child_ctx *ctx, struct child_link *link,
 		break;
 	case IPC_MSG_AUTH_SCRAM_CHECK:
 		auth_scram_check(ctx, link->peer, msg);
+		break;
+	case IPC_MSG_RCPT_CHECK:
+		rcpt_check(ctx, link->peer, msg);
+		break;
+	case IPC_MSG_SENDER_CHECK:
+		sender_check(ctx, link->peer, msg);
 		break;
 	default:
 		break;

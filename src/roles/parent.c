@@ -370,7 +370,9 @@ child_spawn(struct child *c)
 static const struct {
 	size_t a, b;
 } child_links[] = {
-	{3, 0}, /* front ↔ lookup: logins */
+	{3, 0}, /* front ↔ lookup: logins, recipients */
+	{3, 1}, /* front ↔ queue: spool files */
+	{1, 2}, /* queue ↔ store: local delivery */
 };
 
 static void

@@ -1,10 +1,56 @@
-/* queue: the spool; it alone creates message files and delivers them on.
- * This build runs the process, its privilege drop and its link to parent,
- * and checks that it can use its spool directory.
- * SECURITY: runs as its own unprivileged user; it takes only messages
- * that parent sends (config, reload, shutdown, ping). */
+/* queue: the spool. It alone creates message files (front writes into the
+ * descriptor it is handed), makes each message durable before front may
+ * answer 250, and delivers: local recipients through store, retrying
+ * temporary failures; outbound delivery arrives with its own work, and
+ * until then such recipients stay queued.
+ * SECURITY: runs as its own unprivileged user. Requests come from front
+ * (parsed envelope fields, never paths: spool ids are made here) and
+ * results from store. */
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/buf.h"
 #include "core/log.h"
+#include "core/xmalloc.h"
+#include "queue/spool.h"
 #include "roles/roles.h"
+
+#define DELIVERY_BATCH 64
+#define INFLIGHT_MAX 256
+/* Outbound recipients wait this long between looks until outbound
+ * delivery exists. */
+#define OUTBOUND_WAIT_MS (60ULL * 60 * 1000)
+
+struct inflight {
+	char id[SPOOL_ID_SIZE];
+	unsigned attempts;
+};
+
+struct queue {
+	struct spool *spool;
+	struct event *tick;
+	struct inflight inflight[INFLIGHT_MAX];
+	size_t ninflight;
+};
+
+static const struct ipc_rule front_rules[] = {
+	{IPC_MSG_SPOOL_CREATE, 0, 0, IPC_FD_NEVER},
+	{IPC_MSG_SPOOL_COMMIT, 20, IPC_MAX_PAYLOAD, IPC_FD_NEVER},
+	{IPC_MSG_SPOOL_ABORT, 4, 64, IPC_FD_NEVER},
+	{IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
+	{IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
+	{0, 0, 0, IPC_FD_NEVER},
+};
+
+static const struct ipc_rule store_rules[] = {
+	{IPC_MSG_DELIVERED, 8, IPC_MAX_PAYLOAD, IPC_FD_NEVER},
+	{IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
+	{IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
+	{0, 0, 0, IPC_FD_NEVER},
+};
 
 static const char *
 queue_user(const struct config *cfg)
@@ -12,10 +58,363 @@ queue_user(const struct config *cfg)
 	return cfg->queue_user;
 }
 
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- from front: spool files ---- */
+
+static void
+spool_file_create(struct queue *q, struct ipc_peer *peer, uint32_t reqid)
+{
+	char id[SPOOL_ID_SIZE] = "", *error = NULL;
+	int fd = spool_create(q->spool, id, &error);
+	struct buf b;
+
+	if (fd < 0) {
+		log_error(NULL, "event=spool-create-failed error=%s", error);
+		free(error);
+		id[0] = '\0';
+	}
+	buf_init(&b, 0);
+	ipc_put_str(&b, id);
+	ipc_send(peer, IPC_MSG_SPOOL_FILE, reqid, fd, b.data, b.len);
+	buf_free(&b);
+}
+
+/* The envelope as front sends it (see ipc.h): every field is checked for
+ * presence; the addresses were checked by lookup at RCPT time. */
+static int
+envelope_read(struct ipc_reader *r, struct spool_envelope *env)
+{
+	uint32_t n;
+
+	memset(env, 0, sizeof(*env));
+	env->mail_from = ipc_get_str(r);
+	env->helo = ipc_get_str(r);
+	env->client_ip = ipc_get_str(r);
+	env->auth_user = ipc_get_str(r);
+	env->ret = ipc_get_str(r);
+	env->envid = ipc_get_str(r);
+	env->smtputf8 = ipc_get_u32(r) != 0;
+	env->size = ipc_get_u64(r);
+	n = ipc_get_u32(r);
+	if (r->error || n == 0 || n > 10000)
+		return -1;
+	env->rcpts = xcalloc(n, sizeof(*env->rcpts));
+	env->nrcpts = n;
+	for (uint32_t i = 0; i < n && !r->error; i++) {
+		env->rcpts[i].address = ipc_get_str(r);
+		env->rcpts[i].orcpt = ipc_get_str(r);
+		env->rcpts[i].notify = ipc_get_u32(r);
+		env->rcpts[i].local = ipc_get_u32(r) != 0;
+	}
+	/* Empty strings on the wire stand for "none". */
+	if (env->auth_user != NULL && env->auth_user[0] == '\0')
+		xfree(&env->auth_user);
+	if (env->ret != NULL && env->ret[0] == '\0')
+		xfree(&env->ret);
+	if (env->envid != NULL && env->envid[0] == '\0')
+		xfree(&env->envid);
+	return ipc_reader_done(r);
+}
+
+static void
+spool_file_commit(struct child_ctx *ctx, struct ipc_peer *peer,
+		  struct ipc_msg *msg)
+{
+	struct queue *q = ctx->role;
+	struct spool_envelope env;
+	struct ipc_reader r;
+	char *id, *error = NULL;
+	uint32_t result = 1;
+	struct buf b;
+
+	ipc_reader_init(&r, msg);
+	id = ipc_get_str(&r);
+	if (id == NULL || envelope_read(&r, &env) < 0) {
+		log_error(NULL, "event=bad-commit-request");
+	} else if (spool_commit(q->spool, id, &env, &error) < 0) {
+		log_error(id, "event=commit-failed error=%s", error);
+		free(error);
+		spool_discard(q->spool, id);
+	} else {
+		result = 0;
+		log_info(id, "event=queued from=<%s> size=%llu rcpts=%zu "
+			     "client=%s auth=%s",
+			 env.mail_from, (unsigned long long)env.size,
+			 env.nrcpts, env.client_ip,
+			 env.auth_user != NULL ? env.auth_user : "-");
+		for (size_t i = 0; i < env.nrcpts; i++)
+			log_info(id, "event=rcpt to=<%s> orcpt=<%s> local=%s",
+				 env.rcpts[i].address,
+				 env.rcpts[i].orcpt != NULL ? env.rcpts[i].orcpt
+							    : "",
+				 env.rcpts[i].local ? "yes" : "no");
+	}
+	buf_init(&b, 0);
+	ipc_put_u32(&b, result);
+	ipc_put_str(&b, id != NULL ? id : "");
+	ipc_send(peer, IPC_MSG_SPOOL_COMMITTED, msg->reqid, -1, b.data, b.len);
+	buf_free(&b);
+	spool_envelope_clear(&env);
+	free(id);
+	if (result == 0)
+		event_active(q->tick, EV_TIMEOUT, 0);
+}
+
+static void
+spool_file_abort(struct queue *q, struct ipc_msg *msg)
+{
+	struct ipc_reader r;
+	char *id;
+
+	ipc_reader_init(&r, msg);
+	id = ipc_get_str(&r);
+	if (ipc_reader_done(&r) == 0 && id != NULL)
+		spool_discard(q->spool, id);
+	free(id);
+}
+
+/* ---- delivery ---- */
+
+static struct inflight *
+inflight_find(struct queue *q, const char *id)
+{
+	for (size_t i = 0; i < q->ninflight; i++)
+		if (strcmp(q->inflight[i].id, id) == 0)
+			return &q->inflight[i];
+	return NULL;
+}
+
+static void
+inflight_remove(struct queue *q, const char *id)
+{
+	struct inflight *f = inflight_find(q, id);
+
+	if (f != NULL)
+		*f = q->inflight[--q->ninflight];
+}
+
+/* Hand one message's due local recipients to store. */
+static void
+deliver_message(struct child_ctx *ctx, struct ipc_peer *store, const char *id,
+		const struct spool_due *due, size_t n)
+{
+	struct queue *q = ctx->role;
+	struct spool_envelope env;
+	char *error = NULL;
+	struct buf b;
+	uint32_t count = 0;
+	unsigned attempts = 0;
+	int fd;
+
+	if (q->ninflight == INFLIGHT_MAX)
+		return;
+	if ((fd = spool_open_message(q->spool, id, &error)) < 0 ||
+	    spool_envelope(q->spool, id, &env, &error) < 0) {
+		log_error(id, "event=spool-read-failed error=%s", error);
+		free(error);
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	buf_init(&b, 0);
+	ipc_put_str(&b, id);
+	ipc_put_str(&b, env.mail_from);
+	for (size_t i = 0; i < n; i++)
+		count += strcmp(due[i].id, id) == 0 && due[i].local;
+	ipc_put_u32(&b, count);
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(due[i].id, id) != 0 || !due[i].local)
+			continue;
+		ipc_put_str(&b, due[i].address);
+		if (due[i].attempts > attempts)
+			attempts = due[i].attempts;
+	}
+	spool_envelope_clear(&env);
+	if (ipc_send(store, IPC_MSG_DELIVER, 0, fd, b.data, b.len) == 0) {
+		struct inflight *f = &q->inflight[q->ninflight++];
+
+		snprintf(f->id, sizeof(f->id), "%s", id);
+		f->attempts = attempts;
+	}
+	buf_free(&b);
+}
+
+static void
+queue_run(struct child_ctx *ctx)
+{
+	struct queue *q = ctx->role;
+	struct ipc_peer *store = child_peer(ctx, "store");
+	struct spool_due *due = NULL;
+	char *error = NULL;
+	size_t n = 0;
+	uint64_t now = now_ms();
+
+	if (ctx->stopping ||
+	    spool_due(q->spool, now, DELIVERY_BATCH, &due, &n, &error) < 0) {
+		if (error != NULL) {
+			log_error(NULL, "event=spool-due-failed error=%s",
+				  error);
+			free(error);
+		}
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!due[i].local) {
+			/* Kept, never dropped, until outbound delivery
+			 * exists to take it. */
+			spool_rcpt_result(q->spool, due[i].id, due[i].address,
+					  SPOOL_RCPT_PENDING,
+					  "outbound delivery is not available "
+					  "in this build",
+					  now + OUTBOUND_WAIT_MS, NULL);
+			log_info(due[i].id, "event=deferred to=<%s> "
+					    "reason=no-outbound-delivery",
+				 due[i].address);
+			continue;
+		}
+		if (store != NULL && inflight_find(q, due[i].id) == NULL)
+			deliver_message(ctx, store, due[i].id, due, n);
+	}
+	spool_due_free(&due, n);
+}
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	queue_run(arg);
+}
+
+static void
+delivered(struct child_ctx *ctx, struct ipc_msg *msg)
+{
+	struct queue *q = ctx->role;
+	struct ipc_reader r;
+	struct inflight *f;
+	char *id, *error = NULL;
+	unsigned attempts = 0;
+	uint32_t n;
+
+	ipc_reader_init(&r, msg);
+	id = ipc_get_str(&r);
+	n = ipc_get_u32(&r);
+	if (id == NULL || r.error || (f = inflight_find(q, id)) == NULL) {
+		log_error(NULL, "event=bad-delivery-report");
+		free(id);
+		return;
+	}
+	attempts = f->attempts + 1;
+	for (uint32_t i = 0; i < n && !r.error; i++) {
+		char *rcpt = ipc_get_str(&r), *why;
+		uint32_t result = ipc_get_u32(&r);
+		enum spool_rcpt_state st = result == 0   ? SPOOL_RCPT_DELIVERED
+					   : result == 2 ? SPOOL_RCPT_FAILED
+							 : SPOOL_RCPT_PENDING;
+
+		why = ipc_get_str(&r);
+		if (rcpt == NULL || why == NULL)
+			break;
+		if (spool_rcpt_result(q->spool, id, rcpt, st, why,
+				      now_ms() + spool_retry_delay_ms(attempts),
+				      &error) < 0) {
+			log_error(id, "event=spool-update-failed error=%s",
+				  error);
+			xfree(&error);
+		}
+		log_info(id, "event=%s to=<%s>%s%s",
+			 st == SPOOL_RCPT_DELIVERED ? "delivered"
+			 : st == SPOOL_RCPT_FAILED  ? "failed"
+						    : "deferred",
+			 rcpt, why[0] != '\0' ? " reason=" : "", why);
+		free(rcpt);
+		free(why);
+	}
+	inflight_remove(q, id);
+	free(id);
+}
+
+/* ---- role wiring ---- */
+
+static const struct ipc_rule *
+queue_peer_rules(const char *peer)
+{
+	if (strcmp(peer, "front") == 0)
+		return front_rules;
+	if (strcmp(peer, "store") == 0)
+		return store_rules;
+	return NULL;
+}
+
+static void
+queue_peer_message(struct child_ctx *ctx, struct child_link *link,
+		   struct ipc_msg *msg)
+{
+	struct queue *q = ctx->role;
+
+	switch (msg->type) {
+	case IPC_MSG_SPOOL_CREATE:
+		spool_file_create(q, link->peer, msg->reqid);
+		break;
+	case IPC_MSG_SPOOL_COMMIT:
+		spool_file_commit(ctx, link->peer, msg);
+		break;
+	case IPC_MSG_SPOOL_ABORT:
+		spool_file_abort(q, msg);
+		break;
+	case IPC_MSG_DELIVERED:
+		delivered(ctx, msg);
+		break;
+	default:
+		break;
+	}
+}
+
+/* store went away: what it had in hand is retried on the next run. */
+static void
+queue_peer_down(struct child_ctx *ctx, struct child_link *link)
+{
+	struct queue *q = ctx->role;
+
+	if (strcmp(link->name, "store") == 0)
+		q->ninflight = 0;
+}
+
+static void
+queue_peer_up(struct child_ctx *ctx, struct child_link *link)
+{
+	struct queue *q = ctx->role;
+
+	if (strcmp(link->name, "store") == 0)
+		event_active(q->tick, EV_TIMEOUT, 0);
+}
+
 static int
 queue_start(struct child_ctx *ctx, char **error_r)
 {
-	return role_check_dir(ctx->cfg, "queue", error_r);
+	struct queue *q = xcalloc(1, sizeof(*q));
+	struct timeval tv = {1, 0};
+	char *dir;
+
+	ctx->role = q;
+	if (role_check_dir(ctx->cfg, "queue", error_r) < 0)
+		return -1;
+	dir = xasprintf("%s/queue", ctx->cfg->data_dir);
+	q->spool = spool_open(dir, error_r);
+	free(dir);
+	if (q->spool == NULL)
+		return -1;
+	q->tick = event_new(ctx->base, -1, EV_PERSIST, tick_cb, ctx);
+	event_add(q->tick, &tv);
+	return 0;
 }
 
 static void
@@ -28,7 +427,13 @@ queue_message(struct child_ctx *ctx, struct ipc_msg *msg)
 static void
 queue_shutdown(struct child_ctx *ctx)
 {
-	/* Nothing runs in the background here yet: done at once. */
+	struct queue *q = ctx->role;
+
+	/* Every commit is answered inside one callback, so nothing
+	 * acknowledged is in flight; deliveries out with store are retried
+	 * at the next start. */
+	event_free(q->tick);
+	spool_close(&q->spool);
 	child_exit(ctx);
 }
 
@@ -39,4 +444,8 @@ const struct role_ops role_queue = {
 	.start = queue_start,
 	.message = queue_message,
 	.shutdown = queue_shutdown,
+	.peer_rules = queue_peer_rules,
+	.peer_message = queue_peer_message,
+	.peer_up = queue_peer_up,
+	.peer_down = queue_peer_down,
 };

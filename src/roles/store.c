@@ -1,10 +1,31 @@
-/* store: the mailboxes — local delivery, IMAP and POP3 after login. This
- * build runs the process, its privilege drop and its link to parent, and
- * checks that it can use the mail directory.
- * SECURITY: runs as its own unprivileged user; it takes only messages
- * that parent sends (config, reload, shutdown, ping). */
+/* store: the mailboxes. This build delivers to Maildir for queue (local
+ * delivery, fsync'd before it reports); IMAP and POP3 after login arrive
+ * with the mailbox work.
+ * SECURITY: runs as its own unprivileged user; only it opens mailboxes.
+ * It takes a message descriptor and recipient addresses from queue; paths
+ * are built and checked in src/store/maildir.c. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/buf.h"
 #include "core/log.h"
+#include "core/xmalloc.h"
 #include "roles/roles.h"
+#include "store/maildir.h"
+
+#define DELIVER_RCPTS_MAX 10000
+
+struct store {
+	char *mail_root;
+};
+
+static const struct ipc_rule queue_rules[] = {
+	{IPC_MSG_DELIVER, 12, IPC_MAX_PAYLOAD, IPC_FD_REQUIRED},
+	{IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
+	{IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
+	{0, 0, 0, IPC_FD_NEVER},
+};
 
 static const char *
 store_user(const struct config *cfg)
@@ -12,9 +33,82 @@ store_user(const struct config *cfg)
 	return cfg->store_user;
 }
 
+static void
+deliver(struct child_ctx *ctx, struct ipc_peer *peer, struct ipc_msg *msg)
+{
+	struct store *st = ctx->role;
+	struct ipc_reader r;
+	enum maildir_result *results = NULL;
+	char *id, *rp, **rcpts = NULL, **errors = NULL;
+	uint32_t n;
+	struct buf b;
+
+	ipc_reader_init(&r, msg);
+	id = ipc_get_str(&r);
+	rp = ipc_get_str(&r);
+	n = ipc_get_u32(&r);
+	if (id == NULL || rp == NULL || r.error || n == 0 ||
+	    n > DELIVER_RCPTS_MAX) {
+		log_error(NULL, "event=bad-deliver-request");
+		goto out;
+	}
+	rcpts = xcalloc(n, sizeof(*rcpts));
+	for (uint32_t i = 0; i < n; i++)
+		rcpts[i] = ipc_get_str(&r);
+	if (ipc_reader_done(&r) < 0) {
+		log_error(id, "event=bad-deliver-request");
+		goto out;
+	}
+	results = xcalloc(n, sizeof(*results));
+	errors = xcalloc(n, sizeof(*errors));
+	maildir_deliver(st->mail_root, msg->fd, rp, (const char *const *)rcpts,
+			n, results, errors);
+	buf_init(&b, 0);
+	ipc_put_str(&b, id);
+	ipc_put_u32(&b, n);
+	for (uint32_t i = 0; i < n; i++) {
+		ipc_put_str(&b, rcpts[i]);
+		ipc_put_u32(&b, results[i] == MAILDIR_OK	 ? 0
+				: results[i] == MAILDIR_TEMPFAIL ? 1
+								 : 2);
+		ipc_put_str(&b, errors[i] != NULL ? errors[i] : "");
+	}
+	ipc_send(peer, IPC_MSG_DELIVERED, 0, -1, b.data, b.len);
+	buf_free(&b);
+out:
+	for (uint32_t i = 0; rcpts != NULL && i < n; i++) {
+		free(rcpts[i]);
+		if (errors != NULL)
+			free(errors[i]);
+	}
+	free(rcpts);
+	free(errors);
+	free(results);
+	free(id);
+	free(rp);
+}
+
+static const struct ipc_rule *
+store_peer_rules(const char *peer)
+{
+	return strcmp(peer, "queue") == 0 ? queue_rules : NULL;
+}
+
+static void
+store_peer_message(struct child_ctx *ctx, struct child_link *link,
+		   struct ipc_msg *msg)
+{
+	if (msg->type == IPC_MSG_DELIVER)
+		deliver(ctx, link->peer, msg);
+}
+
 static int
 store_start(struct child_ctx *ctx, char **error_r)
 {
+	struct store *st = xcalloc(1, sizeof(*st));
+
+	ctx->role = st;
+	st->mail_root = xasprintf("%s/mail", ctx->cfg->data_dir);
 	return role_check_dir(ctx->cfg, "mail", error_r);
 }
 
@@ -28,7 +122,7 @@ store_message(struct child_ctx *ctx, struct ipc_msg *msg)
 static void
 store_shutdown(struct child_ctx *ctx)
 {
-	/* Nothing runs in the background here yet: done at once. */
+	/* A delivery runs to completion inside one callback. */
 	child_exit(ctx);
 }
 
@@ -39,4 +133,6 @@ const struct role_ops role_store = {
 	.start = store_start,
 	.message = store_message,
 	.shutdown = store_shutdown,
+	.peer_rules = store_peer_rules,
+	.peer_message = store_peer_message,
 };

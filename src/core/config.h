@@ -104,6 +104,15 @@ struct config {
 	char **auth_trusted_networks;
 	size_t nauth_trusted_networks;
 
+	/* SMTP, submission and LMTP sessions (src/smtp). */
+	uint32_t smtp_line_max;
+	uint64_t message_size_max;
+	uint64_t smtp_header_max;
+	uint32_t smtp_recipients_max;
+	uint32_t smtp_errors_max;
+	bool smtp_reject_bare_lf;
+	uint64_t smtp_idle_timeout_ms;
+
 	struct config_listener *listeners;
 	size_t nlisteners;
 	struct config_certificate *certificates;

@@ -37,29 +37,29 @@
 #define STATE_FAILED 2
 
 static const char spool_schema[] =
-	"CREATE TABLE IF NOT EXISTS messages ("
-	" id TEXT PRIMARY KEY NOT NULL,"
-	" mail_from TEXT NOT NULL,"
-	" helo TEXT,"
-	" client_ip TEXT,"
-	" auth_user TEXT,"
-	" ret TEXT,"
-	" envid TEXT,"
-	" smtputf8 INTEGER NOT NULL,"
-	" size INTEGER NOT NULL,"
-	" created_ms INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS rcpts ("
-	" id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
-	" address TEXT NOT NULL,"
-	" orcpt TEXT,"
-	" notify INTEGER NOT NULL,"
-	" local INTEGER NOT NULL,"
-	" state INTEGER NOT NULL CHECK (state IN (0, 1, 2)),"
-	" attempts INTEGER NOT NULL,"
-	" next_try_ms INTEGER NOT NULL,"
-	" diagnostic TEXT,"
-	" PRIMARY KEY (id, address));"
-	"CREATE INDEX IF NOT EXISTS rcpts_due ON rcpts (state, next_try_ms);";
+    "CREATE TABLE IF NOT EXISTS messages ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " mail_from TEXT NOT NULL,"
+    " helo TEXT,"
+    " client_ip TEXT,"
+    " auth_user TEXT,"
+    " ret TEXT,"
+    " envid TEXT,"
+    " smtputf8 INTEGER NOT NULL,"
+    " size INTEGER NOT NULL,"
+    " created_ms INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS rcpts ("
+    " id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+    " address TEXT NOT NULL,"
+    " orcpt TEXT,"
+    " notify INTEGER NOT NULL,"
+    " local INTEGER NOT NULL,"
+    " state INTEGER NOT NULL CHECK (state IN (0, 1, 2)),"
+    " attempts INTEGER NOT NULL,"
+    " next_try_ms INTEGER NOT NULL,"
+    " diagnostic TEXT,"
+    " PRIMARY KEY (id, address));"
+    "CREATE INDEX IF NOT EXISTS rcpts_due ON rcpts (state, next_try_ms);";
 
 enum spool_stmt {
 	ST_BEGIN,
@@ -82,40 +82,38 @@ enum spool_stmt {
 };
 
 static const char *const spool_sql[ST_COUNT] = {
-	[ST_BEGIN] = "BEGIN IMMEDIATE",
-	[ST_COMMIT] = "COMMIT",
-	[ST_ROLLBACK] = "ROLLBACK",
-	[ST_MSG_INSERT] =
-		"INSERT INTO messages (id, mail_from, helo, client_ip,"
-		" auth_user, ret, envid, smtputf8, size, created_ms)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-	/* A repeated RCPT TO is delivered once: the first one wins. */
-	[ST_RCPT_INSERT] =
-		"INSERT INTO rcpts (id, address, orcpt, notify, local, state,"
-		" attempts, next_try_ms, diagnostic)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, ?6, NULL)"
-		" ON CONFLICT (id, address) DO NOTHING",
-	[ST_MSG_EXISTS] = "SELECT 1 FROM messages WHERE id = ?1",
-	[ST_MSG_GET] = "SELECT mail_from, helo, client_ip, auth_user, ret,"
-		       " envid, smtputf8, size FROM messages WHERE id = ?1",
-	[ST_RCPT_LIST] = "SELECT address, orcpt, notify, local FROM rcpts"
-			 " WHERE id = ?1 ORDER BY rowid",
-	[ST_DUE] = "SELECT id, address, local, attempts FROM rcpts"
-		   " WHERE state = 0 AND next_try_ms <= ?1"
-		   " ORDER BY next_try_ms, rowid LIMIT ?2",
-	[ST_RCPT_UPDATE] = "UPDATE rcpts SET state = ?3,"
-			   " attempts = attempts + 1, diagnostic = ?4,"
-			   " next_try_ms = ?5"
-			   " WHERE id = ?1 AND address = ?2 AND state = 0",
-	[ST_PENDING_OF] =
-		"SELECT count(*) FROM rcpts WHERE id = ?1 AND state = 0",
-	[ST_MSG_DELETE] = "DELETE FROM messages WHERE id = ?1",
-	[ST_COUNT_MSGS] = "SELECT count(*) FROM messages",
-	[ST_COUNT_PENDING] = "SELECT count(*) FROM rcpts WHERE state = 0",
-	[ST_ALL_IDS] = "SELECT id FROM messages",
-	[ST_DELETE_DONE] = "DELETE FROM messages WHERE NOT EXISTS"
-			   " (SELECT 1 FROM rcpts r"
-			   " WHERE r.id = messages.id AND r.state = 0)",
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_MSG_INSERT] = "INSERT INTO messages (id, mail_from, helo, client_ip,"
+                      " auth_user, ret, envid, smtputf8, size, created_ms)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    /* A repeated RCPT TO is delivered once: the first one wins. */
+    [ST_RCPT_INSERT] =
+        "INSERT INTO rcpts (id, address, orcpt, notify, local, state,"
+        " attempts, next_try_ms, diagnostic)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, ?6, NULL)"
+        " ON CONFLICT (id, address) DO NOTHING",
+    [ST_MSG_EXISTS] = "SELECT 1 FROM messages WHERE id = ?1",
+    [ST_MSG_GET] = "SELECT mail_from, helo, client_ip, auth_user, ret,"
+                   " envid, smtputf8, size FROM messages WHERE id = ?1",
+    [ST_RCPT_LIST] = "SELECT address, orcpt, notify, local FROM rcpts"
+                     " WHERE id = ?1 ORDER BY rowid",
+    [ST_DUE] = "SELECT id, address, local, attempts FROM rcpts"
+               " WHERE state = 0 AND next_try_ms <= ?1"
+               " ORDER BY next_try_ms, rowid LIMIT ?2",
+    [ST_RCPT_UPDATE] = "UPDATE rcpts SET state = ?3,"
+                       " attempts = attempts + 1, diagnostic = ?4,"
+                       " next_try_ms = ?5"
+                       " WHERE id = ?1 AND address = ?2 AND state = 0",
+    [ST_PENDING_OF] = "SELECT count(*) FROM rcpts WHERE id = ?1 AND state = 0",
+    [ST_MSG_DELETE] = "DELETE FROM messages WHERE id = ?1",
+    [ST_COUNT_MSGS] = "SELECT count(*) FROM messages",
+    [ST_COUNT_PENDING] = "SELECT count(*) FROM rcpts WHERE state = 0",
+    [ST_ALL_IDS] = "SELECT id FROM messages",
+    [ST_DELETE_DONE] = "DELETE FROM messages WHERE NOT EXISTS"
+                       " (SELECT 1 FROM rcpts r"
+                       " WHERE r.id = messages.id AND r.state = 0)",
 };
 
 struct spool {
@@ -178,7 +176,7 @@ static int
 db_error(struct spool *sp, const char *what, char **error_r)
 {
 	*error_r = xasprintf("%s/%s: %s: %s", sp->dir, SPOOL_DB_NAME, what,
-			     sqlite3_errmsg(sp->db));
+	                     sqlite3_errmsg(sp->db));
 	return -1;
 }
 
@@ -252,8 +250,7 @@ commit(struct spool *sp, char **error_r)
 }
 
 static int
-message_exists(struct spool *sp, const char *id, bool *exists_r,
-	       char **error_r)
+message_exists(struct spool *sp, const char *id, bool *exists_r, char **error_r)
 {
 	int64_t v;
 	int ret;
@@ -301,7 +298,7 @@ recover_done_messages(struct spool *sp, char **error_r)
 		return -1;
 	if (sqlite3_changes(sp->db) > 0)
 		log_warn(NULL, "event=spool_recover_done messages=%d",
-			 sqlite3_changes(sp->db));
+		         sqlite3_changes(sp->db));
 	return 0;
 }
 
@@ -315,7 +312,7 @@ static int
 recover_missing_files(struct spool *sp, char **error_r)
 {
 	sqlite3_stmt *st = sp->st[ST_ALL_IDS];
-	char (*ids)[SPOOL_ID_SIZE] = NULL;
+	char(*ids)[SPOOL_ID_SIZE] = NULL;
 	size_t n = 0, i;
 	int rc;
 
@@ -325,7 +322,7 @@ recover_missing_files(struct spool *sp, char **error_r)
 
 		if (!id_valid(id)) {
 			log_error(NULL, "event=spool_bad_row id=%s",
-				  id != NULL ? id : "");
+			          id != NULL ? id : "");
 			continue;
 		}
 		if (fstatat(sp->dirfd, id, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
@@ -335,7 +332,7 @@ recover_missing_files(struct spool *sp, char **error_r)
 		}
 		if (errno != ENOENT) {
 			*error_r = xasprintf("stat %s/%s: %s", sp->dir, id,
-					     strerror(errno));
+			                     strerror(errno));
 			st_done(st);
 			free(ids);
 			return -1;
@@ -359,17 +356,17 @@ recover_missing_files(struct spool *sp, char **error_r)
 		if (spool_envelope(sp, ids[i], &env, &error) == 0) {
 			for (r = 0; r < env.nrcpts; r++)
 				log_error(ids[i],
-					  "event=spool_file_missing "
-					  "from=%s rcpt=%s",
-					  env.mail_from, env.rcpts[r].address);
+				          "event=spool_file_missing "
+				          "from=%s rcpt=%s",
+				          env.mail_from, env.rcpts[r].address);
 			spool_envelope_clear(&env);
 		} else {
 			log_error(ids[i], "event=spool_file_missing error=%s",
-				  error);
+			          error);
 			free(error);
 		}
 		sqlite3_bind_text(sp->st[ST_MSG_DELETE], 1, ids[i], -1,
-				  SQLITE_STATIC);
+		                  SQLITE_STATIC);
 		if (st_exec(sp, ST_MSG_DELETE, error_r) < 0) {
 			free(ids);
 			return -1;
@@ -382,9 +379,9 @@ recover_missing_files(struct spool *sp, char **error_r)
 static bool
 is_db_file(const char *name)
 {
-	static const char *const names[] = {
-		SPOOL_DB_NAME, SPOOL_DB_NAME "-wal", SPOOL_DB_NAME "-shm",
-		SPOOL_DB_NAME "-journal"};
+	static const char *const names[] = {SPOOL_DB_NAME, SPOOL_DB_NAME "-wal",
+	                                    SPOOL_DB_NAME "-shm",
+	                                    SPOOL_DB_NAME "-journal"};
 	size_t i;
 
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -406,9 +403,10 @@ recover_orphan_files(struct spool *sp, char **error_r)
 	int fd;
 
 	if ((fd = openat(sp->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) <
-		    0 ||
+	        0 ||
 	    (d = fdopendir(fd)) == NULL) {
-		*error_r = xasprintf("opendir %s: %s", sp->dir, strerror(errno));
+		*error_r =
+		    xasprintf("opendir %s: %s", sp->dir, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -422,7 +420,7 @@ recover_orphan_files(struct spool *sp, char **error_r)
 			continue;
 		if (!id_valid(de->d_name)) {
 			log_warn(NULL, "event=spool_unknown_file name=%s",
-				 de->d_name);
+			         de->d_name);
 			continue;
 		}
 		if (message_exists(sp, de->d_name, &exists, error_r) < 0)
@@ -430,23 +428,23 @@ recover_orphan_files(struct spool *sp, char **error_r)
 		if (exists)
 			continue;
 		if (fstatat(sp->dirfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) <
-			    0 ||
+		        0 ||
 		    !S_ISREG(sb.st_mode)) {
 			log_warn(de->d_name, "event=spool_unknown_file");
 			continue;
 		}
 		if (unlinkat(sp->dirfd, de->d_name, 0) < 0) {
 			*error_r = xasprintf("unlink %s/%s: %s", sp->dir,
-					     de->d_name, strerror(errno));
+			                     de->d_name, strerror(errno));
 			goto fail;
 		}
-		log_notice(de->d_name,
-			   "event=spool_orphan_removed size=%lld",
-			   (long long)sb.st_size);
+		log_notice(de->d_name, "event=spool_orphan_removed size=%lld",
+		           (long long)sb.st_size);
 		removed++;
 	}
 	if (errno != 0) {
-		*error_r = xasprintf("readdir %s: %s", sp->dir, strerror(errno));
+		*error_r =
+		    xasprintf("readdir %s: %s", sp->dir, strerror(errno));
 		goto fail;
 	}
 	closedir(d);
@@ -469,7 +467,7 @@ open_db(struct spool *sp, char **error_r)
 	/* Create it 0600 ourselves: SQLite would use 0644, and its -wal and
 	 * -shm files copy the database's mode. */
 	fd = openat(sp->dirfd, SPOOL_DB_NAME,
-		    O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	            O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		*error_r = xasprintf("open %s: %s", path, strerror(errno));
 		free(path);
@@ -477,14 +475,14 @@ open_db(struct spool *sp, char **error_r)
 	}
 	close(fd);
 	rc = sqlite3_open_v2(path, &sp->db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
-				     SQLITE_OPEN_NOFOLLOW,
-			     NULL);
+	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+	                         SQLITE_OPEN_NOFOLLOW,
+	                     NULL);
 	free(path);
 	if (rc != SQLITE_OK) {
 		*error_r = xasprintf("%s/%s: %s", sp->dir, SPOOL_DB_NAME,
-				     sp->db != NULL ? sqlite3_errmsg(sp->db)
-						    : sqlite3_errstr(rc));
+		                     sp->db != NULL ? sqlite3_errmsg(sp->db)
+		                                    : sqlite3_errstr(rc));
 		return -1;
 	}
 	sqlite3_extended_result_codes(sp->db, 1);
@@ -493,28 +491,28 @@ open_db(struct spool *sp, char **error_r)
 	sqlite3_db_config(sp->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
 
 	/* Constant statements without parameters. */
-	if (sqlite3_exec(sp->db, "PRAGMA journal_mode=WAL", NULL, NULL,
-			 NULL) != SQLITE_OK ||
-	    sqlite3_exec(sp->db, "PRAGMA synchronous=FULL", NULL, NULL,
-			 NULL) != SQLITE_OK ||
+	if (sqlite3_exec(sp->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) !=
+	        SQLITE_OK ||
+	    sqlite3_exec(sp->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) !=
+	        SQLITE_OK ||
 	    sqlite3_exec(sp->db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL) !=
-		    SQLITE_OK)
+	        SQLITE_OK)
 		return db_error(sp, "pragma", error_r);
 
 	/* Check that the settings durability depends on took effect. */
 	if (sqlite3_prepare_v2(sp->db, "PRAGMA journal_mode", -1, &st, NULL) !=
-		    SQLITE_OK ||
+	        SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW ||
 	    sqlite3_column_text(st, 0) == NULL ||
 	    strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
 		sqlite3_finalize(st);
-		*error_r = xasprintf("%s/%s: cannot switch to WAL mode", sp->dir,
-				     SPOOL_DB_NAME);
+		*error_r = xasprintf("%s/%s: cannot switch to WAL mode",
+		                     sp->dir, SPOOL_DB_NAME);
 		return -1;
 	}
 	sqlite3_finalize(st);
 	if (sqlite3_prepare_v2(sp->db, "PRAGMA foreign_keys", -1, &st, NULL) !=
-		    SQLITE_OK ||
+	        SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW || sqlite3_column_int(st, 0) != 1) {
 		sqlite3_finalize(st);
 		*error_r = xstrdup("SQLite without foreign keys");
@@ -522,7 +520,7 @@ open_db(struct spool *sp, char **error_r)
 	}
 	sqlite3_finalize(st);
 	if (sqlite3_prepare_v2(sp->db, "PRAGMA user_version", -1, &st, NULL) !=
-		    SQLITE_OK ||
+	        SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		return db_error(sp, "PRAGMA user_version", error_r);
@@ -531,15 +529,15 @@ open_db(struct spool *sp, char **error_r)
 	sqlite3_finalize(st);
 	if (version > SPOOL_SCHEMA_VERSION) {
 		*error_r = xasprintf("%s/%s: schema version %d is newer than "
-				     "this program (%d)",
-				     sp->dir, SPOOL_DB_NAME, version,
-				     SPOOL_SCHEMA_VERSION);
+		                     "this program (%d)",
+		                     sp->dir, SPOOL_DB_NAME, version,
+		                     SPOOL_SCHEMA_VERSION);
 		return -1;
 	}
 	if (sqlite3_exec(sp->db,
-			 "BEGIN IMMEDIATE;"
-			 "PRAGMA user_version = 1;",
-			 NULL, NULL, NULL) != SQLITE_OK ||
+	                 "BEGIN IMMEDIATE;"
+	                 "PRAGMA user_version = 1;",
+	                 NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_exec(sp->db, spool_schema, NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_exec(sp->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		db_error(sp, "schema", error_r);
@@ -550,8 +548,8 @@ open_db(struct spool *sp, char **error_r)
 
 	for (i = 0; i < ST_COUNT; i++) {
 		if (sqlite3_prepare_v3(sp->db, spool_sql[i], -1,
-				       SQLITE_PREPARE_PERSISTENT, &sp->st[i],
-				       NULL) != SQLITE_OK)
+		                       SQLITE_PREPARE_PERSISTENT, &sp->st[i],
+		                       NULL) != SQLITE_OK)
 			return db_error(sp, spool_sql[i], error_r);
 	}
 	return 0;
@@ -637,18 +635,18 @@ spool_create(struct spool *sp, char id_r[SPOOL_ID_SIZE], char **error_r)
 		if (random_id(id_r, error_r) < 0)
 			return -1;
 		fd = openat(sp->dirfd, id_r,
-			    O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW,
-			    0600);
+		            O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW,
+		            0600);
 		if (fd >= 0)
 			return fd;
 		if (errno != EEXIST) {
 			*error_r = xasprintf("create %s/%s: %s", sp->dir, id_r,
-					     strerror(errno));
+			                     strerror(errno));
 			return -1;
 		}
 	}
 	*error_r = xasprintf("create in %s: %d ids taken in a row", sp->dir,
-			     SPOOL_CREATE_TRIES);
+	                     SPOOL_CREATE_TRIES);
 	return -1;
 }
 
@@ -656,15 +654,15 @@ spool_create(struct spool *sp, char id_r[SPOOL_ID_SIZE], char **error_r)
  * caller wrote through is in another process). Returns its size. */
 static int
 sync_message_file(struct spool *sp, const char *id, uint64_t *size_r,
-		  char **error_r)
+                  char **error_r)
 {
 	struct stat sb;
 	int fd;
 
 	fd = openat(sp->dirfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
-		*error_r = xasprintf("open %s/%s: %s", sp->dir, id,
-				     strerror(errno));
+		*error_r =
+		    xasprintf("open %s/%s: %s", sp->dir, id, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
@@ -673,8 +671,8 @@ sync_message_file(struct spool *sp, const char *id, uint64_t *size_r,
 		return -1;
 	}
 	if (fsync(fd) < 0) {
-		*error_r = xasprintf("fsync %s/%s: %s", sp->dir, id,
-				     strerror(errno));
+		*error_r =
+		    xasprintf("fsync %s/%s: %s", sp->dir, id, strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -688,8 +686,8 @@ sync_message_file(struct spool *sp, const char *id, uint64_t *size_r,
  * disk may still show the row after a crash. spool_discard() therefore
  * refuses to remove a file that has a row: a duplicate, never a loss. */
 int
-spool_commit(struct spool *sp, const char *id,
-	     const struct spool_envelope *env, char **error_r)
+spool_commit(struct spool *sp, const char *id, const struct spool_envelope *env,
+             char **error_r)
 {
 	sqlite3_stmt *st;
 	uint64_t size, now;
@@ -714,8 +712,8 @@ spool_commit(struct spool *sp, const char *id,
 	 * file's size. */
 	if (env->size != 0 && size != env->size) {
 		*error_r = xasprintf("%s/%s: %llu bytes, envelope says %llu",
-				     sp->dir, id, (unsigned long long)size,
-				     (unsigned long long)env->size);
+		                     sp->dir, id, (unsigned long long)size,
+		                     (unsigned long long)env->size);
 		return -1;
 	}
 	if (fsync_dir(sp, error_r) < 0)
@@ -753,7 +751,7 @@ spool_commit(struct spool *sp, const char *id,
 	if (commit(sp, error_r) < 0)
 		return -1;
 	log_info(id, "event=spool_commit from=%s size=%llu rcpts=%zu",
-		 env->mail_from, (unsigned long long)size, env->nrcpts);
+	         env->mail_from, (unsigned long long)size, env->nrcpts);
 	return 0;
 fail:
 	rollback(sp);
@@ -782,14 +780,14 @@ spool_discard(struct spool *sp, const char *id)
 	}
 	if (unlinkat(sp->dirfd, id, 0) < 0 && errno != ENOENT)
 		log_error(id, "event=spool_discard_failed error=%s",
-			  strerror(errno));
+		          strerror(errno));
 	else
 		log_debug(id, "event=spool_discard");
 }
 
 int
-spool_due(struct spool *sp, uint64_t now, size_t max,
-	  struct spool_due **due_r, size_t *n_r, char **error_r)
+spool_due(struct spool *sp, uint64_t now, size_t max, struct spool_due **due_r,
+          size_t *n_r, char **error_r)
 {
 	sqlite3_stmt *st = sp->st[ST_DUE];
 	struct spool_due *due = NULL;
@@ -809,7 +807,7 @@ spool_due(struct spool *sp, uint64_t now, size_t max,
 
 		if (!id_valid(id)) {
 			log_error(NULL, "event=spool_bad_row id=%s",
-				  id != NULL ? id : "");
+			          id != NULL ? id : "");
 			continue;
 		}
 		due = xreallocarray(due, n + 1, sizeof(*due));
@@ -823,10 +821,9 @@ spool_due(struct spool *sp, uint64_t now, size_t max,
 		}
 		d->local = sqlite3_column_int(st, 2) != 0;
 		attempts = sqlite3_column_int64(st, 3);
-		d->attempts = attempts < 0 ? 0
-			      : attempts > UINT32_MAX
-				      ? UINT32_MAX
-				      : (unsigned)attempts;
+		d->attempts = attempts < 0            ? 0
+		              : attempts > UINT32_MAX ? UINT32_MAX
+		                                      : (unsigned)attempts;
 		n++;
 	}
 	if (rc != SQLITE_DONE) {
@@ -868,8 +865,8 @@ spool_open_message(struct spool *sp, const char *id, char **error_r)
 	}
 	fd = openat(sp->dirfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
-		*error_r = xasprintf("open %s/%s: %s", sp->dir, id,
-				     strerror(errno));
+		*error_r =
+		    xasprintf("open %s/%s: %s", sp->dir, id, strerror(errno));
 		return -1;
 	}
 	return fd;
@@ -877,7 +874,7 @@ spool_open_message(struct spool *sp, const char *id, char **error_r)
 
 static int
 read_recipients(struct spool *sp, const char *id, struct spool_envelope *env,
-		char **error_r)
+                char **error_r)
 {
 	sqlite3_stmt *st = sp->st[ST_RCPT_LIST];
 	int rc;
@@ -887,7 +884,7 @@ read_recipients(struct spool *sp, const char *id, struct spool_envelope *env,
 		struct spool_rcpt *r;
 
 		env->rcpts =
-			xreallocarray(env->rcpts, env->nrcpts + 1, sizeof(*r));
+		    xreallocarray(env->rcpts, env->nrcpts + 1, sizeof(*r));
 		r = &env->rcpts[env->nrcpts++];
 		memset(r, 0, sizeof(*r));
 		if (col_strdup(st, 0, &r->address) < 0 ||
@@ -910,7 +907,7 @@ read_recipients(struct spool *sp, const char *id, struct spool_envelope *env,
 
 int
 spool_envelope(struct spool *sp, const char *id, struct spool_envelope *env_r,
-	       char **error_r)
+               char **error_r)
 {
 	sqlite3_stmt *st = sp->st[ST_MSG_GET];
 	sqlite3_int64 size;
@@ -996,8 +993,8 @@ state_name(enum spool_rcpt_state state)
  * only while another recipient of the message is pending. */
 int
 spool_rcpt_result(struct spool *sp, const char *id, const char *address,
-		  enum spool_rcpt_state state, const char *diagnostic,
-		  uint64_t next_try_ms, char **error_r)
+                  enum spool_rcpt_state state, const char *diagnostic,
+                  uint64_t next_try_ms, char **error_r)
 {
 	sqlite3_stmt *st = sp->st[ST_RCPT_UPDATE];
 	char *error = NULL;
@@ -1034,7 +1031,8 @@ spool_rcpt_result(struct spool *sp, const char *id, const char *address,
 	if (st_exec(sp, ST_RCPT_UPDATE, error_r) < 0)
 		goto fail;
 	if (sqlite3_changes(sp->db) != 1) {
-		*error_r = xasprintf("%s: no pending recipient %s", id, address);
+		*error_r =
+		    xasprintf("%s: no pending recipient %s", id, address);
 		goto fail;
 	}
 	bind_text(sp->st[ST_PENDING_OF], 1, id);
@@ -1049,8 +1047,8 @@ spool_rcpt_result(struct spool *sp, const char *id, const char *address,
 		return -1;
 
 	log_msg(state == SPOOL_RCPT_FAILED ? LOG_LEVEL_NOTICE : LOG_LEVEL_INFO,
-		id, "event=rcpt_%s rcpt=%s diagnostic=%s", state_name(state),
-		address, diagnostic != NULL ? diagnostic : "");
+	        id, "event=rcpt_%s rcpt=%s diagnostic=%s", state_name(state),
+	        address, diagnostic != NULL ? diagnostic : "");
 	if (pending > 0)
 		return 0;
 
@@ -1058,7 +1056,7 @@ spool_rcpt_result(struct spool *sp, const char *id, const char *address,
 	 * caller's error (spool_open() retries), only worth a log line. */
 	if (unlinkat(sp->dirfd, id, 0) < 0)
 		log_error(id, "event=spool_unlink_failed error=%s",
-			  strerror(errno));
+		          strerror(errno));
 	else if (fsync_dir(sp, &error) < 0) {
 		log_warn(id, "event=spool_fsync_failed error=%s", error);
 		free(error);
@@ -1073,8 +1071,8 @@ fail:
 uint64_t
 spool_retry_delay_ms(unsigned attempts)
 {
-	static const uint64_t schedule[] = {1 * MIN_MS, 5 * MIN_MS,
-					    15 * MIN_MS, 30 * MIN_MS};
+	static const uint64_t schedule[] = {1 * MIN_MS, 5 * MIN_MS, 15 * MIN_MS,
+	                                    30 * MIN_MS};
 
 	/* Giving up (after 5 days in the queue) is the caller's decision. */
 	if (attempts == 0)
@@ -1087,7 +1085,7 @@ spool_retry_delay_ms(unsigned attempts)
 /* *pending_r counts pending recipients (every message has at least one). */
 int
 spool_count(struct spool *sp, size_t *messages_r, size_t *pending_r,
-	    char **error_r)
+            char **error_r)
 {
 	int64_t messages, pending;
 

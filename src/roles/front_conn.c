@@ -241,10 +241,32 @@ conn_write_cb(struct bufferevent *bev, void *arg)
 		conn_start_tls(c);
 }
 
+/* SMTP sessions wait as long as smtp_idle_timeout says; the first words
+ * of the other protocols, IDLE_TIMEOUT_S. */
+static struct timeval
+conn_idle_timeout(const struct front_conn *c)
+{
+	struct timeval tv = {IDLE_TIMEOUT_S, 0};
+
+	switch (c->service) {
+	case SERVICE_SMTP:
+	case SERVICE_SUBMISSION:
+	case SERVICE_SUBMISSIONS:
+	case SERVICE_LMTP:
+		tv.tv_sec = (time_t)(c->front->ctx->cfg->smtp_idle_timeout_ms /
+				     1000);
+		break;
+	default:
+		break;
+	}
+	return tv;
+}
+
 static void
 conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct front_conn *c = arg;
+	struct timeval idle = conn_idle_timeout(c);
 
 	(void)bev;
 	if (what & BEV_EVENT_CONNECTED) {
@@ -252,9 +274,7 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		c->tls_active = true;
 		log_info(c->id, "event=tls version=%s cipher=%s",
 			 tls_version_name(c->ssl), tls_cipher_name(c->ssl));
-		bufferevent_set_timeouts(c->bev,
-					 &(struct timeval){IDLE_TIMEOUT_S, 0},
-					 &(struct timeval){IDLE_TIMEOUT_S, 0});
+		bufferevent_set_timeouts(c->bev, &idle, &idle);
 		conn_set_state(c, CONN_OPEN);
 		if (c->proto == NULL && c->smtp == NULL)
 			conn_start_session(c);
@@ -626,7 +646,7 @@ conn_begin(struct front_conn *c)
 		return;
 	}
 	conn_set_state(c, CONN_OPEN);
-	conn_use_bev(c, bev, IDLE_TIMEOUT_S);
+	conn_use_bev(c, bev, (int)(conn_idle_timeout(c).tv_sec));
 	conn_start_session(c);
 }
 

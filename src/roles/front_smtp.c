@@ -418,6 +418,12 @@ front_smtp_start(struct front_conn *c)
 				      : SMTP_KIND_SUBMISSION;
 
 	smtp_limits_default(&limits);
+	limits.line_max = c->front->ctx->cfg->smtp_line_max;
+	limits.message_max = c->front->ctx->cfg->message_size_max;
+	limits.header_max = (size_t)c->front->ctx->cfg->smtp_header_max;
+	limits.rcpt_max = c->front->ctx->cfg->smtp_recipients_max;
+	limits.errors_max = c->front->ctx->cfg->smtp_errors_max;
+	limits.reject_bare_lf = c->front->ctx->cfg->smtp_reject_bare_lf;
 	c->tx = xcalloc(1, sizeof(*c->tx));
 	c->tx->spool_fd = -1;
 	c->smtp = smtp_server_new(kind, &limits, c->front->ctx->cfg->hostname,

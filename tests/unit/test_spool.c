@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +64,7 @@ setup(void **state)
 	int n;
 
 	n = snprintf(f->dir, sizeof(f->dir), "%s/test_spool.XXXXXX",
-		     tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+	             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
 	assert_true(n > 0 && (size_t)n < sizeof(f->dir));
 	assert_non_null(mkdtemp(f->dir));
 	f->sp = spool_open(f->dir, &error);
@@ -84,7 +85,8 @@ teardown(void **state)
 	d = opendir(f->dir);
 	assert_non_null(d);
 	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+		if (strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0)
 			unlinkat(dirfd(d), de->d_name, 0);
 	}
 	closedir(d);
@@ -130,16 +132,16 @@ write_all(int fd, const char *s)
 /* Create, write body, commit with recipients rcpts[0..n). */
 static void
 spool_message(struct fixture *f, const char *body, const char *const *rcpts,
-	      size_t n, char id_r[SPOOL_ID_SIZE])
+              size_t n, char id_r[SPOOL_ID_SIZE])
 {
 	struct spool_rcpt r[8];
 	struct spool_envelope env = {
-		.mail_from = (char *)"sender@example.org",
-		.helo = (char *)"mx.example.org",
-		.client_ip = (char *)"192.0.2.1",
-		.size = strlen(body),
-		.rcpts = r,
-		.nrcpts = n,
+	    .mail_from = (char *)"sender@example.org",
+	    .helo = (char *)"mx.example.org",
+	    .client_ip = (char *)"192.0.2.1",
+	    .size = strlen(body),
+	    .rcpts = r,
+	    .nrcpts = n,
 	};
 	char *error = NULL;
 	size_t i;
@@ -185,9 +187,8 @@ test_lifecycle(void **state)
 	assert_true(file_exists(f, id));
 	check_counts(f, 1, 2);
 
-	assert_int_equal(spool_due(f->sp, wall_ms() + 1000, 10, &due, &n,
-				   &error),
-			 0);
+	assert_int_equal(
+	    spool_due(f->sp, wall_ms() + 1000, 10, &due, &n, &error), 0);
 	assert_int_equal(n, 2);
 	assert_string_equal(due[0].id, id);
 	assert_string_equal(due[0].address, "a@example.com");
@@ -207,34 +208,32 @@ test_lifecycle(void **state)
 	close(fd);
 
 	assert_int_equal(spool_rcpt_result(f->sp, id, "a@example.com",
-					   SPOOL_RCPT_DELIVERED, "250 ok", 0,
-					   &error),
-			 0);
+	                                   SPOOL_RCPT_DELIVERED, "250 ok", 0,
+	                                   &error),
+	                 0);
 	assert_true(file_exists(f, id));
 	check_counts(f, 1, 1);
 	/* Not pending any more: a second result is refused. */
 	assert_int_equal(spool_rcpt_result(f->sp, id, "a@example.com",
-					   SPOOL_RCPT_DELIVERED, NULL, 0,
-					   &error),
-			 -1);
+	                                   SPOOL_RCPT_DELIVERED, NULL, 0,
+	                                   &error),
+	                 -1);
 	free(error);
 	error = NULL;
 	assert_int_equal(spool_rcpt_result(f->sp, id, "b@example.net",
-					   SPOOL_RCPT_DELIVERED, "250 ok", 0,
-					   &error),
-			 0);
+	                                   SPOOL_RCPT_DELIVERED, "250 ok", 0,
+	                                   &error),
+	                 0);
 	assert_false(file_exists(f, id));
 	check_counts(f, 0, 0);
-	assert_int_equal(spool_due(f->sp, UINT64_MAX, 10, &due, &n, &error),
-			 0);
+	assert_int_equal(spool_due(f->sp, UINT64_MAX, 10, &due, &n, &error), 0);
 	assert_int_equal(n, 0);
 	assert_null(due);
 	assert_int_equal(spool_open_message(f->sp, id, &error), -1);
 	free(error);
 	error = NULL;
-	assert_int_equal(spool_envelope(f->sp, id,
-					&(struct spool_envelope){0}, &error),
-			 -1);
+	assert_int_equal(
+	    spool_envelope(f->sp, id, &(struct spool_envelope){0}, &error), -1);
 	free(error);
 }
 
@@ -255,11 +254,9 @@ test_deferred(void **state)
 	spool_due_free(&due, n);
 
 	assert_int_equal(spool_rcpt_result(f->sp, id, "a@example.com",
-					   SPOOL_RCPT_PENDING,
-					   "451 try later",
-					   t + spool_retry_delay_ms(1),
-					   &error),
-			 0);
+	                                   SPOOL_RCPT_PENDING, "451 try later",
+	                                   t + spool_retry_delay_ms(1), &error),
+	                 0);
 	assert_true(file_exists(f, id));
 	check_counts(f, 1, 2);
 
@@ -269,15 +266,15 @@ test_deferred(void **state)
 	assert_string_equal(due[0].address, "b@example.com");
 	spool_due_free(&due, n);
 	assert_int_equal(spool_due(f->sp, t + spool_retry_delay_ms(1) - 1, 10,
-				   &due, &n, &error),
-			 0);
+	                           &due, &n, &error),
+	                 0);
 	assert_int_equal(n, 1);
 	spool_due_free(&due, n);
 
 	/* Both due later, in next_try order, with the attempt counted. */
-	assert_int_equal(spool_due(f->sp, t + spool_retry_delay_ms(1), 10,
-				   &due, &n, &error),
-			 0);
+	assert_int_equal(
+	    spool_due(f->sp, t + spool_retry_delay_ms(1), 10, &due, &n, &error),
+	    0);
 	assert_int_equal(n, 2);
 	assert_string_equal(due[0].address, "b@example.com");
 	assert_int_equal(due[0].attempts, 0);
@@ -293,15 +290,15 @@ test_deferred(void **state)
 
 	/* A permanent failure and a delivery: the message goes. */
 	assert_int_equal(spool_rcpt_result(f->sp, id, "b@example.com",
-					   SPOOL_RCPT_FAILED,
-					   "550 no such user", 0, &error),
-			 0);
+	                                   SPOOL_RCPT_FAILED,
+	                                   "550 no such user", 0, &error),
+	                 0);
 	assert_true(file_exists(f, id));
 	check_counts(f, 1, 1);
 	assert_int_equal(spool_rcpt_result(f->sp, id, "a@example.com",
-					   SPOOL_RCPT_DELIVERED, NULL, 0,
-					   &error),
-			 0);
+	                                   SPOOL_RCPT_DELIVERED, NULL, 0,
+	                                   &error),
+	                 0);
 	assert_false(file_exists(f, id));
 	check_counts(f, 0, 0);
 }
@@ -315,35 +312,33 @@ test_rcpt_result_errors(void **state)
 
 	spool_message(f, "x\r\n", rcpts, 1, id);
 	assert_int_equal(spool_rcpt_result(f->sp, id, "nobody@example.com",
-					   SPOOL_RCPT_DELIVERED, NULL, 0,
-					   &error),
-			 -1);
+	                                   SPOOL_RCPT_DELIVERED, NULL, 0,
+	                                   &error),
+	                 -1);
 	assert_non_null(error);
 	xfree(&error);
-	assert_int_equal(spool_rcpt_result(f->sp, "0123456789abcdef",
-					   "a@example.com",
-					   SPOOL_RCPT_DELIVERED, NULL, 0,
-					   &error),
-			 -1);
+	assert_int_equal(
+	    spool_rcpt_result(f->sp, "0123456789abcdef", "a@example.com",
+	                      SPOOL_RCPT_DELIVERED, NULL, 0, &error),
+	    -1);
 	xfree(&error);
-	assert_int_equal(spool_rcpt_result(f->sp, "../../etc/passwd",
-					   "a@example.com",
-					   SPOOL_RCPT_DELIVERED, NULL, 0,
-					   &error),
-			 -1);
+	assert_int_equal(
+	    spool_rcpt_result(f->sp, "../../etc/passwd", "a@example.com",
+	                      SPOOL_RCPT_DELIVERED, NULL, 0, &error),
+	    -1);
 	xfree(&error);
 	assert_int_equal(spool_rcpt_result(f->sp, id, "a@example.com",
-					   (enum spool_rcpt_state)7, NULL, 0,
-					   &error),
-			 -1);
+	                                   (enum spool_rcpt_state)7, NULL, 0,
+	                                   &error),
+	                 -1);
 	xfree(&error);
 	/* Nothing changed, and no transaction was left open. */
 	check_counts(f, 1, 1);
 	assert_true(file_exists(f, id));
 	assert_int_equal(spool_rcpt_result(f->sp, id, "a@example.com",
-					   SPOOL_RCPT_DELIVERED, NULL, 0,
-					   &error),
-			 0);
+	                                   SPOOL_RCPT_DELIVERED, NULL, 0,
+	                                   &error),
+	                 0);
 	check_counts(f, 0, 0);
 }
 
@@ -353,9 +348,9 @@ test_commit_errors(void **state)
 	struct fixture *f = *state;
 	struct spool_rcpt r = {.address = (char *)"a@example.com"};
 	struct spool_envelope env = {
-		.mail_from = (char *)"",
-		.rcpts = &r,
-		.nrcpts = 1,
+	    .mail_from = (char *)"",
+	    .rcpts = &r,
+	    .nrcpts = 1,
 	};
 	static const char *const rcpts[] = {"a@example.com"};
 	char id[SPOOL_ID_SIZE], *error = NULL;
@@ -363,17 +358,16 @@ test_commit_errors(void **state)
 
 	/* Unknown (never created) and malformed ids. */
 	assert_int_equal(spool_commit(f->sp, "0123456789abcdef", &env, &error),
-			 -1);
+	                 -1);
 	assert_non_null(error);
 	xfree(&error);
 	assert_int_equal(spool_commit(f->sp, "queue.db", &env, &error), -1);
 	xfree(&error);
 	assert_int_equal(spool_commit(f->sp, "0123456789ABCDEF", &env, &error),
-			 -1);
+	                 -1);
 	xfree(&error);
-	assert_int_equal(spool_commit(f->sp, "0123456789abcdef0", &env,
-				      &error),
-			 -1);
+	assert_int_equal(spool_commit(f->sp, "0123456789abcdef0", &env, &error),
+	                 -1);
 	xfree(&error);
 	check_counts(f, 0, 0);
 
@@ -401,10 +395,53 @@ test_commit_errors(void **state)
 	assert_int_equal(spool_commit(f->sp, id, &env, &error), -1);
 	xfree(&error);
 	check_counts(f, 1, 1);
-
-	/* A failing recipient insert rolls the message row back too. */
 	spool_message(f, "y", rcpts, 1, id);
 	check_counts(f, 2, 2);
+}
+
+/* A recipient insert that fails half-way leaves no message row behind:
+ * a trigger (added through a second connection) makes it fail. */
+static void
+test_commit_rollback(void **state)
+{
+	struct fixture *f = *state;
+	struct spool_rcpt r[2] = {{.address = (char *)"ok@example.com"},
+	                          {.address = (char *)"boom@example.com"}};
+	struct spool_envelope env = {
+	    .mail_from = (char *)"s@example.org",
+	    .rcpts = r,
+	    .nrcpts = 2,
+	};
+	char id[SPOOL_ID_SIZE], path[512], *error = NULL;
+	sqlite3 *db;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/queue.db", f->dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db,
+	                 "CREATE TRIGGER boom BEFORE INSERT ON rcpts"
+	                 " WHEN NEW.address = 'boom@example.com'"
+	                 " BEGIN SELECT RAISE(ABORT, 'boom'); END",
+	                 NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+
+	fd = spool_create(f->sp, id, &error);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(spool_commit(f->sp, id, &env, &error), -1);
+	assert_non_null(strstr(error, "boom"));
+	xfree(&error);
+	check_counts(f, 0, 0);
+	assert_int_equal(
+	    spool_envelope(f->sp, id, &(struct spool_envelope){0}, &error), -1);
+	xfree(&error);
+	/* The file is still the caller's: commit again without the bad one. */
+	assert_true(file_exists(f, id));
+	env.nrcpts = 1;
+	assert_int_equal(spool_commit(f->sp, id, &env, &error), 0);
+	check_counts(f, 1, 1);
 }
 
 static void
@@ -464,9 +501,9 @@ test_crash_recovery(void **state)
 	assert_true(file_exists(f, kept));
 	assert_true(file_exists(f, "README"));
 	check_counts(f, 1, 2);
-	assert_int_equal(spool_envelope(f->sp, gone,
-					&(struct spool_envelope){0}, &error),
-			 -1);
+	assert_int_equal(
+	    spool_envelope(f->sp, gone, &(struct spool_envelope){0}, &error),
+	    -1);
 	free(error);
 }
 
@@ -475,20 +512,24 @@ test_survives_reopen(void **state)
 {
 	struct fixture *f = *state;
 	struct spool_rcpt r[3] = {
-		{.address = (char *)"local@example.com", .local = true,
-		 .notify = 5},
-		{.address = (char *)"far@example.net",
-		 .orcpt = (char *)"rfc822;Far@Example.NET", .notify = 2},
-		{.address = (char *)"third@example.org"},
+	    {.address = (char *)"local@example.com",
+	     .local = true,
+	     .notify = 5},
+	    {.address = (char *)"far@example.net",
+	     .orcpt = (char *)"rfc822;Far@Example.NET",
+	     .notify = 2},
+	    {.address = (char *)"third@example.org"},
 	};
-	struct spool_envelope env = {
-		.mail_from = (char *)"s@example.org",
-		.helo = (char *)"client.example",
-		.client_ip = (char *)"2001:db8::1",
-		.size = 5,
-		.rcpts = r,
-		.nrcpts = 3,
-	}, got;
+	struct spool_envelope env =
+	                          {
+	                              .mail_from = (char *)"s@example.org",
+	                              .helo = (char *)"client.example",
+	                              .client_ip = (char *)"2001:db8::1",
+	                              .size = 5,
+	                              .rcpts = r,
+	                              .nrcpts = 3,
+	                          },
+	                      got;
 	char id[SPOOL_ID_SIZE], buf[16], *error = NULL;
 	struct spool_due *due;
 	size_t n, i;
@@ -518,9 +559,8 @@ test_survives_reopen(void **state)
 	assert_null(got.rcpts);
 	assert_null(got.mail_from);
 
-	assert_int_equal(spool_due(f->sp, wall_ms() + 1000, 10, &due, &n,
-				   &error),
-			 0);
+	assert_int_equal(
+	    spool_due(f->sp, wall_ms() + 1000, 10, &due, &n, &error), 0);
 	assert_int_equal(n, 3);
 	assert_true(due[0].local);
 	spool_due_free(&due, n);
@@ -536,25 +576,27 @@ test_envelope_round_trip(void **state)
 {
 	struct fixture *f = *state;
 	static const char evil[] =
-		"x'); DROP TABLE messages; -- \"%s\\ ? ?1 :a @b $c";
+	    "x'); DROP TABLE messages; -- \"%s\\ ? ?1 :a @b $c";
 	struct spool_rcpt r[3] = {
-		{.address = (char *)evil, .orcpt = (char *)evil},
-		{.address = (char *)"\xc3\xa9t\xc3\xa9@exemple.fr"},
-		/* a repeated recipient is delivered once */
-		{.address = (char *)evil, .local = true},
+	    {.address = (char *)evil, .orcpt = (char *)evil},
+	    {.address = (char *)"\xc3\xa9t\xc3\xa9@exemple.fr"},
+	    /* a repeated recipient is delivered once */
+	    {.address = (char *)evil, .local = true},
 	};
-	struct spool_envelope env = {
-		.mail_from = (char *)"",
-		.helo = (char *)evil,
-		.client_ip = NULL,
-		.auth_user = NULL,
-		.ret = (char *)"HDRS",
-		.envid = (char *)evil,
-		.smtputf8 = true,
-		.size = 0,
-		.rcpts = r,
-		.nrcpts = 3,
-	}, got;
+	struct spool_envelope env =
+	                          {
+	                              .mail_from = (char *)"",
+	                              .helo = (char *)evil,
+	                              .client_ip = NULL,
+	                              .auth_user = NULL,
+	                              .ret = (char *)"HDRS",
+	                              .envid = (char *)evil,
+	                              .smtputf8 = true,
+	                              .size = 0,
+	                              .rcpts = r,
+	                              .nrcpts = 3,
+	                          },
+	                      got;
 	char id[SPOOL_ID_SIZE], *error = NULL;
 	int fd;
 
@@ -576,14 +618,14 @@ test_envelope_round_trip(void **state)
 	assert_string_equal(got.rcpts[0].orcpt, evil);
 	assert_false(got.rcpts[0].local);
 	assert_string_equal(got.rcpts[1].address,
-			    "\xc3\xa9t\xc3\xa9@exemple.fr");
+	                    "\xc3\xa9t\xc3\xa9@exemple.fr");
 	assert_null(got.rcpts[1].orcpt);
 	spool_envelope_clear(&got);
 	check_counts(f, 1, 2);
 
 	assert_int_equal(spool_rcpt_result(f->sp, id, evil, SPOOL_RCPT_FAILED,
-					   evil, 0, &error),
-			 0);
+	                                   evil, 0, &error),
+	                 0);
 	check_counts(f, 1, 1);
 	reopen(f);
 	check_counts(f, 1, 1);
@@ -641,14 +683,14 @@ test_retry_delay(void **state)
 	static const struct {
 		unsigned attempts;
 		uint64_t minutes;
-	} cases[] = {{0, 1},  {1, 1},	{2, 5},	 {3, 15},
-		     {4, 30}, {5, 60}, {6, 60}, {1000, 60}, {UINT32_MAX, 60}};
+	} cases[] = {{0, 1},  {1, 1},  {2, 5},     {3, 15},         {4, 30},
+	             {5, 60}, {6, 60}, {1000, 60}, {UINT32_MAX, 60}};
 	size_t i;
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		assert_int_equal(spool_retry_delay_ms(cases[i].attempts),
-				 cases[i].minutes * 60 * 1000);
+		                 cases[i].minutes * 60 * 1000);
 }
 
 static void
@@ -679,7 +721,7 @@ test_commit_rate(void **state)
 		spool_message(f, "Subject: x\r\n\r\nsmall\r\n", rcpts, 1, id);
 	dt = mono_s() - t0;
 	fprintf(stderr, "commits_per_s=%.0f (%d commits in %.3f s, %s)\n",
-		dt > 0 ? N / dt : 0.0, N, dt, f->dir);
+	        dt > 0 ? N / dt : 0.0, N, dt, f->dir);
 	check_counts(f, N, N);
 }
 
@@ -687,27 +729,25 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_lifecycle, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_deferred, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rcpt_result_errors, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_commit_errors, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_discard, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_crash_recovery, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_survives_reopen, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_envelope_round_trip, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_ids_unique, setup,
-						teardown),
-		cmocka_unit_test(test_retry_delay),
-		cmocka_unit_test_setup_teardown(test_open_errors, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_commit_rate, setup,
-						teardown),
+	    cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deferred, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rcpt_result_errors, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_commit_errors, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_commit_rollback, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_discard, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_crash_recovery, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_survives_reopen, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_envelope_round_trip, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_ids_unique, setup, teardown),
+	    cmocka_unit_test(test_retry_delay),
+	    cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_commit_rate, setup, teardown),
 	};
 
 	log_init("test", LOG_LEVEL_ERROR, true);

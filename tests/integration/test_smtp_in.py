@@ -1,0 +1,356 @@
+"""Mail in: the MX, submission and LMTP listeners take mail for local users
+into the spool and store delivers it into Maildir — with real clients
+(smtplib, swaks) and raw sockets for what clients would never send."""
+
+import glob
+import os
+import re
+import signal
+import smtplib
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import (DOMAIN, Conn, client_tls_context, run_tern, wait_until)
+
+ALICE = f"alice@{DOMAIN}"
+BOB = f"bob@{DOMAIN}"
+PW = "a fine password"
+
+
+def setup_users(t):
+    for addr in (ALICE, BOB):
+        r = run_tern("user", "add", addr, "--password-stdin", conf=t.conf,
+                     input=PW + "\n")
+        assert r.returncode == 0, r.stderr
+    r = run_tern("alias", "add", f"postmaster@{DOMAIN}", ALICE, conf=t.conf)
+    assert r.returncode == 0, r.stderr
+    r = run_tern("alias", "add", f"team@{DOMAIN}", f"{ALICE},{BOB}",
+                 conf=t.conf)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.fixture(scope="module")
+def tern(tern_module_instance):
+    t = tern_module_instance(start=False)
+    setup_users(t)
+    t.start()
+    return t
+
+
+def maildir(t, local):
+    return t.data / "mail" / DOMAIN / local
+
+
+def messages(t, local):
+    files = sorted(glob.glob(str(maildir(t, local) / "new" / "*")))
+    return [open(f, "rb").read() for f in files]
+
+
+def wait_for_message(t, local, marker, timeout=10):
+    def find():
+        for m in messages(t, local):
+            if marker.encode() in m:
+                return m
+        return None
+    return wait_until(find, timeout, what=f"a message with {marker} for "
+                                          f"{local}")
+
+
+def message(marker, sender=ALICE, to=ALICE, extra=""):
+    return (f"From: {sender}\r\nTo: {to}\r\nSubject: {marker}\r\n"
+            f"Message-ID: <{marker}@test>\r\n{extra}\r\nbody {marker}\r\n")
+
+
+def mx(t):
+    return smplib_mx(t)
+
+
+def smplib_mx(t):
+    s = smtplib.SMTP("127.0.0.1", t.port("smtp"), timeout=15)
+    s.ehlo("sender.example")
+    return s
+
+
+def submission(t, user=ALICE):
+    s = smtplib.SMTP("127.0.0.1", t.port("submission"), timeout=15)
+    s.ehlo("client.example")
+    s.starttls(context=client_tls_context())
+    s.ehlo("client.example")
+    s.login(user, PW)
+    return s
+
+
+# ---------------------------------------------------------------- MX
+
+
+def test_mx_delivers_to_maildir(tern):
+    s = smplib_mx(tern)
+    assert "pipelining" in s.esmtp_features
+    assert "chunking" in s.esmtp_features
+    s.sendmail("someone@remote.example", [ALICE], message("mx-basic"))
+    s.quit()
+    m = wait_for_message(tern, "alice", "mx-basic")
+    assert m.startswith(b"Return-Path: <someone@remote.example>\n"
+                        b"Delivered-To: alice@example.test\n")
+    assert b"\nReceived: from sender.example" in m
+    assert b"\r\n" not in m  # Maildir files use LF
+    assert re.search(r"event=delivered to=<alice@example\.test>",
+                     tern.log())
+
+
+def test_unknown_user_550(tern):
+    s = smplib_mx(tern)
+    s.mail("someone@remote.example")
+    code, msg = s.rcpt(f"nobody@{DOMAIN}")
+    assert code == 550 and b"5.1.1" in msg
+    s.quit()
+
+
+@pytest.mark.parametrize("rcpt", [
+    "victim@remote.example",
+    f"victim%remote.example@{DOMAIN}",
+    "@relay.example:victim@remote.example",
+    f"remote.example!victim@{DOMAIN}",
+    f"\"victim@remote.example\"@{DOMAIN}",
+    "victim@remote.example.",
+])
+def test_never_an_open_relay(tern, rcpt):
+    c = Conn.open(tern.port("smtp"))
+    assert c.smtp_reply()[0].startswith("220")
+    c.send("EHLO relay.test\r\n")
+    c.smtp_reply()
+    c.send("MAIL FROM:<spammer@remote.example>\r\n")
+    assert c.smtp_reply()[0].startswith("250")
+    c.send(f"RCPT TO:<{rcpt}>\r\n")
+    reply = c.smtp_reply()[-1]
+    assert reply[0] in "45", (rcpt, reply)
+    c.close()
+
+
+def test_relay_denied_after_failed_auth(tern):
+    s = smtplib.SMTP("127.0.0.1", tern.port("submission"), timeout=15)
+    s.starttls(context=client_tls_context())
+    s.ehlo("x")
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        s.login(ALICE, "wrong password")
+    code, _ = s.mail(ALICE)
+    assert code == 530
+    s.quit()
+
+
+def test_alias_expands_to_users(tern):
+    s = smplib_mx(tern)
+    s.sendmail("", [f"team@{DOMAIN}"], message("alias-team", to="team"))
+    s.quit()
+    a = wait_for_message(tern, "alice", "alias-team")
+    b = wait_for_message(tern, "bob", "alias-team")
+    assert b"Delivered-To: alice@example.test" in a
+    assert b"Delivered-To: bob@example.test" in b
+    assert a.startswith(b"Return-Path: <>\n")
+
+
+def test_subaddress_goes_to_the_user(tern):
+    s = smplib_mx(tern)
+    s.sendmail("x@remote.example", [f"Alice+News@{DOMAIN.upper()}"],
+               message("subaddress"))
+    s.quit()
+    wait_for_message(tern, "alice", "subaddress")
+
+
+def test_postmaster_without_domain(tern):
+    c = Conn.open(tern.port("smtp"))
+    c.smtp_reply()
+    c.send("HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<Postmaster>\r\n")
+    c.smtp_reply()
+    c.smtp_reply()
+    assert c.smtp_reply()[0].startswith("250")
+    c.close()
+
+
+# ---------------------------------------------------------------- data
+
+
+@pytest.mark.parametrize("smuggle", [
+    b"\n.\n", b"\n.\r\n", b"\r.\r", b"\r\n.\r", b"\r\n.\n", b"\r.\r\n"])
+def test_smuggling_never_ends_a_message_early(tern, smuggle):
+    marker = f"smuggle-{smuggle.hex()}"
+    c = Conn.open(tern.port("smtp"))
+    c.smtp_reply()
+    c.send(b"EHLO x\r\nMAIL FROM:<a@remote.example>\r\n"
+           b"RCPT TO:<" + ALICE.encode() + b">\r\nDATA\r\n")
+    c.smtp_reply()
+    c.smtp_reply()
+    c.smtp_reply()
+    assert c.smtp_reply()[0].startswith("354")
+    c.send(b"Subject: " + marker.encode() + b"\r\n\r\nbefore" + smuggle +
+           b"MAIL FROM:<evil@remote.example>\r\nRCPT TO:<" +
+           BOB.encode() + b">\r\nDATA\r\n\r\nsmuggled\r\n.\r\n")
+    assert c.smtp_reply()[0].startswith("250")
+    c.send(b"QUIT\r\n")
+    c.close()
+    m = wait_for_message(tern, "alice", marker)
+    assert b"smuggled" in m and b"evil@remote.example" in m
+    time.sleep(0.5)
+    assert not any(marker.encode() in x or b"smuggled" in x
+                   for x in messages(tern, "bob") if marker.encode() in x)
+
+
+def test_bare_lf_is_normalized(tern):
+    c = Conn.open(tern.port("smtp"))
+    c.smtp_reply()
+    c.send(b"HELO x\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<" +
+           ALICE.encode() + b">\r\nDATA\r\n")
+    for _ in range(4):
+        c.smtp_reply()
+    c.send(b"Subject: bare-lf\r\n\r\none\ntwo\rthree\r\n..dot\r\n.\r\n")
+    assert c.smtp_reply()[0].startswith("250")
+    c.close()
+    m = wait_for_message(tern, "alice", "bare-lf")
+    assert b"one\ntwo\nthree\n.dot\n" in m
+
+
+def test_bdat_chunks(tern):
+    body = b"Subject: bdat-chunks\r\n\r\nchunked body\r\n"
+    c = Conn.open(tern.port("smtp"))
+    c.smtp_reply()
+    c.send(b"EHLO x\r\n")
+    assert any("CHUNKING" in l for l in c.smtp_reply())
+    c.send(b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<" + ALICE.encode() +
+           b">\r\n")
+    c.smtp_reply()
+    c.smtp_reply()
+    c.send(b"BDAT 10\r\n" + body[:10])
+    assert c.smtp_reply()[0].startswith("250")
+    rest = body[10:]
+    c.send(b"BDAT %d LAST\r\n" % len(rest) + rest)
+    assert c.smtp_reply()[0].startswith("250")
+    c.close()
+    m = wait_for_message(tern, "alice", "bdat-chunks")
+    assert b"chunked body" in m
+
+
+def test_size_limit(tern):
+    s = smplib_mx(tern)
+    limit = int(s.esmtp_features["size"])
+    code, msg = s.mail("a@remote.example", ["SIZE=%d" % (limit + 1)])
+    assert code == 552
+    s.quit()
+
+
+# ---------------------------------------------------------------- submission
+
+
+def test_submission_sends_as_own_address(tern):
+    s = submission(tern)
+    s.sendmail(ALICE, [BOB], "Subject: from-alice\r\n\r\nhi\r\n")
+    s.quit()
+    m = wait_for_message(tern, "bob", "from-alice")
+    # RFC 6409: Message-ID and Date added when missing.
+    assert re.search(rb"\nMessage-I[dD]: <", m)
+    assert b"\nDate: " in m
+    assert b"ESMTPSA" in m
+
+
+def test_submission_refuses_other_senders(tern):
+    s = submission(tern)
+    with pytest.raises(smtplib.SMTPSenderRefused) as e:
+        s.sendmail(BOB, [ALICE], "Subject: forged\r\n\r\nx\r\n")
+    assert e.value.smtp_code == 553
+    s.quit()
+
+
+def test_submission_to_remote_is_queued(tern):
+    s = submission(tern)
+    s.sendmail(ALICE, ["friend@remote.example"],
+               "Subject: outbound\r\n\r\nx\r\n")
+    s.quit()
+    tern.wait_log(r"event=deferred to=<friend@remote\.example> "
+                  r"reason=no-outbound-delivery", timeout=10)
+
+
+def test_swaks_mx_and_submission(tern):
+    r = subprocess.run(["swaks", "--server",
+                        f"127.0.0.1:{tern.port('smtp')}", "--to", ALICE,
+                        "--from", "x@remote.example", "--header",
+                        "Subject: swaks-mx", "--pipeline"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout
+    wait_for_message(tern, "alice", "swaks-mx")
+    r = subprocess.run(["swaks", "--server",
+                        f"127.0.0.1:{tern.port('submissions')}",
+                        "--tls-on-connect", "--auth", "LOGIN",
+                        "--auth-user", BOB, "--auth-password", PW,
+                        "--from", BOB, "--to", ALICE, "--header",
+                        "Subject: swaks-sub"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout
+    wait_for_message(tern, "alice", "swaks-sub")
+
+
+# ---------------------------------------------------------------- LMTP
+
+
+def test_lmtp_per_recipient(tern):
+    l = smtplib.LMTP("127.0.0.1", tern.port("lmtp"), timeout=15)
+    l.ehlo("mta.local")
+    refused = l.sendmail("x@remote.example", [ALICE, f"ghost@{DOMAIN}", BOB],
+                         message("lmtp-multi"))
+    assert f"ghost@{DOMAIN}" in refused
+    l.quit()
+    wait_for_message(tern, "alice", "lmtp-multi")
+    wait_for_message(tern, "bob", "lmtp-multi")
+
+
+# ---------------------------------------------------------------- durability
+
+
+def test_nothing_acknowledged_is_lost(tern_instance):
+    """Kill queue, then front, with SIGKILL while clients send: every
+    message that got a 250 ends up in the mailbox exactly once."""
+    t = tern_instance(start=False)
+    setup_users(t)
+    t.start()
+    acked, lock, stop = [], threading.Lock(), threading.Event()
+
+    def sender(n):
+        i = 0
+        while not stop.is_set() and i < 400:
+            marker = f"dur-{n}-{i}"
+            i += 1
+            try:
+                s = smtplib.SMTP("127.0.0.1", t.port("smtp"), timeout=10)
+                s.sendmail("load@remote.example", [ALICE], message(marker))
+                with lock:
+                    acked.append(marker)
+                s.quit()
+            except (smtplib.SMTPException, OSError):
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(4)]
+    for th in threads:
+        th.start()
+    time.sleep(1.5)
+    os.kill(t.role_pid("queue"), signal.SIGKILL)
+    time.sleep(1.5)
+    os.kill(t.role_pid("front"), signal.SIGKILL)
+    time.sleep(1.5)
+    stop.set()
+    for th in threads:
+        th.join(timeout=30)
+    assert len(acked) > 20, "the load did not get going"
+
+    def all_delivered():
+        got = b"\n".join(messages(t, "alice"))
+        return all(f"Subject: {m}\n".encode() in got for m in acked)
+    wait_until(all_delivered, 60, what="every acknowledged message")
+    counts = {}
+    for m in messages(t, "alice"):
+        s = re.search(rb"Subject: (dur-\d+-\d+)\n", m)
+        if s:
+            counts[s.group(1)] = counts.get(s.group(1), 0) + 1
+    dup = [k for k, v in counts.items() if v > 1]
+    assert not dup, f"delivered twice: {dup[:5]}"

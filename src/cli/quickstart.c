@@ -111,6 +111,7 @@ add_listener(struct buf *b, const struct quickstart *q,
 static char *
 render_config(const struct quickstart *q)
 {
+	char *text;
 	struct buf b;
 	/* LMTP has no authentication and HTTP serves metrics: loopback. */
 	static const struct {
@@ -157,7 +158,9 @@ render_config(const struct quickstart *q)
 		buf_printf(&b, "# %s\n", services[i].comment);
 		add_listener(&b, q, s, loopback ? "127.0.0.1" : q->listen);
 	}
-	return xstrndup((const char *)b.data, b.len);
+	text = xstrndup((const char *)b.data, b.len);
+	buf_free(&b);
+	return text;
 }
 
 /* A TXT value as BIND wants it: strings of at most 255 bytes. */

@@ -125,7 +125,8 @@ conn_io_close(void *arg)
 static void
 conn_note_login(struct front_conn *c)
 {
-	const char *user = front_proto_user(c->proto);
+	const char *user = c->smtp != NULL ? smtp_server_auth_user(c->smtp)
+					   : front_proto_user(c->proto);
 
 	if (user != NULL && !c->login_logged) {
 		c->login_logged = true;
@@ -400,19 +401,33 @@ conn_auth_answer(struct front_conn *c, uint32_t result, const char *user,
 
 	c->req_id = 0;
 	c->req_type = 0;
+	int params = r == 0 && salt_len > 0 ? 0 : -1;
+	int check = r == 0 && sig_len == 32 ? 0 : r == 0 ? -1 : r;
+
+	/* SMTP sessions have their own login state; the first words of the
+	 * other protocols theirs. */
 	switch (type) {
 	case IPC_MSG_AUTH_PASSWORD:
-		front_proto_auth_password_result(c->proto, r, user);
+		if (c->smtp != NULL)
+			smtp_server_auth_password_result(c->smtp, r, user);
+		else
+			front_proto_auth_password_result(c->proto, r, user);
 		break;
 	case IPC_MSG_AUTH_SCRAM_PARAMS:
-		front_proto_auth_scram_params_result(
-			c->proto, r == 0 && salt_len > 0 ? 0 : -1, salt,
-			salt_len, iterations);
+		if (c->smtp != NULL)
+			smtp_server_auth_scram_params_result(
+				c->smtp, params, salt, salt_len, iterations);
+		else
+			front_proto_auth_scram_params_result(
+				c->proto, params, salt, salt_len, iterations);
 		break;
 	case IPC_MSG_AUTH_SCRAM_CHECK:
-		front_proto_auth_scram_check_result(
-			c->proto, r == 0 && sig_len == 32 ? 0 : r == 0 ? -1 : r,
-			user, sig);
+		if (c->smtp != NULL)
+			smtp_server_auth_scram_check_result(c->smtp, check,
+							    user, sig);
+		else
+			front_proto_auth_scram_check_result(c->proto, check,
+							    user, sig);
 		break;
 	default:
 		return;

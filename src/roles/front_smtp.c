@@ -439,10 +439,12 @@ front_smtp_free(struct front_conn *c)
 {
 	if (c->tx == NULL)
 		return;
+	/* The session may abort its transaction as it goes: free it while
+	 * the transaction state it reports to still exists. */
+	smtp_server_free(&c->smtp);
 	spool_abort(c);
 	expansions_reset(c->tx);
 	free(c->tx->exp);
 	free(c->tx->pending_rcpt);
 	xfree(&c->tx);
-	smtp_server_free(&c->smtp);
 }

@@ -6,19 +6,69 @@
  * are built and checked in src/store/maildir.c. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "roles/roles.h"
+#include "store/ledger.h"
 #include "store/maildir.h"
 
 #define DELIVER_RCPTS_MAX 10000
 
 struct store {
 	char *mail_root;
+	struct ledger *ledger;
 };
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Deliver to the recipients the ledger has not seen for this message
+ * (queue asks again after a crash), and record the ones that went in. */
+static void
+deliver_once(struct store *st, int fd, const char *id, const char *rp,
+	     char **rcpts, size_t n, enum maildir_result *results,
+	     char **errors)
+{
+	const char **todo = xcalloc(n, sizeof(*todo));
+	enum maildir_result *res = xcalloc(n, sizeof(*res));
+	char **err = xcalloc(n, sizeof(*err));
+	size_t *map = xcalloc(n, sizeof(*map)), m = 0;
+	uint64_t now = now_ms();
+
+	for (size_t i = 0; i < n; i++) {
+		if (ledger_seen(st->ledger, id, rcpts[i]) == 1) {
+			log_info(id, "event=already-delivered to=<%s>",
+				 rcpts[i]);
+			results[i] = MAILDIR_OK;
+			continue;
+		}
+		map[m] = i;
+		todo[m++] = rcpts[i];
+	}
+	if (m > 0)
+		maildir_deliver(st->mail_root, fd, rp, todo, m, res, err);
+	for (size_t j = 0; j < m; j++) {
+		results[map[j]] = res[j];
+		errors[map[j]] = err[j];
+		if (res[j] == MAILDIR_OK)
+			ledger_record(st->ledger, id, todo[j], now);
+	}
+	ledger_prune(st->ledger, now);
+	free(todo);
+	free(res);
+	free(err);
+	free(map);
+}
 
 static const struct ipc_rule queue_rules[] = {
 	{IPC_MSG_DELIVER, 12, IPC_MAX_PAYLOAD, IPC_FD_REQUIRED},
@@ -61,8 +111,7 @@ deliver(struct child_ctx *ctx, struct ipc_peer *peer, struct ipc_msg *msg)
 	}
 	results = xcalloc(n, sizeof(*results));
 	errors = xcalloc(n, sizeof(*errors));
-	maildir_deliver(st->mail_root, msg->fd, rp, (const char *const *)rcpts,
-			n, results, errors);
+	deliver_once(st, msg->fd, id, rp, rcpts, n, results, errors);
 	buf_init(&b, 0);
 	ipc_put_str(&b, id);
 	ipc_put_u32(&b, n);
@@ -108,8 +157,15 @@ store_start(struct child_ctx *ctx, char **error_r)
 	struct store *st = xcalloc(1, sizeof(*st));
 
 	ctx->role = st;
+	char *path;
+
 	st->mail_root = xasprintf("%s/mail", ctx->cfg->data_dir);
-	return role_check_dir(ctx->cfg, "mail", error_r);
+	if (role_check_dir(ctx->cfg, "mail", error_r) < 0)
+		return -1;
+	path = xasprintf("%s/.delivered.db", st->mail_root);
+	st->ledger = ledger_open(path, error_r);
+	free(path);
+	return st->ledger != NULL ? 0 : -1;
 }
 
 static void

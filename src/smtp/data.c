@@ -47,7 +47,8 @@ header_flush(struct smtp_server *s, size_t end)
 {
 	s->in_header = false;
 	sink_write(s, s->hdr.data, end);
-	if (s->kind == SMTP_KIND_SUBMISSION && (!s->has_date || !s->has_msgid)) {
+	if (s->kind == SMTP_KIND_SUBMISSION &&
+	    (!s->has_date || !s->has_msgid)) {
 		char date[64];
 
 		if (end > 0 && s->hdr.data[end - 1] != '\n')
@@ -69,7 +70,8 @@ header_flush(struct smtp_server *s, size_t end)
 			free(id);
 		}
 	}
-	body_put(s, s->hdr.data + end, s->hdr.len - end);
+	if (s->hdr.data != NULL)
+		body_put(s, s->hdr.data + end, s->hdr.len - end);
 	buf_free(&s->hdr);
 }
 
@@ -101,9 +103,8 @@ header_line(struct smtp_server *s)
 		s->hdr_line_start = s->hdr.len; /* folded */
 		return;
 	}
-	for (i = 0; i < len && line[i] > 0x20 && line[i] < 0x7f &&
-		    line[i] != ':';
-	     i++)
+	for (i = 0;
+	     i < len && line[i] > 0x20 && line[i] < 0x7f && line[i] != ':'; i++)
 		;
 	if (i == 0 || i == len || line[i] != ':') {
 		/* Not a header field: the body starts here. */
@@ -272,7 +273,8 @@ smtp_data_input(struct smtp_server *s, const uint8_t *p, size_t len)
 				eol(s, false);
 				i++;
 			} else {
-				s->dstate = SMTP_D_TEXT; /* the dot is dropped */
+				s->dstate =
+				    SMTP_D_TEXT; /* the dot is dropped */
 			}
 			break;
 		case SMTP_D_DOT_CR:

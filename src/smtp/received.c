@@ -39,10 +39,10 @@ void
 smtp_date_now(char *out, size_t size)
 {
 	static const char *const days[] = {"Sun", "Mon", "Tue", "Wed",
-					   "Thu", "Fri", "Sat"};
+	                                   "Thu", "Fri", "Sat"};
 	static const char *const months[] = {"Jan", "Feb", "Mar", "Apr",
-					     "May", "Jun", "Jul", "Aug",
-					     "Sep", "Oct", "Nov", "Dec"};
+	                                     "May", "Jun", "Jul", "Aug",
+	                                     "Sep", "Oct", "Nov", "Dec"};
 	time_t now = time(NULL);
 	struct tm tm;
 
@@ -51,8 +51,8 @@ smtp_date_now(char *out, size_t size)
 		return;
 	}
 	snprintf(out, size, "%s, %d %s %d %02d:%02d:%02d +0000",
-		 days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
-		 tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	         days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
+	         tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
 char *
@@ -66,7 +66,7 @@ smtp_message_id(const struct smtp_server *s)
 
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
 		unsigned long v = (unsigned long)now ^
-				  ((unsigned long)getpid() << 16) ^ ++counter;
+		                  ((unsigned long)getpid() << 16) ^ ++counter;
 		for (size_t i = 0; i < sizeof(rnd); i++)
 			rnd[i] = (unsigned char)(v >> (i * 8));
 	}
@@ -75,8 +75,8 @@ smtp_message_id(const struct smtp_server *s)
 	if (gmtime_r(&now, &tm) == NULL)
 		memset(&tm, 0, sizeof(tm));
 	return xasprintf("<%04d%02d%02d%02d%02d%02d.%s@%s>", tm.tm_year + 1900,
-			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-			 tm.tm_sec, hex, s->hostname);
+	                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+	                 tm.tm_sec, hex, s->hostname);
 }
 
 char *
@@ -90,30 +90,30 @@ smtp_received_header(const struct smtp_server *s)
 	trace_clean(s->helo != NULL ? s->helo : "unknown", helo, sizeof(helo));
 	/* RFC 3848: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA, LMTP, LMTPS… */
 	snprintf(proto, sizeof(proto), "%s%s%s",
-		 s->kind == SMTP_KIND_LMTP ? "LMTP"
-		 : s->esmtp		   ? "ESMTP"
-					   : "SMTP",
-		 s->tls_active ? "S" : "", s->logged_in ? "A" : "");
+	         s->kind == SMTP_KIND_LMTP ? "LMTP"
+	         : s->esmtp                ? "ESMTP"
+	                                   : "SMTP",
+	         s->tls_active ? "S" : "", s->logged_in ? "A" : "");
 	if (s->kind != SMTP_KIND_LMTP && !s->esmtp &&
 	    (s->tls_active || s->logged_in))
 		snprintf(proto, sizeof(proto), "ESMTP%s%s",
-			 s->tls_active ? "S" : "", s->logged_in ? "A" : "");
+		         s->tls_active ? "S" : "", s->logged_in ? "A" : "");
 	if (s->tls_active) {
 		trace_clean(s->tls_version != NULL ? s->tls_version : "TLS",
-			    ver, sizeof(ver));
+		            ver, sizeof(ver));
 		trace_clean(s->tls_cipher != NULL ? s->tls_cipher : "unknown",
-			    cipher, sizeof(cipher));
+		            cipher, sizeof(cipher));
 		snprintf(tls, sizeof(tls), "\t(using %s with cipher %s)\r\n",
-			 ver, cipher);
+		         ver, cipher);
 	}
 	if (s->logged_in) {
 		trace_clean(s->user, user, sizeof(user));
 		snprintf(auth, sizeof(auth), "\t(authenticated user %s)\r\n",
-			 user);
+		         user);
 	}
 	smtp_date_now(date, sizeof(date));
 	return xasprintf("Received: from %s ([%s])\r\n%s%s"
-			 "\tby %s (tern) with %s;\r\n\t%s\r\n",
-			 helo, s->client_ip, tls, auth, s->hostname, proto,
-			 date);
+	                 "\tby %s (tern) with %s;\r\n\t%s\r\n",
+	                 helo, s->client_ip, tls, auth, s->hostname, proto,
+	                 date);
 }

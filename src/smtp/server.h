@@ -138,6 +138,18 @@ void smtp_server_data_ready(struct smtp_server *s, int result);
 void smtp_server_commit_result(struct smtp_server *s, int result,
 			       const char *queue_id);
 
+/* The verifier's answers for AUTH (SUBMISSION), as in front_proto: user
+ * is the canonical login name on success (NULL: the name given). */
+void smtp_server_auth_password_result(struct smtp_server *s, int result,
+				      const char *user);
+void smtp_server_auth_scram_params_result(struct smtp_server *s, int result,
+					  const uint8_t *salt,
+					  size_t salt_len,
+					  uint32_t iterations);
+void smtp_server_auth_scram_check_result(struct smtp_server *s, int result,
+					 const char *user,
+					 const uint8_t signature[32]);
+
 /* For the connection log line. */
 const char *smtp_server_helo(const struct smtp_server *s);
 const char *smtp_server_auth_user(const struct smtp_server *s);

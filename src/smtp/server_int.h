@@ -14,21 +14,21 @@
 
 /* The session: one state at a time, changed only by smtp_set_state(). */
 enum smtp_state {
-	SMTP_STATE_INIT,	 /* created, greeting not sent */
-	SMTP_STATE_GREETED,	 /* waiting for HELO/EHLO/LHLO */
-	SMTP_STATE_IDLE,	 /* greeted, no transaction */
+	SMTP_STATE_INIT,         /* created, greeting not sent */
+	SMTP_STATE_GREETED,      /* waiting for HELO/EHLO/LHLO */
+	SMTP_STATE_IDLE,         /* greeted, no transaction */
 	SMTP_STATE_SENDER_CHECK, /* MAIL: check_sender is asked */
-	SMTP_STATE_MAIL,	 /* in a transaction (MAIL accepted) */
-	SMTP_STATE_RCPT_CHECK,	 /* RCPT: check_rcpt is asked */
-	SMTP_STATE_DATA_BEGIN,	 /* DATA: data_begin is asked */
-	SMTP_STATE_DATA,	 /* reading the DATA stream */
-	SMTP_STATE_BDAT_BEGIN,	 /* first BDAT: data_begin is asked */
-	SMTP_STATE_BDAT,	 /* reading a BDAT chunk */
-	SMTP_STATE_COMMIT,	 /* data_commit is asked */
-	SMTP_STATE_AUTH,	 /* AUTH: a challenge is out */
+	SMTP_STATE_MAIL,         /* in a transaction (MAIL accepted) */
+	SMTP_STATE_RCPT_CHECK,   /* RCPT: check_rcpt is asked */
+	SMTP_STATE_DATA_BEGIN,   /* DATA: data_begin is asked */
+	SMTP_STATE_DATA,         /* reading the DATA stream */
+	SMTP_STATE_BDAT_BEGIN,   /* first BDAT: data_begin is asked */
+	SMTP_STATE_BDAT,         /* reading a BDAT chunk */
+	SMTP_STATE_COMMIT,       /* data_commit is asked */
+	SMTP_STATE_AUTH,         /* AUTH: a challenge is out */
 	SMTP_STATE_AUTH_PENDING, /* AUTH: the verifier is asked */
-	SMTP_STATE_TLS,		 /* STARTTLS answered: input ignored */
-	SMTP_STATE_CLOSED,	 /* closing: input refused */
+	SMTP_STATE_TLS,          /* STARTTLS answered: input ignored */
+	SMTP_STATE_CLOSED,       /* closing: input refused */
 };
 
 /* The DATA stream decoder (dot-unstuffing, line-end normalization). */
@@ -69,16 +69,17 @@ struct smtp_server {
 	bool logged_in;
 	char user[SASL_USER_MAX + 1];
 	struct sasl_session *sasl;
-	bool auth_final; /* SCRAM server-final is out: wait for "" */
+	bool auth_final;   /* SCRAM server-final is out: wait for "" */
+	bool auth_in_step; /* inside sasl_step(): answers come back there */
 
 	/* the transaction */
 	struct smtp_envelope env;
 	bool tx_active;
 	size_t rcpt_cap;
 	struct smtp_rcpt pending; /* RCPT being checked */
-	bool tx_data;		  /* DATA was used */
-	bool tx_bdat;		  /* BDAT was used */
-	bool data_open;		  /* data_begin answered 0, not yet ended */
+	bool tx_data;             /* DATA was used */
+	bool tx_bdat;             /* BDAT was used */
+	bool data_open;           /* data_begin answered 0, not yet ended */
 
 	/* the message stream */
 	enum smtp_dstate dstate;
@@ -105,10 +106,34 @@ struct smtp_server {
 /* server.c */
 void smtp_set_state(struct smtp_server *s, enum smtp_state st);
 void smtp_reply(struct smtp_server *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 /* The DATA stream ended with CRLF.CRLF / a BDAT chunk is complete. */
 void smtp_server_message_end(struct smtp_server *s);
 void smtp_server_chunk_end(struct smtp_server *s);
+
+void smtp_reply_raw(struct smtp_server *s, const char *line, size_t len);
+enum smtp_state smtp_idle_state(const struct smtp_server *s);
+/* After every step: too many errors ends the session. */
+void smtp_after(struct smtp_server *s);
+
+/* params.c: each returns NULL or the reply for the client. */
+enum smtp_path_kind { SMTP_PATH_MAIL, SMTP_PATH_RCPT };
+int smtp_parse_u64(const char *v, uint64_t *r);
+/* "FROM:<path>" / "TO:<path>" (args is modified): *mailbox_r is the path
+ * without <> and source route ("" for <>), *rest_r the parameters. */
+const char *smtp_parse_path(struct smtp_server *s, char *args,
+                            enum smtp_path_kind kind, char **mailbox_r,
+                            char **rest_r);
+bool smtp_has_8bit(const char *v);
+/* Into s->env / s->pending. */
+const char *smtp_mail_params(struct smtp_server *s, char *rest);
+const char *smtp_rcpt_params(struct smtp_server *s, char *rest);
+
+/* auth.c */
+const char *smtp_check_auth(struct smtp_server *s);
+void smtp_cmd_auth(struct smtp_server *s, char *args);
+/* A client line during the exchange. */
+void smtp_auth_line(struct smtp_server *s, const char *line, size_t len);
 
 /* data.c */
 /* Reset the stream for a new message and write the Received: header. */

@@ -354,3 +354,30 @@ def test_nothing_acknowledged_is_lost(tern_instance):
             counts[s.group(1)] = counts.get(s.group(1), 0) + 1
     dup = [k for k, v in counts.items() if v > 1]
     assert not dup, f"delivered twice: {dup[:5]}"
+
+
+def test_client_vanishing_mid_transaction(tern):
+    """A client that drops the connection in the middle of MAIL/RCPT or
+    DATA leaves front running and nothing in the mailbox."""
+    front = tern.role_pid("front")
+    for stage in (b"RCPT", b"DATA"):
+        c = Conn.open(tern.port("smtp"))
+        c.smtp_reply()
+        c.send(b"EHLO x\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<" +
+               ALICE.encode() + b">\r\n")
+        c.smtp_reply()
+        c.smtp_reply()
+        c.smtp_reply()
+        if stage == b"DATA":
+            c.send(b"DATA\r\n")
+            assert c.smtp_reply()[0].startswith("354")
+            c.send(b"Subject: vanished\r\n\r\nhalf a mess")
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                          b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.close()
+    time.sleep(0.5)
+    assert tern.role_pid("front") == front, "front restarted: it crashed"
+    s = smplib_mx(tern)
+    assert s.noop()[0] == 250
+    s.quit()
+    assert not any(b"vanished" in m for m in messages(tern, "alice"))

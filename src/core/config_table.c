@@ -745,7 +745,7 @@ static const struct config_setting root_settings[] = {
      .max = 65536,
      FIELD(struct config, smtp_line_max),
      .help = "Longest SMTP command line, CRLF included (RFC 5321 asks "
-             "for at least 512); longer ones get 500 5.5.6."},
+             "for at least 512); longer ones get 500 5.5.2."},
     {.name = "message_size_max",
      .type = CONFIG_SIZE,
      .def = "50M",

@@ -557,7 +557,7 @@ line_too_long(struct smtp_server *s)
 		s->auth_final = false;
 		smtp_set_state(s, smtp_idle_state(s));
 	}
-	smtp_reply(s, "500 5.5.6 Error: line too long");
+	smtp_reply(s, "500 5.5.2 Error: line too long");
 }
 
 /* One command line (or AUTH answer), up to its LF. */
@@ -732,8 +732,9 @@ smtp_server_input(struct smtp_server *s, const uint8_t *data, size_t len)
 		switch (s->state) {
 		case SMTP_STATE_TLS:
 			/* RFC 3207 §5 / CVE-2011-0411: nothing sent before
-			 * the handshake is ever read. */
-			return len;
+			 * the handshake is ever read. The caller drops (and
+			 * logs) what is left. */
+			return used;
 		case SMTP_STATE_DATA:
 			used += smtp_data_input(s, data + used, len - used);
 			break;

@@ -30,12 +30,13 @@ main(int argc, char **argv)
 			argv[i] = "version";
 			break;
 		} else if (strcmp(argv[i], "-h") == 0 ||
-			   strcmp(argv[i], "--help") == 0) {
+		           strcmp(argv[i], "--help") == 0) {
 			break;
 		} else {
-			fprintf(stderr, "tern: unknown option %s; see "
-					"`tern help`\n",
-				argv[i]);
+			fprintf(stderr,
+			        "tern: unknown option %s; see "
+			        "`tern help`\n",
+			        argv[i]);
 			return EXIT_USAGE;
 		}
 	}

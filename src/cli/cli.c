@@ -14,9 +14,9 @@
 #include "core/xmalloc.h"
 
 static const struct cli_command *const commands[] = {
-	&cli_cmd_quickstart, &cli_cmd_serve,   &cli_cmd_stop,
-	&cli_cmd_reload,     &cli_cmd_config,  &cli_cmd_version,
-	&cli_cmd_domain,     &cli_cmd_user,    &cli_cmd_alias,
+    &cli_cmd_quickstart, &cli_cmd_serve,  &cli_cmd_stop,
+    &cli_cmd_reload,     &cli_cmd_config, &cli_cmd_version,
+    &cli_cmd_domain,     &cli_cmd_user,   &cli_cmd_alias,
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -25,16 +25,17 @@ static void
 cli_help_all(FILE *out)
 {
 	fprintf(out, "usage: tern [-c FILE] COMMAND [ARGS]\n\n"
-		     "tern is a whole mail system in one program.\n\n"
-		     "Commands:\n");
+	             "tern is a whole mail system in one program.\n\n"
+	             "Commands:\n");
 	for (size_t i = 0; i < NCOMMANDS; i++)
 		fprintf(out, "  %-12s %s\n", commands[i]->name,
-			commands[i]->summary);
+		        commands[i]->summary);
 	fprintf(out, "  %-12s %s\n", "help", "show this, or help on COMMAND");
-	fprintf(out, "\n-c FILE  the configuration (default %s)\n"
-		     "Run `tern COMMAND --help` for a command's options; "
-		     "man tern(1) and tern.conf(5) say more.\n",
-		CLI_DEFAULT_CONFIG);
+	fprintf(out,
+	        "\n-c FILE  the configuration (default %s)\n"
+	        "Run `tern COMMAND --help` for a command's options; "
+	        "man tern(1) and tern.conf(5) say more.\n",
+	        CLI_DEFAULT_CONFIG);
 }
 
 static void
@@ -59,7 +60,7 @@ int
 cli_usage(const struct cli_command *cmd)
 {
 	fprintf(stderr, "usage: tern %s %s\n(see tern %s --help)\n", cmd->name,
-		cmd->usage, cmd->name);
+	        cmd->usage, cmd->name);
 	return EXIT_USAGE;
 }
 
@@ -79,17 +80,17 @@ cli_dispatch(const struct cli_env *env, int argc, char **argv)
 			return 0;
 		}
 		if (argc > 1) {
-			fprintf(stderr, "tern: no command named %s\n",
-				argv[1]);
+			fprintf(stderr, "tern: no command named %s\n", argv[1]);
 			return EXIT_USAGE;
 		}
 		cli_help_all(stdout);
 		return 0;
 	}
 	if ((cmd = cli_find(argv[0])) == NULL) {
-		fprintf(stderr, "tern: unknown command %s; `tern help` lists "
-				"them\n",
-			argv[0]);
+		fprintf(stderr,
+		        "tern: unknown command %s; `tern help` lists "
+		        "them\n",
+		        argv[0]);
 		return EXIT_USAGE;
 	}
 	for (int i = 1; i < argc; i++) {
@@ -114,8 +115,8 @@ cli_load_config(const struct cli_env *env)
 		fprintf(stderr, "%s\n", error);
 		if (!env->config_given)
 			fprintf(stderr, "tern: use -c FILE to name another "
-					"config, or `tern quickstart` to "
-					"make one\n");
+			                "config, or `tern quickstart` to "
+			                "make one\n");
 		free(error);
 		exit(EXIT_CONFIG);
 	}

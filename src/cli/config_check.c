@@ -37,12 +37,12 @@ config_run(const struct cli_env *env, int argc, char **argv)
 }
 
 const struct cli_command cli_cmd_config = {
-	.name = "config",
-	.usage = "check|show|defaults",
-	.summary = "check the config, show it in full, or list every setting",
-	.help = "check     parse and validate; errors as FILE:LINE: why, "
-		"exit 78\n"
-		"show      the effective config, every setting spelled out\n"
-		"defaults  every setting with its default, range and help\n",
-	.run = config_run,
+    .name = "config",
+    .usage = "check|show|defaults",
+    .summary = "check the config, show it in full, or list every setting",
+    .help = "check     parse and validate; errors as FILE:LINE: why, "
+            "exit 78\n"
+            "show      the effective config, every setting spelled out\n"
+            "defaults  every setting with its default, range and help\n",
+    .run = config_run,
 };

@@ -63,10 +63,11 @@ check_hostname(const char *what, char *name)
 		goto bad;
 	return 0;
 bad:
-	fprintf(stderr, "tern quickstart: %s \"%s\" is not a valid domain "
-			"name (ASCII letters, digits, hyphens; use the "
-			"xn-- form for IDN)\n",
-		what, name);
+	fprintf(stderr,
+	        "tern quickstart: %s \"%s\" is not a valid domain "
+	        "name (ASCII letters, digits, hyphens; use the "
+	        "xn-- form for IDN)\n",
+	        what, name);
 	return -1;
 }
 
@@ -93,19 +94,19 @@ chown_to(const char *path, const char *user)
 		return 0;
 	if (proc_user_ids(user, &uid, &gid) < 0 || chown(path, uid, gid) < 0) {
 		fprintf(stderr, "tern quickstart: chown %s to %s failed\n",
-			path, user);
+		        path, user);
 		return -1;
 	}
 	return 0;
 }
 
 static void
-add_listener(struct buf *b, const struct quickstart *q,
-	     enum listener_service s, const char *addr)
+add_listener(struct buf *b, const struct quickstart *q, enum listener_service s,
+             const char *addr)
 {
 	buf_printf(b, "listener %s {\n\taddress %s\n\tport %ld\n}\n",
-		   config_service_name(s), addr,
-		   q->port_offset + config_service_default_port(s));
+	           config_service_name(s), addr,
+	           q->port_offset + config_service_default_port(s));
 }
 
 static char *
@@ -118,39 +119,41 @@ render_config(const struct quickstart *q)
 		enum listener_service s;
 		const char *comment;
 	} services[] = {
-		{SERVICE_SMTP, "mail from the internet (MX)"},
-		{SERVICE_SUBMISSION, "mail from your users, STARTTLS"},
-		{SERVICE_SUBMISSIONS, "mail from your users, implicit TLS"},
-		{SERVICE_IMAP, "mailbox access, STARTTLS"},
-		{SERVICE_IMAPS, "mailbox access, implicit TLS"},
-		{SERVICE_POP3, "POP3, STLS"},
-		{SERVICE_POP3S, "POP3, implicit TLS"},
-		{SERVICE_MANAGESIEVE, "Sieve script upload"},
-		{SERVICE_LMTP, "LMTP for other MTAs on this host (loopback)"},
-		{SERVICE_HTTP, "metrics, autoconfig, MTA-STS (loopback)"},
+	    {SERVICE_SMTP, "mail from the internet (MX)"},
+	    {SERVICE_SUBMISSION, "mail from your users, STARTTLS"},
+	    {SERVICE_SUBMISSIONS, "mail from your users, implicit TLS"},
+	    {SERVICE_IMAP, "mailbox access, STARTTLS"},
+	    {SERVICE_IMAPS, "mailbox access, implicit TLS"},
+	    {SERVICE_POP3, "POP3, STLS"},
+	    {SERVICE_POP3S, "POP3, implicit TLS"},
+	    {SERVICE_MANAGESIEVE, "Sieve script upload"},
+	    {SERVICE_LMTP, "LMTP for other MTAs on this host (loopback)"},
+	    {SERVICE_HTTP, "metrics, autoconfig, MTA-STS (loopback)"},
 	};
 
 	buf_init(&b, 0);
 	buf_printf(&b,
-		   "# tern.conf for %s, made by `tern quickstart`.\n"
-		   "# Every setting and its default: `tern config defaults`;\n"
-		   "# the manual: tern.conf(5). Check edits with `tern config "
-		   "check`,\n# apply them with `tern reload`.\n\n"
-		   "hostname %s\n"
-		   "# Relative paths are relative to this file.\n"
-		   "data_dir data\n"
-		   "log_level info\n\n",
-		   q->domain, q->hostname);
+	           "# tern.conf for %s, made by `tern quickstart`.\n"
+	           "# Every setting and its default: `tern config defaults`;\n"
+	           "# the manual: tern.conf(5). Check edits with `tern config "
+	           "check`,\n# apply them with `tern reload`.\n\n"
+	           "hostname %s\n"
+	           "# Relative paths are relative to this file.\n"
+	           "data_dir data\n"
+	           "log_level info\n\n",
+	           q->domain, q->hostname);
 	if (q->resolver != NULL)
-		buf_printf(&b, "# Every DNS query goes to this server.\n"
-			       "resolver %s\n\n",
-			   q->resolver);
-	buf_printf(&b, "# The first certificate is the default; clients that "
-		       "send SNI get the\n# one whose names match. Renewed "
-		       "files are picked up without a reload.\n"
-		       "certificate %s {\n\tcert data/tls/%s.crt\n"
-		       "\tkey data/tls/%s.key\n}\n\n",
-		   q->hostname, q->hostname, q->hostname);
+		buf_printf(&b,
+		           "# Every DNS query goes to this server.\n"
+		           "resolver %s\n\n",
+		           q->resolver);
+	buf_printf(&b,
+	           "# The first certificate is the default; clients that "
+	           "send SNI get the\n# one whose names match. Renewed "
+	           "files are picked up without a reload.\n"
+	           "certificate %s {\n\tcert data/tls/%s.crt\n"
+	           "\tkey data/tls/%s.key\n}\n\n",
+	           q->hostname, q->hostname, q->hostname);
 	for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++) {
 		enum listener_service s = services[i].s;
 		int loopback = s == SERVICE_LMTP || s == SERVICE_HTTP;
@@ -173,7 +176,10 @@ print_txt(const char *owner, const char *value)
 	if (len > 255)
 		printf("( ");
 	for (size_t i = 0; i < len; i += 255)
-		printf("%s\"%.*s\"", i > 0 ? "\n" "                                      " : "",
+		printf("%s\"%.*s\"",
+		       i > 0 ? "\n"
+		               "                                      "
+		             : "",
 		       (int)(len - i < 255 ? len - i : 255), value + i);
 	printf("%s\n", len > 255 ? " )" : "");
 }
@@ -202,8 +208,8 @@ print_records(const struct quickstart *q, const char *data)
 		free(rec);
 	}
 	owner = xasprintf("_dmarc.%s.", q->domain);
-	rec = xasprintf("v=DMARC1; p=none; rua=mailto:postmaster@%s",
-			q->domain);
+	rec =
+	    xasprintf("v=DMARC1; p=none; rua=mailto:postmaster@%s", q->domain);
 	print_txt(owner, rec);
 	free(owner);
 	free(rec);
@@ -229,7 +235,7 @@ fail:
 
 static int
 create_keys(const struct quickstart *q, const char *data,
-	    const char *lookup_user)
+            const char *lookup_user)
 {
 	char *error = NULL, *dkim_dir, *cert, *key, *p;
 	int rc = -1;
@@ -237,8 +243,8 @@ create_keys(const struct quickstart *q, const char *data,
 	cert = xasprintf("%s/tls/%s.crt", data, q->hostname);
 	key = xasprintf("%s/tls/%s.key", data, q->hostname);
 	dkim_dir = xasprintf("%s/dkim/%s", data, q->domain);
-	if (keys_create_selfsigned(q->hostname, CERT_DAYS, cert, key,
-				   &error) < 0)
+	if (keys_create_selfsigned(q->hostname, CERT_DAYS, cert, key, &error) <
+	    0)
 		goto out;
 	if (make_dir(dkim_dir, 0700, lookup_user) < 0)
 		goto out;
@@ -277,13 +283,13 @@ quickstart_directory(const struct quickstart *q, const char *conf_path)
 	char *address = NULL;
 	int rc;
 
-	rc = cli_dispatch(&env, 3,
-			  (char *[]){"domain", "add", q->domain, NULL});
+	rc =
+	    cli_dispatch(&env, 3, (char *[]){"domain", "add", q->domain, NULL});
 	if (rc == 0 && q->user != NULL) {
 		address = xasprintf("%s@%s", q->user, q->domain);
 		rc = cli_dispatch(&env, q->password_stdin ? 4 : 3,
-				  (char *[]){"user", "add", address,
-					     "--password-stdin", NULL});
+		                  (char *[]){"user", "add", address,
+		                             "--password-stdin", NULL});
 		free(address);
 	}
 	return rc == 0 ? 0 : -1;
@@ -301,9 +307,10 @@ quickstart_create(struct quickstart *q)
 	data = xasprintf("%s/data", q->dir);
 	tls = xasprintf("%s/tls", data);
 	if (stat(conf_path, &st) == 0) {
-		fprintf(stderr, "tern quickstart: %s exists; not overwriting "
-				"it (move it away to start over)\n",
-			conf_path);
+		fprintf(stderr,
+		        "tern quickstart: %s exists; not overwriting "
+		        "it (move it away to start over)\n",
+		        conf_path);
 		goto out;
 	}
 	text = render_config(q);
@@ -314,7 +321,7 @@ quickstart_create(struct quickstart *q)
 	if (cfg == NULL) {
 		/* Only option values reach the file: one of them is bad. */
 		fprintf(stderr, "tern quickstart: bad option value: %s\n",
-			error);
+		        error);
 		free(error);
 		free(text);
 		rc = EXIT_USAGE;
@@ -322,7 +329,7 @@ quickstart_create(struct quickstart *q)
 	}
 	if (geteuid() == 0) {
 		const char *users[] = {cfg->front_user, cfg->lookup_user,
-				       cfg->queue_user, cfg->store_user};
+		                       cfg->queue_user, cfg->store_user};
 
 		for (size_t i = 0; i < 4; i++) {
 			if (proc_ensure_system_user(users[i], &error) < 0) {
@@ -332,8 +339,8 @@ quickstart_create(struct quickstart *q)
 			}
 		}
 	}
-	if (make_dir(q->dir, 0755, NULL) < 0 || make_dir(data, 0755, NULL) < 0 ||
-	    make_dir(tls, 0700, NULL) < 0 ||
+	if (make_dir(q->dir, 0755, NULL) < 0 ||
+	    make_dir(data, 0755, NULL) < 0 || make_dir(tls, 0700, NULL) < 0 ||
 	    create_keys(q, data, cfg->lookup_user) < 0)
 		goto out_cfg;
 	if (keys_write_file(conf_path, text, strlen(text), 0640, &error) < 0) {
@@ -373,19 +380,19 @@ static int
 quickstart_run(const struct cli_env *env, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"dir", required_argument, NULL, 'd'},
-		{"domain", required_argument, NULL, 'D'},
-		{"hostname", required_argument, NULL, 'H'},
-		{"listen", required_argument, NULL, 'l'},
-		{"port-offset", required_argument, NULL, 'p'},
-		{"resolver", required_argument, NULL, 'r'},
-		{"user", required_argument, NULL, 'u'},
-		{"password-stdin", no_argument, NULL, 'P'},
-		{"relay", required_argument, NULL, 'R'},
-		{NULL, 0, NULL, 0},
+	    {"dir", required_argument, NULL, 'd'},
+	    {"domain", required_argument, NULL, 'D'},
+	    {"hostname", required_argument, NULL, 'H'},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"port-offset", required_argument, NULL, 'p'},
+	    {"resolver", required_argument, NULL, 'r'},
+	    {"user", required_argument, NULL, 'u'},
+	    {"password-stdin", no_argument, NULL, 'P'},
+	    {"relay", required_argument, NULL, 'R'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct quickstart q = {.listen = "127.0.0.1",
-			       .port_offset = geteuid() == 0 ? 0 : 10000};
+	                       .port_offset = geteuid() == 0 ? 0 : 10000};
 	const char *dir = NULL;
 	char abs[PATH_MAX], cwd[PATH_MAX], *end;
 	struct tm tm;
@@ -415,10 +422,11 @@ quickstart_run(const struct cli_env *env, int argc, char **argv)
 			q.port_offset = strtol(optarg, &end, 10);
 			if (errno != 0 || *end != '\0' || q.port_offset < 0 ||
 			    q.port_offset > 65535 - 8080) {
-				fprintf(stderr, "tern quickstart: "
-						"--port-offset must be 0.."
-						"%d\n",
-					65535 - 8080);
+				fprintf(stderr,
+				        "tern quickstart: "
+				        "--port-offset must be 0.."
+				        "%d\n",
+				        65535 - 8080);
 				return EXIT_USAGE;
 			}
 			break;
@@ -433,8 +441,8 @@ quickstart_run(const struct cli_env *env, int argc, char **argv)
 			break;
 		case 'R':
 			fprintf(stderr, "tern quickstart: --relay needs "
-					"outbound delivery, which this build "
-					"does not have yet\n");
+			                "outbound delivery, which this build "
+			                "does not have yet\n");
 			return EXIT_UNAVAILABLE;
 		default:
 			return cli_usage(&cli_cmd_quickstart);
@@ -455,8 +463,8 @@ quickstart_run(const struct cli_env *env, int argc, char **argv)
 	if (dir[0] == '/') {
 		snprintf(abs, sizeof(abs), "%s", dir);
 	} else if (getcwd(cwd, sizeof(cwd)) == NULL ||
-		   snprintf(abs, sizeof(abs), "%s/%s", cwd, dir) >=
-			   (int)sizeof(abs)) {
+	           snprintf(abs, sizeof(abs), "%s/%s", cwd, dir) >=
+	               (int)sizeof(abs)) {
 		fprintf(stderr, "tern quickstart: --dir: path too long\n");
 		goto out;
 	}
@@ -472,24 +480,24 @@ out:
 }
 
 const struct cli_command cli_cmd_quickstart = {
-	.name = "quickstart",
-	.usage = "--dir DIR --domain DOMAIN [--hostname HOST] [--listen ADDR]\n"
-		 "                 [--port-offset N] [--resolver ADDR:PORT]\n"
-		 "                 [--user LOCALPART [--password-stdin]]",
-	.summary = "create a working instance in DIR and print its DNS records",
-	.help = "--dir DIR           where tern.conf and data/ go "
-		"(tern.conf must not exist)\n"
-		"--domain DOMAIN     the mail domain\n"
-		"--hostname HOST     this server's name (default mail.DOMAIN)\n"
-		"--listen ADDR       address of the public listeners "
-		"(default 127.0.0.1)\n"
-		"--port-offset N     added to every standard port (default 0 "
-		"as root,\n"
-		"                    10000 otherwise)\n"
-		"--resolver ADDR:PORT  send every DNS query to this server\n"
-		"--user LOCALPART    also create LOCALPART@DOMAIN; its password "
-		"comes\n"
-		"                    from a prompt, or one line of stdin with\n"
-		"                    --password-stdin\n",
-	.run = quickstart_run,
+    .name = "quickstart",
+    .usage = "--dir DIR --domain DOMAIN [--hostname HOST] [--listen ADDR]\n"
+             "                 [--port-offset N] [--resolver ADDR:PORT]\n"
+             "                 [--user LOCALPART [--password-stdin]]",
+    .summary = "create a working instance in DIR and print its DNS records",
+    .help = "--dir DIR           where tern.conf and data/ go "
+            "(tern.conf must not exist)\n"
+            "--domain DOMAIN     the mail domain\n"
+            "--hostname HOST     this server's name (default mail.DOMAIN)\n"
+            "--listen ADDR       address of the public listeners "
+            "(default 127.0.0.1)\n"
+            "--port-offset N     added to every standard port (default 0 "
+            "as root,\n"
+            "                    10000 otherwise)\n"
+            "--resolver ADDR:PORT  send every DNS query to this server\n"
+            "--user LOCALPART    also create LOCALPART@DOMAIN; its password "
+            "comes\n"
+            "                    from a prompt, or one line of stdin with\n"
+            "                    --password-stdin\n",
+    .run = quickstart_run,
 };

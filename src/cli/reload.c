@@ -29,17 +29,17 @@ reload_run(const struct cli_env *env, int argc, char **argv)
 	}
 	if (kill((pid_t)pid, SIGHUP) < 0) {
 		fprintf(stderr, "tern: cannot signal pid %ld: %s\n", pid,
-			strerror(errno));
+		        strerror(errno));
 		return EXIT_UNAVAILABLE;
 	}
 	return 0;
 }
 
 const struct cli_command cli_cmd_reload = {
-	.name = "reload",
-	.usage = "",
-	.summary = "reload the config and certificates of the running "
-		   "instance",
-	.help = "Checks the config, then sends SIGHUP to the running parent.\n",
-	.run = reload_run,
+    .name = "reload",
+    .usage = "",
+    .summary = "reload the config and certificates of the running "
+               "instance",
+    .help = "Checks the config, then sends SIGHUP to the running parent.\n",
+    .run = reload_run,
 };

@@ -13,13 +13,13 @@ serve_run(const struct cli_env *env, int argc, char **argv)
 }
 
 const struct cli_command cli_cmd_serve = {
-	.name = "serve",
-	.usage = "",
-	.summary = "run tern in the foreground (logs to stderr)",
-	.help = "Starts the parent process and the roles front, lookup, "
-		"queue and store.\n"
-		"SIGTERM (or tern stop): finish what is in flight, exit 0.\n"
-		"SIGHUP (or tern reload): reload the config and "
-		"certificates,\nkeeping open connections.\n",
-	.run = serve_run,
+    .name = "serve",
+    .usage = "",
+    .summary = "run tern in the foreground (logs to stderr)",
+    .help = "Starts the parent process and the roles front, lookup, "
+            "queue and store.\n"
+            "SIGTERM (or tern stop): finish what is in flight, exit 0.\n"
+            "SIGHUP (or tern reload): reload the config and "
+            "certificates,\nkeeping open connections.\n",
+    .run = serve_run,
 };

@@ -25,15 +25,16 @@ stop_run(const struct cli_env *env, int argc, char **argv)
 	cfg = cli_load_config(env);
 	limit = cfg->shutdown_timeout_ms + 10000;
 	if ((pid = cli_running_pid(cfg)) == 0) {
-		fprintf(stderr, "tern: not running (no live pid file in "
-				"%s)\n",
-			cfg->data_dir);
+		fprintf(stderr,
+		        "tern: not running (no live pid file in "
+		        "%s)\n",
+		        cfg->data_dir);
 		config_free(&cfg);
 		return 0;
 	}
 	if (kill((pid_t)pid, SIGTERM) < 0) {
 		fprintf(stderr, "tern: cannot signal pid %ld: %s\n", pid,
-			strerror(errno));
+		        strerror(errno));
 		config_free(&cfg);
 		return EXIT_UNAVAILABLE;
 	}
@@ -43,7 +44,7 @@ stop_run(const struct cli_env *env, int argc, char **argv)
 	}
 	if (cli_running_pid(cfg) != 0) {
 		fprintf(stderr, "tern: pid %ld still running after %llu ms\n",
-			pid, (unsigned long long)waited);
+		        pid, (unsigned long long)waited);
 		config_free(&cfg);
 		return EXIT_TEMPFAIL;
 	}
@@ -52,9 +53,9 @@ stop_run(const struct cli_env *env, int argc, char **argv)
 }
 
 const struct cli_command cli_cmd_stop = {
-	.name = "stop",
-	.usage = "",
-	.summary = "stop the running instance (waits until it has exited)",
-	.help = "Sends SIGTERM to the parent named in DATA_DIR/tern.pid.\n",
-	.run = stop_run,
+    .name = "stop",
+    .usage = "",
+    .summary = "stop the running instance (waits until it has exited)",
+    .help = "Sends SIGTERM to the parent named in DATA_DIR/tern.pid.\n",
+    .run = stop_run,
 };

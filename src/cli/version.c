@@ -22,9 +22,9 @@ version_run(const struct cli_env *env, int argc, char **argv)
 }
 
 const struct cli_command cli_cmd_version = {
-	.name = "version",
-	.usage = "",
-	.summary = "print the version of tern and its libraries",
-	.help = "",
-	.run = version_run,
+    .name = "version",
+    .usage = "",
+    .summary = "print the version of tern and its libraries",
+    .help = "",
+    .run = version_run,
 };

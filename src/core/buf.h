@@ -23,7 +23,7 @@ int buf_append(struct buf *b, const void *data, size_t len);
 int buf_append_str(struct buf *b, const char *s);
 int buf_append_byte(struct buf *b, uint8_t c);
 int buf_printf(struct buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 /* Remove the first n bytes (n <= len). */
 void buf_consume(struct buf *b, size_t n);
 /* NUL-terminated view of the contents (the NUL is not counted in len);

@@ -32,7 +32,7 @@ listener_open(const char *addr, uint16_t port, int *fd_r, char **why_r)
 		sin->sin_port = htons(port);
 		len = sizeof(*sin);
 	} else if (inet_pton(AF_INET6, addr,
-			     &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+	                     &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
 		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
 
 		sin6->sin6_family = AF_INET6;
@@ -42,8 +42,8 @@ listener_open(const char *addr, uint16_t port, int *fd_r, char **why_r)
 		*why_r = xstrdup("not an IP address");
 		return -1;
 	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		    0);
+	fd =
+	    socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		*why_r = xstrdup(strerror(errno));
 		return -1;
@@ -64,7 +64,7 @@ listener_open(const char *addr, uint16_t port, int *fd_r, char **why_r)
 
 int
 listener_bind_all(const struct config *cfg, struct listen_socket **socks_r,
-		  size_t *n_r, char **error_r)
+                  size_t *n_r, char **error_r)
 {
 	struct listen_socket *socks = NULL;
 	size_t n = 0;
@@ -85,28 +85,28 @@ listener_bind_all(const struct config *cfg, struct listen_socket **socks_r,
 				int fd;
 
 				if (listener_open(addrs[k], l->port, &fd,
-						  &why) < 0) {
+				                  &why) < 0) {
 					*error_r = xasprintf(
-						"%s:%d: listener %s: bind "
-						"%s%s%s:%u: %s",
-						l->file, l->line,
-						config_service_name(l->service),
-						strchr(addrs[k], ':') ? "[" : "",
-						addrs[k],
-						strchr(addrs[k], ':') ? "]" : "",
-						l->port, why);
+					    "%s:%d: listener %s: bind "
+					    "%s%s%s:%u: %s",
+					    l->file, l->line,
+					    config_service_name(l->service),
+					    strchr(addrs[k], ':') ? "[" : "",
+					    addrs[k],
+					    strchr(addrs[k], ':') ? "]" : "",
+					    l->port, why);
 					free(why);
 					listener_close_all(&socks, &n);
 					return -1;
 				}
-				socks = xreallocarray(socks, n + 1,
-						      sizeof(*socks));
+				socks =
+				    xreallocarray(socks, n + 1, sizeof(*socks));
 				s = &socks[n++];
 				s->fd = fd;
 				s->listener = i;
 				s->port = l->port;
 				snprintf(s->address, sizeof(s->address), "%s",
-					 addrs[k]);
+				         addrs[k]);
 			}
 		}
 	}
@@ -127,7 +127,7 @@ listener_close_all(struct listen_socket **socks, size_t *n)
 
 const char *
 listener_addr_string(const struct sockaddr *sa, char *out, size_t outlen,
-		     uint16_t *port_r)
+                     uint16_t *port_r)
 {
 	uint16_t port = 0;
 
@@ -141,10 +141,10 @@ listener_addr_string(const struct sockaddr *sa, char *out, size_t outlen,
 
 		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
 			inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], out,
-				  (socklen_t)outlen);
+			          (socklen_t)outlen);
 		else
 			inet_ntop(AF_INET6, &sin6->sin6_addr, out,
-				  (socklen_t)outlen);
+			          (socklen_t)outlen);
 		port = ntohs(sin6->sin6_port);
 	} else {
 		snprintf(out, outlen, "unknown");

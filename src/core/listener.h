@@ -23,13 +23,13 @@ struct listen_socket {
  * left open and *error_r is "FILE:LINE: listener SERVICE: bind ADDR:PORT:
  * reason". */
 int listener_bind_all(const struct config *cfg, struct listen_socket **socks_r,
-		      size_t *n_r, char **error_r);
+                      size_t *n_r, char **error_r);
 void listener_close_all(struct listen_socket **socks, size_t *n);
 
 /* "127.0.0.1", "::1" of a socket address (IPv4-mapped IPv6 shown as IPv4);
  * port in *port_r when not NULL. */
 const char *listener_addr_string(const struct sockaddr *sa, char *out,
-				 size_t outlen, uint16_t *port_r);
+                                 size_t outlen, uint16_t *port_r);
 
 /* Live connections per client address. */
 struct ip_counter;

@@ -19,15 +19,15 @@ static bool log_to_stderr = true;
 static bool log_to_syslog = false;
 
 static const char *const level_names[] = {
-	[LOG_LEVEL_TRACE] = "trace",	 [LOG_LEVEL_DEBUG] = "debug",
-	[LOG_LEVEL_INFO] = "info",	 [LOG_LEVEL_NOTICE] = "notice",
-	[LOG_LEVEL_WARNING] = "warning", [LOG_LEVEL_ERROR] = "error",
+    [LOG_LEVEL_TRACE] = "trace",     [LOG_LEVEL_DEBUG] = "debug",
+    [LOG_LEVEL_INFO] = "info",       [LOG_LEVEL_NOTICE] = "notice",
+    [LOG_LEVEL_WARNING] = "warning", [LOG_LEVEL_ERROR] = "error",
 };
 
 static const int syslog_prio[] = {
-	[LOG_LEVEL_TRACE] = LOG_DEBUG,	[LOG_LEVEL_DEBUG] = LOG_DEBUG,
-	[LOG_LEVEL_INFO] = LOG_INFO,	[LOG_LEVEL_NOTICE] = LOG_NOTICE,
-	[LOG_LEVEL_WARNING] = LOG_WARNING, [LOG_LEVEL_ERROR] = LOG_ERR,
+    [LOG_LEVEL_TRACE] = LOG_DEBUG,     [LOG_LEVEL_DEBUG] = LOG_DEBUG,
+    [LOG_LEVEL_INFO] = LOG_INFO,       [LOG_LEVEL_NOTICE] = LOG_NOTICE,
+    [LOG_LEVEL_WARNING] = LOG_WARNING, [LOG_LEVEL_ERROR] = LOG_ERR,
 };
 
 void
@@ -75,10 +75,10 @@ static const struct {
 	const char *name;
 	int facility;
 } facilities[] = {
-	{"mail", LOG_MAIL},	{"daemon", LOG_DAEMON}, {"user", LOG_USER},
-	{"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1}, {"local2", LOG_LOCAL2},
-	{"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5},
-	{"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7},
+    {"mail", LOG_MAIL},     {"daemon", LOG_DAEMON}, {"user", LOG_USER},
+    {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1}, {"local2", LOG_LOCAL2},
+    {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5},
+    {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7},
 };
 
 int
@@ -88,7 +88,7 @@ log_open_syslog(const char *facility)
 	     i++) {
 		if (strcmp(facility, facilities[i].name) == 0) {
 			openlog("tern", LOG_PID | LOG_NDELAY,
-				facilities[i].facility);
+			        facilities[i].facility);
 			log_to_syslog = true;
 			return 0;
 		}
@@ -200,7 +200,7 @@ log_format(char *out, size_t size, const char *fmt, va_list ap)
 			if (s == NULL)
 				s = "(null)";
 			n = precision >= 0 ? strnlen(s, (size_t)precision)
-					   : strlen(s);
+			                   : strlen(s);
 			log_put_value(&o, s, n);
 			break;
 		}
@@ -208,16 +208,16 @@ log_format(char *out, size_t size, const char *fmt, va_list ap)
 		case 'i':
 			if (zmod)
 				snprintf(num, sizeof(num), "%zd",
-					 va_arg(ap, ssize_t));
+				         va_arg(ap, ssize_t));
 			else if (lmod >= 2)
 				snprintf(num, sizeof(num), "%lld",
-					 va_arg(ap, long long));
+				         va_arg(ap, long long));
 			else if (lmod == 1)
 				snprintf(num, sizeof(num), "%ld",
-					 va_arg(ap, long));
+				         va_arg(ap, long));
 			else
 				snprintf(num, sizeof(num), "%d",
-					 va_arg(ap, int));
+				         va_arg(ap, int));
 			log_puts(&o, num, strlen(num));
 			break;
 		case 'u':
@@ -233,7 +233,7 @@ log_format(char *out, size_t size, const char *fmt, va_list ap)
 			else
 				v = va_arg(ap, unsigned int);
 			snprintf(num, sizeof(num), *f == 'u' ? "%llu" : "%llx",
-				 v);
+			         v);
 			log_puts(&o, num, strlen(num));
 			break;
 		}
@@ -275,8 +275,8 @@ log_vmsg(enum log_level level, const char *id, const char *fmt, va_list ap)
 		gmtime_r(&ts.tv_sec, &tm);
 		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 		fprintf(stderr, "%s.%03ldZ %s[%ld]: level=%s id=%s %s\n", stamp,
-			ts.tv_nsec / 1000000, log_name, (long)getpid(),
-			level_names[level], id != NULL ? id : "-", line);
+		        ts.tv_nsec / 1000000, log_name, (long)getpid(),
+		        level_names[level], id != NULL ? id : "-", line);
 		fflush(stderr);
 	}
 	if (log_to_syslog)

@@ -31,13 +31,14 @@ int log_level_parse(const char *name, enum log_level *level_r);
 
 /* id: the session or queue id; NULL for process-wide events.
  * fmt: "event=NAME key=%s key=%d …"; the line reads
- * "TIME ROLE[PID]: level=LEVEL id=ID event=NAME key=value…". Supported conversions: %s %.*s %d %i %u %x
- * %c %% with the l, ll, z length modifiers. %s values are quoted when they
- * contain anything but printable, unquoted ASCII. */
+ * "TIME ROLE[PID]: level=LEVEL id=ID event=NAME key=value…". Supported
+ * conversions: %s %.*s %d %i %u %x %c %% with the l, ll, z length modifiers. %s
+ * values are quoted when they contain anything but printable, unquoted ASCII.
+ */
 void log_msg(enum log_level level, const char *id, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-void log_vmsg(enum log_level level, const char *id, const char *fmt,
-	      va_list ap) __attribute__((format(printf, 3, 0)));
+    __attribute__((format(printf, 3, 4)));
+void log_vmsg(enum log_level level, const char *id, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 #define log_trace(id, ...) log_msg(LOG_LEVEL_TRACE, id, __VA_ARGS__)
 #define log_debug(id, ...) log_msg(LOG_LEVEL_DEBUG, id, __VA_ARGS__)
@@ -48,11 +49,11 @@ void log_vmsg(enum log_level level, const char *id, const char *fmt,
 
 /* Log at error level and exit with the given sysexits code. */
 void fatal(int exit_code, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3), noreturn));
+    __attribute__((format(printf, 2, 3), noreturn));
 
 /* Format a line exactly as log_msg would (without time and prefix) into out;
  * exposed for tests. Returns the length written (truncated to size-1). */
 size_t log_format(char *out, size_t size, const char *fmt, va_list ap)
-	__attribute__((format(printf, 3, 0)));
+    __attribute__((format(printf, 3, 0)));
 
 #endif

@@ -62,8 +62,7 @@ proc_verify_ids(uid_t uid, gid_t gid, char **error_r)
 }
 
 int
-proc_drop_privileges(const char *user, const char *chroot_dir,
-		     char **error_r)
+proc_drop_privileges(const char *user, const char *chroot_dir, char **error_r)
 {
 	uid_t uid;
 	gid_t gid;
@@ -76,20 +75,21 @@ proc_drop_privileges(const char *user, const char *chroot_dir,
 		if (chroot_dir != NULL &&
 		    (chroot(chroot_dir) < 0 || chdir("/") < 0)) {
 			*error_r = xasprintf("chroot %s: %s", chroot_dir,
-					     strerror(errno));
+			                     strerror(errno));
 			return -1;
 		}
 		if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 ||
 		    setresuid(uid, uid, uid) < 0) {
 			*error_r = xasprintf("switching to user %s: %s", user,
-					     strerror(errno));
+			                     strerror(errno));
 			return -1;
 		}
 		if (proc_verify_ids(uid, gid, error_r) < 0)
 			return -1;
 	}
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-		*error_r = xasprintf("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+		*error_r =
+		    xasprintf("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -119,26 +119,28 @@ proc_ensure_system_user(const char *user, char **error_r)
 {
 	uid_t uid;
 	gid_t gid;
-	char *argv[] = {"/usr/sbin/useradd", "--system", "--user-group",
-			"--no-create-home", "--home-dir", "/nonexistent",
-			"--shell", "/usr/sbin/nologin", (char *)user, NULL};
+	char *argv[] = {"/usr/sbin/useradd", "--system",
+	                "--user-group",      "--no-create-home",
+	                "--home-dir",        "/nonexistent",
+	                "--shell",           "/usr/sbin/nologin",
+	                (char *)user,        NULL};
 
 	if (proc_user_ids(user, &uid, &gid) == 0)
 		return 0;
 	if (geteuid() != 0) {
 		*error_r = xasprintf("user %s does not exist and only root "
-				     "can create it",
-				     user);
+		                     "can create it",
+		                     user);
 		return -1;
 	}
 	if (proc_run(argv) < 0 || proc_user_ids(user, &uid, &gid) < 0) {
 		*error_r = xasprintf("could not create system user %s with "
-				     "useradd",
-				     user);
+		                     "useradd",
+		                     user);
 		return -1;
 	}
 	log_notice(NULL, "event=user-created user=%s uid=%u", user,
-		   (unsigned)uid);
+	           (unsigned)uid);
 	return 0;
 }
 
@@ -153,8 +155,8 @@ proc_title_init(int argc, char **argv)
 		return;
 	title_area = argv[0];
 	/* argv strings are contiguous: the area runs to the end of the last. */
-	title_size = (size_t)(argv[argc - 1] + strlen(argv[argc - 1]) -
-			      argv[0]) + 1;
+	title_size =
+	    (size_t)(argv[argc - 1] + strlen(argv[argc - 1]) - argv[0]) + 1;
 }
 
 void
@@ -186,8 +188,8 @@ proc_mkdir(const char *path, int mode, const char *owner, char **error_r)
 			continue;
 		*p = '\0';
 		if (mkdir(tmp, 0755) < 0 && errno != EEXIST) {
-			*error_r = xasprintf("mkdir %s: %s", tmp,
-					     strerror(errno));
+			*error_r =
+			    xasprintf("mkdir %s: %s", tmp, strerror(errno));
 			return -1;
 		}
 		*p = '/';
@@ -206,8 +208,8 @@ proc_mkdir(const char *path, int mode, const char *owner, char **error_r)
 			return -1;
 		}
 		if (chown(path, uid, gid) < 0) {
-			*error_r = xasprintf("chown %s: %s", path,
-					     strerror(errno));
+			*error_r =
+			    xasprintf("chown %s: %s", path, strerror(errno));
 			return -1;
 		}
 	}

@@ -21,7 +21,7 @@
  * switch to user's uid, primary gid and only that group, verify all three,
  * and set no_new_privs. Not root: only no_new_privs. */
 int proc_drop_privileges(const char *user, const char *chroot_dir,
-			 char **error_r);
+                         char **error_r);
 /* uid/gid of a user; -1 if there is none. */
 int proc_user_ids(const char *user, uid_t *uid_r, gid_t *gid_r);
 /* Create a system user (and group of the same name) with no login shell

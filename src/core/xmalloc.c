@@ -9,7 +9,7 @@
 static void __attribute__((noreturn)) xmalloc_die(const char *what, size_t n)
 {
 	fprintf(stderr, "tern: fatal: %s(%zu): out of memory or bad size\n",
-		what, n);
+	        what, n);
 	abort();
 }
 

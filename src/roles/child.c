@@ -17,20 +17,20 @@
 #include "roles/roles.h"
 
 static const struct role_ops *const roles[] = {
-	&role_front,
-	&role_lookup,
-	&role_queue,
-	&role_store,
+    &role_front,
+    &role_lookup,
+    &role_queue,
+    &role_store,
 };
 
 /* What every child takes from parent; a role's own rules come first. */
 static const struct ipc_rule common_rules[] = {
-	{IPC_MSG_CONFIG, 1, IPC_MAX_PAYLOAD, IPC_FD_NEVER},
-	{IPC_MSG_RELOAD, 1, IPC_MAX_PAYLOAD, IPC_FD_NEVER},
-	{IPC_MSG_SHUTDOWN, 0, 0, IPC_FD_NEVER},
-	{IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
-	{IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
-	{IPC_MSG_LINK, 5, 64, IPC_FD_REQUIRED},
+    {IPC_MSG_CONFIG, 1, IPC_MAX_PAYLOAD, IPC_FD_NEVER},
+    {IPC_MSG_RELOAD, 1, IPC_MAX_PAYLOAD, IPC_FD_NEVER},
+    {IPC_MSG_SHUTDOWN, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_LINK, 5, 64, IPC_FD_REQUIRED},
 };
 
 #define MAX_RULES 32
@@ -87,7 +87,7 @@ child_parse_config(const struct ipc_msg *msg)
 	char *error = NULL;
 
 	cfg = config_parse("(from parent)", "/", (const char *)msg->data,
-			   msg->len, &error);
+	                   msg->len, &error);
 	if (cfg == NULL) {
 		log_error(NULL, "event=bad-config error=%s", error);
 		free(error);
@@ -102,7 +102,7 @@ child_apply_logging(const struct config *cfg)
 	log_close_syslog();
 	if (cfg->log_syslog && log_open_syslog(cfg->syslog_facility) < 0)
 		log_warn(NULL, "event=syslog-failed facility=%s",
-			 cfg->syslog_facility);
+		         cfg->syslog_facility);
 }
 
 static void
@@ -122,8 +122,8 @@ child_start(struct child_ctx *ctx, const struct ipc_msg *msg)
 		fatal(EXIT_OSERR, "event=privilege-drop-failed error=%s",
 		      error);
 	log_debug(NULL, "event=privileges uid=%u gid=%u chroot=%s",
-		  (unsigned)getuid(), (unsigned)getgid(),
-		  root != NULL ? root : "none");
+	          (unsigned)getuid(), (unsigned)getgid(),
+	          root != NULL ? root : "none");
 	free(root);
 	if (ops->start(ctx, &error) < 0)
 		fatal(EXIT_UNAVAILABLE, "event=start-failed error=%s", error);
@@ -197,7 +197,7 @@ child_add_link(struct child_ctx *ctx, struct ipc_msg *msg)
 	    ctx->ops->peer_rules == NULL ||
 	    (rules = ctx->ops->peer_rules(name)) == NULL) {
 		log_error(NULL, "event=link-refused peer=%s",
-			  name != NULL ? name : "?");
+		          name != NULL ? name : "?");
 		free(name);
 		return;
 	}
@@ -210,7 +210,7 @@ child_add_link(struct child_ctx *ctx, struct ipc_msg *msg)
 			link = &ctx->links[i];
 	if (link == NULL) {
 		log_error(NULL, "event=link-refused peer=%s reason=too-many",
-			  name);
+		          name);
 		free(name);
 		return;
 	}
@@ -223,7 +223,7 @@ child_add_link(struct child_ctx *ctx, struct ipc_msg *msg)
 	snprintf(link->name, sizeof(link->name), "%s", name);
 	free(name);
 	link->peer = ipc_peer_new(ctx->base, msg->fd, ctx->ops->name, rules,
-				  link_on_msg, link_on_close, link);
+	                          link_on_msg, link_on_close, link);
 	msg->fd = -1;
 	log_info(NULL, "event=link-up peer=%s", link->name);
 	if (ctx->ops->peer_up != NULL)
@@ -239,7 +239,7 @@ child_on_msg(struct ipc_peer *peer, struct ipc_msg *msg, void *arg)
 	case IPC_MSG_CONFIG:
 		if (ctx->started)
 			fatal(EXIT_SOFTWARE, "event=protocol-error "
-					     "error=\"second CONFIG\"");
+			                     "error=\"second CONFIG\"");
 		child_start(ctx, msg);
 		return;
 	case IPC_MSG_PING:
@@ -251,8 +251,9 @@ child_on_msg(struct ipc_peer *peer, struct ipc_msg *msg, void *arg)
 		break;
 	}
 	if (!ctx->started)
-		fatal(EXIT_SOFTWARE, "event=protocol-error error=\"message "
-				     "before CONFIG\" type=%u",
+		fatal(EXIT_SOFTWARE,
+		      "event=protocol-error error=\"message "
+		      "before CONFIG\" type=%u",
 		      msg->type);
 	switch (msg->type) {
 	case IPC_MSG_RELOAD:
@@ -303,7 +304,7 @@ child_main(const char *name)
 	if (getsockopt(ROLE_IPC_FD, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
 	    type != SOCK_STREAM) {
 		fprintf(stderr, "tern: roles are started by `tern serve`, "
-				"not by hand\n");
+		                "not by hand\n");
 		return EXIT_USAGE;
 	}
 	/* The title overwrites argv, where name lives: use ops->name. */
@@ -324,7 +325,7 @@ child_main(const char *name)
 		fatal(EXIT_OSERR, "event=event-base-failed");
 	child_build_rules(ops);
 	ctx.parent = ipc_peer_new(ctx.base, ROLE_IPC_FD, ops->name, child_rules,
-				  child_on_msg, child_on_close, &ctx);
+	                          child_on_msg, child_on_close, &ctx);
 	event_base_dispatch(ctx.base);
 	return 0;
 }

@@ -18,9 +18,9 @@
 #define CERTS_MAX 64
 
 static const struct ipc_rule front_rules[] = {
-	{IPC_MSG_LISTENER, 12, 256, IPC_FD_REQUIRED},
-	{IPC_MSG_CERTIFICATES, 4, IPC_MAX_PAYLOAD, IPC_FD_NEVER},
-	{0, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_LISTENER, 12, 256, IPC_FD_REQUIRED},
+    {IPC_MSG_CERTIFICATES, 4, IPC_MAX_PAYLOAD, IPC_FD_NEVER},
+    {0, 0, 0, IPC_FD_NEVER},
 };
 
 static const char *
@@ -31,7 +31,7 @@ front_user(const struct config *cfg)
 
 static void
 front_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
-		struct sockaddr *sa, int salen, void *arg)
+                struct sockaddr *sa, int salen, void *arg)
 {
 	(void)lev;
 	front_conn_accept(arg, fd, sa, salen);
@@ -45,8 +45,8 @@ front_accept_error_cb(struct evconnlistener *lev, void *arg)
 	(void)lev;
 	/* EMFILE and friends: log; libevent keeps the listener enabled. */
 	log_warn(NULL, "event=accept-failed address=%s port=%u error=%s",
-		 fl->address, fl->port,
-		 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	         fl->address, fl->port,
+	         evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 }
 
 static void
@@ -73,25 +73,24 @@ front_add_listener(struct front *f, struct ipc_msg *msg)
 	fl->port = (uint16_t)port;
 	snprintf(fl->address, sizeof(fl->address), "%s", addr);
 	free(addr);
-	fl->lev = evconnlistener_new(f->ctx->base, front_accept_cb, fl,
-				     LEV_OPT_CLOSE_ON_FREE |
-					     LEV_OPT_CLOSE_ON_EXEC,
-				     0, msg->fd);
+	fl->lev = evconnlistener_new(
+	    f->ctx->base, front_accept_cb, fl,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, msg->fd);
 	if (fl->lev == NULL) {
 		log_error(NULL, "event=listener-failed address=%s port=%u",
-			  fl->address, fl->port);
+		          fl->address, fl->port);
 		free(fl);
 		return;
 	}
 	msg->fd = -1; /* the listener owns it now */
 	evconnlistener_set_error_cb(fl->lev, front_accept_error_cb);
 	f->listeners = xreallocarray(f->listeners, f->nlisteners + 1,
-				     sizeof(*f->listeners));
+	                             sizeof(*f->listeners));
 	f->listeners[f->nlisteners++] = fl;
 	log_info(NULL, "event=listening service=%s address=%s port=%u tls=%s",
-		 config_service_name(f->ctx->cfg->listeners[index].service),
-		 fl->address, fl->port,
-		 config_tls_name(f->ctx->cfg->listeners[index].tls));
+	         config_service_name(f->ctx->cfg->listeners[index].service),
+	         fl->address, fl->port,
+	         config_tls_name(f->ctx->cfg->listeners[index].tls));
 }
 
 static void
@@ -110,8 +109,8 @@ front_set_certificates(struct front *f, struct ipc_msg *msg)
 		return;
 	}
 	for (uint32_t i = 0; i < n; i++) {
-		pems[i].cert = (const char *)ipc_get_bytes(&r,
-							   &pems[i].cert_len);
+		pems[i].cert =
+		    (const char *)ipc_get_bytes(&r, &pems[i].cert_len);
 		pems[i].key = (const char *)ipc_get_bytes(&r, &pems[i].key_len);
 	}
 	if (ipc_reader_done(&r) < 0) {
@@ -127,10 +126,11 @@ front_set_certificates(struct front *f, struct ipc_msg *msg)
 	tls_server_unref(&f->tls);
 	f->tls = srv;
 	for (size_t i = 0; i < tls_server_cert_count(srv); i++)
-		log_info(NULL, "event=certificate-installed name=%s "
-			       "not_after=%lld",
-			 tls_server_cert_name(srv, i),
-			 (long long)tls_server_cert_not_after(srv, i));
+		log_info(NULL,
+		         "event=certificate-installed name=%s "
+		         "not_after=%lld",
+		         tls_server_cert_name(srv, i),
+		         (long long)tls_server_cert_not_after(srv, i));
 }
 
 static int
@@ -200,7 +200,8 @@ front_shutdown(struct child_ctx *ctx)
 {
 	struct front *f = ctx->role;
 	uint64_t ms = ctx->cfg->shutdown_timeout_ms;
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	struct timeval tv = {(time_t)(ms / 1000),
+	                     (suseconds_t)(ms % 1000) * 1000};
 
 	f->stopping = true;
 	/* Clients that never read their goodbye do not hold us up. */
@@ -219,21 +220,21 @@ front_shutdown(struct child_ctx *ctx)
 
 /* What lookup may send on its link. */
 static const struct ipc_rule lookup_rules[] = {
-	{IPC_MSG_AUTH_REPLY, 20, 4096, IPC_FD_NEVER},
-	{IPC_MSG_RCPT_REPLY, 8, IPC_MAX_PAYLOAD, IPC_FD_NEVER},
-	{IPC_MSG_SENDER_REPLY, 4, 4, IPC_FD_NEVER},
-	{IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
-	{IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
-	{0, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_AUTH_REPLY, 20, 4096, IPC_FD_NEVER},
+    {IPC_MSG_RCPT_REPLY, 8, IPC_MAX_PAYLOAD, IPC_FD_NEVER},
+    {IPC_MSG_SENDER_REPLY, 4, 4, IPC_FD_NEVER},
+    {IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
+    {0, 0, 0, IPC_FD_NEVER},
 };
 
 /* What queue may send on its link. */
 static const struct ipc_rule queue_rules[] = {
-	{IPC_MSG_SPOOL_FILE, 4, 64, IPC_FD_OPTIONAL},
-	{IPC_MSG_SPOOL_COMMITTED, 8, 64, IPC_FD_NEVER},
-	{IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
-	{IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
-	{0, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_SPOOL_FILE, 4, 64, IPC_FD_OPTIONAL},
+    {IPC_MSG_SPOOL_COMMITTED, 8, 64, IPC_FD_NEVER},
+    {IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
+    {0, 0, 0, IPC_FD_NEVER},
 };
 
 static const struct ipc_rule *
@@ -248,7 +249,7 @@ front_peer_rules(const char *peer)
 
 static void
 front_peer_message(struct child_ctx *ctx, struct child_link *link,
-		   struct ipc_msg *msg)
+                   struct ipc_msg *msg)
 {
 	(void)link;
 	if (msg->type == IPC_MSG_AUTH_REPLY)
@@ -264,15 +265,15 @@ front_peer_down(struct child_ctx *ctx, struct child_link *link)
 }
 
 const struct role_ops role_front = {
-	.name = "front",
-	.user = front_user,
-	.chroot = true,
-	.rules = front_rules,
-	.prepare = front_prepare,
-	.start = front_start,
-	.message = front_message,
-	.shutdown = front_shutdown,
-	.peer_rules = front_peer_rules,
-	.peer_message = front_peer_message,
-	.peer_down = front_peer_down,
+    .name = "front",
+    .user = front_user,
+    .chroot = true,
+    .rules = front_rules,
+    .prepare = front_prepare,
+    .start = front_start,
+    .message = front_message,
+    .shutdown = front_shutdown,
+    .peer_rules = front_peer_rules,
+    .peer_message = front_peer_message,
+    .peer_down = front_peer_down,
 };

@@ -32,13 +32,13 @@ struct front {
 	struct front_conn *conns; /* every live connection */
 	size_t nconns;
 	uint64_t next_id;
-	uint32_t next_reqid; /* login checks sent to lookup */
+	uint32_t next_reqid;    /* login checks sent to lookup */
 	struct event *deadline; /* set when stopping */
 	bool stopping;
 };
 
 void front_conn_accept(struct front_listener *fl, int fd,
-		       const struct sockaddr *sa, int salen);
+                       const struct sockaddr *sa, int salen);
 /* Say goodbye to every connection at its next safe point. */
 void front_conn_shutdown_all(struct front *f);
 /* lookup answered a login check (IPC_MSG_AUTH_REPLY). */

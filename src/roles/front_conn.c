@@ -40,7 +40,7 @@
 
 static void conn_start_session(struct front_conn *c);
 static void conn_start_proto(struct front_conn *c,
-			     const struct config_listener *l);
+                             const struct config_listener *l);
 static void conn_read_input(struct front_conn *c);
 static void conn_start_tls(struct front_conn *c);
 
@@ -119,19 +119,18 @@ conn_io_close(void *arg)
 
 /* ---- bufferevent callbacks ---- */
 
-
 /* Say once that the session logged in (after whichever step finished it:
  * the verifier's answer, or SCRAM's final empty line). */
 static void
 conn_note_login(struct front_conn *c)
 {
 	const char *user = c->smtp != NULL ? smtp_server_auth_user(c->smtp)
-					   : front_proto_user(c->proto);
+	                                   : front_proto_user(c->proto);
 
 	if (user != NULL && !c->login_logged) {
 		c->login_logged = true;
 		log_info(c->id, "event=login user=%s service=%s", user,
-			 conn_auth_service(c));
+		         conn_auth_service(c));
 	}
 }
 
@@ -198,8 +197,7 @@ conn_read_input(struct front_conn *c)
 		conn_read_smtp(c);
 	else
 		conn_read_lines(c);
-	if (c->state == CONN_STARTTLS &&
-	    (n = evbuffer_get_length(in)) > 0) {
+	if (c->state == CONN_STARTTLS && (n = evbuffer_get_length(in)) > 0) {
 		/* Anything pipelined after STARTTLS is not to be trusted. */
 		log_notice(c->id, "event=starttls-discard bytes=%zu", n);
 		evbuffer_drain(in, n);
@@ -215,8 +213,9 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 	if (c->state == CONN_OPEN)
 		conn_read_input(c);
 	else
-		evbuffer_drain(bufferevent_get_input(c->bev),
-			       evbuffer_get_length(bufferevent_get_input(c->bev)));
+		evbuffer_drain(
+		    bufferevent_get_input(c->bev),
+		    evbuffer_get_length(bufferevent_get_input(c->bev)));
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) >
 	    OUTPUT_MAX_BYTES) {
 		log_notice(c->id, "event=output-overflow action=close");
@@ -226,7 +225,8 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 	/* A reply that fits the socket buffer is gone already: act now. */
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
 	    (c->state == CONN_STARTTLS || c->state == CONN_CLOSING))
-		bufferevent_trigger(c->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS);
+		bufferevent_trigger(c->bev, EV_WRITE,
+		                    BEV_TRIG_IGNORE_WATERMARKS);
 }
 
 static void
@@ -254,8 +254,8 @@ conn_idle_timeout(const struct front_conn *c)
 	case SERVICE_SUBMISSION:
 	case SERVICE_SUBMISSIONS:
 	case SERVICE_LMTP:
-		tv.tv_sec = (time_t)(c->front->ctx->cfg->smtp_idle_timeout_ms /
-				     1000);
+		tv.tv_sec =
+		    (time_t)(c->front->ctx->cfg->smtp_idle_timeout_ms / 1000);
 		break;
 	default:
 		break;
@@ -274,15 +274,15 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		/* The TLS handshake finished. */
 		c->tls_active = true;
 		log_info(c->id, "event=tls version=%s cipher=%s",
-			 tls_version_name(c->ssl), tls_cipher_name(c->ssl));
+		         tls_version_name(c->ssl), tls_cipher_name(c->ssl));
 		bufferevent_set_timeouts(c->bev, &idle, &idle);
 		conn_set_state(c, CONN_OPEN);
 		if (c->proto == NULL && c->smtp == NULL)
 			conn_start_session(c);
 		else if (c->smtp != NULL)
 			smtp_server_tls_started(c->smtp,
-						tls_version_name(c->ssl),
-						tls_cipher_name(c->ssl));
+			                        tls_version_name(c->ssl),
+			                        tls_cipher_name(c->ssl));
 		else
 			front_proto_tls_started(c->proto);
 		return;
@@ -307,10 +307,10 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 
 		if (c->ssl != NULL && (e = bufferevent_get_openssl_error(bev)))
 			log_info(c->id, "event=tls-error state=%d error=%s",
-				 c->state, ERR_reason_error_string(e));
+			         c->state, ERR_reason_error_string(e));
 		else
 			log_info(c->id, "event=io-error error=%s",
-				 strerror(errno));
+			         strerror(errno));
 	}
 	conn_free(c);
 }
@@ -326,7 +326,7 @@ conn_use_bev(struct front_conn *c, struct bufferevent *bev, int timeout_s)
 	 * stop reading past this much. */
 	bufferevent_setwatermark(bev, EV_READ, 0, INPUT_MAX_BYTES);
 	bufferevent_set_timeouts(bev, &(struct timeval){timeout_s, 0},
-				 &(struct timeval){timeout_s, 0});
+	                         &(struct timeval){timeout_s, 0});
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
@@ -348,8 +348,8 @@ conn_start_tls(struct front_conn *c)
 	c->tls = tls_server_ref(c->front->tls);
 	c->ssl = tls_server_new_ssl(c->tls);
 	bev = bufferevent_openssl_socket_new(c->front->ctx->base, c->fd, c->ssl,
-					     BUFFEREVENT_SSL_ACCEPTING,
-					     BEV_OPT_DEFER_CALLBACKS);
+	                                     BUFFEREVENT_SSL_ACCEPTING,
+	                                     BEV_OPT_DEFER_CALLBACKS);
 	if (bev == NULL) {
 		log_error(c->id, "event=tls-setup-failed");
 		conn_free(c);
@@ -387,14 +387,14 @@ conn_resume(struct front_conn *c)
 		conn_read_input(c);
 	if (c->state == CONN_CLOSING || c->state == CONN_STARTTLS)
 		bufferevent_trigger(c->bev, EV_WRITE,
-				    BEV_TRIG_IGNORE_WATERMARKS);
+		                    BEV_TRIG_IGNORE_WATERMARKS);
 }
 
 /* Deliver an answer (or a temporary failure) to the protocol. */
 static void
 conn_auth_answer(struct front_conn *c, uint32_t result, const char *user,
-		 const uint8_t *salt, size_t salt_len, uint32_t iterations,
-		 const uint8_t *sig, size_t sig_len)
+                 const uint8_t *salt, size_t salt_len, uint32_t iterations,
+                 const uint8_t *sig, size_t sig_len)
 {
 	int r = result == 0 ? 0 : result == 1 ? 1 : -1;
 	uint16_t type = c->req_type;
@@ -416,18 +416,18 @@ conn_auth_answer(struct front_conn *c, uint32_t result, const char *user,
 	case IPC_MSG_AUTH_SCRAM_PARAMS:
 		if (c->smtp != NULL)
 			smtp_server_auth_scram_params_result(
-				c->smtp, params, salt, salt_len, iterations);
+			    c->smtp, params, salt, salt_len, iterations);
 		else
 			front_proto_auth_scram_params_result(
-				c->proto, params, salt, salt_len, iterations);
+			    c->proto, params, salt, salt_len, iterations);
 		break;
 	case IPC_MSG_AUTH_SCRAM_CHECK:
 		if (c->smtp != NULL)
 			smtp_server_auth_scram_check_result(c->smtp, check,
-							    user, sig);
+			                                    user, sig);
 		else
 			front_proto_auth_scram_check_result(c->proto, check,
-							    user, sig);
+			                                    user, sig);
 		break;
 	default:
 		return;
@@ -473,7 +473,7 @@ conn_request_failed_cb(evutil_socket_t fd, short what, void *arg)
 
 void
 conn_request(struct front_conn *c, const char *peer, uint16_t type,
-	     struct buf *payload)
+             struct buf *payload)
 {
 	struct ipc_peer *link = child_peer(c->front->ctx, peer);
 	struct timeval now = {0, 0};
@@ -484,11 +484,11 @@ conn_request(struct front_conn *c, const char *peer, uint16_t type,
 	if (c->req_id == 0)
 		c->req_id = ++c->front->next_reqid;
 	if (link == NULL || ipc_send(link, type, c->req_id, -1, payload->data,
-				     payload->len) < 0) {
+	                             payload->len) < 0) {
 		log_warn(c->id, "event=request-failed peer=%s type=%u", peer,
-			 type);
-		c->req_ev = evtimer_new(c->front->ctx->base,
-					conn_request_failed_cb, c);
+		         type);
+		c->req_ev =
+		    evtimer_new(c->front->ctx->base, conn_request_failed_cb, c);
 		evtimer_add(c->req_ev, &now);
 	}
 	OPENSSL_cleanse(payload->data, payload->len);
@@ -522,7 +522,7 @@ conn_auth_header(struct front_conn *c, struct buf *b, const char *user)
 
 static void
 verify_password(void *arg, const char *authzid, const char *user,
-		const char *password, size_t len)
+                const char *password, size_t len)
 {
 	struct front_conn *c = arg;
 	struct buf b;
@@ -545,7 +545,7 @@ verify_scram_params(void *arg, const char *user)
 
 static void
 verify_scram_check(void *arg, const char *user, const uint8_t *auth_message,
-		   size_t auth_len, const uint8_t *proof, size_t proof_len)
+                   size_t auth_len, const uint8_t *proof, size_t proof_len)
 {
 	struct front_conn *c = arg;
 	struct buf b;
@@ -580,7 +580,7 @@ front_conn_auth_reply(struct front *f, struct ipc_msg *msg)
 		conn_auth_answer(c, 2, NULL, NULL, 0, 0, NULL, 0);
 	} else {
 		conn_auth_answer(c, result, user, salt, salt_len, iterations,
-				 sig, sig_len);
+		                 sig, sig_len);
 	}
 	free(user);
 }
@@ -602,10 +602,10 @@ const struct sasl_verifier *
 conn_verifier(struct front_conn *c)
 {
 	c->verifier = (struct sasl_verifier){
-		.check_password = verify_password,
-		.scram_params = verify_scram_params,
-		.scram_check = verify_scram_check,
-		.arg = c,
+	    .check_password = verify_password,
+	    .scram_params = verify_scram_params,
+	    .scram_check = verify_scram_check,
+	    .arg = c,
 	};
 	return &c->verifier;
 }
@@ -632,13 +632,11 @@ static void
 conn_start_proto(struct front_conn *c, const struct config_listener *l)
 {
 	struct front_io io = {conn_io_write, conn_io_starttls, conn_io_close, c,
-			      conn_verifier(c)};
+	                      conn_verifier(c)};
 
-	c->proto = front_proto_new(c->service, c->front->ctx->cfg->hostname,
-				   c->tls_active,
-				   l->tls == LISTENER_TLS_STARTTLS &&
-					   c->front->tls != NULL,
-				   &io);
+	c->proto = front_proto_new(
+	    c->service, c->front->ctx->cfg->hostname, c->tls_active,
+	    l->tls == LISTENER_TLS_STARTTLS && c->front->tls != NULL, &io);
 	front_proto_start(c->proto);
 }
 
@@ -649,13 +647,13 @@ conn_begin(struct front_conn *c)
 	struct bufferevent *bev;
 
 	log_info(c->id, "event=connect ip=%s port=%u service=%s local_port=%u",
-		 c->ip, c->port, config_service_name(c->service), c->fl->port);
+	         c->ip, c->port, config_service_name(c->service), c->fl->port);
 	if (c->tls_mode == LISTENER_TLS_IMPLICIT) {
 		conn_start_tls(c);
 		return;
 	}
 	bev = bufferevent_socket_new(c->front->ctx->base, c->fd,
-				     BEV_OPT_DEFER_CALLBACKS);
+	                             BEV_OPT_DEFER_CALLBACKS);
 	if (bev == NULL) {
 		conn_free(c);
 		return;
@@ -726,7 +724,7 @@ conn_proxy_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	if (rc == PROXY_ERROR) {
 		log_notice(c->id, "event=proxy-error ip=%s error=%s", c->ip,
-			   error);
+		           error);
 		conn_free(c);
 		return;
 	}
@@ -741,7 +739,7 @@ conn_proxy_cb(evutil_socket_t fd, short what, void *arg)
 
 		snprintf(via, sizeof(via), "%s", c->ip);
 		listener_addr_string((struct sockaddr *)&info.src, c->ip,
-				     sizeof(c->ip), &c->port);
+		                     sizeof(c->ip), &c->port);
 		log_info(c->id, "event=proxy ip=%s via=%s", c->ip, via);
 		if (conn_count_ip(c, c->ip) < 0) {
 			conn_refuse(c, "per-ip-limit");
@@ -755,7 +753,7 @@ conn_proxy_cb(evutil_socket_t fd, short what, void *arg)
 
 void
 front_conn_accept(struct front_listener *fl, int fd, const struct sockaddr *sa,
-		  int salen)
+                  int salen)
 {
 	struct front *f = fl->front;
 	const struct config_listener *l = &f->ctx->cfg->listeners[fl->index];
@@ -767,9 +765,9 @@ front_conn_accept(struct front_listener *fl, int fd, const struct sockaddr *sa,
 	c->fd = fd;
 	c->service = l->service;
 	c->tls_mode = l->tls;
-	snprintf(c->id, sizeof(c->id), "%08llx",
-		 (unsigned long long)(++f->next_id ^
-				      ((uint64_t)getpid() << 20)));
+	snprintf(
+	    c->id, sizeof(c->id), "%08llx",
+	    (unsigned long long)(++f->next_id ^ ((uint64_t)getpid() << 20)));
 	listener_addr_string(sa, c->ip, sizeof(c->ip), &c->port);
 	c->next = f->conns;
 	if (f->conns != NULL)
@@ -791,7 +789,7 @@ front_conn_accept(struct front_listener *fl, int fd, const struct sockaddr *sa,
 		 * client is counted once its header names it. */
 		conn_set_state(c, CONN_PROXY);
 		c->proxy_ev = event_new(f->ctx->base, fd, EV_READ | EV_PERSIST,
-					conn_proxy_cb, c);
+		                        conn_proxy_cb, c);
 		event_add(c->proxy_ev, &(struct timeval){PROXY_TIMEOUT_S, 0});
 		return;
 	}
@@ -814,14 +812,14 @@ front_conn_shutdown_all(struct front *f)
 			 * progress is done. */
 			smtp_server_shutdown(c->smtp);
 			bufferevent_trigger(c->bev, EV_WRITE,
-					    BEV_TRIG_IGNORE_WATERMARKS);
+			                    BEV_TRIG_IGNORE_WATERMARKS);
 		} else if (c->state == CONN_OPEN && c->proto != NULL) {
 			front_proto_shutdown(c->proto);
 			bufferevent_disable(c->bev, EV_READ);
 			bufferevent_trigger(c->bev, EV_WRITE,
-					    BEV_TRIG_IGNORE_WATERMARKS);
+			                    BEV_TRIG_IGNORE_WATERMARKS);
 		} else if (c->state != CONN_CLOSING &&
-			   c->state != CONN_STARTTLS) {
+		           c->state != CONN_STARTTLS) {
 			/* Mid-handshake or before PROXY: nothing in flight. */
 			conn_free(c);
 		}

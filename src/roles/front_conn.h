@@ -21,11 +21,11 @@ struct smtp_server;
 struct front_smtp;
 
 enum conn_state {
-	CONN_PROXY,	/* waiting for the PROXY v2 header */
+	CONN_PROXY,     /* waiting for the PROXY v2 header */
 	CONN_HANDSHAKE, /* TLS handshake in progress */
-	CONN_OPEN,	/* protocol lines flowing */
-	CONN_STARTTLS,	/* flushing the go-ahead before the handshake */
-	CONN_CLOSING,	/* flushing the last words */
+	CONN_OPEN,      /* protocol lines flowing */
+	CONN_STARTTLS,  /* flushing the go-ahead before the handshake */
+	CONN_CLOSING,   /* flushing the last words */
 };
 
 struct front_conn {
@@ -34,8 +34,8 @@ struct front_conn {
 	enum listener_service service;
 	enum listener_tls tls_mode;
 	char id[20];
-	char ip[64];	    /* the client, after PROXY when used */
-	char counted[64];   /* the address counted in per_ip */
+	char ip[64];      /* the client, after PROXY when used */
+	char counted[64]; /* the address counted in per_ip */
 	uint16_t port;
 	int fd;
 	enum conn_state state;
@@ -45,14 +45,14 @@ struct front_conn {
 	struct tls_server *tls; /* the set this connection's SSL came from */
 	struct front_proto *proto;
 	bool tls_active;
-	bool discarding; /* skipping the rest of an over-long line */
-	bool login_logged;     /* event=login written */
-	uint32_t req_id;	 /* a question out with another role, or 0 */
-	uint16_t req_type;	 /* its IPC_MSG_* */
-	const char *req_peer;	 /* "lookup" or "queue" */
-	struct event *req_ev;	 /* a question that could not be sent */
+	bool discarding;          /* skipping the rest of an over-long line */
+	bool login_logged;        /* event=login written */
+	uint32_t req_id;          /* a question out with another role, or 0 */
+	uint16_t req_type;        /* its IPC_MSG_* */
+	const char *req_peer;     /* "lookup" or "queue" */
+	struct event *req_ev;     /* a question that could not be sent */
 	struct smtp_server *smtp; /* SMTP, submission, LMTP sessions */
-	struct front_smtp *tx;	 /* their transaction state in front */
+	struct front_smtp *tx;    /* their transaction state in front */
 	struct sasl_verifier verifier; /* lookup, for this connection */
 	struct front_conn *prev, *next;
 };
@@ -62,7 +62,7 @@ struct front_conn {
  * reported later from the loop (the caller may be inside a protocol
  * step). payload is wiped and freed. */
 void conn_request(struct front_conn *c, const char *peer, uint16_t type,
-		  struct buf *payload);
+                  struct buf *payload);
 /* The connection waiting for the answer reqid, or NULL (it left). The
  * caller clears c->req_id and c->req_type once it has the answer. */
 struct front_conn *front_conn_take(struct front *f, uint32_t reqid);

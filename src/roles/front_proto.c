@@ -15,16 +15,21 @@
 #include "core/xmalloc.h"
 #include "directory/sasl.h"
 
-enum front_family { FAMILY_SMTP, FAMILY_IMAP, FAMILY_POP3, FAMILY_SIEVE,
-		    FAMILY_HTTP };
+enum front_family {
+	FAMILY_SMTP,
+	FAMILY_IMAP,
+	FAMILY_POP3,
+	FAMILY_SIEVE,
+	FAMILY_HTTP
+};
 
 #define TAG_MAX 64
 
 enum auth_state {
-	AUTH_NONE,	/* no login under way */
-	AUTH_EXCHANGE,	/* a challenge is out: the next line answers it */
-	AUTH_PENDING,	/* the verifier is checking */
-	AUTH_FINAL,	/* success data is out: waiting for the empty line */
+	AUTH_NONE,     /* no login under way */
+	AUTH_EXCHANGE, /* a challenge is out: the next line answers it */
+	AUTH_PENDING,  /* the verifier is checking */
+	AUTH_FINAL,    /* success data is out: waiting for the empty line */
 };
 
 struct front_proto {
@@ -66,9 +71,8 @@ family_of(enum listener_service s)
 	}
 }
 
-static void
-say(struct front_proto *p, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+static void say(struct front_proto *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void
 say(struct front_proto *p, const char *fmt, ...)
@@ -96,8 +100,8 @@ leave(struct front_proto *p)
 
 struct front_proto *
 front_proto_new(enum listener_service service, const char *hostname,
-		bool tls_active, bool starttls_allowed,
-		const struct front_io *io)
+                bool tls_active, bool starttls_allowed,
+                const struct front_io *io)
 {
 	struct front_proto *p = xcalloc(1, sizeof(*p));
 
@@ -138,8 +142,7 @@ auth_offered(const struct front_proto *p)
 	case SERVICE_IMAPS:
 	case SERVICE_POP3:
 	case SERVICE_POP3S:
-		return p->io.verifier != NULL && p->tls_active &&
-		       !p->logged_in;
+		return p->io.verifier != NULL && p->tls_active && !p->logged_in;
 	default:
 		return false;
 	}
@@ -151,54 +154,62 @@ static void
 imap_capability(struct front_proto *p, char *out, size_t size)
 {
 	if (auth_offered(p))
-		snprintf(out, size, "IMAP4rev1 IMAP4rev2 SASL-IR AUTH=PLAIN "
-				    "AUTH=LOGIN AUTH=SCRAM-SHA-256");
+		snprintf(out, size,
+		         "IMAP4rev1 IMAP4rev2 SASL-IR AUTH=PLAIN "
+		         "AUTH=LOGIN AUTH=SCRAM-SHA-256");
 	else if (p->logged_in)
 		snprintf(out, size, "IMAP4rev1 IMAP4rev2");
 	else
 		snprintf(out, size, "IMAP4rev1 IMAP4rev2%s LOGINDISABLED",
-			 can_starttls(p) ? " STARTTLS" : "");
+		         can_starttls(p) ? " STARTTLS" : "");
 }
 
 /* ---- logins ---- */
 
-enum auth_reply { REPLY_OK, REPLY_FAIL, REPLY_TEMPFAIL, REPLY_BAD,
-		  REPLY_ABORT, REPLY_NOMECH, REPLY_NEEDTLS };
+enum auth_reply {
+	REPLY_OK,
+	REPLY_FAIL,
+	REPLY_TEMPFAIL,
+	REPLY_BAD,
+	REPLY_ABORT,
+	REPLY_NOMECH,
+	REPLY_NEEDTLS
+};
 
 static void
 auth_reply(struct front_proto *p, enum auth_reply r)
 {
 	static const char *const smtp[] = {
-		[REPLY_OK] = "235 2.7.0 Authentication successful",
-		[REPLY_FAIL] = "535 5.7.8 Authentication credentials invalid",
-		[REPLY_TEMPFAIL] = "454 4.7.0 Temporary authentication failure",
-		[REPLY_BAD] = "501 5.5.2 Invalid authentication exchange",
-		[REPLY_ABORT] = "501 5.0.0 Authentication cancelled",
-		[REPLY_NOMECH] = ("504 5.5.4 Unrecognized authentication "
-				 "mechanism"),
-		[REPLY_NEEDTLS] = ("538 5.7.11 Encryption required for "
-				  "requested authentication mechanism"),
+	    [REPLY_OK] = "235 2.7.0 Authentication successful",
+	    [REPLY_FAIL] = "535 5.7.8 Authentication credentials invalid",
+	    [REPLY_TEMPFAIL] = "454 4.7.0 Temporary authentication failure",
+	    [REPLY_BAD] = "501 5.5.2 Invalid authentication exchange",
+	    [REPLY_ABORT] = "501 5.0.0 Authentication cancelled",
+	    [REPLY_NOMECH] = ("504 5.5.4 Unrecognized authentication "
+	                      "mechanism"),
+	    [REPLY_NEEDTLS] = ("538 5.7.11 Encryption required for "
+	                       "requested authentication mechanism"),
 	};
 	static const char *const imap[] = {
-		[REPLY_OK] = "OK Logged in",
-		[REPLY_FAIL] = ("NO [AUTHENTICATIONFAILED] Authentication "
-			       "failed"),
-		[REPLY_TEMPFAIL] = ("NO [UNAVAILABLE] Temporary authentication "
-				   "failure"),
-		[REPLY_BAD] = "BAD Invalid authentication exchange",
-		[REPLY_ABORT] = "BAD Authentication cancelled",
-		[REPLY_NOMECH] = "NO Unsupported authentication mechanism",
-		[REPLY_NEEDTLS] = "NO [PRIVACYREQUIRED] Use STARTTLS first",
+	    [REPLY_OK] = "OK Logged in",
+	    [REPLY_FAIL] = ("NO [AUTHENTICATIONFAILED] Authentication "
+	                    "failed"),
+	    [REPLY_TEMPFAIL] = ("NO [UNAVAILABLE] Temporary authentication "
+	                        "failure"),
+	    [REPLY_BAD] = "BAD Invalid authentication exchange",
+	    [REPLY_ABORT] = "BAD Authentication cancelled",
+	    [REPLY_NOMECH] = "NO Unsupported authentication mechanism",
+	    [REPLY_NEEDTLS] = "NO [PRIVACYREQUIRED] Use STARTTLS first",
 	};
 	static const char *const pop3[] = {
-		[REPLY_OK] = "+OK Logged in",
-		[REPLY_FAIL] = "-ERR [AUTH] Authentication failed",
-		[REPLY_TEMPFAIL] = ("-ERR [SYS/TEMP] Temporary authentication "
-				   "failure"),
-		[REPLY_BAD] = "-ERR Invalid authentication exchange",
-		[REPLY_ABORT] = "-ERR Authentication cancelled",
-		[REPLY_NOMECH] = "-ERR Unsupported authentication mechanism",
-		[REPLY_NEEDTLS] = "-ERR [AUTH] Use STLS first",
+	    [REPLY_OK] = "+OK Logged in",
+	    [REPLY_FAIL] = "-ERR [AUTH] Authentication failed",
+	    [REPLY_TEMPFAIL] = ("-ERR [SYS/TEMP] Temporary authentication "
+	                        "failure"),
+	    [REPLY_BAD] = "-ERR Invalid authentication exchange",
+	    [REPLY_ABORT] = "-ERR Authentication cancelled",
+	    [REPLY_NOMECH] = "-ERR Unsupported authentication mechanism",
+	    [REPLY_NEEDTLS] = "-ERR [AUTH] Use STLS first",
 	};
 
 	switch (p->family) {
@@ -359,7 +370,7 @@ auth_start(struct front_proto *p, const char *args, size_t len)
 /* IMAP LOGIN and POP3 PASS: a PLAIN exchange with the credentials. */
 static void
 auth_plain(struct front_proto *p, const char *user, size_t ulen,
-	   const char *pass, size_t plen)
+           const char *pass, size_t plen)
 {
 	uint8_t msg[2 * SASL_USER_MAX + 2];
 
@@ -392,7 +403,7 @@ front_proto_user(const struct front_proto *p)
 
 void
 front_proto_auth_password_result(struct front_proto *p, int result,
-				 const char *user)
+                                 const char *user)
 {
 	if (p->sasl == NULL || p->auth != AUTH_PENDING)
 		return;
@@ -403,19 +414,19 @@ front_proto_auth_password_result(struct front_proto *p, int result,
 
 void
 front_proto_auth_scram_params_result(struct front_proto *p, int result,
-				     const unsigned char *salt,
-				     size_t salt_len, unsigned iterations)
+                                     const unsigned char *salt, size_t salt_len,
+                                     unsigned iterations)
 {
 	if (p->sasl == NULL || p->auth != AUTH_PENDING)
 		return;
 	auth_after(p, sasl_scram_params_result(p->sasl, result, salt, salt_len,
-					       iterations));
+	                                       iterations));
 }
 
 void
 front_proto_auth_scram_check_result(struct front_proto *p, int result,
-				    const char *user,
-				    const unsigned char *signature)
+                                    const char *user,
+                                    const unsigned char *signature)
 {
 	if (p->sasl == NULL || p->auth != AUTH_PENDING)
 		return;
@@ -441,8 +452,9 @@ front_proto_start(struct front_proto *p)
 		say(p, "+OK tern ready\r\n");
 		break;
 	case FAMILY_SIEVE:
-		say(p, "\"IMPLEMENTATION\" \"tern\"\r\n%s\"VERSION\" \"1.0\"\r\n"
-		       "OK \"tern ready\"\r\n",
+		say(p,
+		    "\"IMPLEMENTATION\" \"tern\"\r\n%s\"VERSION\" \"1.0\"\r\n"
+		    "OK \"tern ready\"\r\n",
 		    can_starttls(p) ? "\"STARTTLS\"\r\n" : "");
 		break;
 	case FAMILY_HTTP:
@@ -484,7 +496,7 @@ smtp_line(struct front_proto *p, const char *line, size_t len)
 			say(p, "250-AUTH " SASL_MECHS "\r\n");
 		say(p, "250 ENHANCEDSTATUSCODES\r\n");
 	} else if (word_is(line, n, "AUTH") && !lmtp &&
-		   p->service != SERVICE_SMTP) {
+	           p->service != SERVICE_SMTP) {
 		auth_start(p, rest, (size_t)(line + len - rest));
 	} else if (!lmtp && word_is(line, n, "HELO")) {
 		say(p, "250 %s\r\n", p->hostname);
@@ -521,7 +533,7 @@ imap_tag_ok(const char *tag, size_t n)
  * -1 on bad syntax. */
 static int
 imap_astring(const char *s, size_t len, char *out, size_t outmax,
-	     size_t *outlen_r, const char **rest_r)
+             size_t *outlen_r, const char **rest_r)
 {
 	size_t i = 0, n = 0;
 
@@ -566,8 +578,8 @@ imap_login(struct front_proto *p, const char *args, size_t len)
 	}
 	if (imap_astring(args, len, user, sizeof(user), &ulen, &rest) < 0 ||
 	    rest >= end || *rest != ' ' ||
-	    imap_astring(rest + 1, (size_t)(end - rest - 1), pass,
-			 sizeof(pass), &plen, &rest) < 0 ||
+	    imap_astring(rest + 1, (size_t)(end - rest - 1), pass, sizeof(pass),
+	                 &plen, &rest) < 0 ||
 	    rest != end) {
 		say(p, "%s BAD Invalid arguments to LOGIN\r\n", p->tag);
 		OPENSSL_cleanse(pass, sizeof(pass));
@@ -603,7 +615,7 @@ imap_line(struct front_proto *p, const char *line, size_t len)
 		say(p, "%.*s OK Begin TLS negotiation now\r\n", (int)tn, line);
 		p->io.starttls(p->io.arg);
 	} else if (word_is(cmd, cn, "AUTHENTICATE") ||
-		   word_is(cmd, cn, "LOGIN")) {
+	           word_is(cmd, cn, "LOGIN")) {
 		snprintf(p->tag, sizeof(p->tag), "%.*s", (int)tn, line);
 		if (word_is(cmd, cn, "LOGIN"))
 			imap_login(p, rest, (size_t)(line + len - rest));
@@ -621,8 +633,9 @@ pop3_line(struct front_proto *p, const char *line, size_t len)
 	size_t n = first_word(line, len, &rest);
 
 	if (word_is(line, n, "CAPA")) {
-		say(p, "+OK Capability list follows\r\n%s%sIMPLEMENTATION "
-		       "tern\r\n.\r\n",
+		say(p,
+		    "+OK Capability list follows\r\n%s%sIMPLEMENTATION "
+		    "tern\r\n.\r\n",
 		    can_starttls(p) ? "STLS\r\n" : "",
 		    auth_offered(p) ? "USER\r\nSASL " SASL_MECHS "\r\n" : "");
 	} else if (word_is(line, n, "USER")) {
@@ -631,10 +644,11 @@ pop3_line(struct front_proto *p, const char *line, size_t len)
 		if (!auth_offered(p)) {
 			auth_reply(p, p->logged_in ? REPLY_BAD : REPLY_NEEDTLS);
 		} else if (rest >= line + len ||
-			   (size_t)(line + len - rest) > SASL_USER_MAX) {
+		           (size_t)(line + len - rest) > SASL_USER_MAX) {
 			say(p, "-ERR Bad user name\r\n");
 		} else {
-			p->pop3_user = xstrndup(rest, (size_t)(line + len - rest));
+			p->pop3_user =
+			    xstrndup(rest, (size_t)(line + len - rest));
 			say(p, "+OK\r\n");
 		}
 	} else if (word_is(line, n, "PASS")) {
@@ -645,7 +659,7 @@ pop3_line(struct front_proto *p, const char *line, size_t len)
 
 			p->pop3_user = NULL;
 			auth_plain(p, user, strlen(user), rest,
-				   (size_t)(line + len - rest));
+			           (size_t)(line + len - rest));
 			free(user);
 		}
 	} else if (word_is(line, n, "AUTH") && rest < line + len) {
@@ -694,8 +708,9 @@ http_line(struct front_proto *p, const char *line, size_t len)
 	(void)line;
 	if (len != 0 || p->closing)
 		return;
-	say(p, "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
-	       "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+	say(p,
+	    "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
+	    "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
 	    sizeof(nf) - 1, nf);
 	leave(p);
 }

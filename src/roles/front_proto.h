@@ -30,9 +30,9 @@ struct front_io {
 struct front_proto;
 
 struct front_proto *front_proto_new(enum listener_service service,
-				    const char *hostname, bool tls_active,
-				    bool starttls_allowed,
-				    const struct front_io *io);
+                                    const char *hostname, bool tls_active,
+                                    bool starttls_allowed,
+                                    const struct front_io *io);
 void front_proto_free(struct front_proto **p);
 /* Send the greeting. */
 void front_proto_start(struct front_proto *p);
@@ -53,14 +53,13 @@ bool front_proto_busy(const struct front_proto *p);
 /* result: 0 ok, 1 wrong, -1 temporary failure. user: the canonical
  * address the verifier matched (on success). */
 void front_proto_auth_password_result(struct front_proto *p, int result,
-				      const char *user);
+                                      const char *user);
 void front_proto_auth_scram_params_result(struct front_proto *p, int result,
-					  const unsigned char *salt,
-					  size_t salt_len,
-					  unsigned iterations);
+                                          const unsigned char *salt,
+                                          size_t salt_len, unsigned iterations);
 void front_proto_auth_scram_check_result(struct front_proto *p, int result,
-					 const char *user,
-					 const unsigned char *signature);
+                                         const char *user,
+                                         const unsigned char *signature);
 /* The logged-in user, or NULL. */
 const char *front_proto_user(const struct front_proto *p);
 

@@ -87,7 +87,7 @@ spool_abort(struct front_conn *c)
 	ipc_put_str(&b, tx->spool_id);
 	if (child_peer(c->front->ctx, "queue") != NULL)
 		ipc_send(child_peer(c->front->ctx, "queue"),
-			 IPC_MSG_SPOOL_ABORT, 0, -1, b.data, b.len);
+		         IPC_MSG_SPOOL_ABORT, 0, -1, b.data, b.len);
 	buf_free(&b);
 	tx->spool_id[0] = '\0';
 }
@@ -145,7 +145,7 @@ smtp_data_write(void *arg, const void *data, size_t len)
 			continue;
 		if (n <= 0) {
 			log_error(c->id, "event=spool-write-failed error=%s",
-				  n < 0 ? strerror(errno) : "short write");
+			          n < 0 ? strerror(errno) : "short write");
 			return -1;
 		}
 		p += n;
@@ -159,7 +159,7 @@ smtp_data_write(void *arg, const void *data, size_t len)
  * for it, with the original as ORCPT. */
 static int
 envelope_write(struct front_conn *c, const struct smtp_envelope *env,
-	       struct buf *b)
+               struct buf *b)
 {
 	struct front_smtp *tx = c->tx;
 	uint32_t count = 0;
@@ -175,7 +175,7 @@ envelope_write(struct front_conn *c, const struct smtp_envelope *env,
 	ipc_put_u64(b, (uint64_t)lseek(tx->spool_fd, 0, SEEK_END));
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct expansion *e =
-			expansion_find(tx, env->rcpts[i].address);
+		    expansion_find(tx, env->rcpts[i].address);
 
 		if (e == NULL)
 			return -1; /* accepted without lookup: a bug */
@@ -184,13 +184,13 @@ envelope_write(struct front_conn *c, const struct smtp_envelope *env,
 	ipc_put_u32(b, count);
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct expansion *e =
-			expansion_find(tx, env->rcpts[i].address);
+		    expansion_find(tx, env->rcpts[i].address);
 
 		for (size_t j = 0; j < e->n; j++) {
 			ipc_put_str(b, e->finals[j]);
 			ipc_put_str(b, env->rcpts[i].orcpt != NULL
-					       ? env->rcpts[i].orcpt
-					       : env->rcpts[i].address);
+			                   ? env->rcpts[i].orcpt
+			                   : env->rcpts[i].address);
 			ipc_put_u32(b, env->rcpts[i].notify);
 			ipc_put_u32(b, e->local[j]);
 		}
@@ -236,8 +236,7 @@ rcpt_reply(struct front_conn *c, struct ipc_reader *r)
 	uint32_t result = ipc_get_u32(r), n = ipc_get_u32(r);
 	static const int map[] = {0, 1, 2, 3, -1};
 
-	if (r->error || result > 4 || n > 1000 ||
-	    (result == 0 && n == 0)) {
+	if (r->error || result > 4 || n > 1000 || (result == 0 && n == 0)) {
 		smtp_server_rcpt_result(c->smtp, -1);
 		return;
 	}
@@ -258,11 +257,12 @@ rcpt_reply(struct front_conn *c, struct ipc_reader *r)
 		if (tx->nexp == EXPANSIONS_MAX) {
 			expansion_clear(&tx->exp[0]);
 			memmove(tx->exp, tx->exp + 1,
-				--tx->nexp * sizeof(*tx->exp));
+			        --tx->nexp * sizeof(*tx->exp));
 		}
 		e.rcpt = tx->pending_rcpt;
 		tx->pending_rcpt = NULL;
-		tx->exp = xreallocarray(tx->exp, tx->nexp + 1, sizeof(*tx->exp));
+		tx->exp =
+		    xreallocarray(tx->exp, tx->nexp + 1, sizeof(*tx->exp));
 		tx->exp[tx->nexp++] = e;
 	} else {
 		expansion_clear(&e);
@@ -296,7 +296,7 @@ spool_committed(struct front_conn *c, struct ipc_reader *r)
 	uint32_t result = ipc_get_u32(r);
 	char *id = ipc_get_str(r);
 	bool ok = ipc_reader_done(r) == 0 && result == 0 && id != NULL &&
-		  strcmp(id, tx->spool_id) == 0;
+	          strcmp(id, tx->spool_id) == 0;
 
 	if (ok)
 		log_info(c->id, "event=accepted queue_id=%s", id);
@@ -335,7 +335,7 @@ front_smtp_reply(struct front *f, struct ipc_msg *msg)
 		return; /* the client left meanwhile */
 	if (reply_to(msg->type) != c->req_type) {
 		log_error(c->id, "event=unexpected-reply type=%u asked=%u",
-			  msg->type, c->req_type);
+		          msg->type, c->req_type);
 		return;
 	}
 	c->req_id = 0;
@@ -347,10 +347,9 @@ front_smtp_reply(struct front *f, struct ipc_msg *msg)
 		break;
 	case IPC_MSG_SENDER_REPLY:
 		result = ipc_get_u32(&r);
-		smtp_server_sender_result(c->smtp,
-					  ipc_reader_done(&r) < 0 || result > 1
-						  ? -1
-						  : (int)result);
+		smtp_server_sender_result(
+		    c->smtp,
+		    ipc_reader_done(&r) < 0 || result > 1 ? -1 : (int)result);
 		break;
 	case IPC_MSG_SPOOL_FILE:
 		spool_file(c, msg, &r);
@@ -397,25 +396,25 @@ void
 front_smtp_start(struct front_conn *c)
 {
 	const struct config_listener *l =
-		&c->front->ctx->cfg->listeners[c->fl->index];
+	    &c->front->ctx->cfg->listeners[c->fl->index];
 	struct smtp_limits limits;
 	struct smtp_server_io io = {
-		.write = conn_io_write,
-		.starttls = conn_io_starttls,
-		.close = conn_io_close,
-		.check_rcpt = smtp_check_rcpt,
-		.check_sender = smtp_check_sender,
-		.data_begin = smtp_data_begin,
-		.data_write = smtp_data_write,
-		.data_commit = smtp_data_commit,
-		.data_abort = smtp_data_abort,
-		.verifier = conn_verifier(c),
-		.arg = c,
+	    .write = conn_io_write,
+	    .starttls = conn_io_starttls,
+	    .close = conn_io_close,
+	    .check_rcpt = smtp_check_rcpt,
+	    .check_sender = smtp_check_sender,
+	    .data_begin = smtp_data_begin,
+	    .data_write = smtp_data_write,
+	    .data_commit = smtp_data_commit,
+	    .data_abort = smtp_data_abort,
+	    .verifier = conn_verifier(c),
+	    .arg = c,
 	};
 	enum smtp_kind kind = c->service == SERVICE_LMTP ? SMTP_KIND_LMTP
-			      : c->service == SERVICE_SMTP
-				      ? SMTP_KIND_MX
-				      : SMTP_KIND_SUBMISSION;
+	                      : c->service == SERVICE_SMTP
+	                          ? SMTP_KIND_MX
+	                          : SMTP_KIND_SUBMISSION;
 
 	smtp_limits_default(&limits);
 	limits.line_max = c->front->ctx->cfg->smtp_line_max;
@@ -426,11 +425,9 @@ front_smtp_start(struct front_conn *c)
 	limits.reject_bare_lf = c->front->ctx->cfg->smtp_reject_bare_lf;
 	c->tx = xcalloc(1, sizeof(*c->tx));
 	c->tx->spool_fd = -1;
-	c->smtp = smtp_server_new(kind, &limits, c->front->ctx->cfg->hostname,
-				  c->ip, c->tls_active,
-				  l->tls == LISTENER_TLS_STARTTLS &&
-					  c->front->tls != NULL,
-				  &io);
+	c->smtp = smtp_server_new(
+	    kind, &limits, c->front->ctx->cfg->hostname, c->ip, c->tls_active,
+	    l->tls == LISTENER_TLS_STARTTLS && c->front->tls != NULL, &io);
 	smtp_server_start(c->smtp);
 }
 

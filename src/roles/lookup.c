@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "core/buf.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "directory/authlimit.h"
@@ -45,29 +46,20 @@ struct pending_reply {
 
 /* What front may ask. */
 static const struct ipc_rule front_rules[] = {
-	{IPC_MSG_AUTH_PASSWORD, 16, 8192, IPC_FD_NEVER},
-	{IPC_MSG_AUTH_SCRAM_PARAMS, 12, 4096, IPC_FD_NEVER},
-	{IPC_MSG_AUTH_SCRAM_CHECK, 20, 16384, IPC_FD_NEVER},
-	{IPC_MSG_RCPT_CHECK, 8, 2048, IPC_FD_NEVER},
-	{IPC_MSG_SENDER_CHECK, 8, 4096, IPC_FD_NEVER},
-	{IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
-	{IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
-	{0, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_AUTH_PASSWORD, 16, 8192, IPC_FD_NEVER},
+    {IPC_MSG_AUTH_SCRAM_PARAMS, 12, 4096, IPC_FD_NEVER},
+    {IPC_MSG_AUTH_SCRAM_CHECK, 20, 16384, IPC_FD_NEVER},
+    {IPC_MSG_RCPT_CHECK, 8, 2048, IPC_FD_NEVER},
+    {IPC_MSG_SENDER_CHECK, 8, 4096, IPC_FD_NEVER},
+    {IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
+    {0, 0, 0, IPC_FD_NEVER},
 };
 
 static const char *
 lookup_user(const struct config *cfg)
 {
 	return cfg->lookup_user;
-}
-
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static unsigned
@@ -77,10 +69,10 @@ service_bit(const char *service)
 		const char *name;
 		unsigned bit;
 	} map[] = {
-		{"imap", DIR_SERVICE_IMAP},
-		{"pop3", DIR_SERVICE_POP3},
-		{"smtp", DIR_SERVICE_SMTP},
-		{"sieve", DIR_SERVICE_SIEVE},
+	    {"imap", DIR_SERVICE_IMAP},
+	    {"pop3", DIR_SERVICE_POP3},
+	    {"smtp", DIR_SERVICE_SMTP},
+	    {"sieve", DIR_SERVICE_SIEVE},
 	};
 
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
@@ -102,8 +94,8 @@ reply_send_cb(evutil_socket_t fd, short what, void *arg)
 	/* The link may have been replaced while we waited: answer only on the
 	 * one the question came from. */
 	if (peer != NULL && peer == r->peer)
-		ipc_send(peer, IPC_MSG_AUTH_REPLY, r->reqid, -1, r->payload.data,
-			 r->payload.len);
+		ipc_send(peer, IPC_MSG_AUTH_REPLY, r->reqid, -1,
+		         r->payload.data, r->payload.len);
 	event_free(r->ev);
 	buf_free(&r->payload);
 	free(r);
@@ -112,13 +104,13 @@ reply_send_cb(evutil_socket_t fd, short what, void *arg)
 /* Answer after delay_ms: a failed guess costs the guesser time, not us. */
 static void
 reply(struct child_ctx *ctx, struct ipc_peer *peer, uint32_t reqid,
-      uint32_t result, const char *user, const uint8_t *salt,
-      size_t salt_len, uint32_t iterations, const uint8_t *sig,
-      size_t sig_len, uint64_t delay_ms)
+      uint32_t result, const char *user, const uint8_t *salt, size_t salt_len,
+      uint32_t iterations, const uint8_t *sig, size_t sig_len,
+      uint64_t delay_ms)
 {
 	struct pending_reply *r = xcalloc(1, sizeof(*r));
 	struct timeval tv = {(time_t)(delay_ms / 1000),
-			     (suseconds_t)(delay_ms % 1000) * 1000};
+	                     (suseconds_t)(delay_ms % 1000) * 1000};
 
 	r->ctx = ctx;
 	r->peer = peer;
@@ -179,25 +171,25 @@ static void
 log_failure(const struct auth_request *a, const char *reason)
 {
 	log_notice(NULL, "event=auth-failed ip=%s user=%s service=%s reason=%s",
-		   a->ip, account_of(a), a->service, reason);
+	           a->ip, account_of(a), a->service, reason);
 }
 
 /* Count the failure; say so when it bans the address. */
 static void
 count_failure(struct lookup *l, const struct auth_request *a,
-	      const struct config *cfg)
+              const struct config *cfg)
 {
-	if (authlimit_failure(l->limits, a->ip, account_of(a), now_ms()))
+	if (authlimit_failure(l->limits, a->ip, account_of(a), clock_wall_ms()))
 		log_warn(NULL, "event=auth-ban ip=%s failures=%u ban_s=%llu",
-			 a->ip, cfg->auth_max_failures,
-			 (unsigned long long)(cfg->auth_ban_time_ms / 1000));
+		         a->ip, cfg->auth_max_failures,
+		         (unsigned long long)(cfg->auth_ban_time_ms / 1000));
 }
 
 /* Check password against the user's own and app passwords. */
 static enum password_result
 check_user_password(struct lookup *l, const struct dir_user *u,
-		    const struct auth_request *a, const uint8_t *pw,
-		    size_t pwlen)
+                    const struct auth_request *a, const uint8_t *pw,
+                    size_t pwlen)
 {
 	struct dir_app_password *apps = NULL;
 	enum password_result res = PASSWORD_MISMATCH;
@@ -207,11 +199,11 @@ check_user_password(struct lookup *l, const struct dir_user *u,
 
 	if (u->password_hash != NULL)
 		res = password_verify(&l->policy, u->password_hash,
-				      (const char *)pw, pwlen);
+		                      (const char *)pw, pwlen);
 	if (res == PASSWORD_OK || bit == 0)
 		return res;
-	if (directory_app_password_list(l->dir, u->address, &apps, &n,
-					&error) < 0) {
+	if (directory_app_password_list(l->dir, u->address, &apps, &n, &error) <
+	    0) {
 		log_error(NULL, "event=directory-error error=%s", error);
 		free(error);
 		return res;
@@ -221,9 +213,9 @@ check_user_password(struct lookup *l, const struct dir_user *u,
 			continue;
 		tried++;
 		if (password_verify(&l->policy, apps[i].password_hash,
-				    (const char *)pw, pwlen) == PASSWORD_OK) {
+		                    (const char *)pw, pwlen) == PASSWORD_OK) {
 			log_info(NULL, "event=app-password user=%s label=%s",
-				 u->address, apps[i].label);
+			         u->address, apps[i].label);
 			res = PASSWORD_OK;
 			break;
 		}
@@ -233,8 +225,7 @@ check_user_password(struct lookup *l, const struct dir_user *u,
 }
 
 static void
-auth_password(struct child_ctx *ctx, struct ipc_peer *peer,
-	      struct ipc_msg *msg)
+auth_password(struct child_ctx *ctx, struct ipc_peer *peer, struct ipc_msg *msg)
 {
 	struct lookup *l = ctx->role;
 	struct auth_request a;
@@ -259,16 +250,16 @@ auth_password(struct child_ctx *ctx, struct ipc_peer *peer,
 		log_error(NULL, "event=bad-auth-request");
 		goto out;
 	}
-	if (authlimit_banned(l->limits, a.ip, now_ms()) > 0) {
+	if (authlimit_banned(l->limits, a.ip, clock_wall_ms()) > 0) {
 		log_failure(&a, "banned");
 		reply(ctx, peer, msg->reqid, 2, NULL, NULL, 0, 0, NULL, 0, 0);
 		goto out;
 	}
-	delay = authlimit_delay(l->limits, a.ip, account_of(&a), now_ms());
+	delay =
+	    authlimit_delay(l->limits, a.ip, account_of(&a), clock_wall_ms());
 	memset(&u, 0, sizeof(u));
-	found = a.key[0] != '\0'
-			? directory_user_get(l->dir, a.key, &u, &error)
-			: 0;
+	found = a.key[0] != '\0' ? directory_user_get(l->dir, a.key, &u, &error)
+	                         : 0;
 	if (found < 0) {
 		log_error(NULL, "event=directory-error error=%s", error);
 		free(error);
@@ -284,17 +275,17 @@ auth_password(struct child_ctx *ctx, struct ipc_peer *peer,
 		password_verify_dummy(&l->policy, (const char *)pw, pwlen);
 		log_failure(&a, "unknown-user");
 	} else if ((res = check_user_password(l, &u, &a, pw, pwlen)) !=
-		   PASSWORD_OK) {
-		log_failure(&a, res == PASSWORD_MISMATCH ? "password"
-							 : "bad-hash");
+	           PASSWORD_OK) {
+		log_failure(&a,
+		            res == PASSWORD_MISMATCH ? "password" : "bad-hash");
 	} else if (u.suspended) {
 		res = PASSWORD_MISMATCH;
 		log_failure(&a, "suspended");
 	}
 	if (res == PASSWORD_OK) {
-		authlimit_success(l->limits, a.ip, a.key, now_ms());
+		authlimit_success(l->limits, a.ip, a.key, clock_wall_ms());
 		log_info(NULL, "event=auth-ok ip=%s user=%s service=%s", a.ip,
-			 a.key, a.service);
+		         a.key, a.service);
 		reply(ctx, peer, msg->reqid, 0, a.key, NULL, 0, 0, NULL, 0,
 		      delay);
 	} else {
@@ -313,7 +304,7 @@ out:
  * the client sees the same either way). */
 static const char *
 scram_keys_for(struct lookup *l, const struct auth_request *a,
-	       struct scram_keys *keys)
+               struct scram_keys *keys)
 {
 	struct dir_user u;
 	char *error = NULL;
@@ -329,8 +320,8 @@ scram_keys_for(struct lookup *l, const struct auth_request *a,
 		why = "directory-error";
 	} else if (found > 0 && u.suspended) {
 		why = "suspended";
-	} else if (found > 0 &&
-		   (u.scram == NULL || password_scram_parse(u.scram, keys) < 0)) {
+	} else if (found > 0 && (u.scram == NULL ||
+	                         password_scram_parse(u.scram, keys) < 0)) {
 		/* Imported hashes and non-ASCII passwords have no keys. */
 		why = "no-scram-keys";
 	} else if (found > 0) {
@@ -339,13 +330,13 @@ scram_keys_for(struct lookup *l, const struct auth_request *a,
 	dir_user_clear(&u);
 	if (why != NULL)
 		password_scram_fake(account_of(a), l->scram_secret,
-				    l->policy.scram_iterations, keys);
+		                    l->policy.scram_iterations, keys);
 	return why;
 }
 
 static void
 auth_scram_params(struct child_ctx *ctx, struct ipc_peer *peer,
-		  struct ipc_msg *msg)
+                  struct ipc_msg *msg)
 {
 	struct lookup *l = ctx->role;
 	struct auth_request a;
@@ -358,7 +349,7 @@ auth_scram_params(struct child_ctx *ctx, struct ipc_peer *peer,
 		auth_request_free(&a);
 		return;
 	}
-	if (authlimit_banned(l->limits, a.ip, now_ms()) > 0) {
+	if (authlimit_banned(l->limits, a.ip, clock_wall_ms()) > 0) {
 		log_failure(&a, "banned");
 		reply(ctx, peer, msg->reqid, 2, NULL, NULL, 0, 0, NULL, 0, 0);
 	} else {
@@ -372,7 +363,7 @@ auth_scram_params(struct child_ctx *ctx, struct ipc_peer *peer,
 
 static void
 auth_scram_check(struct child_ctx *ctx, struct ipc_peer *peer,
-		 struct ipc_msg *msg)
+                 struct ipc_msg *msg)
 {
 	struct lookup *l = ctx->role;
 	struct auth_request a;
@@ -397,20 +388,22 @@ auth_scram_check(struct child_ctx *ctx, struct ipc_peer *peer,
 		auth_request_free(&a);
 		return;
 	}
-	if (authlimit_banned(l->limits, a.ip, now_ms()) > 0) {
+	if (authlimit_banned(l->limits, a.ip, clock_wall_ms()) > 0) {
 		log_failure(&a, "banned");
 		reply(ctx, peer, msg->reqid, 2, NULL, NULL, 0, 0, NULL, 0, 0);
 		auth_request_free(&a);
 		return;
 	}
-	delay = authlimit_delay(l->limits, a.ip, account_of(&a), now_ms());
+	delay =
+	    authlimit_delay(l->limits, a.ip, account_of(&a), clock_wall_ms());
 	why = scram_keys_for(l, &a, &keys);
-	if (why == NULL && password_scram_check(&keys, am, am_len, proof,
-						proof_len, sig)) {
-		authlimit_success(l->limits, a.ip, a.key, now_ms());
-		log_info(NULL, "event=auth-ok ip=%s user=%s service=%s "
-			       "mech=SCRAM-SHA-256",
-			 a.ip, a.key, a.service);
+	if (why == NULL &&
+	    password_scram_check(&keys, am, am_len, proof, proof_len, sig)) {
+		authlimit_success(l->limits, a.ip, a.key, clock_wall_ms());
+		log_info(NULL,
+		         "event=auth-ok ip=%s user=%s service=%s "
+		         "mech=SCRAM-SHA-256",
+		         a.ip, a.key, a.service);
 		reply(ctx, peer, msg->reqid, 0, a.key, NULL, 0, 0, sig,
 		      sizeof(sig), delay);
 	} else {
@@ -425,12 +418,17 @@ auth_scram_check(struct child_ctx *ctx, struct ipc_peer *peer,
 
 /* ---- recipients and senders (SMTP) ---- */
 
-enum rcpt_result { RCPT_OK, RCPT_UNKNOWN, RCPT_RELAY, RCPT_DISABLED,
-		   RCPT_TEMP };
+enum rcpt_result {
+	RCPT_OK,
+	RCPT_UNKNOWN,
+	RCPT_RELAY,
+	RCPT_DISABLED,
+	RCPT_TEMP
+};
 
 static void
 rcpt_reply(struct ipc_peer *peer, uint32_t reqid, enum rcpt_result r,
-	   char **finals, const bool *local, size_t n)
+           char **finals, const bool *local, size_t n)
 {
 	struct buf b;
 
@@ -464,7 +462,7 @@ domain_local(struct lookup *l, const char *domain)
  * refused. */
 static bool
 user_refuses_mail(struct lookup *l, const struct config *cfg,
-		  const char *address)
+                  const char *address)
 {
 	struct dir_user u;
 	char *error = NULL;
@@ -482,8 +480,8 @@ user_refuses_mail(struct lookup *l, const struct config *cfg,
 
 static enum rcpt_result
 rcpt_resolve(struct lookup *l, const struct config *cfg,
-	     const struct address *addr, bool authenticated, char ***finals_r,
-	     bool **local_r, size_t *n_r)
+             const struct address *addr, bool authenticated, char ***finals_r,
+             bool **local_r, size_t *n_r)
 {
 	struct address base = *addr;
 	char key[ADDRESS_MAX * 4 + 2], *error = NULL, **finals = NULL;
@@ -508,7 +506,7 @@ rcpt_resolve(struct lookup *l, const struct config *cfg,
 	rc = directory_resolve(l->dir, key, &finals, &n, &error);
 	if (rc < 0) {
 		log_error(NULL, "event=resolve-failed address=%s error=%s", key,
-			  error);
+		          error);
 		free(error);
 		return RCPT_TEMP;
 	}
@@ -538,8 +536,7 @@ rcpt_postmaster(struct lookup *l, struct address *addr)
 	char **domains = NULL, *error = NULL;
 	size_t n = 0;
 
-	if (directory_domain_list(l->dir, &domains, &n, &error) < 0 ||
-	    n == 0) {
+	if (directory_domain_list(l->dir, &domains, &n, &error) < 0 || n == 0) {
 		free(error);
 		directory_strings_free(&domains, n);
 		return -1;
@@ -574,14 +571,14 @@ rcpt_check(struct child_ctx *ctx, struct ipc_peer *peer, struct ipc_msg *msg)
 	}
 	if (strcasecmp(text, "postmaster") == 0)
 		res = rcpt_postmaster(l, &addr) == 0
-			      ? rcpt_resolve(l, ctx->cfg, &addr, authenticated,
-					     &finals, &local, &n)
-			      : RCPT_TEMP;
+		          ? rcpt_resolve(l, ctx->cfg, &addr, authenticated,
+		                         &finals, &local, &n)
+		          : RCPT_TEMP;
 	else if (address_parse(text, strlen(text), &addr, &why) < 0)
 		res = RCPT_UNKNOWN;
 	else
 		res = rcpt_resolve(l, ctx->cfg, &addr, authenticated, &finals,
-				   &local, &n);
+		                   &local, &n);
 	rcpt_reply(peer, msg->reqid, res, finals, local, n);
 	directory_strings_free(&finals, n);
 	free(local);
@@ -589,8 +586,7 @@ rcpt_check(struct child_ctx *ctx, struct ipc_peer *peer, struct ipc_msg *msg)
 }
 
 static void
-sender_check(struct child_ctx *ctx, struct ipc_peer *peer,
-	     struct ipc_msg *msg)
+sender_check(struct child_ctx *ctx, struct ipc_peer *peer, struct ipc_msg *msg)
 {
 	struct lookup *l = ctx->role;
 	struct ipc_reader r;
@@ -612,7 +608,8 @@ sender_check(struct child_ctx *ctx, struct ipc_peer *peer,
 		address_key(&addr, key, sizeof(key));
 		rc = directory_sender_allowed(l->dir, user, key, &error);
 		if (rc < 0) {
-			log_error(NULL, "event=directory-error error=%s", error);
+			log_error(NULL, "event=directory-error error=%s",
+			          error);
 			free(error);
 			result = 2;
 		} else {
@@ -620,8 +617,8 @@ sender_check(struct child_ctx *ctx, struct ipc_peer *peer,
 		}
 	}
 	if (result == 1)
-		log_notice(NULL, "event=sender-refused user=%s sender=%s",
-			   user, text);
+		log_notice(NULL, "event=sender-refused user=%s sender=%s", user,
+		           text);
 	buf_init(&b, 0);
 	ipc_put_u32(&b, result);
 	ipc_send(peer, IPC_MSG_SENDER_REPLY, msg->reqid, -1, b.data, b.len);
@@ -641,7 +638,7 @@ lookup_peer_rules(const char *peer)
 
 static void
 lookup_peer_message(struct child_ctx *ctx, struct child_link *link,
-		    struct ipc_msg *msg)
+                    struct ipc_msg *msg)
 {
 	if (ctx->stopping)
 		return;
@@ -672,22 +669,22 @@ lookup_open(struct child_ctx *ctx, char **error_r)
 	struct lookup *l = ctx->role;
 	const struct config *cfg = ctx->cfg;
 	struct authlimit_policy ap = {
-		.max_failures = cfg->auth_max_failures,
-		.window_ms = cfg->auth_failure_window_ms,
-		.ban_ms = cfg->auth_ban_time_ms,
-		.delay_base_ms = 250,
-		.delay_max_ms = cfg->auth_delay_max_ms,
-		.trusted = (const char *const *)cfg->auth_trusted_networks,
-		.ntrusted = cfg->nauth_trusted_networks,
+	    .max_failures = cfg->auth_max_failures,
+	    .window_ms = cfg->auth_failure_window_ms,
+	    .ban_ms = cfg->auth_ban_time_ms,
+	    .delay_base_ms = 250,
+	    .delay_max_ms = cfg->auth_delay_max_ms,
+	    .trusted = (const char *const *)cfg->auth_trusted_networks,
+	    .ntrusted = cfg->nauth_trusted_networks,
 	};
 	char *target, *state;
 
 	password_policy_from_config(cfg, &l->policy);
 	target = cfg->directory_connect[0] != '\0'
-			 ? xstrdup(cfg->directory_connect)
-			 : xasprintf("%s/directory.db", cfg->data_dir);
+	             ? xstrdup(cfg->directory_connect)
+	             : xasprintf("%s/directory.db", cfg->data_dir);
 	l->dir = directory_open((enum sql_backend)cfg->directory_backend,
-				target, true, error_r);
+	                        target, true, error_r);
 	free(target);
 	if (l->dir == NULL)
 		return -1;
@@ -724,9 +721,10 @@ lookup_reload(struct child_ctx *ctx, const struct config *old)
 
 	(void)old;
 	if (lookup_open(ctx, &error) < 0) {
-		log_error(NULL, "event=reload-failed error=%s "
-				"action=keeping-old-directory",
-			  error);
+		log_error(NULL,
+		          "event=reload-failed error=%s "
+		          "action=keeping-old-directory",
+		          error);
 		free(error);
 		l->dir = saved.dir;
 		l->limits = saved.limits;
@@ -757,13 +755,13 @@ lookup_shutdown(struct child_ctx *ctx)
 }
 
 const struct role_ops role_lookup = {
-	.name = "lookup",
-	.user = lookup_user,
-	.chroot = false,
-	.start = lookup_start,
-	.message = lookup_message,
-	.reload = lookup_reload,
-	.shutdown = lookup_shutdown,
-	.peer_rules = lookup_peer_rules,
-	.peer_message = lookup_peer_message,
+    .name = "lookup",
+    .user = lookup_user,
+    .chroot = false,
+    .start = lookup_start,
+    .message = lookup_message,
+    .reload = lookup_reload,
+    .shutdown = lookup_shutdown,
+    .peer_rules = lookup_peer_rules,
+    .peer_message = lookup_peer_message,
 };

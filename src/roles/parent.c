@@ -56,7 +56,7 @@ struct parent {
 	struct listen_socket *socks;
 	size_t nsocks;
 	struct cert_state *certs; /* cfg->ncertificates entries */
-	char *cert_error;	  /* last reload failure, logged once */
+	char *cert_error;         /* last reload failure, logged once */
 	struct child children[4];
 	bool stopping;
 	int pid_fd;
@@ -66,17 +66,17 @@ struct parent {
 };
 
 static const struct role_ops *const child_roles[4] = {
-	&role_lookup,
-	&role_queue,
-	&role_store,
-	&role_front,
+    &role_lookup,
+    &role_queue,
+    &role_store,
+    &role_front,
 };
 
 static const struct ipc_rule parent_rules[] = {
-	{IPC_MSG_READY, 0, 0, IPC_FD_NEVER},
-	{IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
-	{IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
-	{0, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_READY, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
+    {0, 0, 0, IPC_FD_NEVER},
 };
 
 static void child_spawn(struct child *c);
@@ -95,8 +95,8 @@ ms_since(const struct timespec *t)
 static struct timeval
 tv_ms(uint64_t ms)
 {
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) *
-							  1000};
+	struct timeval tv = {(time_t)(ms / 1000),
+	                     (suseconds_t)(ms % 1000) * 1000};
 	return tv;
 }
 
@@ -133,19 +133,17 @@ certs_load(const struct config *cfg, char **error_r)
 
 		if (stat(c->cert, &cs[i].cert_st) < 0 ||
 		    stat(c->key, &cs[i].key_st) < 0 ||
-		    (cs[i].cert_pem = keys_read_file(c->cert, PEM_MAX,
-						     &cs[i].cert_len, &why)) ==
-			    NULL ||
-		    (cs[i].key_pem = keys_read_file(c->key, PEM_MAX,
-						    &cs[i].key_len, &why)) ==
-			    NULL) {
+		    (cs[i].cert_pem = keys_read_file(
+		         c->cert, PEM_MAX, &cs[i].cert_len, &why)) == NULL ||
+		    (cs[i].key_pem = keys_read_file(
+		         c->key, PEM_MAX, &cs[i].key_len, &why)) == NULL) {
 			*error_r = xasprintf(
-				"%s:%d: certificate %s: %s", c->file, c->line,
-				c->name, why != NULL ? why : strerror(errno));
+			    "%s:%d: certificate %s: %s", c->file, c->line,
+			    c->name, why != NULL ? why : strerror(errno));
 			goto fail;
 		}
 		pems[i] = (struct tls_pem){cs[i].cert_pem, cs[i].cert_len,
-					   cs[i].key_pem, cs[i].key_len};
+		                           cs[i].key_pem, cs[i].key_len};
 	}
 	if ((srv = tls_server_new(pems, cfg->ncertificates, &why)) == NULL) {
 		*error_r = xasprintf("%s: %s", cfg->path, why);
@@ -188,10 +186,10 @@ certs_send(struct parent *p)
 		ipc_put_bytes(&b, p->certs[i].cert_pem, p->certs[i].cert_len);
 		ipc_put_bytes(&b, p->certs[i].key_pem, p->certs[i].key_len);
 	}
-	if (ipc_send(front->peer, IPC_MSG_CERTIFICATES, 0, -1, b.data,
-		     b.len) < 0)
+	if (ipc_send(front->peer, IPC_MSG_CERTIFICATES, 0, -1, b.data, b.len) <
+	    0)
 		log_error(NULL, "event=certificates-too-large bytes=%zu",
-			  b.len);
+		          b.len);
 	buf_free(&b);
 }
 
@@ -207,8 +205,8 @@ certs_refresh(struct parent *p, bool force)
 		const struct config_certificate *c = &p->cfg->certificates[i];
 
 		changed = p->certs == NULL ||
-			  stat_changed(c->cert, &p->certs[i].cert_st) ||
-			  stat_changed(c->key, &p->certs[i].key_st);
+		          stat_changed(c->cert, &p->certs[i].cert_st) ||
+		          stat_changed(c->key, &p->certs[i].key_st);
 	}
 	if (!changed)
 		return;
@@ -216,10 +214,11 @@ certs_refresh(struct parent *p, bool force)
 		/* A renewal may be half written: keep the old pair, retry
 		 * on the next tick, and say so once per distinct error. */
 		if (error != NULL && (p->cert_error == NULL ||
-				      strcmp(error, p->cert_error) != 0))
-			log_warn(NULL, "event=certificate-reload-failed "
-				       "error=%s action=keeping-old",
-				 error);
+		                      strcmp(error, p->cert_error) != 0))
+			log_warn(NULL,
+			         "event=certificate-reload-failed "
+			         "error=%s action=keeping-old",
+			         error);
 		free(p->cert_error);
 		p->cert_error = error;
 		return;
@@ -229,8 +228,8 @@ certs_refresh(struct parent *p, bool force)
 	p->certs = cs;
 	for (size_t i = 0; i < p->cfg->ncertificates; i++)
 		log_info(NULL, "event=certificate-loaded name=%s file=%s",
-			 p->cfg->certificates[i].name,
-			 p->cfg->certificates[i].cert);
+		         p->cfg->certificates[i].name,
+		         p->cfg->certificates[i].cert);
 	certs_send(p);
 }
 
@@ -280,7 +279,7 @@ child_on_msg(struct ipc_peer *peer, struct ipc_msg *msg, void *arg)
 	case IPC_MSG_READY:
 		c->ready = true;
 		log_info(NULL, "event=child-ready role=%s pid=%ld",
-			 c->ops->name, (long)c->pid);
+		         c->ops->name, (long)c->pid);
 		break;
 	case IPC_MSG_PING:
 		ipc_send(peer, IPC_MSG_PONG, msg->reqid, -1, NULL, 0);
@@ -298,9 +297,10 @@ child_on_close(struct ipc_peer *peer, const char *why, void *arg)
 	(void)peer;
 	/* A broken link means a broken child: end it; SIGCHLD restarts. */
 	if (c->pid > 0 && !c->parent->stopping) {
-		log_warn(NULL, "event=child-link-closed role=%s pid=%ld "
-			       "reason=%s",
-			 c->ops->name, (long)c->pid, why);
+		log_warn(NULL,
+		         "event=child-link-closed role=%s pid=%ld "
+		         "reason=%s",
+		         c->ops->name, (long)c->pid, why);
 		kill(c->pid, SIGKILL);
 	}
 }
@@ -357,9 +357,9 @@ child_spawn(struct child *c)
 	c->ready = false;
 	clock_gettime(CLOCK_MONOTONIC, &c->started);
 	c->peer = ipc_peer_new(p->base, sv[0], "parent", parent_rules,
-			       child_on_msg, child_on_close, c);
+	                       child_on_msg, child_on_close, c);
 	log_info(NULL, "event=child-started role=%s pid=%ld", c->ops->name,
-		 (long)pid);
+	         (long)pid);
 	child_send_setup(c);
 	child_link_all(c);
 }
@@ -370,9 +370,9 @@ child_spawn(struct child *c)
 static const struct {
 	size_t a, b;
 } child_links[] = {
-	{3, 0}, /* front ↔ lookup: logins, recipients */
-	{3, 1}, /* front ↔ queue: spool files */
-	{1, 2}, /* queue ↔ store: local delivery */
+    {3, 0}, /* front ↔ lookup: logins, recipients */
+    {3, 1}, /* front ↔ queue: spool files */
+    {1, 2}, /* queue ↔ store: local delivery */
 };
 
 static void
@@ -421,14 +421,14 @@ child_reaped(struct child *c, int status)
 
 	if (WIFSIGNALED(status))
 		log_msg(p->stopping ? LOG_LEVEL_INFO : LOG_LEVEL_ERROR, NULL,
-			"event=child-exited role=%s pid=%ld signal=%d",
-			c->ops->name, (long)c->pid, WTERMSIG(status));
+		        "event=child-exited role=%s pid=%ld signal=%d",
+		        c->ops->name, (long)c->pid, WTERMSIG(status));
 	else
 		log_msg(p->stopping && WEXITSTATUS(status) == 0
-				? LOG_LEVEL_INFO
-				: LOG_LEVEL_ERROR,
-			NULL, "event=child-exited role=%s pid=%ld status=%d",
-			c->ops->name, (long)c->pid, WEXITSTATUS(status));
+		            ? LOG_LEVEL_INFO
+		            : LOG_LEVEL_ERROR,
+		        NULL, "event=child-exited role=%s pid=%ld status=%d",
+		        c->ops->name, (long)c->pid, WEXITSTATUS(status));
 	c->pid = 0;
 	ipc_peer_free(&c->peer);
 	if (p->stopping) {
@@ -438,13 +438,14 @@ child_reaped(struct child *c, int status)
 	if (ms_since(&c->started) > CHILD_STABLE_MS)
 		c->restarts = 0;
 	delay = CHILD_FIRST_RESTART_MS;
-	for (unsigned i = 0; i < c->restarts && delay < p->cfg->restart_backoff_max_ms; i++)
+	for (unsigned i = 0;
+	     i < c->restarts && delay < p->cfg->restart_backoff_max_ms; i++)
 		delay *= 2;
 	if (delay > p->cfg->restart_backoff_max_ms)
 		delay = p->cfg->restart_backoff_max_ms;
 	c->restarts++;
 	log_info(NULL, "event=child-restart role=%s delay_ms=%llu",
-		 c->ops->name, (unsigned long long)delay);
+	         c->ops->name, (unsigned long long)delay);
 	struct timeval tv = tv_ms(delay);
 	evtimer_add(c->restart_ev, &tv);
 }
@@ -486,10 +487,11 @@ kill_timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	for (size_t i = 0; i < 4; i++) {
 		if (p->children[i].pid > 0) {
-			log_warn(NULL, "event=child-kill role=%s pid=%ld "
-				       "reason=shutdown-timeout",
-				 p->children[i].ops->name,
-				 (long)p->children[i].pid);
+			log_warn(NULL,
+			         "event=child-kill role=%s pid=%ld "
+			         "reason=shutdown-timeout",
+			         p->children[i].ops->name,
+			         (long)p->children[i].pid);
 			kill(p->children[i].pid, SIGKILL);
 		}
 	}
@@ -526,7 +528,7 @@ listeners_equal(const struct config *a, const struct config *b)
 		return false;
 	for (size_t i = 0; i < a->nlisteners; i++) {
 		const struct config_listener *x = &a->listeners[i],
-					     *y = &b->listeners[i];
+		                             *y = &b->listeners[i];
 
 		if (x->service != y->service || x->port != y->port ||
 		    x->naddresses != y->naddresses || x->tls != y->tls ||
@@ -547,15 +549,16 @@ parent_reload(struct parent *p)
 
 	log_info(NULL, "event=reloading file=%s", p->config_path);
 	if ((cfg = config_load(p->config_path, &error)) == NULL) {
-		log_error(NULL, "event=reload-failed error=%s "
-				"action=keeping-old-config",
-			  error);
+		log_error(NULL,
+		          "event=reload-failed error=%s "
+		          "action=keeping-old-config",
+		          error);
 		free(error);
 		return;
 	}
 	if (!listeners_equal(cfg, p->cfg))
 		log_warn(NULL, "event=listeners-changed "
-			       "action=\"restart tern to apply\"");
+		               "action=\"restart tern to apply\"");
 	/* Keep the bound listener set so front's indexes stay valid. */
 	{
 		struct config_listener *l = cfg->listeners;
@@ -576,7 +579,7 @@ parent_reload(struct parent *p)
 	for (size_t i = 0; i < 4; i++)
 		if (p->children[i].peer != NULL)
 			ipc_send(p->children[i].peer, IPC_MSG_RELOAD, 0, -1,
-				 text, strlen(text));
+			         text, strlen(text));
 	free(text);
 	certs_refresh(p, true);
 	log_info(NULL, "event=reloaded");
@@ -592,9 +595,10 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		if (!p->stopping)
 			parent_reload(p);
 	} else if (p->stopping) {
-		log_info(NULL, "event=signal-ignored signal=%d "
-			       "reason=already-stopping",
-			 (int)sig);
+		log_info(NULL,
+		         "event=signal-ignored signal=%d "
+		         "reason=already-stopping",
+		         (int)sig);
 	} else {
 		parent_stop(p, sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	}
@@ -619,8 +623,8 @@ parent_pidfile(struct parent *p, char **error_r)
 		buf[n > 0 ? n : 0] = '\0';
 		buf[strcspn(buf, "\n")] = '\0';
 		*error_r = xasprintf("tern is already running with this "
-				     "data_dir (pid %s)",
-				     buf);
+		                     "data_dir (pid %s)",
+		                     buf);
 		return -1;
 	}
 	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
@@ -643,7 +647,8 @@ parent_share_data_dir(const struct config *cfg, char **error_r)
 	gid_t gid;
 
 	if (proc_user_ids(cfg->lookup_user, &uid, &gid) < 0) {
-		*error_r = xasprintf("user %s does not exist", cfg->lookup_user);
+		*error_r =
+		    xasprintf("user %s does not exist", cfg->lookup_user);
 		return -1;
 	}
 	if (chown(cfg->data_dir, 0, gid) < 0 ||
@@ -666,23 +671,22 @@ parent_prepare_dirs(const struct config *cfg, char **error_r)
 		int mode;
 		const char *owner;
 	} dirs[] = {
-		{"", 0755, NULL},
-		{"/empty", 0555, NULL},
-		{"/queue", 0700, cfg->queue_user},
-		{"/mail", 0700, cfg->store_user},
-		{"/dkim", 0700, cfg->lookup_user},
+	    {"", 0755, NULL},
+	    {"/empty", 0555, NULL},
+	    {"/queue", 0700, cfg->queue_user},
+	    {"/mail", 0700, cfg->store_user},
+	    {"/dkim", 0700, cfg->lookup_user},
 	};
 
 	if (geteuid() == 0) {
 		const char *users[] = {cfg->front_user, cfg->lookup_user,
-				       cfg->queue_user, cfg->store_user};
+		                       cfg->queue_user, cfg->store_user};
 
 		for (size_t i = 0; i < 4; i++)
 			if (proc_ensure_system_user(users[i], error_r) < 0)
 				return -1;
 	}
-	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]) && rc == 0;
-	     i++) {
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]) && rc == 0; i++) {
 		path = xasprintf("%s%s", cfg->data_dir, dirs[i].sub);
 		rc = proc_mkdir(path, dirs[i].mode, dirs[i].owner, error_r);
 		free(path);
@@ -725,9 +729,10 @@ parent_main(const char *config_path, struct config *cfg)
 	if (parent_pidfile(p, &error) < 0)
 		fatal(EXIT_TEMPFAIL, "event=start-failed error=%s", error);
 	if (config_needs_tls(cfg) && cfg->ncertificates == 0)
-		fatal(EXIT_CONFIG, "event=start-failed error=\"%s: a listener "
-				   "uses TLS but no certificate block is "
-				   "configured\"",
+		fatal(EXIT_CONFIG,
+		      "event=start-failed error=\"%s: a listener "
+		      "uses TLS but no certificate block is "
+		      "configured\"",
 		      cfg->path);
 	if (cfg->ncertificates > 0 &&
 	    (p->certs = certs_load(cfg, &error)) == NULL)
@@ -738,10 +743,9 @@ parent_main(const char *config_path, struct config *cfg)
 	if ((p->base = event_base_new()) == NULL)
 		fatal(EXIT_OSERR, "event=event-base-failed");
 	for (size_t i = 0; i < 4; i++) {
-		p->sig_ev[i] = evsignal_new(p->base, sigs[i],
-					    sigs[i] == SIGCHLD ? sigchld_cb
-							       : signal_cb,
-					    p);
+		p->sig_ev[i] = evsignal_new(
+		    p->base, sigs[i],
+		    sigs[i] == SIGCHLD ? sigchld_cb : signal_cb, p);
 		evsignal_add(p->sig_ev[i], NULL);
 	}
 	p->cert_timer = event_new(p->base, -1, EV_PERSIST, cert_timer_cb, p);
@@ -749,9 +753,10 @@ parent_main(const char *config_path, struct config *cfg)
 	event_add(p->cert_timer, &tv);
 	p->kill_timer = evtimer_new(p->base, kill_timer_cb, p);
 
-	log_info(NULL, "event=starting version=%s config=%s listeners=%zu "
-		       "uid=%u",
-		 TERN_VERSION, cfg->path, p->nsocks, (unsigned)geteuid());
+	log_info(NULL,
+	         "event=starting version=%s config=%s listeners=%zu "
+	         "uid=%u",
+	         TERN_VERSION, cfg->path, p->nsocks, (unsigned)geteuid());
 	for (size_t i = 0; i < 4; i++) {
 		struct child *c = &p->children[i];
 

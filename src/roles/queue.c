@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "queue/spool.h"
@@ -37,34 +38,25 @@ struct queue {
 };
 
 static const struct ipc_rule front_rules[] = {
-	{IPC_MSG_SPOOL_CREATE, 0, 0, IPC_FD_NEVER},
-	{IPC_MSG_SPOOL_COMMIT, 20, IPC_MAX_PAYLOAD, IPC_FD_NEVER},
-	{IPC_MSG_SPOOL_ABORT, 4, 64, IPC_FD_NEVER},
-	{IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
-	{IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
-	{0, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_SPOOL_CREATE, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_SPOOL_COMMIT, 20, IPC_MAX_PAYLOAD, IPC_FD_NEVER},
+    {IPC_MSG_SPOOL_ABORT, 4, 64, IPC_FD_NEVER},
+    {IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
+    {0, 0, 0, IPC_FD_NEVER},
 };
 
 static const struct ipc_rule store_rules[] = {
-	{IPC_MSG_DELIVERED, 8, IPC_MAX_PAYLOAD, IPC_FD_NEVER},
-	{IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
-	{IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
-	{0, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_DELIVERED, 8, IPC_MAX_PAYLOAD, IPC_FD_NEVER},
+    {IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
+    {0, 0, 0, IPC_FD_NEVER},
 };
 
 static const char *
 queue_user(const struct config *cfg)
 {
 	return cfg->queue_user;
-}
-
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* ---- from front: spool files ---- */
@@ -126,7 +118,7 @@ envelope_read(struct ipc_reader *r, struct spool_envelope *env)
 
 static void
 spool_file_commit(struct child_ctx *ctx, struct ipc_peer *peer,
-		  struct ipc_msg *msg)
+                  struct ipc_msg *msg)
 {
 	struct queue *q = ctx->role;
 	struct spool_envelope env;
@@ -145,17 +137,18 @@ spool_file_commit(struct child_ctx *ctx, struct ipc_peer *peer,
 		spool_discard(q->spool, id);
 	} else {
 		result = 0;
-		log_info(id, "event=queued from=<%s> size=%llu rcpts=%zu "
-			     "client=%s auth=%s",
-			 env.mail_from, (unsigned long long)env.size,
-			 env.nrcpts, env.client_ip,
-			 env.auth_user != NULL ? env.auth_user : "-");
+		log_info(id,
+		         "event=queued from=<%s> size=%llu rcpts=%zu "
+		         "client=%s auth=%s",
+		         env.mail_from, (unsigned long long)env.size,
+		         env.nrcpts, env.client_ip,
+		         env.auth_user != NULL ? env.auth_user : "-");
 		for (size_t i = 0; i < env.nrcpts; i++)
 			log_info(id, "event=rcpt to=<%s> orcpt=<%s> local=%s",
-				 env.rcpts[i].address,
-				 env.rcpts[i].orcpt != NULL ? env.rcpts[i].orcpt
-							    : "",
-				 env.rcpts[i].local ? "yes" : "no");
+			         env.rcpts[i].address,
+			         env.rcpts[i].orcpt != NULL ? env.rcpts[i].orcpt
+			                                    : "",
+			         env.rcpts[i].local ? "yes" : "no");
 	}
 	buf_init(&b, 0);
 	ipc_put_u32(&b, result);
@@ -204,7 +197,7 @@ inflight_remove(struct queue *q, const char *id)
 /* Hand one message's due local recipients to store. */
 static void
 deliver_message(struct child_ctx *ctx, struct ipc_peer *store, const char *id,
-		const struct spool_due *due, size_t n)
+                const struct spool_due *due, size_t n)
 {
 	struct queue *q = ctx->role;
 	struct spool_envelope env;
@@ -255,13 +248,13 @@ queue_run(struct child_ctx *ctx)
 	struct spool_due *due = NULL;
 	char *error = NULL;
 	size_t n = 0;
-	uint64_t now = now_ms();
+	uint64_t now = clock_wall_ms();
 
 	if (ctx->stopping ||
 	    spool_due(q->spool, now, DELIVERY_BATCH, &due, &n, &error) < 0) {
 		if (error != NULL) {
 			log_error(NULL, "event=spool-due-failed error=%s",
-				  error);
+			          error);
 			free(error);
 		}
 		return;
@@ -271,13 +264,14 @@ queue_run(struct child_ctx *ctx)
 			/* Kept, never dropped, until outbound delivery
 			 * exists to take it. */
 			spool_rcpt_result(q->spool, due[i].id, due[i].address,
-					  SPOOL_RCPT_PENDING,
-					  "outbound delivery is not available "
-					  "in this build",
-					  now + OUTBOUND_WAIT_MS, NULL);
-			log_info(due[i].id, "event=deferred to=<%s> "
-					    "reason=no-outbound-delivery",
-				 due[i].address);
+			                  SPOOL_RCPT_PENDING,
+			                  "outbound delivery is not available "
+			                  "in this build",
+			                  now + OUTBOUND_WAIT_MS, NULL);
+			log_info(due[i].id,
+			         "event=deferred to=<%s> "
+			         "reason=no-outbound-delivery",
+			         due[i].address);
 			continue;
 		}
 		if (store != NULL && inflight_find(q, due[i].id) == NULL)
@@ -317,24 +311,25 @@ delivered(struct child_ctx *ctx, struct ipc_msg *msg)
 		char *rcpt = ipc_get_str(&r), *why;
 		uint32_t result = ipc_get_u32(&r);
 		enum spool_rcpt_state st = result == 0   ? SPOOL_RCPT_DELIVERED
-					   : result == 2 ? SPOOL_RCPT_FAILED
-							 : SPOOL_RCPT_PENDING;
+		                           : result == 2 ? SPOOL_RCPT_FAILED
+		                                         : SPOOL_RCPT_PENDING;
 
 		why = ipc_get_str(&r);
 		if (rcpt == NULL || why == NULL)
 			break;
 		if (spool_rcpt_result(q->spool, id, rcpt, st, why,
-				      now_ms() + spool_retry_delay_ms(attempts),
-				      &error) < 0) {
+		                      clock_wall_ms() +
+		                          spool_retry_delay_ms(attempts),
+		                      &error) < 0) {
 			log_error(id, "event=spool-update-failed error=%s",
-				  error);
+			          error);
 			xfree(&error);
 		}
 		log_info(id, "event=%s to=<%s>%s%s",
-			 st == SPOOL_RCPT_DELIVERED ? "delivered"
-			 : st == SPOOL_RCPT_FAILED  ? "failed"
-						    : "deferred",
-			 rcpt, why[0] != '\0' ? " reason=" : "", why);
+		         st == SPOOL_RCPT_DELIVERED ? "delivered"
+		         : st == SPOOL_RCPT_FAILED  ? "failed"
+		                                    : "deferred",
+		         rcpt, why[0] != '\0' ? " reason=" : "", why);
 		free(rcpt);
 		free(why);
 	}
@@ -356,7 +351,7 @@ queue_peer_rules(const char *peer)
 
 static void
 queue_peer_message(struct child_ctx *ctx, struct child_link *link,
-		   struct ipc_msg *msg)
+                   struct ipc_msg *msg)
 {
 	struct queue *q = ctx->role;
 
@@ -438,14 +433,14 @@ queue_shutdown(struct child_ctx *ctx)
 }
 
 const struct role_ops role_queue = {
-	.name = "queue",
-	.user = queue_user,
-	.chroot = false,
-	.start = queue_start,
-	.message = queue_message,
-	.shutdown = queue_shutdown,
-	.peer_rules = queue_peer_rules,
-	.peer_message = queue_peer_message,
-	.peer_up = queue_peer_up,
-	.peer_down = queue_peer_down,
+    .name = "queue",
+    .user = queue_user,
+    .chroot = false,
+    .start = queue_start,
+    .message = queue_message,
+    .shutdown = queue_shutdown,
+    .peer_rules = queue_peer_rules,
+    .peer_message = queue_peer_message,
+    .peer_up = queue_peer_up,
+    .peer_down = queue_peer_down,
 };

@@ -55,7 +55,7 @@ struct role_ops {
 	 * it), its messages, and the link coming up or going down. */
 	const struct ipc_rule *(*peer_rules)(const char *peer);
 	void (*peer_message)(struct child_ctx *ctx, struct child_link *link,
-			     struct ipc_msg *msg);
+	                     struct ipc_msg *msg);
 	void (*peer_up)(struct child_ctx *ctx, struct child_link *link);
 	void (*peer_down)(struct child_ctx *ctx, struct child_link *link);
 };

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "roles/roles.h"
@@ -23,32 +24,23 @@ struct store {
 	struct ledger *ledger;
 };
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Deliver to the recipients the ledger has not seen for this message
  * (queue asks again after a crash), and record the ones that went in. */
 static void
 deliver_once(struct store *st, int fd, const char *id, const char *rp,
-	     char **rcpts, size_t n, enum maildir_result *results,
-	     char **errors)
+             char **rcpts, size_t n, enum maildir_result *results,
+             char **errors)
 {
 	const char **todo = xcalloc(n, sizeof(*todo));
 	enum maildir_result *res = xcalloc(n, sizeof(*res));
 	char **err = xcalloc(n, sizeof(*err));
 	size_t *map = xcalloc(n, sizeof(*map)), m = 0;
-	uint64_t now = now_ms();
+	uint64_t now = clock_wall_ms();
 
 	for (size_t i = 0; i < n; i++) {
 		if (ledger_seen(st->ledger, id, rcpts[i]) == 1) {
 			log_info(id, "event=already-delivered to=<%s>",
-				 rcpts[i]);
+			         rcpts[i]);
 			results[i] = MAILDIR_OK;
 			continue;
 		}
@@ -71,10 +63,10 @@ deliver_once(struct store *st, int fd, const char *id, const char *rp,
 }
 
 static const struct ipc_rule queue_rules[] = {
-	{IPC_MSG_DELIVER, 12, IPC_MAX_PAYLOAD, IPC_FD_REQUIRED},
-	{IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
-	{IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
-	{0, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_DELIVER, 12, IPC_MAX_PAYLOAD, IPC_FD_REQUIRED},
+    {IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
+    {0, 0, 0, IPC_FD_NEVER},
 };
 
 static const char *
@@ -117,9 +109,9 @@ deliver(struct child_ctx *ctx, struct ipc_peer *peer, struct ipc_msg *msg)
 	ipc_put_u32(&b, n);
 	for (uint32_t i = 0; i < n; i++) {
 		ipc_put_str(&b, rcpts[i]);
-		ipc_put_u32(&b, results[i] == MAILDIR_OK	 ? 0
-				: results[i] == MAILDIR_TEMPFAIL ? 1
-								 : 2);
+		ipc_put_u32(&b, results[i] == MAILDIR_OK         ? 0
+		                : results[i] == MAILDIR_TEMPFAIL ? 1
+		                                                 : 2);
 		ipc_put_str(&b, errors[i] != NULL ? errors[i] : "");
 	}
 	ipc_send(peer, IPC_MSG_DELIVERED, 0, -1, b.data, b.len);
@@ -145,7 +137,7 @@ store_peer_rules(const char *peer)
 
 static void
 store_peer_message(struct child_ctx *ctx, struct child_link *link,
-		   struct ipc_msg *msg)
+                   struct ipc_msg *msg)
 {
 	if (msg->type == IPC_MSG_DELIVER)
 		deliver(ctx, link->peer, msg);
@@ -183,12 +175,12 @@ store_shutdown(struct child_ctx *ctx)
 }
 
 const struct role_ops role_store = {
-	.name = "store",
-	.user = store_user,
-	.chroot = false,
-	.start = store_start,
-	.message = store_message,
-	.shutdown = store_shutdown,
-	.peer_rules = store_peer_rules,
-	.peer_message = store_peer_message,
+    .name = "store",
+    .user = store_user,
+    .chroot = false,
+    .start = store_start,
+    .message = store_message,
+    .shutdown = store_shutdown,
+    .peer_rules = store_peer_rules,
+    .peer_message = store_peer_message,
 };

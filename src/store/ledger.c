@@ -17,10 +17,10 @@ struct ledger {
 };
 
 static const char schema[] =
-	"CREATE TABLE IF NOT EXISTS delivered ("
-	" id TEXT NOT NULL, rcpt TEXT NOT NULL, at_ms INTEGER NOT NULL,"
-	" PRIMARY KEY (id, rcpt));"
-	"CREATE INDEX IF NOT EXISTS delivered_at ON delivered (at_ms);";
+    "CREATE TABLE IF NOT EXISTS delivered ("
+    " id TEXT NOT NULL, rcpt TEXT NOT NULL, at_ms INTEGER NOT NULL,"
+    " PRIMARY KEY (id, rcpt));"
+    "CREATE INDEX IF NOT EXISTS delivered_at ON delivered (at_ms);";
 
 struct ledger *
 ledger_open(const char *path, char **error_r)
@@ -30,29 +30,28 @@ ledger_open(const char *path, char **error_r)
 
 	/* Create it 0600 before SQLite does (it would use the umask). */
 	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
-		       0600)) >= 0)
+	               0600)) >= 0)
 		close(fd);
 	if (sqlite3_open_v2(path, &l->db,
-			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-			    NULL) != SQLITE_OK ||
+	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+	                    NULL) != SQLITE_OK ||
 	    sqlite3_exec(l->db,
-			 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
-			 NULL, NULL, NULL) != SQLITE_OK ||
+	                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+	                 NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_exec(l->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(l->db,
-			       "SELECT 1 FROM delivered WHERE id = ? AND "
-			       "rcpt = ?",
-			       -1, &l->seen, NULL) != SQLITE_OK ||
+	                       "SELECT 1 FROM delivered WHERE id = ? AND "
+	                       "rcpt = ?",
+	                       -1, &l->seen, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(l->db,
-			       "INSERT OR IGNORE INTO delivered (id, rcpt, "
-			       "at_ms) VALUES (?, ?, ?)",
-			       -1, &l->record, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(l->db,
-			       "DELETE FROM delivered WHERE at_ms < ?", -1,
-			       &l->prune, NULL) != SQLITE_OK) {
+	                       "INSERT OR IGNORE INTO delivered (id, rcpt, "
+	                       "at_ms) VALUES (?, ?, ?)",
+	                       -1, &l->record, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(l->db, "DELETE FROM delivered WHERE at_ms < ?",
+	                       -1, &l->prune, NULL) != SQLITE_OK) {
 		*error_r = xasprintf("%s: %s", path,
-				     l->db != NULL ? sqlite3_errmsg(l->db)
-						   : "cannot open");
+		                     l->db != NULL ? sqlite3_errmsg(l->db)
+		                                   : "cannot open");
 		ledger_close(&l);
 		return NULL;
 	}
@@ -89,7 +88,7 @@ ledger_seen(struct ledger *l, const char *id, const char *rcpt)
 
 int
 ledger_record(struct ledger *l, const char *id, const char *rcpt,
-	      uint64_t now_ms)
+              uint64_t now_ms)
 {
 	int rc;
 
@@ -101,7 +100,7 @@ ledger_record(struct ledger *l, const char *id, const char *rcpt,
 	sqlite3_clear_bindings(l->record);
 	if (rc != SQLITE_DONE) {
 		log_error(id, "event=ledger-failed error=%s",
-			  sqlite3_errmsg(l->db));
+		          sqlite3_errmsg(l->db));
 		return -1;
 	}
 	return 0;
@@ -113,7 +112,7 @@ ledger_prune(struct ledger *l, uint64_t now_ms)
 	if (now_ms < LEDGER_KEEP_MS)
 		return;
 	sqlite3_bind_int64(l->prune, 1,
-			   (sqlite3_int64)(now_ms - LEDGER_KEEP_MS));
+	                   (sqlite3_int64)(now_ms - LEDGER_KEEP_MS));
 	sqlite3_step(l->prune);
 	sqlite3_reset(l->prune);
 }

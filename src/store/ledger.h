@@ -21,7 +21,7 @@ void ledger_close(struct ledger **l);
 int ledger_seen(struct ledger *l, const char *id, const char *rcpt);
 /* After the message is durable in the mailbox. */
 int ledger_record(struct ledger *l, const char *id, const char *rcpt,
-		  uint64_t now_ms);
+                  uint64_t now_ms);
 /* Forget pairs older than LEDGER_KEEP_MS. */
 void ledger_prune(struct ledger *l, uint64_t now_ms);
 

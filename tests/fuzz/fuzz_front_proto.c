@@ -40,9 +40,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	service = (enum listener_service)(data[0] % SERVICE_COUNT);
-	p = front_proto_new(service,
-			    "mx.example.test", data[0] & 0x80, data[0] & 0x40,
-			    &io);
+	p = front_proto_new(service, "mx.example.test", data[0] & 0x80,
+	                    data[0] & 0x40, &io);
 	front_proto_start(p);
 	for (size_t i = 1; i <= size; i++) {
 		if (i == size || data[i] == '\n') {
@@ -50,7 +49,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				front_proto_line_too_long(p);
 			else
 				front_proto_line(p, (const char *)data + start,
-						 i - start);
+				                 i - start);
 			start = i + 1;
 		}
 		if (i == size)

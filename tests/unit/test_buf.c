@@ -99,11 +99,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(append_within_max),
-		cmocka_unit_test(append_over_max_fails_unchanged),
-		cmocka_unit_test(printf_grows_and_bounds),
-		cmocka_unit_test(consume_and_find),
-		cmocka_unit_test(cstr_on_empty),
+	    cmocka_unit_test(append_within_max),
+	    cmocka_unit_test(append_over_max_fails_unchanged),
+	    cmocka_unit_test(printf_grows_and_bounds),
+	    cmocka_unit_test(consume_and_find),
+	    cmocka_unit_test(cstr_on_empty),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

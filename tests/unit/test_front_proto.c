@@ -41,7 +41,7 @@ static struct front_proto *
 start(struct probe *pr, enum listener_service s, bool tls, bool starttls)
 {
 	struct front_io io = {probe_write, probe_starttls, probe_close, pr,
-			      NULL};
+	                      NULL};
 	struct front_proto *p;
 
 	memset(pr, 0, sizeof(*pr));
@@ -112,8 +112,8 @@ smtp_without_certificate_offers_no_tls(void **state)
 	assert_string_equal(said(&pr), "500 5.5.2 Line too long\r\n");
 	buf_reset(&pr.out);
 	front_proto_shutdown(p);
-	assert_string_equal(said(&pr),
-			    "421 4.3.2 mx.example.test Server shutting down\r\n");
+	assert_string_equal(
+	    said(&pr), "421 4.3.2 mx.example.test Server shutting down\r\n");
 	assert_int_equal(pr.closed, 1);
 	front_proto_free(&p);
 	buf_free(&pr.out);
@@ -158,7 +158,7 @@ imap_tags_are_checked(void **state)
 	assert_null(strstr(said(&pr), "STARTTLS"));
 	send_line(p, &pr, "t5 LOGOUT");
 	assert_string_equal(said(&pr),
-			    "* BYE Logging out\r\nt5 OK LOGOUT completed\r\n");
+	                    "* BYE Logging out\r\nt5 OK LOGOUT completed\r\n");
 	assert_int_equal(pr.closed, 1);
 	front_proto_free(&p);
 	buf_free(&pr.out);
@@ -222,7 +222,7 @@ struct fake_verifier {
 
 static void
 fake_check_password(void *arg, const char *authzid, const char *user,
-		    const char *password, size_t len)
+                    const char *password, size_t len)
 {
 	struct fake_verifier *v = arg;
 
@@ -233,17 +233,16 @@ fake_check_password(void *arg, const char *authzid, const char *user,
 }
 
 static struct front_proto *
-start_auth(struct probe *pr, enum listener_service s,
-	   struct fake_verifier *fv, struct sasl_verifier *sv)
+start_auth(struct probe *pr, enum listener_service s, struct fake_verifier *fv,
+           struct sasl_verifier *sv)
 {
-	struct front_io io = {probe_write, probe_starttls, probe_close, pr,
-			      sv};
+	struct front_io io = {probe_write, probe_starttls, probe_close, pr, sv};
 	struct front_proto *p;
 
 	memset(pr, 0, sizeof(*pr));
 	memset(fv, 0, sizeof(*fv));
 	*sv = (struct sasl_verifier){.check_password = fake_check_password,
-				     .arg = fv};
+	                             .arg = fv};
 	buf_init(&pr->out, 0);
 	p = front_proto_new(s, "mx.example.test", true, false, &io);
 	front_proto_start(p);
@@ -261,7 +260,7 @@ smtp_auth_plain_waits_for_the_verifier(void **state)
 	(void)state;
 	send_line(p, &pr, "EHLO c");
 	assert_non_null(strstr(said(&pr), "250-AUTH PLAIN LOGIN "
-					  "SCRAM-SHA-256\r\n"));
+	                                  "SCRAM-SHA-256\r\n"));
 	/* "\0a@b.test\0pw" */
 	send_line(p, &pr, "AUTH PLAIN AGFAYi50ZXN0AHB3");
 	assert_int_equal(fv.calls, 1);
@@ -272,7 +271,7 @@ smtp_auth_plain_waits_for_the_verifier(void **state)
 	front_proto_auth_password_result(p, 1, NULL);
 	assert_false(front_proto_busy(p));
 	assert_string_equal(said(&pr),
-			    "535 5.7.8 Authentication credentials invalid\r\n");
+	                    "535 5.7.8 Authentication credentials invalid\r\n");
 	assert_null(front_proto_user(p));
 
 	send_line(p, &pr, "AUTH LOGIN");
@@ -283,7 +282,8 @@ smtp_auth_plain_waits_for_the_verifier(void **state)
 	assert_true(front_proto_busy(p));
 	buf_reset(&pr.out);
 	front_proto_auth_password_result(p, 0, "a@b.test");
-	assert_string_equal(said(&pr), "235 2.7.0 Authentication successful\r\n");
+	assert_string_equal(said(&pr),
+	                    "235 2.7.0 Authentication successful\r\n");
 	assert_string_equal(front_proto_user(p), "a@b.test");
 	/* Once in, AUTH is neither offered nor accepted. */
 	send_line(p, &pr, "EHLO c");
@@ -301,20 +301,21 @@ auth_needs_tls_and_bad_input_is_refused(void **state)
 	struct fake_verifier fv;
 	struct sasl_verifier sv;
 	struct front_io io = {probe_write, probe_starttls, probe_close, &pr,
-			      &sv};
+	                      &sv};
 	struct front_proto *p;
 
 	(void)state;
 	p = start_auth(&pr, SERVICE_SUBMISSION, &fv, &sv);
 	send_line(p, &pr, "AUTH PLAIN !!");
 	assert_string_equal(said(&pr),
-			    "501 5.5.2 Invalid authentication exchange\r\n");
+	                    "501 5.5.2 Invalid authentication exchange\r\n");
 	send_line(p, &pr, "AUTH DIGEST-MD5");
 	assert_string_equal(said(&pr), "504 5.5.4 Unrecognized "
-				       "authentication mechanism\r\n");
+	                               "authentication mechanism\r\n");
 	send_line(p, &pr, "AUTH LOGIN");
 	send_line(p, &pr, "*");
-	assert_string_equal(said(&pr), "501 5.0.0 Authentication cancelled\r\n");
+	assert_string_equal(said(&pr),
+	                    "501 5.0.0 Authentication cancelled\r\n");
 	assert_int_equal(fv.calls, 0);
 	front_proto_free(&p);
 	buf_free(&pr.out);
@@ -345,7 +346,7 @@ imap_login_and_pop3_user_pass(void **state)
 	assert_string_equal(said(&pr), "a1 OK Logged in\r\n");
 	send_line(p, &pr, "a2 LOGIN x y");
 	assert_string_equal(said(&pr),
-			    "a2 BAD Invalid authentication exchange\r\n");
+	                    "a2 BAD Invalid authentication exchange\r\n");
 	front_proto_free(&p);
 	buf_free(&pr.out);
 
@@ -363,7 +364,7 @@ imap_login_and_pop3_user_pass(void **state)
 	assert_string_equal(fv.password, "secret word");
 	front_proto_auth_password_result(p, -1, NULL);
 	assert_string_equal(said(&pr), "-ERR [SYS/TEMP] Temporary "
-				       "authentication failure\r\n");
+	                               "authentication failure\r\n");
 	front_proto_free(&p);
 	buf_free(&pr.out);
 }
@@ -372,15 +373,15 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(smtp_starttls_flow),
-		cmocka_unit_test(smtp_without_certificate_offers_no_tls),
-		cmocka_unit_test(lmtp_wants_lhlo),
-		cmocka_unit_test(imap_tags_are_checked),
-		cmocka_unit_test(pop3_and_http),
-		cmocka_unit_test(sieve_speaks_first_after_tls),
-		cmocka_unit_test(smtp_auth_plain_waits_for_the_verifier),
-		cmocka_unit_test(auth_needs_tls_and_bad_input_is_refused),
-		cmocka_unit_test(imap_login_and_pop3_user_pass),
+	    cmocka_unit_test(smtp_starttls_flow),
+	    cmocka_unit_test(smtp_without_certificate_offers_no_tls),
+	    cmocka_unit_test(lmtp_wants_lhlo),
+	    cmocka_unit_test(imap_tags_are_checked),
+	    cmocka_unit_test(pop3_and_http),
+	    cmocka_unit_test(sieve_speaks_first_after_tls),
+	    cmocka_unit_test(smtp_auth_plain_waits_for_the_verifier),
+	    cmocka_unit_test(auth_needs_tls_and_bad_input_is_refused),
+	    cmocka_unit_test(imap_login_and_pop3_user_pass),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -118,9 +118,9 @@ bind_error_names_what_and_where(void **state)
 	cfg.nlisteners = 1;
 	assert_int_equal(listener_bind_all(&cfg, &socks, &n, &error), -1);
 	snprintf(want, sizeof(want),
-		 "t.conf:7: listener imaps: bind 127.0.0.1:%u: Address "
-		 "already in use",
-		 l.port);
+	         "t.conf:7: listener imaps: bind 127.0.0.1:%u: Address "
+	         "already in use",
+	         l.port);
 	assert_string_equal(error, want);
 	assert_int_equal(n, 0);
 	free(error);
@@ -134,7 +134,7 @@ bind_error_names_what_and_where(void **state)
 		l.addresses = both;
 		l.naddresses = 2;
 		assert_int_equal(listener_bind_all(&cfg, &socks, &n, &error),
-				 0);
+		                 0);
 		assert_int_equal(n, 2);
 		assert_string_equal(socks[1].address, "::1");
 		listener_close_all(&socks, &n);
@@ -146,10 +146,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(counter_limits_per_address),
-		cmocka_unit_test(counter_many_addresses),
-		cmocka_unit_test(addr_string_maps_v4_in_v6),
-		cmocka_unit_test(bind_error_names_what_and_where),
+	    cmocka_unit_test(counter_limits_per_address),
+	    cmocka_unit_test(counter_many_addresses),
+	    cmocka_unit_test(addr_string_maps_v4_in_v6),
+	    cmocka_unit_test(bind_error_names_what_and_where),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,7 +13,7 @@
 #include "core/log.h"
 
 static size_t fmt(char *out, size_t size, const char *f, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static size_t
 fmt(char *out, size_t size, const char *f, ...)
@@ -34,14 +34,14 @@ escapes_table(void **state)
 		const char *value;
 		const char *want;
 	} cases[] = {
-		{"plain", "v=plain"},
-		{"", "v=\"\""},
-		{"two words", "v=\"two words\""},
-		{"line\r\nevent=forged", "v=\"line\\x0d\\x0aevent=forged\""},
-		{"quote\"back\\", "v=\"quote\\\"back\\\\\""},
-		{"k=v", "v=\"k=v\""},
-		{"caf\xc3\xa9", "v=\"caf\\xc3\\xa9\""},
-		{"nul\x01", "v=\"nul\\x01\""},
+	    {"plain", "v=plain"},
+	    {"", "v=\"\""},
+	    {"two words", "v=\"two words\""},
+	    {"line\r\nevent=forged", "v=\"line\\x0d\\x0aevent=forged\""},
+	    {"quote\"back\\", "v=\"quote\\\"back\\\\\""},
+	    {"k=v", "v=\"k=v\""},
+	    {"caf\xc3\xa9", "v=\"caf\\xc3\\xa9\""},
+	    {"nul\x01", "v=\"nul\\x01\""},
 	};
 	char out[256];
 
@@ -58,8 +58,8 @@ numbers_and_precision(void **state)
 	char out[256];
 
 	(void)state;
-	fmt(out, sizeof(out), "a=%d b=%u c=%zu d=%lld e=%x f=%.*s g=%%",
-	    -5, 7u, (size_t)9, -10LL, 255u, 3, "abcdef");
+	fmt(out, sizeof(out), "a=%d b=%u c=%zu d=%lld e=%x f=%.*s g=%%", -5, 7u,
+	    (size_t)9, -10LL, 255u, 3, "abcdef");
 	assert_string_equal(out, "a=-5 b=7 c=9 d=-10 e=ff f=abc g=%");
 	{
 		/* Through a variable: the compiler would reject a literal. */
@@ -121,7 +121,7 @@ line_to_stderr(void **state)
 	assert_non_null(fgets(line, sizeof(line), f));
 	assert_non_null(strstr(line, "test["));
 	assert_non_null(strstr(line, "level=info id=S1 event=connect "
-				     "ip=\"1.2.3.4\\x0aforged\"\n"));
+	                             "ip=\"1.2.3.4\\x0aforged\"\n"));
 	assert_null(fgets(line, sizeof(line), f));
 	fclose(f);
 	unlink(path);
@@ -131,11 +131,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(escapes_table),
-		cmocka_unit_test(numbers_and_precision),
-		cmocka_unit_test(truncates_safely),
-		cmocka_unit_test(level_names_round_trip),
-		cmocka_unit_test(line_to_stderr),
+	    cmocka_unit_test(escapes_table),
+	    cmocka_unit_test(numbers_and_precision),
+	    cmocka_unit_test(truncates_safely),
+	    cmocka_unit_test(level_names_round_trip),
+	    cmocka_unit_test(line_to_stderr),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -381,3 +381,29 @@ def test_client_vanishing_mid_transaction(tern):
     assert s.noop()[0] == 250
     s.quit()
     assert not any(b"vanished" in m for m in messages(tern, "alice"))
+
+
+def test_sender_may_use_an_alias_of_hers(tern):
+    # postmaster@ is an alias of alice: she may send as it; bob may not.
+    s = submission(tern)
+    s.sendmail(f"postmaster@{DOMAIN}", [BOB],
+               "Subject: as-postmaster\r\n\r\nx\r\n")
+    s.quit()
+    wait_for_message(tern, "bob", "as-postmaster")
+    s = submission(tern, user=BOB)
+    with pytest.raises(smtplib.SMTPSenderRefused):
+        s.sendmail(f"postmaster@{DOMAIN}", [ALICE], "Subject: no\r\n\r\n")
+    s.quit()
+
+
+def test_suspended_user_inbound_policy(tern_instance):
+    t = tern_instance(start=False, extra_config=["suspended_inbound reject"])
+    setup_users(t)
+    assert run_tern("user", "suspend", BOB, conf=t.conf).returncode == 0
+    t.start()
+    s = smplib_mx(t)
+    s.mail("x@remote.example")
+    code, msg = s.rcpt(BOB)
+    assert code == 550 and b"5.2.1" in msg
+    assert s.rcpt(ALICE)[0] == 250
+    s.quit()

@@ -115,6 +115,12 @@ conn_io_close(void *arg)
 	struct front_conn *c = arg;
 
 	conn_set_state(c, CONN_CLOSING);
+	/* The session is over: a client that reconnects at once (after
+	 * QUIT) must not find itself still counted. */
+	if (c->counted[0] != '\0') {
+		ip_counter_remove(c->front->per_ip, c->counted);
+		c->counted[0] = '\0';
+	}
 }
 
 /* ---- bufferevent callbacks ---- */

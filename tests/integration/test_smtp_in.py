@@ -407,3 +407,11 @@ def test_suspended_user_inbound_policy(tern_instance):
     assert code == 550 and b"5.2.1" in msg
     assert s.rcpt(ALICE)[0] == 250
     s.quit()
+
+
+def test_quit_frees_the_per_ip_slot_at_once(tern_instance):
+    t = tern_instance(listener_config={"smtp": ["max_connections_per_ip 1"]})
+    for _ in range(20):
+        s = smtplib.SMTP("127.0.0.1", t.port("smtp"), timeout=10)
+        assert s.noop()[0] == 250
+        s.quit()

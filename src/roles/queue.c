@@ -325,11 +325,13 @@ delivered(struct child_ctx *ctx, struct ipc_msg *msg)
 			          error);
 			xfree(&error);
 		}
-		log_info(id, "event=%s to=<%s>%s%s",
-		         st == SPOOL_RCPT_DELIVERED ? "delivered"
-		         : st == SPOOL_RCPT_FAILED  ? "failed"
-		                                    : "deferred",
-		         rcpt, why[0] != '\0' ? " reason=" : "", why);
+		if (st == SPOOL_RCPT_DELIVERED)
+			log_info(id, "event=delivered to=<%s>", rcpt);
+		else
+			log_info(id, "event=%s to=<%s> reason=%s",
+			         st == SPOOL_RCPT_FAILED ? "failed"
+			                                 : "deferred",
+			         rcpt, why);
 		free(rcpt);
 		free(why);
 	}

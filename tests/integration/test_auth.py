@@ -197,6 +197,8 @@ def test_imap_scram_sha_256(tern):
     assert client.server_signature == client.expected
     m.logout()
     assert "mech=SCRAM-SHA-256" in tern.log()
+    assert re.search(rf"event=login user={re.escape(ALICE)} service=imap",
+                     tern.log())
 
 
 def test_imap_scram_wrong_password_and_unknown_user(tern):

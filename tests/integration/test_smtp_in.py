@@ -98,8 +98,8 @@ def test_mx_delivers_to_maildir(tern):
                         b"Delivered-To: alice@example.test\n")
     assert b"\nReceived: from sender.example" in m
     assert b"\r\n" not in m  # Maildir files use LF
-    assert re.search(r"event=delivered to=<alice@example\.test>",
-                     tern.log())
+    assert re.search(r"event=delivered to=<alice@example\.test>$",
+                     tern.log(), re.M)
 
 
 def test_unknown_user_550(tern):

@@ -33,6 +33,10 @@ struct front_smtp {
 	int spool_fd;
 	char spool_id[32];
 	char *pending_rcpt; /* the RCPT out with lookup */
+	/* The message, for the log line once it is queued. */
+	char *log_from, *log_auth;
+	long long log_size;
+	size_t log_rcpts;
 	struct expansion *exp;
 	size_t nexp;
 };
@@ -213,6 +217,12 @@ smtp_data_commit(void *arg, const struct smtp_envelope *env)
 		smtp_server_commit_result(c->smtp, -1, NULL);
 		return;
 	}
+	free(tx->log_from);
+	free(tx->log_auth);
+	tx->log_from = xstrdup(env->mail_from);
+	tx->log_auth = xstrdup(env->auth_user != NULL ? env->auth_user : "-");
+	tx->log_size = (long long)lseek(tx->spool_fd, 0, SEEK_END);
+	tx->log_rcpts = env->nrcpts;
 	spool_close_fd(tx);
 	conn_request(c, "queue", IPC_MSG_SPOOL_COMMIT, &b);
 }
@@ -298,8 +308,15 @@ spool_committed(struct front_conn *c, struct ipc_reader *r)
 	bool ok = ipc_reader_done(r) == 0 && result == 0 && id != NULL &&
 	          strcmp(id, tx->spool_id) == 0;
 
+	/* The one line per message (queue logs each recipient). */
 	if (ok)
-		log_info(c->id, "event=accepted queue_id=%s", id);
+		log_info(c->id,
+		         "event=accepted queue_id=%s ip=%s from=<%s> size=%lld "
+		         "rcpts=%zu tls=%s auth=%s",
+		         id, c->ip, tx->log_from != NULL ? tx->log_from : "",
+		         tx->log_size, tx->log_rcpts,
+		         c->ssl != NULL ? SSL_get_version(c->ssl) : "no",
+		         tx->log_auth != NULL ? tx->log_auth : "-");
 	tx->spool_id[0] = '\0';
 	expansions_reset(tx);
 	smtp_server_commit_result(c->smtp, ok ? 0 : -1, ok ? id : NULL);
@@ -443,5 +460,7 @@ front_smtp_free(struct front_conn *c)
 	expansions_reset(c->tx);
 	free(c->tx->exp);
 	free(c->tx->pending_rcpt);
+	free(c->tx->log_from);
+	free(c->tx->log_auth);
 	xfree(&c->tx);
 }

@@ -253,6 +253,10 @@ def test_submission_sends_as_own_address(tern):
     assert re.search(rb"\nMessage-I[dD]: <", m)
     assert b"\nDate: " in m
     assert b"ESMTPSA" in m
+    # The one log line per message.
+    tern.wait_log(r"(?m)event=accepted queue_id=[0-9a-f]{16} ip=127\.0\.0\.1 "
+                  r"from=<alice@example\.test> size=\d+ rcpts=1 "
+                  r"tls=TLSv1\.3 auth=alice@example\.test$", timeout=5)
 
 
 def test_submission_refuses_other_senders(tern):

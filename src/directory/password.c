@@ -21,6 +21,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "core/base64.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
@@ -96,86 +97,22 @@ password_acceptable(const char *password, size_t len)
 
 /* ---- encodings ---------------------------------------------------------- */
 
-static const char b64_chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char b64_chars[] = BASE64_ALPHABET;
 
-static int
-b64_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* Strict RFC 4648 base64: padded, '=' only at the end, unused bits zero. */
+/* Stored hashes never hold empty base64 fields. */
 static int
 b64_decode(const char *in, size_t in_len, uint8_t *out, size_t out_max,
            size_t *out_len_r)
 {
-	size_t n = 0;
-
-	if (in_len == 0 || in_len % 4 != 0)
+	if (in_len == 0)
 		return -1;
-	for (size_t i = 0; i < in_len; i += 4) {
-		bool last = i + 4 == in_len;
-		size_t pad = 0;
-		uint32_t w = 0;
-
-		for (size_t j = 0; j < 4; j++) {
-			int v;
-
-			if (last && in[i + j] == '=' &&
-			    (j == 3 || (j == 2 && in[i + 3] == '='))) {
-				pad++;
-				w <<= 6;
-				continue;
-			}
-			if (pad > 0 || (v = b64_value(in[i + j])) < 0)
-				return -1;
-			w = w << 6 | (uint32_t)v;
-		}
-		if ((pad == 1 && (w & 0xff) != 0) ||
-		    (pad == 2 && (w & 0xffff) != 0))
-			return -1;
-		if (n + 3 - pad > out_max)
-			return -1;
-		out[n++] = (uint8_t)(w >> 16);
-		if (pad < 2)
-			out[n++] = (uint8_t)(w >> 8);
-		if (pad < 1)
-			out[n++] = (uint8_t)w;
-	}
-	*out_len_r = n;
-	return 0;
+	return base64_decode(in, in_len, out, out_max, out_len_r);
 }
 
-/* out needs 4 * ((len + 2) / 3) + 1 bytes. */
 static void
 b64_encode(const uint8_t *in, size_t len, char *out)
 {
-	size_t o = 0;
-
-	for (size_t i = 0; i < len; i += 3) {
-		uint32_t w = (uint32_t)in[i] << 16;
-
-		if (i + 1 < len)
-			w |= (uint32_t)in[i + 1] << 8;
-		if (i + 2 < len)
-			w |= in[i + 2];
-		out[o++] = b64_chars[w >> 18 & 63];
-		out[o++] = b64_chars[w >> 12 & 63];
-		out[o++] = i + 1 < len ? b64_chars[w >> 6 & 63] : '=';
-		out[o++] = i + 2 < len ? b64_chars[w & 63] : '=';
-	}
-	out[o] = '\0';
+	base64_encode(in, len, out);
 }
 
 static int

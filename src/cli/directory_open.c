@@ -487,15 +487,17 @@ prompt(const char *question, char *buf, size_t *len_r)
 	quiet = tty_saved;
 	quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK);
 	quiet.c_lflag |= ECHONL | ICANON;
-	fputs(question, stderr);
-	fflush(stderr);
 	tty_changed = 1;
+	/* Echo goes off before the question is shown: an answer typed as
+	 * soon as it appears must never be echoed (or thrown away). */
 	if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) < 0) {
 		tty_changed = 0;
 		r = LINE_READ_ERROR;
 	} else {
+		fputs(question, stderr);
+		fflush(stderr);
 		r = read_line(STDIN_FILENO, buf, len_r);
-		(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &tty_saved);
+		(void)tcsetattr(STDIN_FILENO, TCSADRAIN, &tty_saved);
 		tty_changed = 0;
 	}
 	for (size_t i = 0; i < NTTY_SIGNALS; i++)

@@ -99,9 +99,10 @@ static const char *const spool_sql[ST_COUNT] = {
                    " envid, smtputf8, size FROM messages WHERE id = ?1",
     [ST_RCPT_LIST] = "SELECT address, orcpt, notify, local FROM rcpts"
                      " WHERE id = ?1 ORDER BY rowid",
-    [ST_DUE] = "SELECT id, address, local, attempts FROM rcpts"
-               " WHERE state = 0 AND next_try_ms <= ?1"
-               " ORDER BY next_try_ms, rowid LIMIT ?2",
+    [ST_DUE] = "SELECT r.id, r.address, r.local, r.attempts, m.created_ms"
+               " FROM rcpts r JOIN messages m ON m.id = r.id"
+               " WHERE r.state = 0 AND r.next_try_ms <= ?1"
+               " ORDER BY r.next_try_ms, r.rowid LIMIT ?2",
     [ST_RCPT_UPDATE] = "UPDATE rcpts SET state = ?3,"
                        " attempts = attempts + 1, diagnostic = ?4,"
                        " next_try_ms = ?5"
@@ -681,21 +682,15 @@ sync_message_file(struct spool *sp, const char *id, uint64_t *size_r,
 	return 0;
 }
 
-/* On -1 nothing is recorded, with one exception that SQLite cannot rule
- * out: COMMIT failing with an I/O error after the WAL frames reached the
- * disk may still show the row after a crash. spool_discard() therefore
- * refuses to remove a file that has a row: a duplicate, never a loss. */
-int
-spool_commit(struct spool *sp, const char *id, const struct spool_envelope *env,
-             char **error_r)
+/* The checks that need no disk: a valid id and a complete envelope. */
+static int
+check_envelope(const char *id, const struct spool_envelope *env, char **error_r)
 {
-	sqlite3_stmt *st;
-	uint64_t size, now;
 	size_t i;
 
 	if (check_id(id, error_r) < 0)
 		return -1;
-	if (env->mail_from == NULL || env->nrcpts == 0) {
+	if (env == NULL || env->mail_from == NULL || env->nrcpts == 0) {
 		*error_r = xstrdup("envelope without sender or recipients");
 		return -1;
 	}
@@ -705,24 +700,38 @@ spool_commit(struct spool *sp, const char *id, const struct spool_envelope *env,
 			return -1;
 		}
 	}
-	if (sync_message_file(sp, id, &size, error_r) < 0)
+	return 0;
+}
+
+/* The file's bytes on disk, and its size checked: the size the writer
+ * counted (0: not counted) must be what reached the disk; a difference
+ * means lost writes. *size_r is the file's size, which the row records. */
+static int
+prepare_message(struct spool *sp, const char *id,
+                const struct spool_envelope *env, uint64_t *size_r,
+                char **error_r)
+{
+	if (check_envelope(id, env, error_r) < 0 ||
+	    sync_message_file(sp, id, size_r, error_r) < 0)
 		return -1;
-	/* The size the writer counted (0: not counted) must be what reached
-	 * the disk; a difference means lost writes. The row records the
-	 * file's size. */
-	if (env->size != 0 && size != env->size) {
+	if (env->size != 0 && *size_r != env->size) {
 		*error_r = xasprintf("%s/%s: %llu bytes, envelope says %llu",
-		                     sp->dir, id, (unsigned long long)size,
+		                     sp->dir, id, (unsigned long long)*size_r,
 		                     (unsigned long long)env->size);
 		return -1;
 	}
-	if (fsync_dir(sp, error_r) < 0)
-		return -1;
+	return 0;
+}
 
-	now = now_ms();
-	if (st_exec(sp, ST_BEGIN, error_r) < 0)
-		return -1;
-	st = sp->st[ST_MSG_INSERT];
+/* The message's rows, inside the caller's transaction. */
+static int
+insert_message(struct spool *sp, const char *id,
+               const struct spool_envelope *env, uint64_t size, uint64_t now,
+               char **error_r)
+{
+	sqlite3_stmt *st = sp->st[ST_MSG_INSERT];
+	size_t i;
+
 	bind_text(st, 1, id);
 	bind_text(st, 2, env->mail_from);
 	bind_text(st, 3, env->helo);
@@ -734,7 +743,7 @@ spool_commit(struct spool *sp, const char *id, const struct spool_envelope *env,
 	sqlite3_bind_int64(st, 9, to_i64(size));
 	sqlite3_bind_int64(st, 10, to_i64(now));
 	if (st_exec(sp, ST_MSG_INSERT, error_r) < 0)
-		goto fail;
+		return -1;
 	st = sp->st[ST_RCPT_INSERT];
 	for (i = 0; i < env->nrcpts; i++) {
 		const struct spool_rcpt *r = &env->rcpts[i];
@@ -746,15 +755,166 @@ spool_commit(struct spool *sp, const char *id, const struct spool_envelope *env,
 		sqlite3_bind_int(st, 5, r->local ? 1 : 0);
 		sqlite3_bind_int64(st, 6, to_i64(now));
 		if (st_exec(sp, ST_RCPT_INSERT, error_r) < 0)
-			goto fail;
+			return -1;
 	}
-	if (commit(sp, error_r) < 0)
-		return -1;
-	log_info(id, "event=spool_commit from=%s size=%llu rcpts=%zu",
-	         env->mail_from, (unsigned long long)size, env->nrcpts);
 	return 0;
-fail:
-	rollback(sp);
+}
+
+/* One transaction for the messages whose results[i] is 0 (the others
+ * are skipped). On failure nothing of it is recorded and *error_r says
+ * why: -1 when BEGIN failed (no message can have caused that), -2 when
+ * it failed later (a row refused, COMMIT failing). */
+static int
+insert_messages(struct spool *sp, const char *const *ids,
+                const struct spool_envelope *const *envs, const uint64_t *sizes,
+                size_t n, const int *results, uint64_t now, char **error_r)
+{
+	size_t i;
+
+	if (st_exec(sp, ST_BEGIN, error_r) < 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (results[i] != 0)
+			continue;
+		if (insert_message(sp, ids[i], envs[i], sizes[i], now,
+		                   error_r) < 0) {
+			rollback(sp);
+			return -2;
+		}
+	}
+	return commit(sp, error_r) < 0 ? -2 : 0;
+}
+
+/* Every message still ready (results[i] == 0) fails with error. */
+static void
+fail_ready(size_t n, int *results, char **errors, const char *error)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (results[i] == 0) {
+			results[i] = -1;
+			errors[i] = xstrdup(error);
+		}
+	}
+}
+
+/* The batch, with one error per message in errors[] (the caller frees
+ * them). Steps: each file fsync'd and checked, the directory fsync'd
+ * once, then one transaction for every message that got that far. When
+ * that transaction fails after it began (a row refused, COMMIT failing),
+ * each message is tried again in a transaction of its own, so that one
+ * bad message cannot fail the others. A failed BEGIN fails them all:
+ * nothing in one message can cause it.
+ * results[i] is 0 only once message i's rows are committed. */
+static size_t
+commit_batch(struct spool *sp, const char *const *ids,
+             const struct spool_envelope *const *envs, size_t n, int *results,
+             char **errors)
+{
+	uint64_t *sizes = xcalloc(n, sizeof(*sizes)), now;
+	char *error = NULL;
+	size_t i, ready = 0, failed = 0;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		errors[i] = NULL;
+		results[i] =
+		    prepare_message(sp, ids[i], envs[i], &sizes[i], &errors[i]);
+		if (results[i] == 0)
+			ready++;
+	}
+	if (ready > 0 && fsync_dir(sp, &error) < 0) {
+		fail_ready(n, results, errors, error);
+		xfree(&error);
+		ready = 0;
+	}
+	now = now_ms();
+	if (ready > 0 && (rc = insert_messages(sp, ids, envs, sizes, n, results,
+	                                       now, &error)) < 0) {
+		if (rc == -2 && ready > 1) {
+			log_warn(NULL,
+			         "event=spool_batch_failed messages=%zu "
+			         "error=%s action=one-by-one",
+			         ready, error);
+			for (i = 0; i < n; i++) {
+				const int one = 0;
+
+				if (results[i] != 0)
+					continue;
+				if (insert_messages(sp, &ids[i], &envs[i],
+				                    &sizes[i], 1, &one, now,
+				                    &errors[i]) < 0)
+					results[i] = -1;
+			}
+		} else {
+			fail_ready(n, results, errors, error);
+		}
+		xfree(&error);
+	}
+	for (i = 0; i < n; i++) {
+		if (results[i] != 0) {
+			failed++;
+			continue;
+		}
+		log_info(ids[i],
+		         "event=spool_commit from=%s size=%llu rcpts=%zu",
+		         envs[i]->mail_from, (unsigned long long)sizes[i],
+		         envs[i]->nrcpts);
+	}
+	if (n > 1)
+		log_debug(NULL,
+		          "event=spool_commit_batch messages=%zu failed=%zu", n,
+		          failed);
+	free(sizes);
+	return failed;
+}
+
+/* On failure nothing is recorded for that message, with one exception
+ * that SQLite cannot rule out: COMMIT failing with an I/O error after the
+ * WAL frames reached the disk may still show the rows after a crash.
+ * spool_discard() therefore refuses to remove a file that has a row: a
+ * duplicate, never a loss. */
+int
+spool_commit_batch(struct spool *sp, const char *const *ids,
+                   const struct spool_envelope *const *envs, size_t n,
+                   int *results, char **error_r)
+{
+	char **errors, *first = NULL;
+	size_t i;
+
+	if (n == 0)
+		return 0;
+	errors = xcalloc(n, sizeof(*errors));
+	commit_batch(sp, ids, envs, n, results, errors);
+	for (i = 0; i < n; i++) {
+		if (results[i] == 0)
+			continue;
+		log_error(id_valid(ids[i]) ? ids[i] : NULL,
+		          "event=spool_commit_failed error=%s", errors[i]);
+		if (first == NULL)
+			first = errors[i];
+		else
+			free(errors[i]);
+	}
+	free(errors);
+	if (first == NULL)
+		return 0;
+	*error_r = first;
+	return -1;
+}
+
+int
+spool_commit(struct spool *sp, const char *id, const struct spool_envelope *env,
+             char **error_r)
+{
+	char *error = NULL;
+	int result;
+
+	commit_batch(sp, &id, &env, 1, &result, &error);
+	if (result == 0)
+		return 0;
+	*error_r = error;
 	return -1;
 }
 
@@ -803,7 +963,7 @@ spool_due(struct spool *sp, uint64_t now, size_t max, struct spool_due **due_r,
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *id = (const char *)sqlite3_column_text(st, 0);
 		struct spool_due *d;
-		sqlite3_int64 attempts;
+		sqlite3_int64 attempts, created;
 
 		if (!id_valid(id)) {
 			log_error(NULL, "event=spool_bad_row id=%s",
@@ -824,6 +984,8 @@ spool_due(struct spool *sp, uint64_t now, size_t max, struct spool_due **due_r,
 		d->attempts = attempts < 0            ? 0
 		              : attempts > UINT32_MAX ? UINT32_MAX
 		                                      : (unsigned)attempts;
+		created = sqlite3_column_int64(st, 4);
+		d->created_ms = created < 0 ? 0 : (uint64_t)created;
 		n++;
 	}
 	if (rc != SQLITE_DONE) {

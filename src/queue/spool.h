@@ -22,10 +22,10 @@ enum spool_rcpt_state {
 };
 
 struct spool_rcpt {
-	char *address;	/* the final address (after alias expansion) */
-	char *orcpt;	/* the address as the client gave it, or NULL */
+	char *address;   /* the final address (after alias expansion) */
+	char *orcpt;     /* the address as the client gave it, or NULL */
 	unsigned notify; /* DSN NOTIFY bits, as smtp/server.h */
-	bool local;	/* deliver to a mailbox here (else: outbound) */
+	bool local;      /* deliver to a mailbox here (else: outbound) */
 };
 
 struct spool_envelope {
@@ -33,8 +33,8 @@ struct spool_envelope {
 	char *helo;
 	char *client_ip;
 	char *auth_user; /* or NULL */
-	char *ret;	 /* DSN RET or NULL */
-	char *envid;	 /* DSN ENVID or NULL */
+	char *ret;       /* DSN RET or NULL */
+	char *envid;     /* DSN ENVID or NULL */
 	bool smtputf8;
 	uint64_t size; /* bytes in the spool file */
 	struct spool_rcpt *rcpts;
@@ -47,6 +47,7 @@ struct spool_due {
 	char *address;
 	bool local;
 	unsigned attempts;
+	uint64_t created_ms; /* when the message was committed */
 };
 
 struct spool;
@@ -62,31 +63,40 @@ void spool_close(struct spool **sp);
 int spool_create(struct spool *sp, char id_r[SPOOL_ID_SIZE], char **error_r);
 /* fsync the file and the directory, then record env in one transaction. */
 int spool_commit(struct spool *sp, const char *id,
-		 const struct spool_envelope *env, char **error_r);
+                 const struct spool_envelope *env, char **error_r);
+/* Group commit: fsync each file, the directory once, then record every
+ * envelope in one transaction; if that transaction fails, each message is
+ * tried again on its own, so that one bad message fails no other.
+ * results[i] is 0 once message i is durable, else -1 (each failure is
+ * logged here with its id). 0 when all are durable, else -1 with the first
+ * failure in *error_r. */
+int spool_commit_batch(struct spool *sp, const char *const *ids,
+                       const struct spool_envelope *const *envs, size_t n,
+                       int *results, char **error_r);
 /* Forget an uncommitted file. */
 void spool_discard(struct spool *sp, const char *id);
 
 /* Recipients whose next try is due at now_ms (at most max). */
 int spool_due(struct spool *sp, uint64_t now_ms, size_t max,
-	      struct spool_due **due_r, size_t *n_r, char **error_r);
+              struct spool_due **due_r, size_t *n_r, char **error_r);
 void spool_due_free(struct spool_due **due, size_t n);
 /* The message file, read-only, for a delivery. -1 with *error_r. */
 int spool_open_message(struct spool *sp, const char *id, char **error_r);
 /* The envelope of a committed message (for Return-Path, DSN…). */
 int spool_envelope(struct spool *sp, const char *id,
-		   struct spool_envelope *env_r, char **error_r);
+                   struct spool_envelope *env_r, char **error_r);
 void spool_envelope_clear(struct spool_envelope *env);
 /* Record an attempt's outcome for one recipient: delivered, failed for
  * good, or (SPOOL_RCPT_PENDING) retry at next_try_ms. When no recipient
  * of the message is pending any more, the file and rows go. */
 int spool_rcpt_result(struct spool *sp, const char *id, const char *address,
-		      enum spool_rcpt_state state, const char *diagnostic,
-		      uint64_t next_try_ms, char **error_r);
+                      enum spool_rcpt_state state, const char *diagnostic,
+                      uint64_t next_try_ms, char **error_r);
 /* The retry schedule: the wait after attempt n (1-based). */
 uint64_t spool_retry_delay_ms(unsigned attempts);
 
 /* Counts for `tern queue list` and the logs. */
 int spool_count(struct spool *sp, size_t *messages_r, size_t *pending_r,
-		char **error_r);
+                char **error_r);
 
 #endif

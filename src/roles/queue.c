@@ -1,8 +1,10 @@
 /* queue: the spool. It alone creates message files (front writes into the
  * descriptor it is handed), makes each message durable before front may
- * answer 250, and delivers: local recipients through store, retrying
- * temporary failures; outbound delivery arrives with its own work, and
- * until then such recipients stay queued.
+ * answer 250 (group commit: the commits that arrive in one loop iteration
+ * share one directory fsync and one transaction), and delivers: local
+ * recipients through store, retrying temporary failures, giving up after
+ * 5 days; outbound delivery arrives with its own work, and until then such
+ * recipients stay queued.
  * SECURITY: runs as its own unprivileged user. Requests come from front
  * (parsed envelope fields, never paths: spool ids are made here) and
  * results from store. */
@@ -20,6 +22,11 @@
 #include "roles/roles.h"
 
 #define DELIVERY_BATCH 64
+/* Commits made durable together (one directory fsync, one transaction). */
+#define COMMIT_BATCH 64
+/* A recipient still pending after this long fails for good. */
+#define QUEUE_MAX_AGE_MS (5ULL * 24 * 60 * 60 * 1000)
+#define QUEUE_EXPIRED "expired after 5 days in the queue"
 #define INFLIGHT_MAX 256
 /* Outbound recipients wait this long between looks until outbound
  * delivery exists. */
@@ -30,9 +37,21 @@ struct inflight {
 	unsigned attempts;
 };
 
+/* A commit request waiting for the next group commit. */
+struct commit_req {
+	struct commit_req *next;
+	struct ipc_peer *peer; /* whom to answer */
+	uint32_t reqid;
+	char *id;
+	struct spool_envelope env;
+};
+
 struct queue {
 	struct spool *spool;
 	struct event *tick;
+	struct event *commit_ev; /* runs the pending commits */
+	struct commit_req *commits, **commits_tail;
+	size_t ncommits;
 	struct inflight inflight[INFLIGHT_MAX];
 	size_t ninflight;
 };
@@ -117,48 +136,151 @@ envelope_read(struct ipc_reader *r, struct spool_envelope *env)
 }
 
 static void
-spool_file_commit(struct child_ctx *ctx, struct ipc_peer *peer,
-                  struct ipc_msg *msg)
+commit_answer(struct ipc_peer *peer, uint32_t reqid, const char *id,
+              uint32_t result)
 {
-	struct queue *q = ctx->role;
-	struct spool_envelope env;
-	struct ipc_reader r;
-	char *id, *error = NULL;
-	uint32_t result = 1;
 	struct buf b;
 
-	ipc_reader_init(&r, msg);
-	id = ipc_get_str(&r);
-	if (id == NULL || envelope_read(&r, &env) < 0) {
-		log_error(NULL, "event=bad-commit-request");
-	} else if (spool_commit(q->spool, id, &env, &error) < 0) {
-		log_error(id, "event=commit-failed error=%s", error);
-		free(error);
-		spool_discard(q->spool, id);
-	} else {
-		result = 0;
-		log_info(id,
-		         "event=queued from=<%s> size=%llu rcpts=%zu "
-		         "client=%s auth=%s",
-		         env.mail_from, (unsigned long long)env.size,
-		         env.nrcpts, env.client_ip,
-		         env.auth_user != NULL ? env.auth_user : "-");
-		for (size_t i = 0; i < env.nrcpts; i++)
-			log_info(id, "event=rcpt to=<%s> orcpt=<%s> local=%s",
-			         env.rcpts[i].address,
-			         env.rcpts[i].orcpt != NULL ? env.rcpts[i].orcpt
-			                                    : "",
-			         env.rcpts[i].local ? "yes" : "no");
-	}
 	buf_init(&b, 0);
 	ipc_put_u32(&b, result);
 	ipc_put_str(&b, id != NULL ? id : "");
-	ipc_send(peer, IPC_MSG_SPOOL_COMMITTED, msg->reqid, -1, b.data, b.len);
+	ipc_send(peer, IPC_MSG_SPOOL_COMMITTED, reqid, -1, b.data, b.len);
 	buf_free(&b);
-	spool_envelope_clear(&env);
-	free(id);
-	if (result == 0)
+}
+
+static void
+commit_req_free(struct commit_req **reqp)
+{
+	struct commit_req *req = *reqp;
+
+	spool_envelope_clear(&req->env);
+	free(req->id);
+	free(req);
+	*reqp = NULL;
+}
+
+static void
+log_queued(const char *id, const struct spool_envelope *env)
+{
+	log_info(id,
+	         "event=queued from=<%s> size=%llu rcpts=%zu "
+	         "client=%s auth=%s",
+	         env->mail_from, (unsigned long long)env->size, env->nrcpts,
+	         env->client_ip, env->auth_user != NULL ? env->auth_user : "-");
+	for (size_t i = 0; i < env->nrcpts; i++)
+		log_info(id, "event=rcpt to=<%s> orcpt=<%s> local=%s",
+		         env->rcpts[i].address,
+		         env->rcpts[i].orcpt != NULL ? env->rcpts[i].orcpt : "",
+		         env->rcpts[i].local ? "yes" : "no");
+}
+
+/* Make up to COMMIT_BATCH pending commits durable together, then answer
+ * each: 0 only for a message whose rows are committed. More left: run
+ * again from the loop, so other work gets its turn in between. */
+static void
+commit_run(struct queue *q)
+{
+	const struct spool_envelope *envs[COMMIT_BATCH];
+	struct commit_req *batch[COMMIT_BATCH];
+	const char *ids[COMMIT_BATCH];
+	int results[COMMIT_BATCH];
+	char *error = NULL;
+	size_t n = 0, committed = 0;
+
+	while (q->commits != NULL && n < COMMIT_BATCH) {
+		struct commit_req *req = q->commits;
+
+		q->commits = req->next;
+		batch[n] = req;
+		ids[n] = req->id;
+		envs[n] = &req->env;
+		n++;
+	}
+	if (q->commits == NULL)
+		q->commits_tail = &q->commits;
+	q->ncommits -= n;
+	if (n == 0)
+		return;
+
+	/* Each failure is logged by the spool with its own error. */
+	(void)spool_commit_batch(q->spool, ids, envs, n, results, &error);
+	free(error);
+	for (size_t i = 0; i < n; i++) {
+		struct commit_req *req = batch[i];
+
+		if (results[i] == 0) {
+			committed++;
+			log_queued(req->id, &req->env);
+		} else {
+			log_error(req->id, "event=commit-failed");
+			spool_discard(q->spool, req->id);
+		}
+		commit_answer(req->peer, req->reqid, req->id,
+		              results[i] == 0 ? 0 : 1);
+		commit_req_free(&req);
+	}
+	if (n > 1)
+		log_debug(NULL, "event=group-commit messages=%zu committed=%zu",
+		          n, committed);
+	if (q->commits != NULL)
+		event_active(q->commit_ev, EV_TIMEOUT, 0);
+	if (committed > 0)
 		event_active(q->tick, EV_TIMEOUT, 0);
+}
+
+static void
+commit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	commit_run(arg);
+}
+
+/* Queued for the next group commit, which runs once the loop has taken
+ * in everything that arrived with this request. */
+static void
+spool_file_commit(struct queue *q, struct ipc_peer *peer, struct ipc_msg *msg)
+{
+	struct commit_req *req = xcalloc(1, sizeof(*req));
+	struct ipc_reader r;
+
+	ipc_reader_init(&r, msg);
+	req->id = ipc_get_str(&r);
+	if (req->id == NULL || envelope_read(&r, &req->env) < 0) {
+		log_error(NULL, "event=bad-commit-request");
+		commit_answer(peer, msg->reqid, req->id, 1);
+		commit_req_free(&req);
+		return;
+	}
+	req->peer = peer;
+	req->reqid = msg->reqid;
+	*q->commits_tail = req;
+	q->commits_tail = &req->next;
+	q->ncommits++;
+	event_active(q->commit_ev, EV_TIMEOUT, 0);
+}
+
+/* The peer is going away: its pending commits were never answered, so
+ * nothing of them was acknowledged; their files go. */
+static void
+commit_drop_peer(struct queue *q, struct ipc_peer *peer)
+{
+	struct commit_req **p = &q->commits;
+
+	while (*p != NULL) {
+		struct commit_req *req = *p;
+
+		if (req->peer != peer) {
+			p = &req->next;
+			continue;
+		}
+		*p = req->next;
+		q->ncommits--;
+		log_warn(req->id, "event=commit-dropped reason=link-down");
+		spool_discard(q->spool, req->id);
+		commit_req_free(&req);
+	}
+	q->commits_tail = p;
 }
 
 static void
@@ -240,6 +362,15 @@ deliver_message(struct child_ctx *ctx, struct ipc_peer *store, const char *id,
 	buf_free(&b);
 }
 
+/* In the queue for longer than QUEUE_MAX_AGE_MS (a clock set back makes
+ * a message younger, never older). */
+static bool
+message_expired(const struct spool_due *d, uint64_t now)
+{
+	return d->created_ms != 0 && now > d->created_ms &&
+	       now - d->created_ms > QUEUE_MAX_AGE_MS;
+}
+
 static void
 queue_run(struct child_ctx *ctx)
 {
@@ -260,21 +391,45 @@ queue_run(struct child_ctx *ctx)
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
+		if (inflight_find(q, due[i].id) != NULL)
+			continue; /* store's answer comes first */
+		if (message_expired(&due[i], now)) {
+			/* The bounce arrives with outbound delivery. */
+			if (spool_rcpt_result(q->spool, due[i].id,
+			                      due[i].address, SPOOL_RCPT_FAILED,
+			                      QUEUE_EXPIRED, 0, &error) < 0) {
+				log_error(due[i].id,
+				          "event=spool-update-failed error=%s",
+				          error);
+				xfree(&error);
+				continue;
+			}
+			log_notice(due[i].id, "event=failed to=<%s> reason=%s",
+			           due[i].address, QUEUE_EXPIRED);
+			continue;
+		}
 		if (!due[i].local) {
 			/* Kept, never dropped, until outbound delivery
 			 * exists to take it. */
-			spool_rcpt_result(q->spool, due[i].id, due[i].address,
-			                  SPOOL_RCPT_PENDING,
-			                  "outbound delivery is not available "
-			                  "in this build",
-			                  now + OUTBOUND_WAIT_MS, NULL);
+			if (spool_rcpt_result(
+			        q->spool, due[i].id, due[i].address,
+			        SPOOL_RCPT_PENDING,
+			        "outbound delivery is not "
+			        "available in this build",
+			        now + OUTBOUND_WAIT_MS, &error) < 0) {
+				log_error(due[i].id,
+				          "event=spool-update-failed error=%s",
+				          error);
+				xfree(&error);
+				continue;
+			}
 			log_info(due[i].id,
 			         "event=deferred to=<%s> "
 			         "reason=no-outbound-delivery",
 			         due[i].address);
 			continue;
 		}
-		if (store != NULL && inflight_find(q, due[i].id) == NULL)
+		if (store != NULL)
 			deliver_message(ctx, store, due[i].id, due, n);
 	}
 	spool_due_free(&due, n);
@@ -362,7 +517,7 @@ queue_peer_message(struct child_ctx *ctx, struct child_link *link,
 		spool_file_create(q, link->peer, msg->reqid);
 		break;
 	case IPC_MSG_SPOOL_COMMIT:
-		spool_file_commit(ctx, link->peer, msg);
+		spool_file_commit(q, link->peer, msg);
 		break;
 	case IPC_MSG_SPOOL_ABORT:
 		spool_file_abort(q, msg);
@@ -381,6 +536,8 @@ queue_peer_down(struct child_ctx *ctx, struct child_link *link)
 {
 	struct queue *q = ctx->role;
 
+	if (link->peer != NULL)
+		commit_drop_peer(q, link->peer);
 	if (strcmp(link->name, "store") == 0)
 		q->ninflight = 0;
 }
@@ -409,7 +566,13 @@ queue_start(struct child_ctx *ctx, char **error_r)
 	free(dir);
 	if (q->spool == NULL)
 		return -1;
+	q->commits_tail = &q->commits;
+	q->commit_ev = event_new(ctx->base, -1, 0, commit_cb, q);
 	q->tick = event_new(ctx->base, -1, EV_PERSIST, tick_cb, ctx);
+	if (q->commit_ev == NULL || q->tick == NULL) {
+		*error_r = xstrdup("event_new failed");
+		return -1;
+	}
 	event_add(q->tick, &tv);
 	return 0;
 }
@@ -425,10 +588,16 @@ static void
 queue_shutdown(struct child_ctx *ctx)
 {
 	struct queue *q = ctx->role;
+	struct ipc_peer *front = child_peer(ctx, "front");
 
-	/* Every commit is answered inside one callback, so nothing
-	 * acknowledged is in flight; deliveries out with store are retried
-	 * at the next start. */
+	/* Commits that arrived are made durable and answered, as they would
+	 * have been; nothing acknowledged is in flight. Deliveries out with
+	 * store are retried at the next start. */
+	while (q->commits != NULL)
+		commit_run(q);
+	if (front != NULL)
+		(void)ipc_flush(front, 1000);
+	event_free(q->commit_ev);
 	event_free(q->tick);
 	spool_close(&q->spool);
 	child_exit(ctx);

@@ -48,7 +48,12 @@ struct commit_req {
 
 struct queue {
 	struct spool *spool;
-	struct event *tick;
+	struct event *tick; /* the periodic look at what is due */
+	/* "Look now": a separate one-shot event, because activating the
+	 * persistent tick by hand pushes its next timeout further out each
+	 * time (libevent bases it on the previous one), and under load the
+	 * queue would stop looking at all. */
+	struct event *kick;
 	struct event *commit_ev; /* runs the pending commits */
 	struct commit_req *commits, **commits_tail;
 	size_t ncommits;
@@ -225,7 +230,7 @@ commit_run(struct queue *q)
 	if (q->commits != NULL)
 		event_active(q->commit_ev, EV_TIMEOUT, 0);
 	if (committed > 0)
-		event_active(q->tick, EV_TIMEOUT, 0);
+		event_active(q->kick, EV_TIMEOUT, 0);
 }
 
 static void
@@ -492,6 +497,8 @@ delivered(struct child_ctx *ctx, struct ipc_msg *msg)
 	}
 	inflight_remove(q, id);
 	free(id);
+	/* Room for more: look again now rather than at the next tick. */
+	event_active(q->kick, EV_TIMEOUT, 0);
 }
 
 /* ---- role wiring ---- */
@@ -548,7 +555,7 @@ queue_peer_up(struct child_ctx *ctx, struct child_link *link)
 	struct queue *q = ctx->role;
 
 	if (strcmp(link->name, "store") == 0)
-		event_active(q->tick, EV_TIMEOUT, 0);
+		event_active(q->kick, EV_TIMEOUT, 0);
 }
 
 static int
@@ -569,7 +576,8 @@ queue_start(struct child_ctx *ctx, char **error_r)
 	q->commits_tail = &q->commits;
 	q->commit_ev = event_new(ctx->base, -1, 0, commit_cb, q);
 	q->tick = event_new(ctx->base, -1, EV_PERSIST, tick_cb, ctx);
-	if (q->commit_ev == NULL || q->tick == NULL) {
+	q->kick = event_new(ctx->base, -1, 0, tick_cb, ctx);
+	if (q->commit_ev == NULL || q->tick == NULL || q->kick == NULL) {
 		*error_r = xstrdup("event_new failed");
 		return -1;
 	}
@@ -599,6 +607,7 @@ queue_shutdown(struct child_ctx *ctx)
 		(void)ipc_flush(front, 1000);
 	event_free(q->commit_ev);
 	event_free(q->tick);
+	event_free(q->kick);
 	spool_close(&q->spool);
 	child_exit(ctx);
 }

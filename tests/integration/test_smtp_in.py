@@ -419,3 +419,34 @@ def test_quit_frees_the_per_ip_slot_at_once(tern_instance):
         s = smtplib.SMTP("127.0.0.1", t.port("smtp"), timeout=10)
         assert s.noop()[0] == 250
         s.quit()
+
+
+def test_a_burst_is_delivered_promptly(tern_instance):
+    """Many sessions finishing together (group commit) and many deliveries
+    out with store at once: every message reaches the mailbox, none waits
+    for a timer that drifted away."""
+    t = tern_instance(start=False,
+                      listener_config={"smtp":
+                                       ["max_connections_per_ip 100"]})
+    setup_users(t)
+    t.start()
+    sent = []
+    lock = threading.Lock()
+
+    def sender(n):
+        s = smtplib.SMTP("127.0.0.1", t.port("smtp"), timeout=30)
+        for i in range(30):
+            marker = f"burst-{n}-{i}"
+            s.sendmail("load@remote.example", [BOB], message(marker, to=BOB))
+            with lock:
+                sent.append(marker)
+        s.quit()
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(20)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert len(sent) == 600
+    wait_until(lambda: len(messages(t, "bob")) >= 600, 30,
+               what="600 messages in bob's mailbox")

@@ -641,7 +641,7 @@ conn_start_proto(struct front_conn *c, const struct config_listener *l)
 	                      conn_verifier(c)};
 
 	c->proto = front_proto_new(
-	    c->service, c->front->ctx->cfg->hostname, c->tls_active,
+	    c->service, c->tls_active,
 	    l->tls == LISTENER_TLS_STARTTLS && c->front->tls != NULL, &io);
 	front_proto_start(c->proto);
 }

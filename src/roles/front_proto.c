@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <assert.h>
 #include <openssl/crypto.h>
 #include <string.h>
 #include <strings.h>
@@ -16,7 +17,6 @@
 #include "directory/sasl.h"
 
 enum front_family {
-	FAMILY_SMTP,
 	FAMILY_IMAP,
 	FAMILY_POP3,
 	FAMILY_SIEVE,
@@ -35,7 +35,6 @@ enum auth_state {
 struct front_proto {
 	enum listener_service service;
 	enum front_family family;
-	char *hostname;
 	bool tls_active;
 	bool starttls_allowed;
 	bool closing;
@@ -49,15 +48,18 @@ struct front_proto {
 	char *pop3_user; /* POP3: USER given, PASS awaited */
 };
 
+/* SMTP, submission and LMTP are src/smtp's (front_smtp.c). */
+static bool
+is_smtp(enum listener_service s)
+{
+	return s == SERVICE_SMTP || s == SERVICE_SUBMISSION ||
+	       s == SERVICE_SUBMISSIONS || s == SERVICE_LMTP;
+}
+
 static enum front_family
 family_of(enum listener_service s)
 {
 	switch (s) {
-	case SERVICE_SMTP:
-	case SERVICE_SUBMISSION:
-	case SERVICE_SUBMISSIONS:
-	case SERVICE_LMTP:
-		return FAMILY_SMTP;
 	case SERVICE_IMAP:
 	case SERVICE_IMAPS:
 		return FAMILY_IMAP;
@@ -99,15 +101,14 @@ leave(struct front_proto *p)
 }
 
 struct front_proto *
-front_proto_new(enum listener_service service, const char *hostname,
-                bool tls_active, bool starttls_allowed,
-                const struct front_io *io)
+front_proto_new(enum listener_service service, bool tls_active,
+                bool starttls_allowed, const struct front_io *io)
 {
 	struct front_proto *p = xcalloc(1, sizeof(*p));
 
+	assert(!is_smtp(service));
 	p->service = service;
 	p->family = family_of(service);
-	p->hostname = xstrdup(hostname);
 	p->tls_active = tls_active;
 	p->starttls_allowed = starttls_allowed;
 	p->io = *io;
@@ -121,7 +122,6 @@ front_proto_free(struct front_proto **p)
 		return;
 	sasl_free(&(*p)->sasl);
 	free((*p)->pop3_user);
-	free((*p)->hostname);
 	xfree(p);
 }
 
@@ -136,8 +136,6 @@ static bool
 auth_offered(const struct front_proto *p)
 {
 	switch (p->service) {
-	case SERVICE_SUBMISSION:
-	case SERVICE_SUBMISSIONS:
 	case SERVICE_IMAP:
 	case SERVICE_IMAPS:
 	case SERVICE_POP3:
@@ -179,17 +177,6 @@ enum auth_reply {
 static void
 auth_reply(struct front_proto *p, enum auth_reply r)
 {
-	static const char *const smtp[] = {
-	    [REPLY_OK] = "235 2.7.0 Authentication successful",
-	    [REPLY_FAIL] = "535 5.7.8 Authentication credentials invalid",
-	    [REPLY_TEMPFAIL] = "454 4.7.0 Temporary authentication failure",
-	    [REPLY_BAD] = "501 5.5.2 Invalid authentication exchange",
-	    [REPLY_ABORT] = "501 5.0.0 Authentication cancelled",
-	    [REPLY_NOMECH] = ("504 5.5.4 Unrecognized authentication "
-	                      "mechanism"),
-	    [REPLY_NEEDTLS] = ("538 5.7.11 Encryption required for "
-	                       "requested authentication mechanism"),
-	};
 	static const char *const imap[] = {
 	    [REPLY_OK] = "OK Logged in",
 	    [REPLY_FAIL] = ("NO [AUTHENTICATIONFAILED] Authentication "
@@ -213,9 +200,6 @@ auth_reply(struct front_proto *p, enum auth_reply r)
 	};
 
 	switch (p->family) {
-	case FAMILY_SMTP:
-		say(p, "%s\r\n", smtp[r]);
-		break;
 	case FAMILY_IMAP:
 		say(p, "%s %s\r\n", p->tag, imap[r]);
 		break;
@@ -245,7 +229,7 @@ auth_send_challenge(struct front_proto *p)
 	sasl_challenge(p->sasl, &data, &len);
 	b64 = xmalloc(4 * ((len + 2) / 3) + 1);
 	sasl_base64_encode(data, len, b64);
-	say(p, "%s %s\r\n", p->family == FAMILY_SMTP ? "334" : "+", b64);
+	say(p, "+ %s\r\n", b64);
 	free(b64);
 }
 
@@ -441,9 +425,6 @@ front_proto_start(struct front_proto *p)
 	char caps[128];
 
 	switch (p->family) {
-	case FAMILY_SMTP:
-		say(p, "220 %s ESMTP tern\r\n", p->hostname);
-		break;
 	case FAMILY_IMAP:
 		imap_capability(p, caps, sizeof(caps));
 		say(p, "* OK [CAPABILITY %s] tern ready\r\n", caps);
@@ -479,38 +460,6 @@ static bool
 word_is(const char *w, size_t n, const char *name)
 {
 	return strlen(name) == n && strncasecmp(w, name, n) == 0;
-}
-
-static void
-smtp_line(struct front_proto *p, const char *line, size_t len)
-{
-	const char *rest;
-	size_t n = first_word(line, len, &rest);
-	bool lmtp = p->service == SERVICE_LMTP;
-
-	if (word_is(line, n, lmtp ? "LHLO" : "EHLO")) {
-		say(p, "250-%s\r\n", p->hostname);
-		if (can_starttls(p))
-			say(p, "250-STARTTLS\r\n");
-		if (auth_offered(p))
-			say(p, "250-AUTH " SASL_MECHS "\r\n");
-		say(p, "250 ENHANCEDSTATUSCODES\r\n");
-	} else if (word_is(line, n, "AUTH") && !lmtp &&
-	           p->service != SERVICE_SMTP) {
-		auth_start(p, rest, (size_t)(line + len - rest));
-	} else if (!lmtp && word_is(line, n, "HELO")) {
-		say(p, "250 %s\r\n", p->hostname);
-	} else if (word_is(line, n, "STARTTLS") && can_starttls(p)) {
-		say(p, "220 2.0.0 Ready to start TLS\r\n");
-		p->io.starttls(p->io.arg);
-	} else if (word_is(line, n, "NOOP") || word_is(line, n, "RSET")) {
-		say(p, "250 2.0.0 OK\r\n");
-	} else if (word_is(line, n, "QUIT")) {
-		say(p, "221 2.0.0 Bye\r\n");
-		leave(p);
-	} else {
-		say(p, "502 5.5.1 Command not implemented\r\n");
-	}
 }
 
 /* An IMAP tag is echoed back, so only safe characters are kept. */
@@ -729,9 +678,6 @@ front_proto_line(struct front_proto *p, const char *line, size_t len)
 		abort();
 	}
 	switch (p->family) {
-	case FAMILY_SMTP:
-		smtp_line(p, line, len);
-		break;
 	case FAMILY_IMAP:
 		imap_line(p, line, len);
 		break;
@@ -751,9 +697,6 @@ void
 front_proto_line_too_long(struct front_proto *p)
 {
 	switch (p->family) {
-	case FAMILY_SMTP:
-		say(p, "500 5.5.2 Line too long\r\n");
-		break;
 	case FAMILY_IMAP:
 		say(p, "* BAD Line too long\r\n");
 		break;
@@ -786,9 +729,6 @@ goodbye(struct front_proto *p, const char *why)
 	if (p->closing)
 		return;
 	switch (p->family) {
-	case FAMILY_SMTP:
-		say(p, "421 4.3.2 %s %s\r\n", p->hostname, why);
-		break;
 	case FAMILY_IMAP:
 		say(p, "* BYE %s\r\n", why);
 		break;
@@ -819,9 +759,9 @@ front_proto_timeout(struct front_proto *p)
 const char *
 front_proto_refusal(enum listener_service service)
 {
-	switch (family_of(service)) {
-	case FAMILY_SMTP:
+	if (is_smtp(service))
 		return "421 4.7.0 Too many connections, try again later\r\n";
+	switch (family_of(service)) {
 	case FAMILY_IMAP:
 		return "* BYE Too many connections\r\n";
 	case FAMILY_POP3:

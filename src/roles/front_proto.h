@@ -1,5 +1,7 @@
-/* The first words front speaks on each service until that service's own
- * protocol module is wired in: the greeting, capability discovery, STARTTLS
+/* The first words front speaks on IMAP, POP3, ManageSieve and HTTP until
+ * each service's own protocol module is wired in (SMTP, submission and
+ * LMTP already have theirs, src/smtp): the greeting, capability discovery,
+ * STARTTLS
  * (so TLS upgrade works end to end), NOOP, the polite ways to leave,
  * and logins (SASL PLAIN, LOGIN, SCRAM-SHA-256; IMAP LOGIN; POP3 USER/PASS)
  * checked by lookup. Every other command is answered "not implemented" in
@@ -30,8 +32,7 @@ struct front_io {
 struct front_proto;
 
 struct front_proto *front_proto_new(enum listener_service service,
-                                    const char *hostname, bool tls_active,
-                                    bool starttls_allowed,
+                                    bool tls_active, bool starttls_allowed,
                                     const struct front_io *io);
 void front_proto_free(struct front_proto **p);
 /* Send the greeting. */
@@ -63,7 +64,8 @@ void front_proto_auth_scram_check_result(struct front_proto *p, int result,
 /* The logged-in user, or NULL. */
 const char *front_proto_user(const struct front_proto *p);
 
-/* The greeting used when front refuses a connection (limits, no TLS). */
+/* What front says when it refuses a connection (limits), for every
+ * service, SMTP included. */
 const char *front_proto_refusal(enum listener_service service);
 
 #endif

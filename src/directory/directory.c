@@ -37,6 +37,27 @@ dir_fail(char **error_r, const char *fmt, ...)
 	return -1;
 }
 
+int
+dir_insert(struct directory *dir, const char *sql, const char *const *params,
+           size_t nparams, char **error_r, const char *exists_fmt, ...)
+{
+	char *err = NULL;
+	bool unique = false;
+	va_list ap;
+
+	if (dir_exec(dir, sql, params, nparams, NULL, NULL, &unique, &err) == 0)
+		return 0;
+	if (error_r != NULL && unique) {
+		va_start(ap, exists_fmt);
+		*error_r = xvasprintf(exists_fmt, ap);
+		va_end(ap);
+	} else {
+		dir_fail(error_r, "%s", err);
+	}
+	free(err);
+	return -1;
+}
+
 /* Length of a well-formed UTF-8 sequence at p (at most n bytes), 0 if
  * malformed, or a C0/C1 control or DEL. */
 static size_t
@@ -375,23 +396,13 @@ directory_domain_add(struct directory *dir, const char *domain, char **error_r)
 {
 	char now[DIR_INT_MAX];
 	const char *params[] = {domain, now_text(now)};
-	bool unique = false;
-	char *err = NULL;
 
 	if (dir_check_domain(domain, error_r) < 0)
 		return -1;
-	if (dir_exec(dir,
-	             "INSERT INTO domains (name, active, created)"
-	             " VALUES (?, 1, ?)",
-	             params, 2, NULL, NULL, &unique, &err) < 0) {
-		if (unique)
-			dir_fail(error_r, "domain %s exists", domain);
-		else
-			dir_fail(error_r, "%s", err);
-		free(err);
-		return -1;
-	}
-	return 0;
+	return dir_insert(dir,
+	                  "INSERT INTO domains (name, active, created)"
+	                  " VALUES (?, 1, ?)",
+	                  params, 2, error_r, "domain %s exists", domain);
 }
 
 /* "%@domain" for LIKE, with "!" escaping (portable: no backslashes). */
@@ -560,8 +571,6 @@ directory_user_add(struct directory *dir, const struct dir_user *user,
 {
 	char quota[DIR_INT_MAX], created[DIR_INT_MAX];
 	const char *params[7];
-	bool unique = false;
-	char *err = NULL;
 	int found;
 
 	if (dir_check_address(user->address, error_r) < 0 ||
@@ -584,19 +593,12 @@ directory_user_add(struct directory *dir, const struct dir_user *user,
 		return -1;
 	if (found == 0)
 		return dir_fail(error_r, "no domain %s", params[1]);
-	if (dir_exec(dir,
-	             "INSERT INTO users (address, domain, password_hash, scram,"
-	             " quota_bytes, suspended, created)"
-	             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-	             params, 7, NULL, NULL, &unique, &err) < 0) {
-		if (unique)
-			dir_fail(error_r, "user %s exists", user->address);
-		else
-			dir_fail(error_r, "%s", err);
-		free(err);
-		return -1;
-	}
-	return 0;
+	return dir_insert(
+	    dir,
+	    "INSERT INTO users (address, domain, password_hash, scram,"
+	    " quota_bytes, suspended, created)"
+	    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+	    params, 7, error_r, "user %s exists", user->address);
 }
 
 int
@@ -772,8 +774,6 @@ directory_app_password_add(struct directory *dir, const char *address,
 	char svc[DIR_INT_MAX], now[DIR_INT_MAX];
 	const char *params[] = {
 	    address, label, hash, scram, dir_i64(svc, services), now_text(now)};
-	bool unique = false;
-	char *err = NULL;
 	int found;
 
 	if (dir_check_address(address, error_r) < 0 ||
@@ -789,19 +789,12 @@ directory_app_password_add(struct directory *dir, const char *address,
 	if (found <= 0)
 		return found < 0 ? -1
 		                 : dir_fail(error_r, "no user %s", address);
-	if (dir_exec(dir,
-	             "INSERT INTO app_passwords (address, label, password_hash,"
-	             " scram, services, created) VALUES (?, ?, ?, ?, ?, ?)",
-	             params, 6, NULL, NULL, &unique, &err) < 0) {
-		if (unique)
-			dir_fail(error_r, "app password %s exists for %s",
-			         label, address);
-		else
-			dir_fail(error_r, "%s", err);
-		free(err);
-		return -1;
-	}
-	return 0;
+	return dir_insert(
+	    dir,
+	    "INSERT INTO app_passwords (address, label, password_hash,"
+	    " scram, services, created) VALUES (?, ?, ?, ?, ?, ?)",
+	    params, 6, error_r, "app password %s exists for %s", label,
+	    address);
 }
 
 int

@@ -546,8 +546,6 @@ directory_sender_grant(struct directory *dir, const char *user,
                        const char *address, char **error_r)
 {
 	const char *params[] = {user, address};
-	bool unique = false;
-	char *err = NULL;
 	int found;
 
 	if (dir_check_address(user, error_r) < 0 ||
@@ -557,19 +555,9 @@ directory_sender_grant(struct directory *dir, const char *user,
 	                   1, error_r);
 	if (found <= 0)
 		return found < 0 ? -1 : dir_fail(error_r, "no user %s", user);
-	if (dir_exec(
-	        dir,
-	        "INSERT INTO sender_grants (address, allowed) VALUES (?, ?)",
-	        params, 2, NULL, NULL, &unique, &err) < 0) {
-		if (unique)
-			dir_fail(error_r, "%s may already send as %s", user,
-			         address);
-		else
-			dir_fail(error_r, "%s", err);
-		free(err);
-		return -1;
-	}
-	return 0;
+	return dir_insert(
+	    dir, "INSERT INTO sender_grants (address, allowed) VALUES (?, ?)",
+	    params, 2, error_r, "%s may already send as %s", user, address);
 }
 
 int

@@ -41,6 +41,12 @@ const char *dir_domain_of(const char *address);
 int dir_exec(struct directory *dir, const char *sql, const char *const *params,
              size_t nparams, struct sql_result **res_r, uint64_t *affected_r,
              bool *unique_r, char **error_r);
+/* An INSERT: 0, or -1 with *error_r set to exists_fmt… when the row's key
+ * is taken, else to the driver's message. */
+int dir_insert(struct directory *dir, const char *sql,
+               const char *const *params, size_t nparams, char **error_r,
+               const char *exists_fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 /* 1 when the query returns a row, 0 when not, -1 on error. */
 int dir_exists(struct directory *dir, const char *sql,
                const char *const *params, size_t nparams, char **error_r);

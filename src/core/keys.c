@@ -22,6 +22,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509v3.h>
 
+#include "core/base64.h"
 #include "core/xmalloc.h"
 
 /* Far above any PEM key or certificate chain we write or read. */
@@ -537,9 +538,9 @@ keys_load_cert(const char *path, char **error_r)
 static char *
 keys_base64(const unsigned char *data, size_t len)
 {
-	char *out = xmalloc(4 * ((len + 2) / 3) + 1);
+	char *out = xmalloc(BASE64_ENCODED_SIZE(len));
 
-	EVP_EncodeBlock((unsigned char *)out, data, (int)len);
+	base64_encode(data, len, out);
 	return out;
 }
 

@@ -509,7 +509,7 @@ static enum sasl_status
 scram_client_final(struct sasl_session *s, const uint8_t *in, size_t len)
 {
 	struct field f[SCRAM_FIELDS_MAX];
-	char cbind[4 * ((SASL_INPUT_MAX + 2) / 3) + 1];
+	char cbind[BASE64_ENCODED_SIZE(SASL_INPUT_MAX)];
 	uint8_t proof[SCRAM_PROOF_LEN];
 	size_t n, cbind_len, proof_len, without_proof_len;
 
@@ -660,7 +660,7 @@ sasl_scram_params_result(struct sasl_session *s, int result,
                          uint32_t iterations)
 {
 	uint8_t raw[SCRAM_SERVER_NONCE_BYTES];
-	char b64[4 * ((SCRAM_SALT_MAX + 2) / 3) + 1];
+	char b64[BASE64_ENCODED_SIZE(SCRAM_SALT_MAX)];
 	size_t b64_len;
 	int ok;
 
@@ -709,7 +709,7 @@ enum sasl_status
 sasl_scram_check_result(struct sasl_session *s, int result,
                         const uint8_t server_signature[32])
 {
-	char b64[4 * ((SCRAM_SIGNATURE_LEN + 2) / 3) + 1];
+	char b64[BASE64_ENCODED_SIZE(SCRAM_SIGNATURE_LEN)];
 	size_t b64_len;
 
 	if (!sasl_expects(s, SASL_STATE_WAIT_SCRAM_CHECK, "scram_check"))

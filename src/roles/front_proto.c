@@ -13,15 +13,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/base64.h"
 #include "core/xmalloc.h"
 #include "directory/sasl.h"
 
-enum front_family {
-	FAMILY_IMAP,
-	FAMILY_POP3,
-	FAMILY_SIEVE,
-	FAMILY_HTTP
-};
+enum front_family { FAMILY_IMAP, FAMILY_POP3, FAMILY_SIEVE, FAMILY_HTTP };
 
 #define TAG_MAX 64
 
@@ -227,7 +223,7 @@ auth_send_challenge(struct front_proto *p)
 	char *b64;
 
 	sasl_challenge(p->sasl, &data, &len);
-	b64 = xmalloc(4 * ((len + 2) / 3) + 1);
+	b64 = xmalloc(BASE64_ENCODED_SIZE(len));
 	sasl_base64_encode(data, len, b64);
 	say(p, "+ %s\r\n", b64);
 	free(b64);

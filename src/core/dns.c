@@ -147,7 +147,8 @@ security_name(enum dns_security s)
 /* Copy the pointers and lengths: libunbound's arrays are char * and int,
  * ours are uint8_t * and size_t. */
 static void
-query_deliver(struct dns_query *q, const struct ub_result *res)
+result_deliver(const char *name, int rrtype, const struct ub_result *res,
+               dns_done_fn *done, void *arg)
 {
 	const uint8_t **rdata = NULL;
 	size_t *rdata_len = NULL;
@@ -178,11 +179,16 @@ query_deliver(struct dns_query *q, const struct ub_result *res)
 	log_debug(NULL,
 	          "event=dns_answer name=%s type=%d rcode=%d count=%zu "
 	          "security=%s",
-	          q->name, q->rrtype, out.rcode, n,
-	          security_name(out.security));
-	q->done(q->arg, 0, &out);
+	          name, rrtype, out.rcode, n, security_name(out.security));
+	done(arg, 0, &out);
 	free(rdata);
 	free(rdata_len);
+}
+
+static void
+query_deliver(struct dns_query *q, const struct ub_result *res)
+{
+	result_deliver(q->name, q->rrtype, res, q->done, q->arg);
 }
 
 /* A malformed name usually comes from a peer (HELO, MAIL FROM, a DKIM
@@ -607,6 +613,36 @@ dns_lookup(struct dns_resolver *r, const char *name, int rrtype,
 	}
 	log_debug(NULL, "event=dns_lookup name=%s type=%d", q->name, rrtype);
 	return q;
+}
+
+int
+dns_resolve_sync(struct dns_resolver *r, const char *name, int rrtype,
+                 dns_done_fn *done, void *arg)
+{
+	struct ub_result *res = NULL;
+	const char *why;
+	int rc;
+
+	if ((why = lookup_check(r, name, rrtype)) != NULL) {
+		log_debug(NULL,
+		          "event=dns_lookup_failed name=%.255s type=%d error=%s",
+		          name != NULL ? name : "", rrtype, why);
+		done(arg, -1, NULL);
+		return -1;
+	}
+	rc = ub_resolve(r->ctx, name, rrtype, DNS_CLASS_IN, &res);
+	if (rc != 0 || res == NULL) {
+		log_msg(failure_level(rc), NULL,
+		        "event=dns_failed name=%s type=%d error=%s", name, rrtype,
+		        ub_strerror(rc));
+		done(arg, -1, NULL);
+		if (res != NULL)
+			ub_resolve_free(res);
+		return -1;
+	}
+	result_deliver(name, rrtype, res, done, arg);
+	ub_resolve_free(res);
+	return 0;
 }
 
 void

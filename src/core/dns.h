@@ -57,6 +57,11 @@ void dns_resolver_free(struct dns_resolver **r);
 struct dns_query *dns_lookup(struct dns_resolver *r, const char *name,
 			     int rrtype, dns_done_fn *done, void *arg);
 void dns_cancel(struct dns_query **q);
+/* The same lookup, blocking: done runs inside this call. For worker
+ * threads only (never the loop); libunbound allows several threads at
+ * once on one resolver. Returns the status given to done. */
+int dns_resolve_sync(struct dns_resolver *r, const char *name, int rrtype,
+                     dns_done_fn *done, void *arg);
 
 /* Decoders for one rdata; each 0 or -1 when malformed. */
 int dns_rdata_a(const uint8_t *rd, size_t len, char *out, size_t outlen);

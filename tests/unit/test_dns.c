@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
@@ -650,6 +651,61 @@ test_txt(void **state)
 	ctx_close(&c);
 }
 
+/* The blocking form, from a thread that is not the loop's (how the
+ * workers use it), with several threads on one resolver at once. */
+struct sync_arg {
+	struct dns_resolver *r;
+	const char *name;
+	int type;
+	struct lookup l;
+	int ret;
+};
+
+static void *
+sync_thread(void *arg)
+{
+	struct sync_arg *a = arg;
+
+	a->ret = dns_resolve_sync(a->r, a->name, a->type, on_done, &a->l);
+	return NULL;
+}
+
+static void
+test_sync_from_threads(void **state)
+{
+	struct ctx c;
+	struct sync_arg a[3] = {
+	    {.name = "txt.tern.example", .type = TYPE_TXT},
+	    {.name = "a.tern.example", .type = TYPE_A},
+	    {.name = "nothere.tern.example", .type = TYPE_A},
+	};
+	pthread_t t[3];
+
+	(void)state;
+	ctx_open(&c, NULL);
+	c.pending = 100; /* on_done must not stop a loop that is not run */
+	for (int i = 0; i < 3; i++) {
+		a[i].r = c.r;
+		assert_int_equal(pthread_create(&t[i], NULL, sync_thread, &a[i]),
+		                 0);
+	}
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(a[0].ret, 0);
+	assert_answer(&a[0].l, 1);
+	assert_string_equal(a[0].l.value[0], "v=spf1 -all");
+	assert_answer(&a[1].l, 1);
+	assert_string_equal(a[1].l.value[0], "192.0.2.1");
+	assert_int_equal(a[2].l.calls, 1);
+	assert_true(a[2].l.nxdomain);
+	/* Bad input is refused without a query. */
+	memset(&a[0].l, 0, sizeof(a[0].l));
+	assert_int_equal(dns_resolve_sync(c.r, "", TYPE_A, on_done, &a[0].l),
+	                 -1);
+	assert_int_equal(a[0].l.calls, 1);
+	ctx_close(&c);
+}
+
 static void
 test_nxdomain_nodata(void **state)
 {
@@ -1086,6 +1142,7 @@ main(void)
 	    cmocka_unit_test(test_mx),
 	    cmocka_unit_test(test_txt),
 	    cmocka_unit_test(test_nxdomain_nodata),
+	    cmocka_unit_test(test_sync_from_threads),
 	    cmocka_unit_test(test_insecure_without_anchor),
 	    cmocka_unit_test(test_dnssec_secure_and_bogus),
 	    cmocka_unit_test(test_anchor_after_lookup_refused),

@@ -1,0 +1,526 @@
+/* New messages in a mailbox: APPEND, local delivery (streamed from the
+ * spool file) and COPY/MOVE. A new file is written to the user's tmp/
+ * (CRLF → LF), fsync'd, and linked into the mailbox's cur/ under the index
+ * write lock; cur/ is fsync'd and then the transaction that gives it its
+ * UID commits (ARCHITECTURE.md §1 invariant 6).
+ * SECURITY: message bytes are data only (never parsed here); memory stays
+ * bounded (64 KiB chunks) whatever the message size; quota and keyword
+ * limits are checked in the transaction that adds the message. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/xmalloc.h"
+#include "store/mailbox_int.h"
+
+/* A finished tmp file goes into mailbox b: link, fsync, row, commit.
+ * Takes the lock itself; b is re-read in it. */
+static int
+mi_add_file(struct mbox_user *u, const char *canon, bool fallback_inbox,
+            struct mi_writer *w, uint32_t flags, const char *keywords,
+            int64_t internaldate, uint32_t *uidvalidity_r, uint32_t *uid_r,
+            char **error_r)
+{
+	struct mi_dirs d = {-1, -1, -1};
+	struct mi_box b = {0};
+	char *kw = NULL, *filename = NULL;
+	uint32_t uid;
+	int rc;
+
+	if ((rc = mi_begin(u, error_r)) != MBOX_OK)
+		return rc;
+	rc = mi_box_by_name(u, canon, &b, error_r);
+	if (rc == MBOX_ERR_NOTFOUND && fallback_inbox) {
+		if (error_r != NULL)
+			xfree(error_r);
+		rc = mi_box_by_name(u, "INBOX", &b, error_r);
+	}
+	if (rc != MBOX_OK)
+		goto fail;
+	if ((rc = mi_quota_check(u, w->crlf_size, error_r)) != MBOX_OK ||
+	    (rc = mi_keywords_register(u, b.id, keywords, &kw, error_r)) !=
+	        MBOX_OK ||
+	    (rc = mi_dirs_open(u, b.dir, &d, error_r)) != MBOX_OK)
+		goto fail;
+	if (b.uidnext == UINT32_MAX) {
+		rc = mi_err(error_r, MBOX_ERR_LIMIT, "%s: out of UIDs", b.name);
+		goto fail;
+	}
+	if ((rc = mi_writer_link(u, w, d.curfd, flags, &filename, error_r)) !=
+	    MBOX_OK)
+		goto fail;
+	uid = b.uidnext;
+	if ((rc = mi_fsync_dir(d.curfd, b.dir, error_r)) != MBOX_OK ||
+	    (rc = mi_msg_insert(u, b.id, uid, b.highestmodseq + 1, flags, kw,
+	                        internaldate, w->crlf_size, filename,
+	                        error_r)) != MBOX_OK ||
+	    (rc = mi_box_set_counters(u, b.id, uid + 1, b.highestmodseq + 1,
+	                              error_r)) != MBOX_OK ||
+	    (rc = mi_commit(u, error_r)) != MBOX_OK)
+		goto fail;
+	if (uidvalidity_r != NULL)
+		*uidvalidity_r = b.uidvalidity;
+	if (uid_r != NULL)
+		*uid_r = uid;
+	rc = MBOX_OK;
+	goto out;
+fail:
+	mi_rollback(u);
+	if (filename != NULL)
+		(void)unlinkat(d.curfd, filename, 0);
+out:
+	free(filename);
+	free(kw);
+	mi_dirs_close(&d);
+	mi_box_clear(&b);
+	return rc;
+}
+
+int
+mbox_append(struct mbox_user *u, const char *name, const char *data, size_t len,
+            uint32_t flags, const char *keywords, int64_t internaldate,
+            uint32_t *uidvalidity_r, uint32_t *uid_r, char **error_r)
+{
+	struct mi_writer w = {.fd = -1};
+	struct mi_box b;
+	char *canon = NULL;
+	int rc;
+
+	if (!mbox_name_valid(name))
+		return mi_err(error_r, MBOX_ERR_BADNAME,
+		              "invalid mailbox name");
+	if (!mi_keywords_valid(keywords))
+		return mi_err(error_r, MBOX_ERR_BADNAME, "invalid keyword");
+	canon = mi_name_canon(name);
+	/* Fail early (TRYCREATE) before writing anything. */
+	if ((rc = mi_box_lookup(u, canon, &b, error_r)) != MBOX_OK) {
+		free(canon);
+		return rc;
+	}
+	mi_box_clear(&b);
+	if (internaldate <= 0)
+		internaldate = (int64_t)time(NULL);
+	flags &= MI_FLAGS_MASK;
+	if ((rc = mi_writer_open(u, &w, error_r)) != MBOX_OK)
+		goto out;
+	if (mi_writer_write(&w, data, len) < 0) {
+		rc = mi_syserr(error_r, "write(%s/tmp/%s)", u->dir, w.tmpname);
+		goto out;
+	}
+	if ((rc = mi_writer_finish(u, &w, internaldate, error_r)) != MBOX_OK)
+		goto out;
+	rc = mi_add_file(u, canon, false, &w, flags, keywords, internaldate,
+	                 uidvalidity_r, uid_r, error_r);
+out:
+	mi_writer_abort(u, &w);
+	free(canon);
+	return rc;
+}
+
+int
+mbox_deliver(struct mbox_user *u, const char *name, const char *prefix,
+             int msg_fd, uint32_t flags, uint32_t *uid_r, char **error_r)
+{
+	struct mi_writer w = {.fd = -1};
+	const char *target = "INBOX";
+	char *canon = NULL;
+	uint8_t *in = NULL;
+	off_t off = 0;
+	int64_t now = (int64_t)time(NULL);
+	int rc;
+
+	if (name != NULL && mbox_name_valid(name)) {
+		struct mi_box b;
+
+		target = canon = mi_name_canon(name);
+		/* Finds a folder another tool made; else INBOX, below. */
+		(void)mi_box_lookup(u, canon, &b, NULL);
+		mi_box_clear(&b);
+	}
+	flags &= MI_FLAGS_MASK;
+	if ((rc = mi_writer_open(u, &w, error_r)) != MBOX_OK)
+		goto out;
+	if (prefix != NULL && mi_writer_write(&w, prefix, strlen(prefix)) < 0) {
+		rc = mi_syserr(error_r, "write(%s/tmp/%s)", u->dir, w.tmpname);
+		goto out;
+	}
+	in = xmalloc(MI_CHUNK);
+	for (;;) {
+		ssize_t r = pread(msg_fd, in, MI_CHUNK, off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = mi_syserr(error_r, "pread(message)");
+			goto out;
+		}
+		if (r == 0)
+			break;
+		off += r;
+		if (mi_writer_write(&w, in, (size_t)r) < 0) {
+			rc = mi_syserr(error_r, "write(%s/tmp/%s)", u->dir,
+			               w.tmpname);
+			goto out;
+		}
+	}
+	if ((rc = mi_writer_finish(u, &w, now, error_r)) != MBOX_OK)
+		goto out;
+	rc = mi_add_file(u, target, true, &w, flags, NULL, now, NULL, uid_r,
+	                 error_r);
+out:
+	free(in);
+	mi_writer_abort(u, &w);
+	free(canon);
+	return rc;
+}
+
+/* ---- COPY / MOVE ---- */
+
+struct mi_copy {
+	uint32_t uid;    /* in the source */
+	uint32_t newuid; /* in the destination */
+	uint32_t flags;
+	char *keywords;
+	int64_t internaldate;
+	uint64_t size;
+	char *filename; /* in the source's cur/ */
+	char *newname;  /* in the destination's cur/, once made */
+};
+
+static void
+mi_copies_free(struct mi_copy *c, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(c[i].keywords);
+		free(c[i].filename);
+		free(c[i].newname);
+	}
+	free(c);
+}
+
+/* Copy a file's bytes as they are (no line-end conversion) into a new
+ * tmp/ file, fsync'd; for file systems without hard links. */
+static int
+mi_copy_bytes(struct mbox_user *u, int srcfd, char **tmpname_r, char **error_r)
+{
+	struct mi_writer w;
+	uint8_t *in = xmalloc(MI_CHUNK);
+	off_t off = 0;
+	int rc;
+
+	if ((rc = mi_writer_open(u, &w, error_r)) != MBOX_OK) {
+		free(in);
+		return rc;
+	}
+	for (;;) {
+		ssize_t r = pread(srcfd, in, MI_CHUNK, off), done = 0;
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = mi_syserr(error_r, "pread(copy source)");
+			goto fail;
+		}
+		if (r == 0)
+			break;
+		off += r;
+		while (done < r) {
+			ssize_t wr = write(w.fd, in + done, (size_t)(r - done));
+
+			if (wr < 0 && errno == EINTR)
+				continue;
+			if (wr <= 0) {
+				rc = mi_syserr(error_r, "write(%s/tmp/%s)",
+				               u->dir, w.tmpname);
+				goto fail;
+			}
+			done += wr;
+		}
+	}
+	if (fsync(w.fd) < 0) {
+		rc = mi_syserr(error_r, "fsync(%s/tmp/%s)", u->dir, w.tmpname);
+		goto fail;
+	}
+	free(in);
+	close(w.fd);
+	w.fd = -1;
+	*tmpname_r = w.tmpname;
+	w.tmpname = NULL;
+	mi_writer_abort(u, &w);
+	return MBOX_OK;
+fail:
+	free(in);
+	mi_writer_abort(u, &w);
+	return rc;
+}
+
+/* Source file → a new name in the destination's cur/ (a hard link; a copy
+ * of the bytes where links do not work). */
+static int
+mi_copy_file(struct mbox_user *u, const struct mi_dirs *src,
+             const struct mi_dirs *dst, struct mi_copy *c, char **error_r)
+{
+	struct stat sb;
+
+	if (fstatat(src->curfd, c->filename, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT
+		           ? mi_err(error_r, MBOX_ERR_TEMP,
+		                    "message UID %u: file %s gone", c->uid,
+		                    c->filename)
+		           : mi_syserr(error_r, "stat(%s)", c->filename);
+	for (int tries = 0; tries < 16; tries++) {
+		char *base = mi_unique_base();
+		char *plain =
+		    xasprintf("%s,S=%lld,W=%llu", base, (long long)sb.st_size,
+		              (unsigned long long)c->size);
+		int r;
+
+		c->newname = mi_name_with_flags(plain, c->flags);
+		free(plain);
+		free(base);
+		r = linkat(src->curfd, c->filename, dst->curfd, c->newname, 0);
+		if (r < 0 && (errno == EXDEV || errno == EPERM ||
+		              errno == EOPNOTSUPP || errno == EMLINK)) {
+			int srcfd = openat(src->curfd, c->filename,
+			                   O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			char *tmpname = NULL;
+			int rc;
+
+			if (srcfd < 0)
+				return mi_syserr(error_r, "open(%s)",
+				                 c->filename);
+			rc = mi_copy_bytes(u, srcfd, &tmpname, error_r);
+			close(srcfd);
+			if (rc != MBOX_OK)
+				return rc;
+			r = mi_rename_noreplace(u->tmpfd, tmpname, dst->curfd,
+			                        c->newname);
+			if (r < 0)
+				(void)unlinkat(u->tmpfd, tmpname, 0);
+			free(tmpname);
+		}
+		if (r == 0)
+			return MBOX_OK;
+		if (errno != EEXIST)
+			break;
+		xfree(&c->newname);
+	}
+	int rc = mi_syserr(error_r, "link(%s)", c->filename);
+
+	xfree(&c->newname);
+	return rc;
+}
+
+static int
+mi_copy_collect(struct mbox_user *u, int64_t id, const uint32_t *uids, size_t n,
+                struct mi_copy **copies_r, size_t *ncopies_r, uint64_t *bytes_r,
+                char **error_r)
+{
+	struct mi_copy *c = n > 0 ? xcalloc(n, sizeof(*c)) : NULL;
+	sqlite3_stmt *st = mi_st(u, MI_MSG_GET, error_r);
+	size_t nc = 0;
+	uint64_t bytes = 0;
+
+	if (st == NULL) {
+		free(c);
+		return MBOX_ERR_TEMP;
+	}
+	for (size_t i = 0; i < n; i++) {
+		int step;
+
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_int64(st, 2, uids[i]);
+		step = sqlite3_step(st);
+		if (step == SQLITE_ROW) {
+			const unsigned char *kw = sqlite3_column_text(st, 2);
+			const unsigned char *fn = sqlite3_column_text(st, 5);
+
+			c[nc] = (struct mi_copy){
+			    .uid = uids[i],
+			    .flags = (uint32_t)sqlite3_column_int64(st, 1) &
+			             MI_FLAGS_MASK,
+			    .keywords = kw != NULL && kw[0] != '\0'
+			                    ? xstrdup((const char *)kw)
+			                    : NULL,
+			    .internaldate = sqlite3_column_int64(st, 3),
+			    .size = (uint64_t)sqlite3_column_int64(st, 4),
+			    .filename =
+			        xstrdup(fn != NULL ? (const char *)fn : ""),
+			};
+			bytes += c[nc].size;
+			nc++;
+		}
+		mi_done(st);
+		if (step != SQLITE_ROW && step != SQLITE_DONE) {
+			mi_copies_free(c, nc);
+			return mi_dberr(u, error_r, "messages");
+		}
+	}
+	*copies_r = c;
+	*ncopies_r = nc;
+	*bytes_r = bytes;
+	return MBOX_OK;
+}
+
+int
+mbox_copy(struct mbox *box, const uint32_t *uids, size_t n, const char *dest,
+          bool move, uint32_t *dst_uidvalidity_r, uint32_t **src_uids_r,
+          uint32_t **dst_uids_r, size_t *ncopied_r, char **error_r)
+{
+	struct mbox_user *u = box->u;
+	struct mi_box src = {0}, dst = {0};
+	struct mi_dirs dd = {-1, -1, -1};
+	const struct mi_dirs *dstdirs = &dd;
+	struct mi_copy *c = NULL;
+	size_t nc = 0;
+	uint64_t bytes = 0, dst_modseq, src_modseq;
+	bool same = false;
+	char *canon = NULL;
+	int rc;
+
+	*src_uids_r = NULL;
+	*dst_uids_r = NULL;
+	*ncopied_r = 0;
+	if (move && box->readonly)
+		return mi_err(error_r, MBOX_ERR_CANNOT, "mailbox is read-only");
+	if (!mbox_name_valid(dest))
+		return mi_err(error_r, MBOX_ERR_BADNAME,
+		              "invalid mailbox name");
+	canon = mi_name_canon(dest);
+	/* TRYCREATE before any work; finds folders other tools made. */
+	if ((rc = mi_box_lookup(u, canon, &dst, error_r)) != MBOX_OK) {
+		free(canon);
+		return rc;
+	}
+	mi_box_clear(&dst);
+	if ((rc = mi_begin(u, error_r)) != MBOX_OK) {
+		free(canon);
+		return rc;
+	}
+	if ((rc = mi_box_by_id(u, box->id, &src, error_r)) != MBOX_OK ||
+	    (rc = mi_sync_locked(u, &src, &box->dirs, false, error_r)) !=
+	        MBOX_OK ||
+	    (rc = mi_box_by_name(u, canon, &dst, error_r)) != MBOX_OK)
+		goto fail;
+	same = dst.id == src.id;
+	if (same)
+		dstdirs = &box->dirs;
+	else if ((rc = mi_dirs_open(u, dst.dir, &dd, error_r)) != MBOX_OK)
+		goto fail;
+	/* A MOVE adds nothing to the quota. */
+	if ((rc = mi_copy_collect(u, box->id, uids, n, &c, &nc, &bytes,
+	                          error_r)) != MBOX_OK ||
+	    (!move && (rc = mi_quota_check(u, bytes, error_r)) != MBOX_OK))
+		goto fail;
+	if (same)
+		dst.uidnext = src.uidnext; /* the scan may have moved it */
+	if (dst.uidnext > UINT32_MAX - nc) {
+		rc = mi_err(error_r, MBOX_ERR_LIMIT, "%s: out of UIDs", canon);
+		goto fail;
+	}
+	dst_modseq = (same ? src.highestmodseq : dst.highestmodseq) + 1;
+	src_modseq = src.highestmodseq + 1;
+	for (size_t i = 0; i < nc; i++) {
+		char *kw = NULL;
+
+		if ((rc = mi_keywords_register(u, dst.id, c[i].keywords, &kw,
+		                               error_r)) != MBOX_OK ||
+		    (rc = mi_copy_file(u, &box->dirs, dstdirs, &c[i],
+		                       error_r)) != MBOX_OK) {
+			free(kw);
+			goto fail;
+		}
+		free(c[i].keywords);
+		c[i].keywords = kw;
+		c[i].newuid = dst.uidnext++;
+	}
+	if (nc > 0 &&
+	    (rc = mi_fsync_dir(dstdirs->curfd, dst.dir, error_r)) != MBOX_OK)
+		goto fail;
+	for (size_t i = 0; i < nc; i++) {
+		sqlite3_stmt *st;
+
+		if ((rc = mi_msg_insert(u, dst.id, c[i].newuid, dst_modseq,
+		                        c[i].flags, c[i].keywords,
+		                        c[i].internaldate, c[i].size,
+		                        c[i].newname, error_r)) != MBOX_OK)
+			goto fail;
+		if ((st = mi_st(u, MI_CACHE_COPY, error_r)) == NULL) {
+			rc = MBOX_ERR_TEMP;
+			goto fail;
+		}
+		sqlite3_bind_int64(st, 1, src.id);
+		sqlite3_bind_int64(st, 2, c[i].uid);
+		sqlite3_bind_int64(st, 3, dst.id);
+		sqlite3_bind_int64(st, 4, c[i].newuid);
+		if ((rc = mi_step_done(u, st, error_r)) != MBOX_OK)
+			goto fail;
+		if (move && (rc = mi_msg_expunge(u, src.id, c[i].uid,
+		                                 same ? dst_modseq : src_modseq,
+		                                 error_r)) != MBOX_OK)
+			goto fail;
+	}
+	if (nc > 0) {
+		if ((rc = mi_box_set_counters(u, dst.id, dst.uidnext,
+		                              dst_modseq, error_r)) != MBOX_OK)
+			goto fail;
+		if (move && !same &&
+		    (rc = mi_box_set_counters(u, src.id, src.uidnext,
+		                              src_modseq, error_r)) != MBOX_OK)
+			goto fail;
+	}
+	if ((rc = mi_commit(u, error_r)) != MBOX_OK)
+		goto fail;
+	/* MOVE: the source files go after the commit (a crash in between
+	 * duplicates, never loses). */
+	if (move && nc > 0) {
+		for (size_t i = 0; i < nc; i++)
+			if (unlinkat(box->dirs.curfd, c[i].filename, 0) < 0 &&
+			    errno != ENOENT)
+				log_error(NULL,
+				          "event=mailbox_move_unlink user=%s "
+				          "file=%s error=%s",
+				          u->dir, c[i].filename,
+				          strerror(errno));
+		(void)fsync(box->dirs.curfd);
+	}
+	if (nc > 0) {
+		*src_uids_r = xcalloc(nc, sizeof(uint32_t));
+		*dst_uids_r = xcalloc(nc, sizeof(uint32_t));
+		for (size_t i = 0; i < nc; i++) {
+			(*src_uids_r)[i] = c[i].uid;
+			(*dst_uids_r)[i] = c[i].newuid;
+		}
+	}
+	*ncopied_r = nc;
+	if (dst_uidvalidity_r != NULL)
+		*dst_uidvalidity_r = dst.uidvalidity;
+	rc = MBOX_OK;
+	{
+		char *error = NULL;
+
+		/* Done and committed: stale counters are no failure. */
+		if (mi_box_refresh(box, &error) != MBOX_OK) {
+			log_warn(NULL, "event=mailbox_refresh user=%s error=%s",
+			         u->dir, error);
+			free(error);
+		}
+	}
+	goto out;
+fail:
+	mi_rollback(u);
+	for (size_t i = 0; i < nc; i++)
+		if (c[i].newname != NULL)
+			(void)unlinkat(dstdirs->curfd, c[i].newname, 0);
+out:
+	mi_copies_free(c, nc);
+	mi_dirs_close(&dd);
+	mi_box_clear(&src);
+	mi_box_clear(&dst);
+	free(canon);
+	return rc;
+}

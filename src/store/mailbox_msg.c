@@ -1,0 +1,737 @@
+/* One open mailbox (mailbox.h): SELECT/EXAMINE, the message list and what
+ * changed since a MODSEQ, reading a message (LF on disk → CRLF), the
+ * per-message cache, STORE (flags in the index and in the Maildir file
+ * name) and EXPUNGE.
+ * SECURITY: file names come from the index (which got them from readdir or
+ * made them) and are opened relative to the mailbox's cur/ fd with
+ * O_NOFOLLOW; keywords are checked (IMAP atoms, bounded count and length). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/xmalloc.h"
+#include "store/mailbox_int.h"
+
+int
+mi_box_refresh(struct mbox *box, char **error_r)
+{
+	struct mbox_info info;
+	struct mi_box b;
+	int rc;
+
+	if ((rc = mi_box_by_id(box->u, box->id, &b, error_r)) != MBOX_OK)
+		return rc;
+	rc = mi_info_fill(box->u, &b, &info, error_r);
+	mi_box_clear(&b);
+	if (rc != MBOX_OK)
+		return rc;
+	mbox_info_clear(&box->info);
+	box->info = info;
+	return MBOX_OK;
+}
+
+int
+mbox_open(struct mbox_user *u, const char *name, bool readonly,
+          struct mbox **box_r, char **error_r)
+{
+	struct mbox *box;
+	struct mi_box b;
+	char *canon = NULL;
+	int rc;
+
+	*box_r = NULL;
+	if (!mbox_name_valid(name))
+		return mi_err(error_r, MBOX_ERR_BADNAME,
+		              "invalid mailbox name");
+	canon = mi_name_canon(name);
+	rc = mi_box_lookup(u, canon, &b, error_r);
+	free(canon);
+	if (rc != MBOX_OK)
+		return rc;
+	box = xcalloc(1, sizeof(*box));
+	box->u = u;
+	box->id = b.id;
+	box->readonly = readonly;
+	rc = mi_dirs_open(u, b.dir, &box->dirs, error_r);
+	mi_box_clear(&b);
+	if (rc != MBOX_OK) {
+		free(box);
+		return rc;
+	}
+	if ((rc = mbox_sync(box, error_r)) != MBOX_OK) {
+		mbox_close(&box);
+		return rc;
+	}
+	*box_r = box;
+	return MBOX_OK;
+}
+
+void
+mbox_close(struct mbox **boxp)
+{
+	struct mbox *box = *boxp;
+
+	if (box == NULL)
+		return;
+	mi_dirs_close(&box->dirs);
+	mbox_info_clear(&box->info);
+	free(box);
+	*boxp = NULL;
+}
+
+const struct mbox_info *
+mbox_get_info(const struct mbox *box)
+{
+	return &box->info;
+}
+
+int
+mbox_sync(struct mbox *box, char **error_r)
+{
+	int rc = mi_sync(box->u, box->id, &box->dirs, false, error_r);
+
+	if (rc != MBOX_OK)
+		return rc;
+	return mi_box_refresh(box, error_r);
+}
+
+void
+mbox_msg_clear(struct mbox_msg *m)
+{
+	free(m->keywords);
+	*m = (struct mbox_msg){0};
+}
+
+void
+mbox_msg_free_list(struct mbox_msg **list, size_t n)
+{
+	if (*list == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free((*list)[i].keywords);
+	xfree(list);
+}
+
+/* Rows of MI_MSG_LIST / MI_MSG_CHANGED (bound) into a list. */
+static int
+mi_msg_rows(struct mbox_user *u, sqlite3_stmt *st, size_t hint,
+            struct mbox_msg **list_r, size_t *n_r, char **error_r)
+{
+	struct mbox_msg *list = NULL;
+	size_t n = 0, cap = 0;
+	int step;
+
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		const unsigned char *kw = sqlite3_column_text(st, 3);
+
+		if (n == cap) {
+			cap = cap == 0 ? (hint > 16 ? hint : 16) : cap * 2;
+			list = xreallocarray(list, cap, sizeof(*list));
+		}
+		list[n++] = (struct mbox_msg){
+		    .uid = (uint32_t)sqlite3_column_int64(st, 0),
+		    .modseq = (uint64_t)sqlite3_column_int64(st, 1),
+		    .flags =
+		        (uint32_t)sqlite3_column_int64(st, 2) & MI_FLAGS_MASK,
+		    .keywords = kw != NULL && kw[0] != '\0'
+		                    ? xstrdup((const char *)kw)
+		                    : NULL,
+		    .internaldate = sqlite3_column_int64(st, 4),
+		    .size = (uint64_t)sqlite3_column_int64(st, 5),
+		};
+	}
+	mi_done(st);
+	if (step != SQLITE_DONE) {
+		mbox_msg_free_list(&list, n);
+		return mi_dberr(u, error_r, "messages");
+	}
+	*list_r = list;
+	*n_r = n;
+	return MBOX_OK;
+}
+
+int
+mbox_messages(struct mbox *box, struct mbox_msg **list_r, size_t *n_r,
+              char **error_r)
+{
+	sqlite3_stmt *st = mi_st(box->u, MI_MSG_LIST, error_r);
+
+	*list_r = NULL;
+	*n_r = 0;
+	if (st == NULL)
+		return MBOX_ERR_TEMP;
+	sqlite3_bind_int64(st, 1, box->id);
+	return mi_msg_rows(box->u, st, box->info.messages, list_r, n_r,
+	                   error_r);
+}
+
+int
+mbox_changes(struct mbox *box, uint64_t since_modseq,
+             struct mbox_msg **changed_r, size_t *nchanged_r,
+             uint32_t **expunged_r, size_t *nexpunged_r, char **error_r)
+{
+	struct mbox_user *u = box->u;
+	sqlite3_stmt *st = mi_st(u, MI_MSG_CHANGED, error_r);
+	uint32_t *exp = NULL;
+	size_t n = 0;
+	int rc, step;
+
+	*changed_r = NULL;
+	*nchanged_r = 0;
+	*expunged_r = NULL;
+	*nexpunged_r = 0;
+	if (st == NULL)
+		return MBOX_ERR_TEMP;
+	sqlite3_bind_int64(st, 1, box->id);
+	sqlite3_bind_int64(
+	    st, 2,
+	    since_modseq > INT64_MAX ? INT64_MAX : (sqlite3_int64)since_modseq);
+	if ((rc = mi_msg_rows(u, st, 0, changed_r, nchanged_r, error_r)) !=
+	    MBOX_OK)
+		return rc;
+	if ((st = mi_st(u, MI_EXP_SINCE, error_r)) == NULL) {
+		mbox_msg_free_list(changed_r, *nchanged_r);
+		return MBOX_ERR_TEMP;
+	}
+	sqlite3_bind_int64(st, 1, box->id);
+	sqlite3_bind_int64(
+	    st, 2,
+	    since_modseq > INT64_MAX ? INT64_MAX : (sqlite3_int64)since_modseq);
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		exp = xreallocarray(exp, n + 1, sizeof(*exp));
+		exp[n++] = (uint32_t)sqlite3_column_int64(st, 0);
+	}
+	mi_done(st);
+	if (step != SQLITE_DONE) {
+		free(exp);
+		mbox_msg_free_list(changed_r, *nchanged_r);
+		*nchanged_r = 0;
+		return mi_dberr(u, error_r, "expunged");
+	}
+	*expunged_r = exp;
+	*nexpunged_r = n;
+	return MBOX_OK;
+}
+
+/* One message row. */
+struct mi_msgrow {
+	uint64_t modseq;
+	uint32_t flags;
+	char *keywords;
+	int64_t internaldate;
+	uint64_t size;
+	char *filename;
+};
+
+static void
+mi_msgrow_clear(struct mi_msgrow *r)
+{
+	free(r->keywords);
+	free(r->filename);
+	*r = (struct mi_msgrow){0};
+}
+
+static int
+mi_msg_get(struct mbox_user *u, int64_t id, uint32_t uid, struct mi_msgrow *r,
+           char **error_r)
+{
+	sqlite3_stmt *st = mi_st(u, MI_MSG_GET, error_r);
+	int step;
+
+	*r = (struct mi_msgrow){0};
+	if (st == NULL)
+		return MBOX_ERR_TEMP;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, uid);
+	step = sqlite3_step(st);
+	if (step == SQLITE_ROW) {
+		const unsigned char *kw = sqlite3_column_text(st, 2);
+		const unsigned char *fn = sqlite3_column_text(st, 5);
+
+		r->modseq = (uint64_t)sqlite3_column_int64(st, 0);
+		r->flags =
+		    (uint32_t)sqlite3_column_int64(st, 1) & MI_FLAGS_MASK;
+		r->keywords = kw != NULL && kw[0] != '\0'
+		                  ? xstrdup((const char *)kw)
+		                  : NULL;
+		r->internaldate = sqlite3_column_int64(st, 3);
+		r->size = (uint64_t)sqlite3_column_int64(st, 4);
+		r->filename = xstrdup(fn != NULL ? (const char *)fn : "");
+		mi_done(st);
+		return MBOX_OK;
+	}
+	mi_done(st);
+	if (step != SQLITE_DONE)
+		return mi_dberr(u, error_r, "messages");
+	return mi_err(error_r, MBOX_ERR_NOTFOUND, "no message UID %u", uid);
+}
+
+int
+mbox_read(struct mbox *box, uint32_t uid, struct buf *out, char **error_r)
+{
+	struct mi_msgrow r;
+	size_t start = out->len;
+	uint64_t n;
+	int fd = -1, rc;
+
+	for (int tries = 0; tries < 2 && fd < 0; tries++) {
+		if ((rc = mi_msg_get(box->u, box->id, uid, &r, error_r)) !=
+		    MBOX_OK)
+			return rc;
+		fd = openat(box->dirs.curfd, r.filename,
+		            O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0)
+			break;
+		if (errno != ENOENT || tries > 0) {
+			rc = errno == ENOENT
+			         ? mi_err(error_r, MBOX_ERR_NOTFOUND,
+			                  "message UID %u is gone", uid)
+			         : mi_syserr(error_r, "open(%s/cur/%s)",
+			                     box->info.name, r.filename);
+			mi_msgrow_clear(&r);
+			return rc;
+		}
+		/* Renamed (flags) or removed by another tool. */
+		mi_msgrow_clear(&r);
+		if ((rc = mi_sync(box->u, box->id, &box->dirs, false,
+		                  error_r)) != MBOX_OK)
+			return rc;
+	}
+	if (mi_file_read_crlf(fd, out, &n) < 0) {
+		rc = errno == ENOBUFS
+		         ? mi_err(error_r, MBOX_ERR_TEMP,
+		                  "message UID %u does not fit the buffer", uid)
+		         : mi_syserr(error_r, "read(%s/cur/%s)", box->info.name,
+		                     r.filename);
+		out->len = start;
+		close(fd);
+		mi_msgrow_clear(&r);
+		return rc;
+	}
+	close(fd);
+	if (n != r.size) {
+		/* Changed on disk behind our back: the size a client was told
+		 * no longer holds. */
+		log_error(NULL,
+		          "event=mailbox_size_mismatch user=%s mailbox=%s "
+		          "uid=%u file=%s index=%llu file_crlf=%llu",
+		          box->u->dir, box->info.name, uid, r.filename,
+		          (unsigned long long)r.size, (unsigned long long)n);
+		out->len = start;
+		mi_msgrow_clear(&r);
+		return mi_err(error_r, MBOX_ERR_TEMP,
+		              "message UID %u changed on disk", uid);
+	}
+	mi_msgrow_clear(&r);
+	return MBOX_OK;
+}
+
+int
+mbox_cache_get(struct mbox *box, uint32_t uid, const char *field,
+               char **value_r, size_t *len_r)
+{
+	sqlite3_stmt *st = mi_st(box->u, MI_CACHE_GET, NULL);
+	int found = 0;
+
+	*value_r = NULL;
+	*len_r = 0;
+	if (st == NULL)
+		return 0;
+	sqlite3_bind_int64(st, 1, box->id);
+	sqlite3_bind_int64(st, 2, uid);
+	sqlite3_bind_text(st, 3, field, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const void *v = sqlite3_column_blob(st, 0);
+		size_t len = (size_t)sqlite3_column_bytes(st, 0);
+
+		/* NUL-terminated too, for string values. */
+		*value_r = xmalloc(len + 1);
+		if (len > 0 && v != NULL)
+			memcpy(*value_r, v, len);
+		(*value_r)[len] = '\0';
+		*len_r = len;
+		found = 1;
+	}
+	mi_done(st);
+	return found;
+}
+
+void
+mbox_cache_set(struct mbox *box, uint32_t uid, const char *field,
+               const char *value, size_t len)
+{
+	sqlite3_stmt *st = mi_st(box->u, MI_CACHE_SET, NULL);
+	int rc;
+
+	if (st == NULL || value == NULL)
+		return;
+	sqlite3_bind_int64(st, 1, box->id);
+	sqlite3_bind_int64(st, 2, uid);
+	sqlite3_bind_text(st, 3, field, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 4, value, (int)(len > INT32_MAX ? 0 : len),
+	                  SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	mi_done(st);
+	/* A message expunged meanwhile fails the foreign key: harmless. */
+	if (rc != SQLITE_DONE && rc != SQLITE_CONSTRAINT_FOREIGNKEY)
+		log_warn(NULL, "event=mailbox_cache_set user=%s error=%s",
+		         box->u->dir, sqlite3_errmsg(box->u->db));
+}
+
+/* ---- STORE ---- */
+
+/* Whether the space-separated list has word (case-insensitive). */
+static bool
+mi_list_has(const char *list, const char *word, size_t len)
+{
+	const char *p = list;
+
+	while (p != NULL && *p != '\0') {
+		size_t n = strcspn(p, " ");
+
+		if (n == len && strncasecmp(p, word, len) == 0)
+			return true;
+		p += n;
+		while (*p == ' ')
+			p++;
+	}
+	return false;
+}
+
+/* old op kw (both canonical space-separated, NULL = none); malloc'd or
+ * NULL. */
+static char *
+mi_keywords_apply(const char *old, enum mbox_flag_op op, const char *kw)
+{
+	struct buf out;
+	const char *p;
+	char *res = NULL;
+
+	if (op == MBOX_FLAGS_SET)
+		return kw != NULL ? xstrdup(kw) : NULL;
+	buf_init(&out, 0);
+	for (p = old; p != NULL && *p != '\0';) {
+		size_t n = strcspn(p, " ");
+
+		if (n > 0 &&
+		    !(op == MBOX_FLAGS_REMOVE && mi_list_has(kw, p, n))) {
+			if (out.len > 0)
+				(void)buf_append_byte(&out, ' ');
+			(void)buf_append(&out, p, n);
+		}
+		p += n;
+		while (*p == ' ')
+			p++;
+	}
+	if (op == MBOX_FLAGS_ADD) {
+		for (p = kw; p != NULL && *p != '\0';) {
+			size_t n = strcspn(p, " ");
+
+			if (n > 0 && !mi_list_has(old, p, n)) {
+				if (out.len > 0)
+					(void)buf_append_byte(&out, ' ');
+				(void)buf_append(&out, p, n);
+			}
+			p += n;
+			while (*p == ' ')
+				p++;
+		}
+	}
+	if (out.len > 0)
+		res = xstrndup((const char *)out.data, out.len);
+	buf_free(&out);
+	return res;
+}
+
+static bool
+mi_str_eq(const char *a, const char *b)
+{
+	return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
+struct mi_renamed {
+	char *from, *to;
+};
+
+static void
+mi_renames_undo(int curfd, struct mi_renamed *r, size_t n, bool undo)
+{
+	for (size_t i = n; i-- > 0;) {
+		if (undo && renameat(curfd, r[i].to, curfd, r[i].from) < 0)
+			log_error(NULL,
+			          "event=mailbox_store_undo file=%s error=%s",
+			          r[i].to, strerror(errno));
+		free(r[i].from);
+		free(r[i].to);
+	}
+	free(r);
+}
+
+/* Inside a transaction: the mailbox row, with new files picked up first
+ * (so that stored file names are current). */
+static int
+mi_box_locked(struct mbox *box, struct mi_box *b, char **error_r)
+{
+	int rc;
+
+	if ((rc = mi_box_by_id(box->u, box->id, b, error_r)) != MBOX_OK)
+		return rc;
+	return mi_sync_locked(box->u, b, &box->dirs, false, error_r);
+}
+
+int
+mbox_store_flags(struct mbox *box, const uint32_t *uids, size_t n,
+                 enum mbox_flag_op op, uint32_t flags, const char *keywords,
+                 uint64_t unchangedsince, uint32_t **failed_r,
+                 size_t *nfailed_r, char **error_r)
+{
+	struct mbox_user *u = box->u;
+	struct mi_renamed *renamed = NULL;
+	size_t nrenamed = 0, nfailed = 0;
+	uint32_t *failed = NULL;
+	struct mi_box b = {0};
+	char *kw = NULL;
+	bool changed = false;
+	uint64_t modseq;
+	int rc;
+
+	*failed_r = NULL;
+	*nfailed_r = 0;
+	if (box->readonly)
+		return mi_err(error_r, MBOX_ERR_CANNOT, "mailbox is read-only");
+	if (op != MBOX_FLAGS_SET && op != MBOX_FLAGS_ADD &&
+	    op != MBOX_FLAGS_REMOVE)
+		return mi_err(error_r, MBOX_ERR_CANNOT, "invalid STORE op");
+	if (!mi_keywords_valid(keywords))
+		return mi_err(error_r, MBOX_ERR_BADNAME, "invalid keyword");
+	flags &= MI_FLAGS_MASK;
+	if ((rc = mi_begin(u, error_r)) != MBOX_OK)
+		return rc;
+	if ((rc = mi_box_locked(box, &b, error_r)) != MBOX_OK)
+		goto fail;
+	/* Removing needs no registration (nor counts against the limit). */
+	if (op == MBOX_FLAGS_REMOVE)
+		kw = keywords != NULL ? xstrdup(keywords) : NULL;
+	else if ((rc = mi_keywords_register(u, box->id, keywords, &kw,
+	                                    error_r)) != MBOX_OK)
+		goto fail;
+	modseq = b.highestmodseq + 1;
+	for (size_t i = 0; i < n; i++) {
+		struct mi_msgrow r;
+		uint32_t nflags;
+		char *nkw, *nname;
+		sqlite3_stmt *st;
+
+		rc = mi_msg_get(u, box->id, uids[i], &r, NULL);
+		if (rc == MBOX_ERR_NOTFOUND)
+			continue; /* expunged meanwhile */
+		if (rc != MBOX_OK) {
+			rc = mi_dberr(u, error_r, "messages");
+			goto fail;
+		}
+		if (unchangedsince != 0 && r.modseq > unchangedsince) {
+			failed =
+			    xreallocarray(failed, nfailed + 1, sizeof(*failed));
+			failed[nfailed++] = uids[i];
+			mi_msgrow_clear(&r);
+			continue;
+		}
+		nflags = op == MBOX_FLAGS_SET   ? flags
+		         : op == MBOX_FLAGS_ADD ? r.flags | flags
+		                                : r.flags & ~flags;
+		nkw = (op == MBOX_FLAGS_SET || keywords != NULL)
+		          ? mi_keywords_apply(r.keywords, op, kw)
+		          : (r.keywords != NULL ? xstrdup(r.keywords) : NULL);
+		if (nflags == r.flags && mi_str_eq(nkw, r.keywords)) {
+			free(nkw);
+			mi_msgrow_clear(&r);
+			continue;
+		}
+		nname = nflags == r.flags
+		            ? xstrdup(r.filename)
+		            : mi_name_with_flags(r.filename, nflags);
+		if (strcmp(nname, r.filename) != 0) {
+			if (mi_rename_noreplace(box->dirs.curfd, r.filename,
+			                        box->dirs.curfd, nname) < 0) {
+				rc = mi_syserr(error_r, "rename(%s/cur/%s)",
+				               b.dir, r.filename);
+				free(nkw);
+				free(nname);
+				mi_msgrow_clear(&r);
+				goto fail;
+			}
+			renamed = xreallocarray(renamed, nrenamed + 1,
+			                        sizeof(*renamed));
+			renamed[nrenamed].from = xstrdup(r.filename);
+			renamed[nrenamed].to = xstrdup(nname);
+			nrenamed++;
+		}
+		st = mi_st(u, MI_MSG_SET_FLAGS, error_r);
+		if (st != NULL) {
+			sqlite3_bind_int64(st, 1, box->id);
+			sqlite3_bind_int64(st, 2, uids[i]);
+			sqlite3_bind_int64(st, 3, nflags);
+			if (nkw != NULL)
+				sqlite3_bind_text(st, 4, nkw, -1,
+				                  SQLITE_STATIC);
+			else
+				sqlite3_bind_null(st, 4);
+			sqlite3_bind_int64(st, 5, (sqlite3_int64)modseq);
+			sqlite3_bind_text(st, 6, nname, -1, SQLITE_STATIC);
+			rc = mi_step_done(u, st, error_r);
+		} else {
+			rc = MBOX_ERR_TEMP;
+		}
+		free(nkw);
+		free(nname);
+		mi_msgrow_clear(&r);
+		if (rc != MBOX_OK)
+			goto fail;
+		changed = true;
+	}
+	if (changed) {
+		/* The new file names must survive a crash with the index. */
+		if (nrenamed > 0 && (rc = mi_fsync_dir(box->dirs.curfd, b.dir,
+		                                       error_r)) != MBOX_OK)
+			goto fail;
+		if ((rc = mi_box_set_counters(u, box->id, b.uidnext, modseq,
+		                              error_r)) != MBOX_OK)
+			goto fail;
+	}
+	if ((rc = mi_commit(u, error_r)) != MBOX_OK)
+		goto fail;
+	mi_renames_undo(box->dirs.curfd, renamed, nrenamed, false);
+	mi_box_clear(&b);
+	free(kw);
+	if ((rc = mi_box_refresh(box, error_r)) != MBOX_OK) {
+		free(failed);
+		return rc;
+	}
+	*failed_r = failed;
+	*nfailed_r = nfailed;
+	if (nfailed > 0)
+		return mi_err(error_r, MBOX_ERR_MODIFIED,
+		              "%zu messages changed since %llu", nfailed,
+		              (unsigned long long)unchangedsince);
+	return MBOX_OK;
+fail:
+	mi_rollback(u);
+	mi_renames_undo(box->dirs.curfd, renamed, nrenamed, true);
+	mi_box_clear(&b);
+	free(kw);
+	free(failed);
+	return rc;
+}
+
+/* ---- EXPUNGE ---- */
+
+int
+mbox_expunge(struct mbox *box, const uint32_t *uids, size_t n,
+             uint32_t **expunged_r, size_t *nexpunged_r, char **error_r)
+{
+	struct mbox_user *u = box->u;
+	struct mi_box b = {0};
+	uint32_t *gone = NULL;
+	char **files = NULL;
+	size_t ngone = 0;
+	uint64_t modseq;
+	int rc;
+
+	*expunged_r = NULL;
+	*nexpunged_r = 0;
+	if (box->readonly)
+		return mi_err(error_r, MBOX_ERR_CANNOT, "mailbox is read-only");
+	if ((rc = mi_begin(u, error_r)) != MBOX_OK)
+		return rc;
+	if ((rc = mi_box_locked(box, &b, error_r)) != MBOX_OK)
+		goto fail;
+	if (uids == NULL) {
+		sqlite3_stmt *st = mi_st(u, MI_MSG_DELETED, error_r);
+		int step;
+
+		if (st == NULL) {
+			rc = MBOX_ERR_TEMP;
+			goto fail;
+		}
+		sqlite3_bind_int64(st, 1, box->id);
+		while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+			const unsigned char *fn = sqlite3_column_text(st, 1);
+
+			gone = xreallocarray(gone, ngone + 1, sizeof(*gone));
+			files = xreallocarray(files, ngone + 1, sizeof(*files));
+			gone[ngone] = (uint32_t)sqlite3_column_int64(st, 0);
+			files[ngone++] =
+			    xstrdup(fn != NULL ? (const char *)fn : "");
+		}
+		mi_done(st);
+		if (step != SQLITE_DONE) {
+			rc = mi_dberr(u, error_r, "messages");
+			goto fail;
+		}
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			struct mi_msgrow r;
+
+			rc = mi_msg_get(u, box->id, uids[i], &r, error_r);
+			if (rc == MBOX_ERR_NOTFOUND) {
+				if (error_r != NULL)
+					xfree(error_r);
+				continue;
+			}
+			if (rc != MBOX_OK)
+				goto fail;
+			if (r.flags & MBOX_F_DELETED) {
+				gone = xreallocarray(gone, ngone + 1,
+				                     sizeof(*gone));
+				files = xreallocarray(files, ngone + 1,
+				                      sizeof(*files));
+				gone[ngone] = uids[i];
+				files[ngone++] = r.filename;
+				r.filename = NULL;
+			}
+			mi_msgrow_clear(&r);
+		}
+	}
+	rc = MBOX_OK;
+	modseq = b.highestmodseq + 1;
+	for (size_t i = 0; i < ngone && rc == MBOX_OK; i++) {
+		/* The file first: a row without its file is expunged by the
+		 * next sync anyway, a file without its row would come back. */
+		if (unlinkat(box->dirs.curfd, files[i], 0) < 0 &&
+		    errno != ENOENT) {
+			rc = mi_syserr(error_r, "unlink(%s/cur/%s)", b.dir,
+			               files[i]);
+			break;
+		}
+		rc = mi_msg_expunge(u, box->id, gone[i], modseq, error_r);
+	}
+	if (rc == MBOX_OK && ngone > 0 &&
+	    ((rc = mi_fsync_dir(box->dirs.curfd, b.dir, error_r)) != MBOX_OK ||
+	     (rc = mi_box_set_counters(u, box->id, b.uidnext, modseq,
+	                               error_r)) != MBOX_OK))
+		goto fail;
+	if (rc != MBOX_OK || (rc = mi_commit(u, error_r)) != MBOX_OK)
+		goto fail;
+	for (size_t i = 0; i < ngone; i++)
+		free(files[i]);
+	free(files);
+	mi_box_clear(&b);
+	if ((rc = mi_box_refresh(box, error_r)) != MBOX_OK) {
+		free(gone);
+		return rc;
+	}
+	*expunged_r = gone;
+	*nexpunged_r = ngone;
+	return MBOX_OK;
+fail:
+	mi_rollback(u);
+	for (size_t i = 0; i < ngone; i++)
+		free(files[i]);
+	free(files);
+	free(gone);
+	mi_box_clear(&b);
+	return rc;
+}

@@ -1,0 +1,463 @@
+/* The rest of src/imap/body.h: BODY[section] bytes (Dovecot's
+ * imap-msgpart.c rules), BINARY[part] decoding (index-mail-binary.c), and
+ * the header values, body text and Date that SEARCH needs.
+ * SECURITY: messages are untrusted. Part lookup follows the parsed tree
+ * only; a header filter copies bytes of one header block; decoding never
+ * produces more than the input size (plus CRs for bare LFs and a fixed
+ * line per converted header); date parsing checks every range. */
+#include "imap/body.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/xmalloc.h"
+#include "mail/header.h"
+#include "mail/mime.h"
+
+/* Append data with every bare LF turned into CRLF. */
+static void
+append_crlf(struct buf *out, const char *data, size_t len)
+{
+	const char *p = data, *end = data + len, *lf;
+
+	while ((lf = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		if (lf > data && lf[-1] == '\r') {
+			buf_append(out, p, (size_t)(lf + 1 - p));
+		} else {
+			buf_append(out, p, (size_t)(lf - p));
+			buf_append_str(out, "\r\n");
+		}
+		p = lf + 1;
+	}
+	buf_append(out, p, (size_t)(end - p));
+}
+
+static bool
+field_listed(const struct header_field *f, const struct imap_section *sec)
+{
+	if (f->name_len == 0)
+		return false;
+	for (size_t i = 0; i < sec->nfields; i++) {
+		if (header_field_is(f, sec->fields[i]))
+			return true;
+	}
+	return false;
+}
+
+/* HEADER.FIELDS (…) and HEADER.FIELDS.NOT (…): the chosen fields as they
+ * are, CRLF line ends, then the empty line when the header has one. */
+static void
+filter_header(const char *hdr, size_t len, const struct imap_section *sec,
+              struct buf *out)
+{
+	bool want = sec->kind == IMAP_SECTION_FIELDS;
+	struct header_iter it;
+	struct header_field f;
+
+	header_iter_init(&it, hdr, len);
+	while (header_iter_next(&it, &f)) {
+		if (field_listed(&f, sec) == want)
+			append_crlf(out, f.start, f.len);
+	}
+	/* Dovecot ends HEADER.FIELDS with the empty line even when the
+	   header has none (its header cache path), .NOT only when it has */
+	if (it.eoh || want)
+		buf_append_str(out, "\r\n");
+}
+
+int
+imap_body_section(const char *msg, size_t len,
+                  const struct imap_section *sec, struct buf *scratch,
+                  const char **data_r, size_t *len_r)
+{
+	struct mime_message *m = mime_parse(msg, len);
+	const struct mime_part *part = m->root;
+	int ret = 0;
+
+	*data_r = msg;
+	*len_r = 0;
+	if (sec->nparts > 0) {
+		part = mime_part_find(m->root, sec->part, sec->nparts);
+		if (part == NULL) {
+			ret = -1;
+		} else if (sec->kind != IMAP_SECTION_ALL &&
+		           sec->kind != IMAP_SECTION_MIME) {
+			/* HEADER, TEXT…: of the message inside message/rfc822 */
+			if ((part->flags & MIME_PART_RFC822) == 0 ||
+			    part->children == NULL)
+				ret = -1;
+			else
+				part = part->children;
+		}
+	} else if (sec->kind == IMAP_SECTION_MIME) {
+		ret = -1; /* [MIME] needs a part number */
+	}
+	if (ret == 0) {
+		size_t body = part->offset + part->hdr_size;
+
+		switch (sec->kind) {
+		case IMAP_SECTION_ALL:
+			if (sec->nparts == 0) {
+				*len_r = len;
+			} else {
+				*data_r = msg + body;
+				*len_r = part->body_size;
+			}
+			break;
+		case IMAP_SECTION_HEADER:
+		case IMAP_SECTION_MIME:
+			*data_r = msg + part->offset;
+			*len_r = part->hdr_size;
+			break;
+		case IMAP_SECTION_TEXT:
+			*data_r = msg + body;
+			*len_r = part->body_size;
+			break;
+		case IMAP_SECTION_FIELDS:
+		case IMAP_SECTION_FIELDS_NOT:
+			buf_reset(scratch);
+			filter_header(msg + part->offset, part->hdr_size, sec,
+			              scratch);
+			*data_r = (const char *)scratch->data;
+			*len_r = scratch->len;
+			if (*data_r == NULL)
+				*data_r = "";
+			break;
+		}
+	}
+	mime_message_free(&m);
+	return ret;
+}
+
+/*
+ * BINARY
+ */
+
+static enum mime_cte
+part_cte(const struct mime_message *m, const struct mime_part *part,
+         struct buf *tmp)
+{
+	enum mime_cte cte = MIME_CTE_78BIT;
+	struct header_iter it;
+	struct header_field f;
+
+	header_iter_init(&it, m->data + part->offset, part->hdr_size);
+	while (header_iter_next(&it, &f)) {
+		if (!header_field_is(&f, "Content-Transfer-Encoding"))
+			continue;
+		buf_reset(tmp);
+		header_field_unfold(&f, tmp);
+		cte = mime_cte_parse((char *)tmp->data, tmp->len);
+	}
+	return cte;
+}
+
+/* One part: its header (Content-Transfer-Encoding replaced by "binary"
+ * when the body gets decoded), then the body decoded or, for a multipart
+ * or message/rfc822, its children in turn. */
+static int
+binary_part(const struct mime_message *m, const struct mime_part *part,
+            bool include_hdr, struct buf *tmp, struct buf *out)
+{
+	const char *hdr = m->data + part->offset;
+	const char *body = hdr + part->hdr_size;
+	enum mime_cte cte = part_cte(m, part, tmp);
+	bool converted = cte == MIME_CTE_QP || cte == MIME_CTE_BASE64;
+
+	if (cte == MIME_CTE_UNKNOWN)
+		return -2;
+	if (include_hdr && converted) {
+		struct header_iter it;
+		struct header_field f;
+
+		header_iter_init(&it, hdr, part->hdr_size);
+		while (header_iter_next(&it, &f)) {
+			if (!header_field_is(&f, "Content-Transfer-Encoding"))
+				append_crlf(out, f.start, f.len);
+		}
+		if (it.eoh)
+			buf_append_str(out, "Content-Transfer-Encoding: "
+			                    "binary\r\n\r\n");
+	} else if (include_hdr) {
+		append_crlf(out, hdr, part->hdr_size);
+	}
+	if (part->children != NULL) {
+		const char *pos = body, *end = body + part->body_size;
+
+		for (const struct mime_part *c = part->children; c != NULL;
+		     c = c->next) {
+			const char *start = m->data + c->offset;
+			int ret;
+
+			append_crlf(out, pos, (size_t)(start - pos));
+			if ((ret = binary_part(m, c, true, tmp, out)) < 0)
+				return ret;
+			pos = start + c->hdr_size + c->body_size;
+		}
+		append_crlf(out, pos, (size_t)(end - pos));
+		return 0;
+	}
+	if (converted)
+		mime_body_decode(body, part->body_size, cte, out);
+	else
+		append_crlf(out, body, part->body_size);
+	return 0;
+}
+
+int
+imap_body_binary(const char *msg, size_t len, const uint32_t *part,
+                 size_t nparts, struct buf *out)
+{
+	struct mime_message *m = mime_parse(msg, len);
+	const struct mime_part *p = m->root;
+	struct buf tmp;
+	int ret;
+
+	if (nparts > 0)
+		p = mime_part_find(m->root, part, nparts);
+	if (p == NULL) {
+		mime_message_free(&m);
+		return -1;
+	}
+	buf_init(&tmp, 0);
+	ret = binary_part(m, p, nparts == 0, &tmp, out);
+	buf_free(&tmp);
+	mime_message_free(&m);
+	return ret;
+}
+
+/*
+ * SEARCH
+ */
+
+/* A value on one line: line breaks of folding removed, the whitespace
+ * that follows them kept, encoded words decoded. */
+static void
+append_search_value(const struct header_field *f, struct buf *tmp,
+                    struct buf *out)
+{
+	buf_reset(tmp);
+	header_field_unfold(f, tmp);
+	for (size_t i = 0; i < tmp->len; i++) {
+		if (tmp->data[i] == '\n')
+			tmp->data[i] = ' ';
+	}
+	mime_header_decode((char *)tmp->data, tmp->len, out);
+}
+
+int
+imap_body_header_text(const char *msg, size_t len, const char *name,
+                      struct buf *out)
+{
+	struct header_iter it;
+	struct header_field f;
+	struct buf tmp;
+	bool found = false;
+
+	buf_init(&tmp, 0);
+	header_iter_init(&it, msg, len); /* stops at the empty line */
+	while (header_iter_next(&it, &f)) {
+		if (name != NULL && !header_field_is(&f, name))
+			continue;
+		if (name == NULL && f.name_len == 0)
+			continue;
+		if (found)
+			buf_append_byte(out, '\n');
+		found = true;
+		if (name == NULL) {
+			mime_utf8_sanitize(f.name, f.name_len, out);
+			buf_append_str(out, ": ");
+		}
+		append_search_value(&f, &tmp, out);
+	}
+	buf_free(&tmp);
+	return found ? 0 : -1;
+}
+
+static void
+search_text_part(const struct mime_message *m, const struct mime_part *part,
+                 struct buf *tmp, struct buf *out)
+{
+	struct header_iter it;
+	struct header_field f;
+	struct mime_content ct;
+	const char *charset = NULL;
+	bool have_ct = false;
+	enum mime_cte cte = MIME_CTE_78BIT;
+	struct buf decoded;
+
+	if (part->children != NULL) {
+		for (const struct mime_part *c = part->children; c != NULL;
+		     c = c->next)
+			search_text_part(m, c, tmp, out);
+		return;
+	}
+	if ((part->flags & MIME_PART_TEXT) == 0)
+		return;
+	header_iter_init(&it, m->data + part->offset, part->hdr_size);
+	while (header_iter_next(&it, &f)) {
+		if ((part->flags & MIME_PART_IS_MIME) == 0)
+			break;
+		if (!have_ct && header_field_is(&f, "Content-Type")) {
+			buf_reset(tmp);
+			header_field_unfold(&f, tmp);
+			mime_content_type_parse((char *)tmp->data, tmp->len,
+			                        &ct);
+			have_ct = true;
+			charset = mime_content_param(&ct, "charset");
+		} else if (header_field_is(&f, "Content-Transfer-Encoding")) {
+			buf_reset(tmp);
+			header_field_unfold(&f, tmp);
+			cte = mime_cte_parse((char *)tmp->data, tmp->len);
+		}
+	}
+	buf_init(&decoded, 0);
+	mime_body_decode(m->data + part->offset + part->hdr_size,
+	                 part->body_size, cte, &decoded);
+	if (out->len > 0)
+		buf_append_byte(out, '\n');
+	if (charset == NULL ||
+	    mime_charset_to_utf8(charset, decoded.data, decoded.len, out) < 0)
+		mime_utf8_sanitize(decoded.data, decoded.len, out);
+	buf_free(&decoded);
+	if (have_ct)
+		mime_content_clear(&ct);
+}
+
+void
+imap_body_search_text(const char *msg, size_t len, struct buf *out)
+{
+	struct mime_message *m = mime_parse(msg, len);
+	struct buf tmp;
+
+	buf_init(&tmp, 0);
+	search_text_part(m, m->root, &tmp, out);
+	buf_free(&tmp);
+	mime_message_free(&m);
+}
+
+/*
+ * Date: (RFC 5322 §3.3 with the obsolete forms of §4.3)
+ */
+
+static bool
+date_word(struct header_lex *lx, char *w, size_t wmax)
+{
+	size_t n = 0;
+
+	header_lex_skip_lwsp(lx);
+	while (lx->data < lx->end && isalnum(*lx->data)) {
+		if (n + 1 >= wmax)
+			return false;
+		w[n++] = (char)*lx->data++;
+	}
+	w[n] = '\0';
+	return n > 0;
+}
+
+static bool
+date_number(struct header_lex *lx, int maxdigits, int *v_r, int *ndigits_r)
+{
+	int v = 0, n = 0;
+
+	header_lex_skip_lwsp(lx);
+	while (lx->data < lx->end && *lx->data >= '0' && *lx->data <= '9') {
+		if (++n > maxdigits)
+			return false;
+		v = v * 10 + (*lx->data++ - '0');
+	}
+	*v_r = v;
+	if (ndigits_r != NULL)
+		*ndigits_r = n;
+	return n > 0;
+}
+
+static int
+month_number(const char *w)
+{
+	static const char *const months[] = {"jan", "feb", "mar", "apr",
+	                                     "may", "jun", "jul", "aug",
+	                                     "sep", "oct", "nov", "dec"};
+
+	for (int i = 0; i < 12; i++) {
+		if (strncasecmp(w, months[i], 3) == 0 && strlen(w) >= 3)
+			return i;
+	}
+	return -1;
+}
+
+/* The wall-clock time written in the header as if it were UTC: IMAP's
+ * SENTBEFORE, SENTON and SENTSINCE compare that date and ignore the
+ * zone (RFC 3501 §6.4.4), as Dovecot does. */
+int
+imap_body_sent_date(const char *msg, size_t len, time_t *t_r)
+{
+	struct header_iter it;
+	struct header_field f;
+	struct buf v;
+	bool found = false;
+	int ret = -1;
+
+	buf_init(&v, 0);
+	header_iter_init(&it, msg, len); /* stops at the empty line */
+	while (header_iter_next(&it, &f)) {
+		if (header_field_is(&f, "Date")) {
+			/* the first Date field */
+			header_field_unfold(&f, &v);
+			found = true;
+			break;
+		}
+	}
+	if (found) {
+		struct header_lex lx;
+		struct tm tm;
+		char w[16];
+		int day, mon, year, ydigits, hour, min, sec = 0;
+		const unsigned char *save;
+
+		memset(&tm, 0, sizeof(tm));
+		header_lex_init(&lx, v.data, v.len, NULL);
+		save = lx.data;
+		if (date_word(&lx, w, sizeof(w)) &&
+		    !(w[0] >= '0' && w[0] <= '9')) {
+			/* day of week */
+			header_lex_skip_lwsp(&lx);
+			if (header_lex_peek(&lx) == ',')
+				lx.data++;
+		} else {
+			lx.data = save;
+		}
+		if (date_number(&lx, 2, &day, NULL) && date_word(&lx, w, sizeof(w)) &&
+		    (mon = month_number(w)) >= 0 &&
+		    date_number(&lx, 4, &year, &ydigits) &&
+		    date_number(&lx, 2, &hour, NULL) &&
+		    header_lex_peek(&lx) == ':' && (lx.data++, true) &&
+		    date_number(&lx, 2, &min, NULL)) {
+			header_lex_skip_lwsp(&lx);
+			if (header_lex_peek(&lx) == ':') {
+				lx.data++;
+				if (!date_number(&lx, 2, &sec, NULL))
+					sec = -1;
+			}
+			if (ydigits == 2)
+				year += year < 50 ? 2000 : 1900;
+			else if (ydigits == 3)
+				year += 1900;
+			if (sec >= 0 && day >= 1 && day <= 31 && hour <= 23 &&
+			    min <= 59 && sec <= 60 && year >= 1900) {
+				tm.tm_year = year - 1900;
+				tm.tm_mon = mon;
+				tm.tm_mday = day;
+				tm.tm_hour = hour;
+				tm.tm_min = min;
+				tm.tm_sec = sec;
+				*t_r = timegm(&tm);
+				ret = 0;
+			}
+		}
+	}
+	buf_free(&v);
+	return ret;
+}

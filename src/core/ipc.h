@@ -76,10 +76,15 @@ enum ipc_msg_type {
 	/* front → queue: str id of a file that will not be committed. */
 	IPC_MSG_SPOOL_ABORT,
 	/* queue → store: fd of the message, str id, str return path, u32 n,
-	 * n × str recipient. Reply DELIVERED: str id, u32 n, n × (str
+	 * n × str recipient, str header fields to put first (or ""). Reply DELIVERED: str id, u32 n, n × (str
 	 * recipient, u32 result (0 ok, 1 temporary, 2 permanent), str why). */
 	IPC_MSG_DELIVER,
 	IPC_MSG_DELIVERED,
+	/* front → store, after an IMAP (or POP3) login: fd of the session's
+	 * socketpair end, str service ("imap"), str user (canonical), str
+	 * login tag, str connection id, str client ip, u32 1 if TLS. No
+	 * reply: store answers the login on the socket itself. */
+	IPC_MSG_SESSION_OPEN,
 	IPC_MSG_TYPE_MAX
 };
 

@@ -13,6 +13,7 @@
 #include "core/tls.h"
 #include "core/xmalloc.h"
 #include "roles/front.h"
+#include "roles/front_auth.h"
 #include "roles/front_conn.h"
 
 #define CERTS_MAX 64
@@ -138,14 +139,16 @@ front_prepare(struct child_ctx *ctx, char **error_r)
 {
 	SSL_CTX *probe;
 
-	(void)error_r;
 	/* OpenSSL loads its configuration and providers lazily from files
 	 * that the chroot hides: load them now. */
 	OPENSSL_init_ssl(OPENSSL_INIT_LOAD_CONFIG, NULL);
 	if ((probe = SSL_CTX_new(TLS_server_method())) != NULL)
 		SSL_CTX_free(probe);
 	ctx->role = xcalloc(1, sizeof(struct front));
-	return 0;
+	((struct front *)ctx->role)->ctx = ctx;
+	/* The resolver reads resolv.conf and the trust anchor now: the
+	 * chroot hides them. */
+	return front_auth_init(ctx->role, error_r);
 }
 
 static int
@@ -156,6 +159,7 @@ front_start(struct child_ctx *ctx, char **error_r)
 	(void)error_r;
 	f->ctx = ctx;
 	f->per_ip = ip_counter_new();
+	front_auth_start(f);
 	return 0;
 }
 
@@ -237,9 +241,18 @@ static const struct ipc_rule queue_rules[] = {
     {0, 0, 0, IPC_FD_NEVER},
 };
 
+/* What store may send on its link: nothing but liveness. */
+static const struct ipc_rule store_rules[] = {
+    {IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
+    {0, 0, 0, IPC_FD_NEVER},
+};
+
 static const struct ipc_rule *
 front_peer_rules(const char *peer)
 {
+	if (strcmp(peer, "store") == 0)
+		return store_rules;
 	if (strcmp(peer, "lookup") == 0)
 		return lookup_rules;
 	if (strcmp(peer, "queue") == 0)

@@ -13,6 +13,8 @@
 struct event;
 struct evconnlistener;
 struct front_conn;
+struct dns_resolver;
+struct workpool;
 
 struct front_listener {
 	struct front *front;
@@ -35,6 +37,8 @@ struct front {
 	uint32_t next_reqid;    /* login checks sent to lookup */
 	struct event *deadline; /* set when stopping */
 	bool stopping;
+	struct dns_resolver *resolver; /* mail checks (front_auth.c) */
+	struct workpool *pool;         /* their worker threads */
 };
 
 void front_conn_accept(struct front_listener *fl, int fd,

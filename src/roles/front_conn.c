@@ -68,6 +68,7 @@ conn_free(struct front_conn *c)
 	if (c->req_ev != NULL)
 		event_free(c->req_ev);
 	front_smtp_free(c);
+	front_relay_free(c);
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
 	if (c->ssl != NULL)
@@ -88,6 +89,12 @@ conn_free(struct front_conn *c)
 	f->nconns--;
 	free(c);
 	front_conn_gone(f);
+}
+
+void
+conn_close_now(struct front_conn *c)
+{
+	conn_free(c);
 }
 
 /* ---- protocol interface ---- */
@@ -216,6 +223,10 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 	struct front_conn *c = arg;
 
 	(void)bev;
+	if (c->state == CONN_RELAY) {
+		front_relay_client_read(c);
+		return;
+	}
 	if (c->state == CONN_OPEN)
 		conn_read_input(c);
 	else
@@ -242,7 +253,9 @@ conn_write_cb(struct bufferevent *bev, void *arg)
 
 	if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
 		return;
-	if (c->state == CONN_CLOSING)
+	if (c->state == CONN_RELAY)
+		front_relay_client_drained(c);
+	else if (c->state == CONN_CLOSING)
 		conn_free(c);
 	else if (c->state == CONN_STARTTLS)
 		conn_start_tls(c);
@@ -638,7 +651,10 @@ static void
 conn_start_proto(struct front_conn *c, const struct config_listener *l)
 {
 	struct front_io io = {conn_io_write, conn_io_starttls, conn_io_close, c,
-	                      conn_verifier(c)};
+	                      conn_verifier(c), NULL};
+
+	if (c->service == SERVICE_IMAP || c->service == SERVICE_IMAPS)
+		io.handoff = conn_io_handoff;
 
 	c->proto = front_proto_new(
 	    c->service, c->tls_active,
@@ -824,6 +840,8 @@ front_conn_shutdown_all(struct front *f)
 			bufferevent_disable(c->bev, EV_READ);
 			bufferevent_trigger(c->bev, EV_WRITE,
 			                    BEV_TRIG_IGNORE_WATERMARKS);
+		} else if (c->state == CONN_RELAY) {
+			/* store says BYE and closes its side. */
 		} else if (c->state != CONN_CLOSING &&
 		           c->state != CONN_STARTTLS) {
 			/* Mid-handshake or before PROXY: nothing in flight. */

@@ -26,6 +26,7 @@ enum conn_state {
 	CONN_OPEN,      /* protocol lines flowing */
 	CONN_STARTTLS,  /* flushing the go-ahead before the handshake */
 	CONN_CLOSING,   /* flushing the last words */
+	CONN_RELAY,     /* logged in: bytes relayed to and from store */
 };
 
 struct front_conn {
@@ -54,6 +55,7 @@ struct front_conn {
 	struct smtp_server *smtp; /* SMTP, submission, LMTP sessions */
 	struct front_smtp *tx;    /* their transaction state in front */
 	struct sasl_verifier verifier; /* lookup, for this connection */
+	struct bufferevent *relay; /* CONN_RELAY: the socketpair to store */
 	struct front_conn *prev, *next;
 };
 
@@ -78,6 +80,17 @@ void conn_io_close(void *arg);
 const struct sasl_verifier *conn_verifier(struct front_conn *c);
 /* "smtp", "imap", "pop3", "sieve": the service name lookup sees. */
 const char *conn_auth_service(const struct front_conn *c);
+
+/* front_relay.c: after an IMAP login, hand the session to store and relay
+ * bytes both ways (TLS stays here). */
+void conn_io_handoff(void *arg, const char *tag);
+/* Client input arrived / client output drained, in CONN_RELAY. */
+void front_relay_client_read(struct front_conn *c);
+void front_relay_client_drained(struct front_conn *c);
+/* Free what conn_free must (called from it). */
+void front_relay_free(struct front_conn *c);
+/* Set the connection free (front_conn.c). */
+void conn_close_now(struct front_conn *c);
 
 /* front_smtp.c */
 void front_smtp_start(struct front_conn *c);

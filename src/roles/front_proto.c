@@ -235,6 +235,12 @@ auth_success(struct front_proto *p)
 	p->logged_in = true;
 	if (p->user[0] == '\0')
 		snprintf(p->user, sizeof(p->user), "%s", sasl_user(p->sasl));
+	if (p->family == FAMILY_IMAP && p->io.handoff != NULL) {
+		sasl_free(&p->sasl);
+		p->auth = AUTH_NONE;
+		p->io.handoff(p->io.arg, p->tag);
+		return;
+	}
 	auth_end(p, REPLY_OK);
 }
 

@@ -27,6 +27,10 @@ struct front_io {
 	void *arg;
 	/* Who checks logins (lookup, through front); NULL: no AUTH offered. */
 	const struct sasl_verifier *verifier;
+	/* IMAP: a login succeeded and the session moves on to the mailbox
+	 * store, which answers the login command (tag) itself. NULL: the
+	 * protocol answers OK and stays. */
+	void (*handoff)(void *arg, const char *tag);
 };
 
 struct front_proto;

@@ -373,6 +373,7 @@ static const struct {
     {3, 0}, /* front ↔ lookup: logins, recipients */
     {3, 1}, /* front ↔ queue: spool files */
     {1, 2}, /* queue ↔ store: local delivery */
+    {3, 2}, /* front ↔ store: IMAP sessions after login */
 };
 
 static void

@@ -1,9 +1,10 @@
-/* store: the mailboxes. This build delivers to Maildir for queue (local
- * delivery, fsync'd before it reports); IMAP and POP3 after login arrive
- * with the mailbox work.
+/* store: the mailboxes. Local delivery for queue (into the user's mailbox
+ * store, fsync'd before it reports) and IMAP sessions after login (handed
+ * over by front, run in store_imap.c). Disk work runs on a worker pool so
+ * one slow mailbox never stalls the others.
  * SECURITY: runs as its own unprivileged user; only it opens mailboxes.
  * It takes a message descriptor and recipient addresses from queue; paths
- * are built and checked in src/store/maildir.c. */
+ * are built and checked in src/store/maildir.c and src/store/mailbox.c. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -12,58 +13,139 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/workpool.h"
 #include "core/xmalloc.h"
 #include "roles/roles.h"
+#include "roles/store.h"
 #include "store/ledger.h"
+#include "store/mailbox.h"
 #include "store/maildir.h"
 
 #define DELIVER_RCPTS_MAX 10000
+#define STORE_THREADS 4
+/* Header fields queue may ask to put first (front's check results). */
+#define DELIVER_HEADERS_MAX (64 * 1024)
 
-struct store {
-	char *mail_root;
-	struct ledger *ledger;
+/* One DELIVER request from queue, out on the pool. */
+struct delivery {
+	struct store *st;
+	int fd;
+	char *id;
+	char *rp;
+	char *headers; /* from front's checks, put after Delivered-To */
+	char **rcpts;
+	size_t n;
+	bool *todo;               /* not yet in the ledger */
+	enum maildir_result *results;
+	char **errors;
 };
 
-/* Deliver to the recipients the ledger has not seen for this message
- * (queue asks again after a crash), and record the ones that went in. */
 static void
-deliver_once(struct store *st, int fd, const char *id, const char *rp,
-             char **rcpts, size_t n, enum maildir_result *results,
-             char **errors)
+delivery_free(struct delivery *d)
 {
-	const char **todo = xcalloc(n, sizeof(*todo));
-	enum maildir_result *res = xcalloc(n, sizeof(*res));
-	char **err = xcalloc(n, sizeof(*err));
-	size_t *map = xcalloc(n, sizeof(*map)), m = 0;
-	uint64_t now = clock_wall_ms();
-
-	for (size_t i = 0; i < n; i++) {
-		if (ledger_seen(st->ledger, id, rcpts[i]) == 1) {
-			log_info(id, "event=already-delivered to=<%s>",
-			         rcpts[i]);
-			results[i] = MAILDIR_OK;
-			continue;
-		}
-		map[m] = i;
-		todo[m++] = rcpts[i];
+	for (size_t i = 0; i < d->n; i++) {
+		free(d->rcpts[i]);
+		free(d->errors[i]);
 	}
-	if (m > 0)
-		maildir_deliver(st->mail_root, fd, rp, todo, m, res, err);
-	for (size_t j = 0; j < m; j++) {
-		results[map[j]] = res[j];
-		errors[map[j]] = err[j];
-		if (res[j] == MAILDIR_OK)
-			ledger_record(st->ledger, id, todo[j], now);
+	if (d->fd >= 0)
+		close(d->fd);
+	free(d->rcpts);
+	free(d->errors);
+	free(d->results);
+	free(d->todo);
+	free(d->id);
+	free(d->rp);
+	free(d->headers);
+	free(d);
+}
+
+/* On a worker: one recipient into its INBOX. */
+static enum maildir_result
+deliver_one(struct delivery *d, size_t i)
+{
+	const char *rcpt = d->rcpts[i];
+	struct mbox_user *u = NULL;
+	enum maildir_result r;
+	char *dir = NULL, *prefix, *error = NULL;
+	uint32_t uid = 0;
+	int ret;
+
+	r = maildir_locate(d->st->mail_root, rcpt, &dir, &error);
+	if (r != MAILDIR_OK) {
+		d->errors[i] = error;
+		return r;
+	}
+	prefix = xasprintf("Return-Path: <%s>\r\nDelivered-To: %s\r\n%s",
+	                   d->rp, rcpt, d->headers);
+	ret = mbox_user_open(dir, 0, &u, &error);
+	if (ret == MBOX_OK)
+		ret = mbox_deliver(u, "INBOX", prefix, d->fd, 0, &uid, &error);
+	mbox_user_close(&u);
+	free(prefix);
+	free(dir);
+	if (ret == MBOX_OK) {
+		free(error);
+		log_info(d->id, "event=stored to=<%s> uid=%u", rcpt, uid);
+		return MAILDIR_OK;
+	}
+	d->errors[i] = error != NULL ? error : xstrdup("mailbox error");
+	return MAILDIR_TEMPFAIL;
+}
+
+static void
+delivery_job(void *arg)
+{
+	struct delivery *d = arg;
+
+	for (size_t i = 0; i < d->n; i++)
+		if (d->todo[i])
+			d->results[i] = deliver_one(d, i);
+}
+
+/* On the loop: record, answer queue, wake IDLE sessions. */
+static void
+delivery_done(void *arg)
+{
+	struct delivery *d = arg;
+	struct store *st = d->st;
+	struct ipc_peer *queue = child_peer(st->ctx, "queue");
+	uint64_t now = clock_wall_ms();
+	struct buf b;
+
+	buf_init(&b, 0);
+	ipc_put_str(&b, d->id);
+	ipc_put_u32(&b, (uint32_t)d->n);
+	for (size_t i = 0; i < d->n; i++) {
+		if (d->todo[i] && d->results[i] == MAILDIR_OK) {
+			ledger_record(st->ledger, d->id, d->rcpts[i], now);
+			store_sessions_notify(st, d->rcpts[i]);
+		}
+		ipc_put_str(&b, d->rcpts[i]);
+		ipc_put_u32(&b, d->results[i] == MAILDIR_OK         ? 0
+		                : d->results[i] == MAILDIR_TEMPFAIL ? 1
+		                                                    : 2);
+		ipc_put_str(&b, d->errors[i] != NULL ? d->errors[i] : "");
 	}
 	ledger_prune(st->ledger, now);
-	free(todo);
-	free(res);
-	free(err);
-	free(map);
+	/* Without queue (it restarted) the answer is lost; queue asks again
+	 * and the ledger says "already delivered". */
+	if (queue != NULL)
+		ipc_send(queue, IPC_MSG_DELIVERED, 0, -1, b.data, b.len);
+	buf_free(&b);
+	delivery_free(d);
+	st->deliveries--;
+	store_session_gone(st);
 }
 
 static const struct ipc_rule queue_rules[] = {
     {IPC_MSG_DELIVER, 12, IPC_MAX_PAYLOAD, IPC_FD_REQUIRED},
+    {IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
+    {0, 0, 0, IPC_FD_NEVER},
+};
+
+static const struct ipc_rule front_rules[] = {
+    {IPC_MSG_SESSION_OPEN, 24, 4096, IPC_FD_REQUIRED},
     {IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
     {IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
     {0, 0, 0, IPC_FD_NEVER},
@@ -76,14 +158,12 @@ store_user(const struct config *cfg)
 }
 
 static void
-deliver(struct child_ctx *ctx, struct ipc_peer *peer, struct ipc_msg *msg)
+deliver(struct store *st, struct ipc_msg *msg)
 {
-	struct store *st = ctx->role;
+	struct delivery *d;
 	struct ipc_reader r;
-	enum maildir_result *results = NULL;
-	char *id, *rp, **rcpts = NULL, **errors = NULL;
+	char *id, *rp;
 	uint32_t n;
-	struct buf b;
 
 	ipc_reader_init(&r, msg);
 	id = ipc_get_str(&r);
@@ -92,72 +172,89 @@ deliver(struct child_ctx *ctx, struct ipc_peer *peer, struct ipc_msg *msg)
 	if (id == NULL || rp == NULL || r.error || n == 0 ||
 	    n > DELIVER_RCPTS_MAX) {
 		log_error(NULL, "event=bad-deliver-request");
-		goto out;
+		free(id);
+		free(rp);
+		return;
 	}
-	rcpts = xcalloc(n, sizeof(*rcpts));
+	d = xcalloc(1, sizeof(*d));
+	d->st = st;
+	d->id = id;
+	d->rp = rp;
+	d->n = n;
+	d->rcpts = xcalloc(n, sizeof(*d->rcpts));
+	d->errors = xcalloc(n, sizeof(*d->errors));
+	d->results = xcalloc(n, sizeof(*d->results));
+	d->todo = xcalloc(n, sizeof(*d->todo));
+	d->fd = -1;
 	for (uint32_t i = 0; i < n; i++)
-		rcpts[i] = ipc_get_str(&r);
-	if (ipc_reader_done(&r) < 0) {
+		d->rcpts[i] = ipc_get_str(&r);
+	d->headers = ipc_get_str(&r);
+	if (ipc_reader_done(&r) < 0 || d->headers == NULL ||
+	    strlen(d->headers) > DELIVER_HEADERS_MAX) {
 		log_error(id, "event=bad-deliver-request");
-		goto out;
+		delivery_free(d);
+		return;
 	}
-	results = xcalloc(n, sizeof(*results));
-	errors = xcalloc(n, sizeof(*errors));
-	deliver_once(st, msg->fd, id, rp, rcpts, n, results, errors);
-	buf_init(&b, 0);
-	ipc_put_str(&b, id);
-	ipc_put_u32(&b, n);
+	d->fd = msg->fd;
+	msg->fd = -1;
+	/* queue asks again after a crash: the ledger knows what went in. */
 	for (uint32_t i = 0; i < n; i++) {
-		ipc_put_str(&b, rcpts[i]);
-		ipc_put_u32(&b, results[i] == MAILDIR_OK         ? 0
-		                : results[i] == MAILDIR_TEMPFAIL ? 1
-		                                                 : 2);
-		ipc_put_str(&b, errors[i] != NULL ? errors[i] : "");
+		if (ledger_seen(st->ledger, id, d->rcpts[i]) == 1) {
+			log_info(id, "event=already-delivered to=<%s>",
+			         d->rcpts[i]);
+			d->results[i] = MAILDIR_OK;
+		} else {
+			d->todo[i] = true;
+		}
 	}
-	ipc_send(peer, IPC_MSG_DELIVERED, 0, -1, b.data, b.len);
-	buf_free(&b);
-out:
-	for (uint32_t i = 0; rcpts != NULL && i < n; i++) {
-		free(rcpts[i]);
-		if (errors != NULL)
-			free(errors[i]);
-	}
-	free(rcpts);
-	free(errors);
-	free(results);
-	free(id);
-	free(rp);
+	st->deliveries++;
+	/* Recipients of one message are written one after another by one
+	 * worker (they share the descriptor); messages go side by side. */
+	workpool_submit(st->pool, NULL, delivery_job, delivery_done, d);
 }
 
 static const struct ipc_rule *
 store_peer_rules(const char *peer)
 {
-	return strcmp(peer, "queue") == 0 ? queue_rules : NULL;
+	if (strcmp(peer, "queue") == 0)
+		return queue_rules;
+	if (strcmp(peer, "front") == 0)
+		return front_rules;
+	return NULL;
 }
 
 static void
 store_peer_message(struct child_ctx *ctx, struct child_link *link,
                    struct ipc_msg *msg)
 {
+	(void)link;
 	if (msg->type == IPC_MSG_DELIVER)
-		deliver(ctx, link->peer, msg);
+		deliver(ctx->role, msg);
+	else if (msg->type == IPC_MSG_SESSION_OPEN)
+		store_session_open(ctx->role, msg);
 }
 
 static int
 store_start(struct child_ctx *ctx, char **error_r)
 {
 	struct store *st = xcalloc(1, sizeof(*st));
-
-	ctx->role = st;
 	char *path;
 
+	ctx->role = st;
+	st->ctx = ctx;
+	st->base = ctx->base;
 	st->mail_root = xasprintf("%s/mail", ctx->cfg->data_dir);
+	st->hostname = xstrdup(ctx->cfg->hostname);
+	st->append_max = (size_t)ctx->cfg->message_size_max;
 	if (role_check_dir(ctx->cfg, "mail", error_r) < 0)
 		return -1;
 	path = xasprintf("%s/.delivered.db", st->mail_root);
 	st->ledger = ledger_open(path, error_r);
 	free(path);
-	return st->ledger != NULL ? 0 : -1;
+	if (st->ledger == NULL)
+		return -1;
+	st->pool = workpool_new(ctx->base, STORE_THREADS);
+	return 0;
 }
 
 static void
@@ -167,11 +264,24 @@ store_message(struct child_ctx *ctx, struct ipc_msg *msg)
 	log_warn(NULL, "event=unexpected-message type=%u", msg->type);
 }
 
+void
+store_session_gone(struct store *st)
+{
+	if (st->stopping && st->deliveries == 0 && st->nsessions == 0 &&
+	    workpool_pending(st->pool) == 0)
+		child_exit(st->ctx);
+}
+
 static void
 store_shutdown(struct child_ctx *ctx)
 {
-	/* A delivery runs to completion inside one callback. */
-	child_exit(ctx);
+	struct store *st = ctx->role;
+
+	/* Deliveries out on the pool finish and are answered; sessions
+	 * get a BYE. The parent's shutdown timeout bounds the wait. */
+	st->stopping = true;
+	store_sessions_shutdown(st);
+	store_session_gone(st);
 }
 
 const struct role_ops role_store = {

@@ -200,23 +200,33 @@ out:
 	return ret;
 }
 
+enum maildir_result
+maildir_locate(const char *mail_root, const char *address, char **path_r,
+               char **error_r)
+{
+	struct maildir_box box;
+	enum maildir_result r;
+
+	*path_r = NULL;
+	*error_r = NULL;
+	if ((r = maildir_open(mail_root, address, &box, error_r)) !=
+	    MAILDIR_OK)
+		return r;
+	*path_r = xasprintf("%s/%s", mail_root, box.rel);
+	maildir_box_close(&box);
+	return MAILDIR_OK;
+}
+
 char *
 maildir_path(const char *mail_root, const char *address, char **error_r)
 {
-	struct maildir_box box;
-	char *error = NULL, *path;
+	char *path, *error;
 
-	if (maildir_open(mail_root, address, &box, &error) != MAILDIR_OK) {
-		if (error_r != NULL)
-			*error_r = error;
-		else
-			free(error);
-		return NULL;
-	}
-	path = xasprintf("%s/%s", mail_root, box.rel);
-	maildir_box_close(&box);
+	maildir_locate(mail_root, address, &path, &error);
 	if (error_r != NULL)
-		*error_r = NULL;
+		*error_r = error;
+	else
+		free(error);
 	return path;
 }
 

@@ -22,6 +22,10 @@ enum maildir_result {
  * created with tmp/ new/ cur/ (0700) if missing. malloc'd path or NULL. */
 char *maildir_path(const char *mail_root, const char *address,
 		   char **error_r);
+/* The same, saying whether a failure is temporary (I/O) or permanent (an
+ * address that cannot be a mailbox). */
+enum maildir_result maildir_locate(const char *mail_root, const char *address,
+                                   char **path_r, char **error_r);
 
 /* Deliver the message read from msg_fd (from offset 0, CRLF line ends) to
  * each recipient: "Return-Path: <return_path>" and "Delivered-To: rcpt"

@@ -95,7 +95,7 @@ answer(struct front_proto *p, unsigned *turn)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct front_io io = {check_write, noop, noop, NULL, &verifier};
+	struct front_io io = {check_write, noop, noop, NULL, &verifier, NULL};
 	struct front_proto *p;
 	size_t start = 1;
 	unsigned turn = 0;

@@ -46,7 +46,9 @@ def maildir(t, local):
 
 
 def messages(t, local):
-    files = sorted(glob.glob(str(maildir(t, local) / "new" / "*")))
+    # Delivered mail is in new/ until an IMAP client has seen it.
+    files = sorted(glob.glob(str(maildir(t, local) / "new" / "*")) +
+                   glob.glob(str(maildir(t, local) / "cur" / "*")))
     return [open(f, "rb").read() for f in files]
 
 

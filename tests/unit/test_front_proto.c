@@ -41,7 +41,7 @@ static struct front_proto *
 start(struct probe *pr, enum listener_service s, bool tls, bool starttls)
 {
 	struct front_io io = {probe_write, probe_starttls, probe_close, pr,
-	                      NULL};
+	                      NULL, NULL};
 	struct front_proto *p;
 
 	memset(pr, 0, sizeof(*pr));
@@ -187,7 +187,8 @@ static struct front_proto *
 start_auth(struct probe *pr, enum listener_service s, struct fake_verifier *fv,
            struct sasl_verifier *sv)
 {
-	struct front_io io = {probe_write, probe_starttls, probe_close, pr, sv};
+	struct front_io io = {probe_write, probe_starttls, probe_close,
+	                      pr,          sv,             NULL};
 	struct front_proto *p;
 
 	memset(pr, 0, sizeof(*pr));
@@ -243,6 +244,51 @@ pop3_auth_waits_for_the_verifier(void **state)
 	buf_free(&pr.out);
 }
 
+static char handed_tag[64];
+
+static void
+probe_handoff(void *arg, const char *tag)
+{
+	(void)arg;
+	snprintf(handed_tag, sizeof(handed_tag), "%s", tag);
+}
+
+/* With a handoff, an IMAP login is answered by whoever takes the session
+ * (store), not by the first words. */
+static void
+imap_login_hands_off(void **state)
+{
+	struct probe pr;
+	struct fake_verifier fv;
+	struct sasl_verifier sv;
+	struct front_io io = {probe_write, probe_starttls, probe_close, &pr,
+	                      &sv, probe_handoff};
+	struct front_proto *p;
+
+	(void)state;
+	memset(&pr, 0, sizeof(pr));
+	memset(&fv, 0, sizeof(fv));
+	sv = (struct sasl_verifier){.check_password = fake_check_password,
+	                            .arg = &fv};
+	buf_init(&pr.out, 0);
+	p = front_proto_new(SERVICE_IMAPS, true, false, &io);
+	front_proto_start(p);
+	buf_reset(&pr.out);
+	handed_tag[0] = '\0';
+	send_line(p, &pr, "a1 LOGIN a@b.test pw");
+	front_proto_auth_password_result(p, 1, NULL);
+	assert_string_equal(handed_tag, "");
+	assert_non_null(strstr(said(&pr), "a1 NO [AUTHENTICATIONFAILED]"));
+	buf_reset(&pr.out);
+	send_line(p, &pr, "a2 LOGIN a@b.test pw");
+	front_proto_auth_password_result(p, 0, "a@b.test");
+	assert_string_equal(handed_tag, "a2");
+	assert_string_equal(said(&pr), "");
+	assert_string_equal(front_proto_user(p), "a@b.test");
+	front_proto_free(&p);
+	buf_free(&pr.out);
+}
+
 static void
 auth_needs_tls_and_bad_input_is_refused(void **state)
 {
@@ -250,7 +296,7 @@ auth_needs_tls_and_bad_input_is_refused(void **state)
 	struct fake_verifier fv;
 	struct sasl_verifier sv;
 	struct front_io io = {probe_write, probe_starttls, probe_close, &pr,
-	                      &sv};
+	                      &sv, NULL};
 	struct front_proto *p;
 
 	(void)state;
@@ -329,6 +375,7 @@ main(void)
 	    cmocka_unit_test(sieve_speaks_first_after_tls),
 	    cmocka_unit_test(pop3_auth_waits_for_the_verifier),
 	    cmocka_unit_test(auth_needs_tls_and_bad_input_is_refused),
+	    cmocka_unit_test(imap_login_hands_off),
 	    cmocka_unit_test(imap_login_and_pop3_user_pass),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

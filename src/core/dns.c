@@ -794,3 +794,11 @@ dns_rdata_mx(const uint8_t *rd, size_t len, uint16_t *pref_r, char *host,
 	*pref_r = (uint16_t)((unsigned)rd[0] << 8 | rd[1]);
 	return 0;
 }
+
+int
+dns_rdata_ptr(const uint8_t *rd, size_t len, char *host, size_t hostlen)
+{
+	if (len < 1 || len > DNS_RDATA_MAX)
+		return -1;
+	return name_to_text(rd, len, host, hostlen);
+}

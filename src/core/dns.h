@@ -71,5 +71,7 @@ int dns_rdata_txt(const uint8_t *rd, size_t len, char **out_r);
 /* MX: preference and exchange name (uncompressed in libunbound results). */
 int dns_rdata_mx(const uint8_t *rd, size_t len, uint16_t *pref_r,
 		 char *host, size_t hostlen);
+/* PTR (and any rdata that is one uncompressed name). */
+int dns_rdata_ptr(const uint8_t *rd, size_t len, char *host, size_t hostlen);
 
 #endif

@@ -25,7 +25,7 @@
 
 #define SPOOL_DB_NAME "queue.db"
 #define SPOOL_BUSY_MS 5000
-#define SPOOL_SCHEMA_VERSION 1
+#define SPOOL_SCHEMA_VERSION 2
 /* EEXIST retries in spool_create(): with 64 random bits, more than one
  * means the random source is broken. */
 #define SPOOL_CREATE_TRIES 16
@@ -47,7 +47,8 @@ static const char spool_schema[] =
     " envid TEXT,"
     " smtputf8 INTEGER NOT NULL,"
     " size INTEGER NOT NULL,"
-    " created_ms INTEGER NOT NULL);"
+    " created_ms INTEGER NOT NULL,"
+    " headers TEXT);"
     "CREATE TABLE IF NOT EXISTS rcpts ("
     " id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
     " address TEXT NOT NULL,"
@@ -86,8 +87,9 @@ static const char *const spool_sql[ST_COUNT] = {
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_MSG_INSERT] = "INSERT INTO messages (id, mail_from, helo, client_ip,"
-                      " auth_user, ret, envid, smtputf8, size, created_ms)"
-                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                      " auth_user, ret, envid, smtputf8, size, created_ms,"
+                      " headers)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     /* A repeated RCPT TO is delivered once: the first one wins. */
     [ST_RCPT_INSERT] =
         "INSERT INTO rcpts (id, address, orcpt, notify, local, state,"
@@ -96,7 +98,8 @@ static const char *const spool_sql[ST_COUNT] = {
         " ON CONFLICT (id, address) DO NOTHING",
     [ST_MSG_EXISTS] = "SELECT 1 FROM messages WHERE id = ?1",
     [ST_MSG_GET] = "SELECT mail_from, helo, client_ip, auth_user, ret,"
-                   " envid, smtputf8, size FROM messages WHERE id = ?1",
+                   " envid, smtputf8, size, headers FROM messages"
+                   " WHERE id = ?1",
     [ST_RCPT_LIST] = "SELECT address, orcpt, notify, local FROM rcpts"
                      " WHERE id = ?1 ORDER BY rowid",
     [ST_DUE] = "SELECT r.id, r.address, r.local, r.attempts, m.created_ms"
@@ -535,11 +538,16 @@ open_db(struct spool *sp, char **error_r)
 		                     SPOOL_SCHEMA_VERSION);
 		return -1;
 	}
+	/* Version 2 added messages.headers (the header fields front adds
+	 * after its checks). */
 	if (sqlite3_exec(sp->db,
 	                 "BEGIN IMMEDIATE;"
-	                 "PRAGMA user_version = 1;",
+	                 "PRAGMA user_version = 2;",
 	                 NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_exec(sp->db, spool_schema, NULL, NULL, NULL) != SQLITE_OK ||
+	    (version == 1 &&
+	     sqlite3_exec(sp->db, "ALTER TABLE messages ADD COLUMN headers TEXT",
+	                  NULL, NULL, NULL) != SQLITE_OK) ||
 	    sqlite3_exec(sp->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		db_error(sp, "schema", error_r);
 		if (!sqlite3_get_autocommit(sp->db))
@@ -742,6 +750,7 @@ insert_message(struct spool *sp, const char *id,
 	sqlite3_bind_int(st, 8, env->smtputf8 ? 1 : 0);
 	sqlite3_bind_int64(st, 9, to_i64(size));
 	sqlite3_bind_int64(st, 10, to_i64(now));
+	bind_text(st, 11, env->headers);
 	if (st_exec(sp, ST_MSG_INSERT, error_r) < 0)
 		return -1;
 	st = sp->st[ST_RCPT_INSERT];
@@ -1095,7 +1104,8 @@ spool_envelope(struct spool *sp, const char *id, struct spool_envelope *env_r,
 	    col_strdup(st, 2, &env_r->client_ip) < 0 ||
 	    col_strdup(st, 3, &env_r->auth_user) < 0 ||
 	    col_strdup(st, 4, &env_r->ret) < 0 ||
-	    col_strdup(st, 5, &env_r->envid) < 0) {
+	    col_strdup(st, 5, &env_r->envid) < 0 ||
+	    col_strdup(st, 8, &env_r->headers) < 0) {
 		*error_r = xstrdup("out of memory reading queue.db");
 		st_done(st);
 		spool_envelope_clear(env_r);
@@ -1123,6 +1133,7 @@ spool_envelope_clear(struct spool_envelope *env)
 	free(env->auth_user);
 	free(env->ret);
 	free(env->envid);
+	free(env->headers);
 	for (i = 0; i < env->nrcpts; i++) {
 		free(env->rcpts[i].address);
 		free(env->rcpts[i].orcpt);

@@ -37,6 +37,10 @@ struct spool_envelope {
 	char *envid;     /* DSN ENVID or NULL */
 	bool smtputf8;
 	uint64_t size; /* bytes in the spool file */
+	/* Header fields front added after its checks (Authentication-Results,
+	 * Received-SPF, DKIM-Signature…), CRLF-terminated, to be put before
+	 * the message wherever it goes; or NULL. */
+	char *headers;
 	struct spool_rcpt *rcpts;
 	size_t nrcpts;
 };

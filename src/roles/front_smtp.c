@@ -14,6 +14,7 @@
 #include "core/ipc.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "roles/front_auth.h"
 #include "roles/front_conn.h"
 #include "smtp/server.h"
 
@@ -39,6 +40,10 @@ struct front_smtp {
 	size_t log_rcpts;
 	struct expansion *exp;
 	size_t nexp;
+	/* Header fields to put before the message (the checks' results), or
+	 * NULL. */
+	char *headers;
+	const struct smtp_envelope *env; /* while the checks run */
 };
 
 static void
@@ -177,6 +182,7 @@ envelope_write(struct front_conn *c, const struct smtp_envelope *env,
 	ipc_put_str(b, env->envid != NULL ? env->envid : "");
 	ipc_put_u32(b, env->smtputf8);
 	ipc_put_u64(b, (uint64_t)lseek(tx->spool_fd, 0, SEEK_END));
+	ipc_put_str(b, tx->headers != NULL ? tx->headers : "");
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct expansion *e =
 		    expansion_find(tx, env->rcpts[i].address);
@@ -203,9 +209,8 @@ envelope_write(struct front_conn *c, const struct smtp_envelope *env,
 }
 
 static void
-smtp_data_commit(void *arg, const struct smtp_envelope *env)
+commit_now(struct front_conn *c, const struct smtp_envelope *env)
 {
-	struct front_conn *c = arg;
 	struct front_smtp *tx = c->tx;
 	struct buf b;
 
@@ -225,6 +230,35 @@ smtp_data_commit(void *arg, const struct smtp_envelope *env)
 	tx->log_rcpts = env->nrcpts;
 	spool_close_fd(tx);
 	conn_request(c, "queue", IPC_MSG_SPOOL_COMMIT, &b);
+}
+
+/* The checks are done: their results go with the envelope. */
+static void
+auth_checked(struct front_conn *c, const char *headers)
+{
+	struct front_smtp *tx = c->tx;
+
+	xfree(&tx->headers);
+	if (headers[0] != '\0')
+		tx->headers = xstrdup(headers);
+	commit_now(c, tx->env);
+}
+
+/* End of data: on the MX, check SPF and DKIM first (the session waits for
+ * the commit result meanwhile, and env stays valid until then). */
+static void
+smtp_data_commit(void *arg, const struct smtp_envelope *env)
+{
+	struct front_conn *c = arg;
+
+	xfree(&c->tx->headers);
+	if (front_auth_wanted(c) && c->tx->spool_fd >= 0) {
+		c->tx->env = env;
+		front_auth_check(c, c->tx->spool_fd, env->helo, env->mail_from,
+		                 auth_checked);
+		return;
+	}
+	commit_now(c, env);
 }
 
 static void
@@ -462,5 +496,6 @@ front_smtp_free(struct front_conn *c)
 	free(c->tx->pending_rcpt);
 	free(c->tx->log_from);
 	free(c->tx->log_auth);
+	free(c->tx->headers);
 	xfree(&c->tx);
 }

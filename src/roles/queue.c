@@ -119,6 +119,7 @@ envelope_read(struct ipc_reader *r, struct spool_envelope *env)
 	env->envid = ipc_get_str(r);
 	env->smtputf8 = ipc_get_u32(r) != 0;
 	env->size = ipc_get_u64(r);
+	env->headers = ipc_get_str(r);
 	n = ipc_get_u32(r);
 	if (r->error || n == 0 || n > 10000)
 		return -1;
@@ -137,6 +138,8 @@ envelope_read(struct ipc_reader *r, struct spool_envelope *env)
 		xfree(&env->ret);
 	if (env->envid != NULL && env->envid[0] == '\0')
 		xfree(&env->envid);
+	if (env->headers != NULL && env->headers[0] == '\0')
+		xfree(&env->headers);
 	return ipc_reader_done(r);
 }
 
@@ -357,6 +360,7 @@ deliver_message(struct child_ctx *ctx, struct ipc_peer *store, const char *id,
 		if (due[i].attempts > attempts)
 			attempts = due[i].attempts;
 	}
+	ipc_put_str(&b, env.headers != NULL ? env.headers : "");
 	spool_envelope_clear(&env);
 	if (ipc_send(store, IPC_MSG_DELIVER, 0, fd, b.data, b.len) == 0) {
 		struct inflight *f = &q->inflight[q->ninflight++];

@@ -652,6 +652,9 @@ test_envelope_round_trip(void **state)
 	                              .envid = (char *)evil,
 	                              .smtputf8 = true,
 	                              .size = 0,
+	                              .headers = (char *)"Authentication-"
+	                                                 "Results: h; spf=pass"
+	                                                 "\r\n",
 	                              .rcpts = r,
 	                              .nrcpts = 3,
 	                          },
@@ -672,6 +675,8 @@ test_envelope_round_trip(void **state)
 	assert_string_equal(got.envid, evil);
 	assert_true(got.smtputf8);
 	assert_int_equal(got.size, 0);
+	assert_string_equal(got.headers,
+	                    "Authentication-Results: h; spf=pass\r\n");
 	assert_int_equal(got.nrcpts, 2);
 	assert_string_equal(got.rcpts[0].address, evil);
 	assert_string_equal(got.rcpts[0].orcpt, evil);

@@ -1,0 +1,28 @@
+/* front's SPF and DKIM checks of inbound mail (front_auth.c). Private to
+ * src/roles. */
+#ifndef TERN_ROLES_FRONT_AUTH_H
+#define TERN_ROLES_FRONT_AUTH_H
+
+#include <stdbool.h>
+
+struct front;
+struct front_conn;
+
+#define FRONT_AUTH_THREADS 4
+
+/* The header fields to put before the message ("" when none). */
+typedef void front_auth_done_fn(struct front_conn *c, const char *headers);
+
+/* Resolver (before the privilege drop: it reads resolv.conf) and worker
+ * threads. */
+int front_auth_init(struct front *f, char **error_r);
+/* After the drop: the worker threads. */
+void front_auth_start(struct front *f);
+/* Whether this connection's mail is checked (the MX listener). */
+bool front_auth_wanted(const struct front_conn *c);
+/* Check the message in spool_fd; done runs later on the loop, only if the
+ * connection is still there. */
+void front_auth_check(struct front_conn *c, int spool_fd, const char *helo,
+                      const char *mail_from, front_auth_done_fn *done);
+
+#endif

@@ -1,0 +1,205 @@
+"""Inbound mail authentication end to end: a real unbound on loopback
+serves SPF and DKIM key records, mail signed by dkimpy arrives on the MX
+listener, and the delivered message carries tern's Authentication-Results
+and Received-SPF fields."""
+
+import base64
+import email
+import imaplib
+import os
+import re
+import smtplib
+import socket
+import subprocess
+import tempfile
+import time
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from conftest import (DOMAIN, HOSTNAME, client_tls_context, run_tern,
+                      wait_until)
+
+ALICE = f"alice@{DOMAIN}"
+PW = "mail auth password"
+UNBOUND = "/usr/sbin/unbound"
+
+
+def free_udp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def txt_strings(value):
+    """A TXT value as quoted character-strings of at most 255 bytes."""
+    parts = [value[i:i + 255] for i in range(0, len(value), 255)]
+    return " ".join(f'"{p}"' for p in parts)
+
+
+@pytest.fixture(scope="module")
+def keys():
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM,
+                            serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption())
+    pub = key.public_key().public_bytes(
+        serialization.Encoding.DER,
+        serialization.PublicFormat.SubjectPublicKeyInfo)
+    return pem, base64.b64encode(pub).decode()
+
+
+@pytest.fixture(scope="module")
+def dns_server(keys):
+    """unbound answering for the test domains only, on a free port."""
+    d = tempfile.mkdtemp(prefix="tern-dns-")
+    port = free_udp_port()
+    _, pub = keys
+    records = [
+        'pass.example. TXT "v=spf1 ip4:127.0.0.0/8 -all"',
+        'fail.example. TXT "v=spf1 ip4:192.0.2.1 -all"',
+        'soft.example. TXT "v=spf1 ~all"',
+        f"sel._domainkey.pass.example. TXT {txt_strings('v=DKIM1; k=rsa; p=' + pub)}",
+    ]
+    conf = "\n".join([
+        "server:",
+        "\tverbosity: 1",
+        "\tinterface: 127.0.0.1",
+        f"\tport: {port}",
+        "\tdo-ip6: no",
+        "\tdo-not-query-localhost: no",
+        '\tchroot: ""',
+        '\tusername: ""',
+        f'\tdirectory: "{d}"',
+        f'\tpidfile: "{d}/unbound.pid"',
+        '\tlogfile: ""',
+        "\tuse-syslog: no",
+        "\tnum-threads: 1",
+        '\tmodule-config: "iterator"',
+        '\tlocal-zone: "example." static',
+    ] + [f"\tlocal-data: '{r}'" for r in records] + [
+        "remote-control:",
+        "\tcontrol-enable: no",
+        "",
+    ])
+    with open(os.path.join(d, "unbound.conf"), "w") as f:
+        f.write(conf)
+    proc = subprocess.Popen([UNBOUND, "-d", "-c",
+                             os.path.join(d, "unbound.conf")],
+                            stdout=subprocess.DEVNULL,
+                            stderr=open(os.path.join(d, "log"), "w"))
+    # Ready when it answers a query (dig-free: ldns' drill is installed).
+    def answers():
+        r = subprocess.run(["drill", "-p", str(port), "pass.example", "TXT",
+                            "@127.0.0.1"], capture_output=True, text=True)
+        return "v=spf1" in r.stdout
+    wait_until(answers, 10, what="unbound answering")
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def tern(tern_module_instance, dns_server):
+    t = tern_module_instance(start=False,
+                             extra_config=[f"resolver {dns_server}"])
+    r = run_tern("user", "add", ALICE, "--password-stdin", conf=t.conf,
+                 input=PW + "\n")
+    assert r.returncode == 0, r.stderr
+    t.start()
+    return t
+
+
+def send(t, mail_from, msg):
+    with smtplib.SMTP("127.0.0.1", t.port("smtp"), timeout=30) as s:
+        s.ehlo("client.pass.example")
+        s.sendmail(mail_from, [ALICE], msg)
+
+
+def fetch(t, subject):
+    m = imaplib.IMAP4_SSL("127.0.0.1", t.port("imaps"),
+                          ssl_context=client_tls_context(), timeout=10)
+    m.login(ALICE, PW)
+    found = []
+
+    def find():
+        m.select("INBOX")
+        typ, data = m.search(None, "SUBJECT", f'"{subject}"')
+        if data[0]:
+            found.append(data[0].split()[-1])
+            return True
+        return False
+    wait_until(find, 15, what=f"message {subject}")
+    typ, data = m.fetch(found[0], "(BODY.PEEK[])")
+    m.logout()
+    return data[0][1]
+
+
+def message(subject, sender):
+    return (f"From: {sender}\r\nTo: {ALICE}\r\nSubject: {subject}\r\n"
+            f"Date: Sun, 22 Nov 2026 10:00:00 +0000\r\n"
+            f"Message-ID: <{subject}@pass.example>\r\n\r\n"
+            f"Hello from {sender}.\r\nSecond line.\r\n").encode()
+
+
+def signed(subject, sender, keys):
+    pem, _ = keys
+    msg = message(subject, sender)
+    sig = dkim.sign(msg, b"sel", b"pass.example", pem,
+                    include_headers=[b"from", b"to", b"subject", b"date"])
+    return sig + msg
+
+
+def auth_results(raw):
+    msg = email.message_from_bytes(raw)
+    ar = msg.get_all("Authentication-Results") or []
+    assert len(ar) == 1, ar
+    return re.sub(r"\s+", " ", ar[0])
+
+
+def test_spf_pass_and_dkim_pass(tern, keys):
+    send(tern, "sender@pass.example", signed("auth-1", "sender@pass.example", keys))
+    raw = fetch(tern, "auth-1")
+    ar = auth_results(raw)
+    assert ar.startswith(HOSTNAME + ";"), ar
+    assert "spf=pass smtp.mailfrom=sender@pass.example" in ar, ar
+    assert "dkim=pass header.d=pass.example" in ar and "header.s=sel" in ar, ar
+    spf = email.message_from_bytes(raw)["Received-SPF"]
+    assert spf is not None and spf.startswith("pass"), spf
+    # The fields come after Return-Path and Delivered-To, before Received.
+    order = [line.split(b":")[0] for line in raw.split(b"\r\n")[:6]]
+    assert order[:3] == [b"Return-Path", b"Delivered-To",
+                         b"Authentication-Results"], order
+    assert "event=mail-auth spf=pass dkim=pass" in tern.log()
+
+
+def test_tampered_body_fails_dkim(tern, keys):
+    msg = signed("auth-2", "sender@pass.example", keys)
+    msg = msg.replace(b"Second line.", b"Second line!")
+    send(tern, "sender@pass.example", msg)
+    ar = auth_results(fetch(tern, "auth-2"))
+    assert "dkim=fail" in ar and "header.d=pass.example" in ar, ar
+
+
+def test_spf_fail_softfail_none(tern):
+    for sender, want in (("x@fail.example", "spf=fail"),
+                         ("x@soft.example", "spf=softfail"),
+                         ("x@nothing.example", "spf=none")):
+        subject = "auth-" + sender.split("@")[1]
+        send(tern, sender, message(subject, sender))
+        ar = auth_results(fetch(tern, subject))
+        assert want in ar and "dkim=none" in ar, ar
+
+
+def test_submission_is_not_checked(tern):
+    with smtplib.SMTP("127.0.0.1", tern.port("submission"),
+                      timeout=30) as s:
+        s.starttls(context=client_tls_context())
+        s.login(ALICE, PW)
+        s.sendmail(ALICE, [ALICE], message("auth-sub", ALICE))
+    raw = fetch(tern, "auth-sub")
+    assert b"Authentication-Results" not in raw

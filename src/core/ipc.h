@@ -85,6 +85,15 @@ enum ipc_msg_type {
 	 * login tag, str connection id, str client ip, u32 1 if TLS. No
 	 * reply: store answers the login on the socket itself. */
 	IPC_MSG_SESSION_OPEN,
+	/* front → lookup: str domain. Reply DKIM_KEYS_REPLY: u32 n, n × (str
+	 * selector, u32 algorithm as enum dkim_algorithm). */
+	IPC_MSG_DKIM_KEYS,
+	IPC_MSG_DKIM_KEYS_REPLY,
+	/* front → lookup: str domain, u32 n, n × (str selector, u32
+	 * algorithm, bytes digest). Reply DKIM_SIGNATURES: u32 n, n × bytes
+	 * signature (empty where signing failed). */
+	IPC_MSG_DKIM_SIGN,
+	IPC_MSG_DKIM_SIGNATURES,
 	IPC_MSG_TYPE_MAX
 };
 

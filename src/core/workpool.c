@@ -81,7 +81,7 @@ worker_main(void *arg)
 	struct worker_arg *wa = arg;
 	struct workpool *p = wa->pool;
 	unsigned me = wa->index;
-	struct work *w;
+	struct work *w = NULL;
 
 	free(wa);
 	pthread_mutex_lock(&p->lock);

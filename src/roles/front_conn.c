@@ -27,6 +27,7 @@
 #include "directory/sasl.h"
 #include "roles/front.h"
 #include "roles/front_conn.h"
+#include "roles/front_sign.h"
 #include "roles/front_proto.h"
 #include "smtp/server.h"
 
@@ -68,6 +69,7 @@ conn_free(struct front_conn *c)
 	if (c->req_ev != NULL)
 		event_free(c->req_ev);
 	front_smtp_free(c);
+	front_sign_abandon(c);
 	front_relay_free(c);
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);

@@ -19,6 +19,7 @@ struct event;
 struct front_proto;
 struct smtp_server;
 struct front_smtp;
+struct front_sign;
 
 enum conn_state {
 	CONN_PROXY,     /* waiting for the PROXY v2 header */
@@ -56,6 +57,7 @@ struct front_conn {
 	struct front_smtp *tx;    /* their transaction state in front */
 	struct sasl_verifier verifier; /* lookup, for this connection */
 	struct bufferevent *relay; /* CONN_RELAY: the socketpair to store */
+	struct front_sign *sign;   /* DKIM signing under way */
 	struct front_conn *prev, *next;
 };
 

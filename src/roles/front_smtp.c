@@ -16,6 +16,7 @@
 #include "core/xmalloc.h"
 #include "roles/front_auth.h"
 #include "roles/front_conn.h"
+#include "roles/front_sign.h"
 #include "smtp/server.h"
 
 /* What lookup said about each recipient the session accepted, kept until
@@ -244,8 +245,9 @@ auth_checked(struct front_conn *c, const char *headers)
 	commit_now(c, tx->env);
 }
 
-/* End of data: on the MX, check SPF and DKIM first (the session waits for
- * the commit result meanwhile, and env stays valid until then). */
+/* End of data: on the MX, check SPF and DKIM first; on submission, sign
+ * (the session waits for the commit result meanwhile, and env stays valid
+ * until then). */
 static void
 smtp_data_commit(void *arg, const struct smtp_envelope *env)
 {
@@ -256,6 +258,11 @@ smtp_data_commit(void *arg, const struct smtp_envelope *env)
 		c->tx->env = env;
 		front_auth_check(c, c->tx->spool_fd, env->helo, env->mail_from,
 		                 auth_checked);
+		return;
+	}
+	if (front_sign_wanted(c, env->auth_user) && c->tx->spool_fd >= 0) {
+		c->tx->env = env;
+		front_sign_start(c, c->tx->spool_fd, auth_checked);
 		return;
 	}
 	commit_now(c, env);
@@ -370,6 +377,10 @@ reply_to(uint16_t type)
 		return IPC_MSG_SPOOL_CREATE;
 	case IPC_MSG_SPOOL_COMMITTED:
 		return IPC_MSG_SPOOL_COMMIT;
+	case IPC_MSG_DKIM_KEYS_REPLY:
+		return IPC_MSG_DKIM_KEYS;
+	case IPC_MSG_DKIM_SIGNATURES:
+		return IPC_MSG_DKIM_SIGN;
 	default:
 		return 0;
 	}
@@ -408,6 +419,12 @@ front_smtp_reply(struct front *f, struct ipc_msg *msg)
 	case IPC_MSG_SPOOL_COMMITTED:
 		spool_committed(c, &r);
 		break;
+	case IPC_MSG_DKIM_KEYS_REPLY:
+		front_sign_keys_reply(c, &r);
+		break;
+	case IPC_MSG_DKIM_SIGNATURES:
+		front_sign_signatures_reply(c, &r);
+		break;
 	default:
 		return;
 	}
@@ -425,6 +442,10 @@ front_smtp_failed(struct front_conn *c, uint16_t type)
 		break;
 	case IPC_MSG_SENDER_CHECK:
 		smtp_server_sender_result(c->smtp, -1);
+		break;
+	case IPC_MSG_DKIM_KEYS:
+	case IPC_MSG_DKIM_SIGN:
+		front_sign_failed(c);
 		break;
 	case IPC_MSG_SPOOL_CREATE:
 		smtp_server_data_ready(c->smtp, -1);

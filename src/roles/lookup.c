@@ -23,6 +23,7 @@
 #include "directory/directory.h"
 #include "directory/password.h"
 #include "mail/address.h"
+#include "roles/lookup_dkim.h"
 #include "roles/roles.h"
 
 /* Bound on app passwords tried for one login (each is a full hash check). */
@@ -51,6 +52,8 @@ static const struct ipc_rule front_rules[] = {
     {IPC_MSG_AUTH_SCRAM_CHECK, 20, 16384, IPC_FD_NEVER},
     {IPC_MSG_RCPT_CHECK, 8, 2048, IPC_FD_NEVER},
     {IPC_MSG_SENDER_CHECK, 8, 4096, IPC_FD_NEVER},
+    {IPC_MSG_DKIM_KEYS, 4, 512, IPC_FD_NEVER},
+    {IPC_MSG_DKIM_SIGN, 8, 8192, IPC_FD_NEVER},
     {IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
     {IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
     {0, 0, 0, IPC_FD_NEVER},
@@ -657,6 +660,12 @@ lookup_peer_message(struct child_ctx *ctx, struct child_link *link,
 		break;
 	case IPC_MSG_SENDER_CHECK:
 		sender_check(ctx, link->peer, msg);
+		break;
+	case IPC_MSG_DKIM_KEYS:
+		lookup_dkim_keys(ctx->cfg->data_dir, link->peer, msg);
+		break;
+	case IPC_MSG_DKIM_SIGN:
+		lookup_dkim_sign(ctx->cfg->data_dir, link->peer, msg);
 		break;
 	default:
 		break;

@@ -189,23 +189,25 @@ run(struct imap_session *s, const char *script)
 	return feed_step(s, script, strlen(script), 0, NULL);
 }
 
-#define HAS(out, needle)                                                       \
-	do {                                                                   \
-		if (strstr((out), (needle)) == NULL) {                         \
-			print_error("missing [%s] in:\n%s\n", (needle),        \
-			            (out));                                    \
-			fail();                                                \
-		}                                                              \
-	} while (0)
+/* A function, not a macro body: the compiler cannot prove the strings
+ * non-NULL across every call site. */
+static void
+expect_has(const char *out, const char *needle, bool want)
+{
+	bool found = out != NULL && needle != NULL &&
+	             strstr(out, needle) != NULL;
 
-#define HASNOT(out, needle)                                                    \
-	do {                                                                   \
-		if (strstr((out), (needle)) != NULL) {                         \
-			print_error("unexpected [%s] in:\n%s\n", (needle),     \
-			            (out));                                    \
-			fail();                                                \
-		}                                                              \
-	} while (0)
+	if (found != want) {
+		print_error("%s [%s] in:\n%s\n",
+		            want ? "missing" : "unexpected",
+		            needle != NULL ? needle : "(null)",
+		            out != NULL ? out : "(null)");
+		fail();
+	}
+}
+
+#define HAS(out, needle) expect_has((out), (needle), true)
+#define HASNOT(out, needle) expect_has((out), (needle), false)
 
 static size_t
 count_of(const char *hay, const char *needle)

@@ -1,0 +1,342 @@
+/* DKIM signing of submitted mail, split so that the private keys never
+ * leave lookup: a worker reads the From: domain from the spool file, lookup
+ * says which keys that domain has, a worker canonicalizes and hashes the
+ * message for each, lookup signs the digests, and the DKIM-Signature
+ * fields go with the envelope (queue puts them before the message).
+ * SECURITY: the message is the authenticated user's, still untrusted
+ * input; src/mail and src/mailauth parse it with their bounds. A message
+ * that cannot be signed is still accepted (unsigned, logged), as a relay
+ * outage must not lose mail. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/ipc.h"
+#include "core/log.h"
+#include "core/workpool.h"
+#include "core/xmalloc.h"
+#include "mail/address.h"
+#include "mail/header.h"
+#include "mailauth/dkim.h"
+#include "roles/front_conn.h"
+#include "roles/front_sign.h"
+
+#define SIGN_KEYS_MAX 8
+
+struct sign_key {
+	char *selector;
+	enum dkim_algorithm alg;
+	struct dkim_signer *signer;
+	char *field; /* the finished DKIM-Signature field */
+};
+
+struct front_sign {
+	struct front_conn *c;
+	char conn_id[20];
+	front_sign_done_fn *done;
+	int fd;
+	uint8_t *map; /* the spool file, mapped read-only */
+	size_t len;
+	char domain[ADDRESS_DOMAIN_MAX + 1]; /* From:'s, A-label */
+	struct sign_key keys[SIGN_KEYS_MAX];
+	size_t nkeys;
+	bool busy; /* a worker job is out */
+	bool orphan; /* the connection went away while busy */
+};
+
+static void
+sign_free(struct front_sign *s)
+{
+	for (size_t i = 0; i < s->nkeys; i++) {
+		free(s->keys[i].selector);
+		dkim_signer_free(&s->keys[i].signer);
+		free(s->keys[i].field);
+	}
+	if (s->map != NULL)
+		munmap(s->map, s->len);
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s);
+}
+
+/* Give the result to the session and forget the state. */
+static void
+sign_finish(struct front_conn *c, const char *why)
+{
+	struct front_sign *s = c->sign;
+	struct buf out;
+
+	buf_init(&out, 0);
+	for (size_t i = 0; i < s->nkeys; i++)
+		if (s->keys[i].field != NULL)
+			buf_append_str(&out, s->keys[i].field);
+	if (why != NULL)
+		log_warn(c->id, "event=dkim-unsigned domain=%s reason=%s",
+		         s->domain[0] != '\0' ? s->domain : "-", why);
+	else
+		log_info(c->id, "event=dkim-signed domain=%s signatures=%zu",
+		         s->domain, s->nkeys);
+	c->sign = NULL;
+	s->done(c, buf_cstr(&out) != NULL ? (const char *)out.data : "");
+	buf_free(&out);
+	sign_free(s);
+}
+
+/* ---- step 1 (worker): the From: domain ---- */
+
+static void
+from_domain_job(void *arg)
+{
+	struct front_sign *s = arg;
+	struct header_iter it;
+	struct header_field f;
+	struct header_address_list list = {0};
+	struct stat sb;
+	struct buf v;
+	size_t nfrom = 0;
+
+	if (fstat(s->fd, &sb) < 0 || sb.st_size <= 0)
+		return;
+	s->len = (size_t)sb.st_size;
+	s->map = mmap(NULL, s->len, PROT_READ, MAP_PRIVATE, s->fd, 0);
+	if (s->map == MAP_FAILED) {
+		s->map = NULL;
+		return;
+	}
+	buf_init(&v, 64 * 1024);
+	header_iter_init(&it, (const char *)s->map, s->len);
+	while (header_iter_next(&it, &f)) {
+		if (!header_field_is(&f, "From"))
+			continue;
+		nfrom++;
+		buf_reset(&v);
+		header_field_unfold(&f, &v);
+		header_address_parse(&list, (const char *)v.data, v.len, 2);
+	}
+	/* Exactly one From: field with exactly one address (RFC 5322). */
+	if (nfrom == 1 && list.n == 1 && !list.v[0].invalid &&
+	    list.v[0].domain != NULL &&
+	    address_domain_normalize(list.v[0].domain,
+	                             strlen(list.v[0].domain), s->domain,
+	                             NULL) < 0)
+		s->domain[0] = '\0';
+	if (nfrom != 1 || list.n != 1)
+		s->domain[0] = '\0';
+	header_address_list_clear(&list);
+	buf_free(&v);
+}
+
+static void
+from_domain_done(void *arg)
+{
+	struct front_sign *s = arg;
+	struct front_conn *c = s->c;
+	struct buf b;
+
+	s->busy = false;
+	if (s->orphan) {
+		sign_free(s);
+		return;
+	}
+	if (s->map == NULL || s->domain[0] == '\0') {
+		sign_finish(c, "no single From address");
+		return;
+	}
+	buf_init(&b, 0);
+	ipc_put_str(&b, s->domain);
+	conn_request(c, "lookup", IPC_MSG_DKIM_KEYS, &b);
+}
+
+/* ---- step 2: lookup's keys; step 3 (worker): the digests ---- */
+
+static void
+digests_job(void *arg)
+{
+	struct front_sign *s = arg;
+	time_t now = time(NULL);
+
+	for (size_t i = 0; i < s->nkeys; i++) {
+		struct dkim_sign_params p = {
+		    .domain = s->domain,
+		    .selector = s->keys[i].selector,
+		    .algorithm = s->keys[i].alg,
+		    .header_canon = DKIM_CANON_RELAXED,
+		    .body_canon = DKIM_CANON_RELAXED,
+		    .timestamp = now,
+		};
+		const char *why;
+
+		if (dkim_sign_begin(s->map, s->len, &p, &s->keys[i].signer,
+		                    &why) < 0)
+			s->keys[i].signer = NULL;
+	}
+}
+
+static void
+digests_done(void *arg)
+{
+	struct front_sign *s = arg;
+	struct front_conn *c = s->c;
+	struct buf b;
+	uint32_t n = 0;
+
+	s->busy = false;
+	if (s->orphan) {
+		sign_free(s);
+		return;
+	}
+	for (size_t i = 0; i < s->nkeys; i++)
+		n += s->keys[i].signer != NULL;
+	if (n == 0) {
+		sign_finish(c, "message cannot be signed");
+		return;
+	}
+	buf_init(&b, 0);
+	ipc_put_str(&b, s->domain);
+	ipc_put_u32(&b, n);
+	for (size_t i = 0; i < s->nkeys; i++) {
+		const uint8_t *d;
+		size_t dlen;
+
+		if (s->keys[i].signer == NULL)
+			continue;
+		d = dkim_signer_digest(s->keys[i].signer, &dlen);
+		ipc_put_str(&b, s->keys[i].selector);
+		ipc_put_u32(&b, (uint32_t)s->keys[i].alg);
+		ipc_put_bytes(&b, d, dlen);
+	}
+	conn_request(c, "lookup", IPC_MSG_DKIM_SIGN, &b);
+}
+
+void
+front_sign_keys_reply(struct front_conn *c, struct ipc_reader *r)
+{
+	struct front_sign *s = c->sign;
+	uint32_t n = ipc_get_u32(r);
+
+	if (s == NULL)
+		return;
+	for (uint32_t i = 0; i < n && i < SIGN_KEYS_MAX && !r->error; i++) {
+		char *sel = ipc_get_str(r);
+		uint32_t alg = ipc_get_u32(r);
+
+		if (sel == NULL || (alg != DKIM_ALG_RSA_SHA256 &&
+		                    alg != DKIM_ALG_ED25519_SHA256)) {
+			free(sel);
+			continue;
+		}
+		s->keys[s->nkeys].selector = sel;
+		s->keys[s->nkeys].alg = (enum dkim_algorithm)alg;
+		s->nkeys++;
+	}
+	if (ipc_reader_done(r) < 0 || n > SIGN_KEYS_MAX) {
+		sign_finish(c, "bad answer from lookup");
+		return;
+	}
+	if (s->nkeys == 0) {
+		/* Not one of ours, or no keys: nothing to sign with. */
+		log_debug(c->id, "event=dkim-no-keys domain=%s", s->domain);
+		s->domain[0] = '\0';
+		c->sign = NULL;
+		s->done(c, "");
+		sign_free(s);
+		return;
+	}
+	s->busy = true;
+	workpool_submit(c->front->pool, NULL, digests_job, digests_done, s);
+}
+
+/* ---- step 4: the signatures ---- */
+
+void
+front_sign_signatures_reply(struct front_conn *c, struct ipc_reader *r)
+{
+	struct front_sign *s = c->sign;
+	uint32_t n = ipc_get_u32(r);
+	size_t got = 0;
+
+	if (s == NULL)
+		return;
+	for (size_t i = 0; i < s->nkeys && !r->error; i++) {
+		const uint8_t *sig;
+		size_t slen = 0;
+		const char *why;
+
+		if (s->keys[i].signer == NULL)
+			continue;
+		if (got++ >= n)
+			break;
+		sig = ipc_get_bytes(r, &slen);
+		if (sig == NULL || slen == 0)
+			continue;
+		s->keys[i].field =
+		    dkim_sign_finish(s->keys[i].signer, sig, slen, &why);
+	}
+	if (ipc_reader_done(r) < 0) {
+		for (size_t i = 0; i < s->nkeys; i++)
+			xfree(&s->keys[i].field);
+		sign_finish(c, "bad answer from lookup");
+		return;
+	}
+	for (size_t i = 0; i < s->nkeys; i++)
+		if (s->keys[i].field == NULL) {
+			sign_finish(c, "lookup could not sign");
+			return;
+		}
+	sign_finish(c, NULL);
+}
+
+/* ---- the session's side ---- */
+
+bool
+front_sign_wanted(const struct front_conn *c, const char *auth_user)
+{
+	return (c->service == SERVICE_SUBMISSION ||
+	        c->service == SERVICE_SUBMISSIONS) &&
+	       auth_user != NULL && c->front->pool != NULL;
+}
+
+void
+front_sign_start(struct front_conn *c, int spool_fd, front_sign_done_fn *done)
+{
+	struct front_sign *s = xcalloc(1, sizeof(*s));
+
+	s->c = c;
+	s->done = done;
+	s->fd = dup(spool_fd);
+	c->sign = s;
+	if (s->fd < 0) {
+		sign_finish(c, strerror(errno));
+		return;
+	}
+	s->busy = true;
+	workpool_submit(c->front->pool, NULL, from_domain_job, from_domain_done,
+	                s);
+}
+
+void
+front_sign_failed(struct front_conn *c)
+{
+	if (c->sign != NULL)
+		sign_finish(c, "lookup unavailable");
+}
+
+void
+front_sign_abandon(struct front_conn *c)
+{
+	struct front_sign *s = c->sign;
+
+	if (s == NULL)
+		return;
+	c->sign = NULL;
+	if (s->busy)
+		s->orphan = true; /* the job's done function frees it */
+	else
+		sign_free(s);
+}

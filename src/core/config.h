@@ -113,6 +113,9 @@ struct config {
 	bool smtp_reject_bare_lf;
 	uint64_t smtp_idle_timeout_ms;
 
+	/* Mail authentication (front_auth.c). */
+	bool dmarc_enforce;
+
 	struct config_listener *listeners;
 	size_t nlisteners;
 	struct config_certificate *certificates;

@@ -791,6 +791,12 @@ static const struct config_setting root_settings[] = {
      FIELD(struct config, smtp_idle_timeout_ms),
      .help = "How long a session may wait for the client's next command or "
              "data (RFC 5321 4.5.3.2 asks for at least 5 minutes)."},
+    {.name = "dmarc_enforce",
+     .type = CONFIG_BOOL,
+     .def = "yes",
+     FIELD(struct config, dmarc_enforce),
+     .help = "Apply the sender domain's DMARC policy to mail on the MX: "
+             "reject answers 550 5.7.1, quarantine delivers to Junk."},
     {.name = "listener",
      .type = CONFIG_BLOCK,
      .block = &listener_block,

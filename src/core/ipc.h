@@ -76,7 +76,8 @@ enum ipc_msg_type {
 	/* front → queue: str id of a file that will not be committed. */
 	IPC_MSG_SPOOL_ABORT,
 	/* queue → store: fd of the message, str id, str return path, u32 n,
-	 * n × str recipient, str header fields to put first (or ""). Reply DELIVERED: str id, u32 n, n × (str
+	 * n × str recipient, str header fields to put first (or ""), u32
+	 * SPOOL_FLAG_* (JUNK: into the Junk mailbox). Reply DELIVERED: str id, u32 n, n × (str
 	 * recipient, u32 result (0 ok, 1 temporary, 2 permanent), str why). */
 	IPC_MSG_DELIVER,
 	IPC_MSG_DELIVERED,

@@ -25,7 +25,7 @@
 
 #define SPOOL_DB_NAME "queue.db"
 #define SPOOL_BUSY_MS 5000
-#define SPOOL_SCHEMA_VERSION 2
+#define SPOOL_SCHEMA_VERSION 3
 /* EEXIST retries in spool_create(): with 64 random bits, more than one
  * means the random source is broken. */
 #define SPOOL_CREATE_TRIES 16
@@ -48,7 +48,8 @@ static const char spool_schema[] =
     " smtputf8 INTEGER NOT NULL,"
     " size INTEGER NOT NULL,"
     " created_ms INTEGER NOT NULL,"
-    " headers TEXT);"
+    " headers TEXT,"
+    " flags INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS rcpts ("
     " id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
     " address TEXT NOT NULL,"
@@ -88,8 +89,9 @@ static const char *const spool_sql[ST_COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_MSG_INSERT] = "INSERT INTO messages (id, mail_from, helo, client_ip,"
                       " auth_user, ret, envid, smtputf8, size, created_ms,"
-                      " headers)"
-                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                      " headers, flags)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
+                      " ?12)",
     /* A repeated RCPT TO is delivered once: the first one wins. */
     [ST_RCPT_INSERT] =
         "INSERT INTO rcpts (id, address, orcpt, notify, local, state,"
@@ -98,7 +100,7 @@ static const char *const spool_sql[ST_COUNT] = {
         " ON CONFLICT (id, address) DO NOTHING",
     [ST_MSG_EXISTS] = "SELECT 1 FROM messages WHERE id = ?1",
     [ST_MSG_GET] = "SELECT mail_from, helo, client_ip, auth_user, ret,"
-                   " envid, smtputf8, size, headers FROM messages"
+                   " envid, smtputf8, size, headers, flags FROM messages"
                    " WHERE id = ?1",
     [ST_RCPT_LIST] = "SELECT address, orcpt, notify, local FROM rcpts"
                      " WHERE id = ?1 ORDER BY rowid",
@@ -539,14 +541,19 @@ open_db(struct spool *sp, char **error_r)
 		return -1;
 	}
 	/* Version 2 added messages.headers (the header fields front adds
-	 * after its checks). */
+	 * after its checks), version 3 messages.flags. */
 	if (sqlite3_exec(sp->db,
 	                 "BEGIN IMMEDIATE;"
-	                 "PRAGMA user_version = 2;",
+	                 "PRAGMA user_version = 3;",
 	                 NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_exec(sp->db, spool_schema, NULL, NULL, NULL) != SQLITE_OK ||
-	    (version == 1 &&
+	    (version >= 1 && version < 2 &&
 	     sqlite3_exec(sp->db, "ALTER TABLE messages ADD COLUMN headers TEXT",
+	                  NULL, NULL, NULL) != SQLITE_OK) ||
+	    (version >= 1 && version < 3 &&
+	     sqlite3_exec(sp->db,
+	                  "ALTER TABLE messages ADD COLUMN flags INTEGER NOT "
+	                  "NULL DEFAULT 0",
 	                  NULL, NULL, NULL) != SQLITE_OK) ||
 	    sqlite3_exec(sp->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		db_error(sp, "schema", error_r);
@@ -751,6 +758,7 @@ insert_message(struct spool *sp, const char *id,
 	sqlite3_bind_int64(st, 9, to_i64(size));
 	sqlite3_bind_int64(st, 10, to_i64(now));
 	bind_text(st, 11, env->headers);
+	sqlite3_bind_int64(st, 12, (sqlite3_int64)env->flags);
 	if (st_exec(sp, ST_MSG_INSERT, error_r) < 0)
 		return -1;
 	st = sp->st[ST_RCPT_INSERT];
@@ -1112,6 +1120,7 @@ spool_envelope(struct spool *sp, const char *id, struct spool_envelope *env_r,
 		return -1;
 	}
 	env_r->smtputf8 = sqlite3_column_int(st, 6) != 0;
+	env_r->flags = (uint32_t)sqlite3_column_int64(st, 9);
 	size = sqlite3_column_int64(st, 7);
 	env_r->size = size < 0 ? 0 : (uint64_t)size;
 	st_done(st);

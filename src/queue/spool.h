@@ -28,6 +28,9 @@ struct spool_rcpt {
 	bool local;      /* deliver to a mailbox here (else: outbound) */
 };
 
+/* What front's checks decided about the message. */
+#define SPOOL_FLAG_JUNK 0x1 /* deliver to the Junk mailbox (DMARC) */
+
 struct spool_envelope {
 	char *mail_from; /* "" for <> */
 	char *helo;
@@ -41,6 +44,7 @@ struct spool_envelope {
 	 * Received-SPF, DKIM-Signature…), CRLF-terminated, to be put before
 	 * the message wherever it goes; or NULL. */
 	char *headers;
+	uint32_t flags; /* SPOOL_FLAG_* */
 	struct spool_rcpt *rcpts;
 	size_t nrcpts;
 };

@@ -15,6 +15,7 @@ struct evconnlistener;
 struct front_conn;
 struct dns_resolver;
 struct workpool;
+struct psl;
 
 struct front_listener {
 	struct front *front;
@@ -39,6 +40,7 @@ struct front {
 	bool stopping;
 	struct dns_resolver *resolver; /* mail checks (front_auth.c) */
 	struct workpool *pool;         /* their worker threads */
+	struct psl *psl;               /* public suffixes, for DMARC */
 };
 
 void front_conn_accept(struct front_listener *fl, int fd,

@@ -20,7 +20,9 @@
 #include "core/workpool.h"
 #include "core/xmalloc.h"
 #include "mailauth/dkim.h"
+#include "mailauth/dmarc.h"
 #include "mailauth/dnsif.h"
+#include "mailauth/psl.h"
 #include "mailauth/spf.h"
 #include "roles/front_auth.h"
 #include "roles/front_conn.h"
@@ -28,6 +30,8 @@
 
 /* Header fields the checks may add, in all. */
 #define AUTH_HEADERS_MAX (16 * 1024)
+/* Debian's publicsuffix package: organizational domains for DMARC. */
+#define PUBLIC_SUFFIX_LIST "/usr/share/publicsuffix/public_suffix_list.dat"
 
 struct auth_job {
 	struct front *f;
@@ -37,9 +41,14 @@ struct auth_job {
 	int fd;
 	char *ip, *helo, *mail_from, *hostname;
 	struct buf headers;
+	bool enforce; /* dmarc_enforce */
+	unsigned pct_sample;
+	enum front_auth_verdict verdict;
+	char reason[128];
 	/* For the log line. */
 	enum spf_result spf;
 	char dkim[32];
+	char dmarc[16];
 };
 
 static void
@@ -73,18 +82,60 @@ append_folded(struct buf *out, const char *name, const char *value)
 	buf_append_str(out, "\r\n");
 }
 
+/* DMARC on the SPF and DKIM results: a failing From: domain's policy
+ * becomes the verdict when enforcing. */
+static void
+auth_dmarc(struct auth_job *j, const struct ma_dns *dns, const void *msg,
+           size_t len, const struct spf_outcome *spf,
+           const struct dkim_verify_result *dk, struct buf *ar)
+{
+	struct dmarc_request req = {
+	    .msg = msg,
+	    .len = len,
+	    .spf = spf,
+	    .dkim = dk,
+	    .psl = j->f->psl,
+	    .client_ip = j->ip,
+	    .pct_sample = j->pct_sample,
+	};
+	struct dmarc_outcome *o;
+	const struct dmarc_domain_result *d;
+
+	snprintf(j->dmarc, sizeof(j->dmarc), "none");
+	if (j->f->psl == NULL || msg == NULL)
+		return;
+	o = dmarc_evaluate(dns, &req);
+	buf_append_str(ar, "; ");
+	dmarc_auth_results(o, ar);
+	snprintf(j->dmarc, sizeof(j->dmarc), "%s",
+	         dmarc_result_name(o->result));
+	if (j->enforce && o->result == DMARC_FAIL && o->ndomains > 0) {
+		d = &o->domains[o->decisive];
+		if (o->disposition == DMARC_POLICY_REJECT) {
+			j->verdict = FRONT_AUTH_REJECT;
+			snprintf(j->reason, sizeof(j->reason),
+			         "Message rejected by the DMARC policy of %s",
+			         d->report.header_from);
+		} else if (o->disposition == DMARC_POLICY_QUARANTINE) {
+			j->verdict = FRONT_AUTH_JUNK;
+		}
+	}
+	dmarc_outcome_free(&o);
+}
+
 static void
 auth_job_run(void *arg)
 {
 	struct auth_job *j = arg;
 	struct dkim_verify_result dk;
 	struct spf_request req = {0};
-	struct spf_outcome *spf;
+	struct spf_outcome *spf = NULL;
 	struct ma_dns dns;
 	struct buf ar, rs;
 	struct stat sb;
 	void *map = MAP_FAILED;
 	size_t len = 0;
+	bool dk_ok = false;
 
 	mailauth_dns_init(&dns, j->f->resolver);
 	buf_init(&ar, AUTH_HEADERS_MAX);
@@ -100,7 +151,6 @@ auth_job_run(void *arg)
 		j->spf = spf->result;
 		spf_auth_results(spf, &ar);
 		spf_received_spf(spf, &rs);
-		spf_outcome_free(&spf);
 	} else {
 		j->spf = SPF_NONE;
 		buf_append_str(&ar, "spf=none");
@@ -114,6 +164,7 @@ auth_job_run(void *arg)
 	buf_append_str(&ar, "; ");
 	if (map != MAP_FAILED &&
 	    dkim_verify(&dns, map, len, time(NULL), NULL, &dk) == 0) {
+		dk_ok = true;
 		dkim_ar_append_all(&ar, &dk);
 		snprintf(j->dkim, sizeof(j->dkim), "%s",
 		         dk.count == 0 ? "none"
@@ -122,8 +173,11 @@ auth_job_run(void *arg)
 		buf_append_str(&ar, "dkim=temperror");
 		snprintf(j->dkim, sizeof(j->dkim), "temperror");
 	}
+	auth_dmarc(j, &dns, map != MAP_FAILED ? map : NULL, len, spf,
+	           dk_ok ? &dk : NULL, &ar);
 	if (map != MAP_FAILED)
 		munmap(map, len);
+	spf_outcome_free(&spf);
 
 	if (buf_cstr(&ar) != NULL)
 		append_folded(&j->headers, "Authentication-Results",
@@ -145,11 +199,17 @@ auth_job_done(void *arg)
 		if (c == j->c && strcmp(c->id, j->conn_id) == 0)
 			break;
 	if (c != NULL) {
-		log_info(c->id, "event=mail-auth spf=%s dkim=%s",
-		         spf_result_name(j->spf), j->dkim);
-		j->done(c, buf_cstr(&j->headers) != NULL
-		               ? (const char *)j->headers.data
-		               : "");
+		log_info(c->id,
+		         "event=mail-auth spf=%s dkim=%s dmarc=%s action=%s",
+		         spf_result_name(j->spf), j->dkim, j->dmarc,
+		         j->verdict == FRONT_AUTH_REJECT ? "reject"
+		         : j->verdict == FRONT_AUTH_JUNK ? "junk"
+		                                         : "accept");
+		j->done(c,
+		        buf_cstr(&j->headers) != NULL
+		            ? (const char *)j->headers.data
+		            : "",
+		        j->verdict, j->reason);
 	}
 	job_free(j);
 }
@@ -176,11 +236,13 @@ front_auth_check(struct front_conn *c, int spool_fd, const char *helo,
 	j->helo = xstrdup(helo != NULL ? helo : "");
 	j->mail_from = xstrdup(mail_from != NULL ? mail_from : "");
 	j->hostname = xstrdup(c->front->ctx->cfg->hostname);
+	j->enforce = c->front->ctx->cfg->dmarc_enforce;
+	j->pct_sample = arc4random_uniform(100);
 	buf_init(&j->headers, AUTH_HEADERS_MAX);
 	if (j->fd < 0) {
 		log_error(c->id, "event=mail-auth-failed error=%s",
 		          strerror(errno));
-		done(c, "");
+		done(c, "", FRONT_AUTH_ACCEPT, "");
 		job_free(j);
 		return;
 	}
@@ -192,9 +254,19 @@ front_auth_init(struct front *f, char **error_r)
 {
 	const struct config *cfg = f->ctx->cfg;
 
+	char *error = NULL;
+
 	f->resolver = dns_resolver_new(f->ctx->base, cfg->resolver,
 	                               cfg->dns_trust_anchor, error_r);
-	return f->resolver != NULL ? 0 : -1;
+	if (f->resolver == NULL)
+		return -1;
+	/* Without the list DMARC cannot find organizational domains: go on
+	 * without DMARC rather than without mail. */
+	if ((f->psl = psl_load(PUBLIC_SUFFIX_LIST, &error)) == NULL) {
+		log_warn(NULL, "event=dmarc-disabled error=%s", error);
+		free(error);
+	}
+	return 0;
 }
 
 void

@@ -10,8 +10,18 @@ struct front_conn;
 
 #define FRONT_AUTH_THREADS 4
 
-/* The header fields to put before the message ("" when none). */
-typedef void front_auth_done_fn(struct front_conn *c, const char *headers);
+/* What the checks decided. */
+enum front_auth_verdict {
+	FRONT_AUTH_ACCEPT,
+	FRONT_AUTH_JUNK,   /* DMARC quarantine: deliver to Junk */
+	FRONT_AUTH_REJECT, /* DMARC reject: 550 5.7.1 reason */
+};
+
+/* The header fields to put before the message ("" when none), the
+ * verdict, and for a rejection the reason for the client. */
+typedef void front_auth_done_fn(struct front_conn *c, const char *headers,
+                                enum front_auth_verdict verdict,
+                                const char *reason);
 
 /* Resolver (before the privilege drop: it reads resolv.conf) and worker
  * threads. */

@@ -14,6 +14,7 @@
 #include "core/ipc.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "queue/spool.h"
 #include "roles/front_auth.h"
 #include "roles/front_conn.h"
 #include "roles/front_sign.h"
@@ -45,6 +46,7 @@ struct front_smtp {
 	 * NULL. */
 	char *headers;
 	const struct smtp_envelope *env; /* while the checks run */
+	uint32_t flags;                  /* SPOOL_FLAG_* from the checks */
 };
 
 static void
@@ -184,6 +186,7 @@ envelope_write(struct front_conn *c, const struct smtp_envelope *env,
 	ipc_put_u32(b, env->smtputf8);
 	ipc_put_u64(b, (uint64_t)lseek(tx->spool_fd, 0, SEEK_END));
 	ipc_put_str(b, tx->headers != NULL ? tx->headers : "");
+	ipc_put_u32(b, tx->flags);
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct expansion *e =
 		    expansion_find(tx, env->rcpts[i].address);
@@ -233,16 +236,33 @@ commit_now(struct front_conn *c, const struct smtp_envelope *env)
 	conn_request(c, "queue", IPC_MSG_SPOOL_COMMIT, &b);
 }
 
-/* The checks are done: their results go with the envelope. */
+/* The checks are done: their results go with the envelope, or the
+ * message is refused. */
 static void
-auth_checked(struct front_conn *c, const char *headers)
+auth_checked(struct front_conn *c, const char *headers,
+             enum front_auth_verdict verdict, const char *reason)
 {
 	struct front_smtp *tx = c->tx;
 
+	if (verdict == FRONT_AUTH_REJECT) {
+		spool_abort(c);
+		expansions_reset(tx);
+		smtp_server_commit_refused(c->smtp, reason);
+		conn_resume(c);
+		return;
+	}
 	xfree(&tx->headers);
 	if (headers[0] != '\0')
 		tx->headers = xstrdup(headers);
+	tx->flags = verdict == FRONT_AUTH_JUNK ? SPOOL_FLAG_JUNK : 0;
 	commit_now(c, tx->env);
+}
+
+/* Signing is done: the DKIM-Signature fields go with the envelope. */
+static void
+signed_done(struct front_conn *c, const char *fields)
+{
+	auth_checked(c, fields, FRONT_AUTH_ACCEPT, "");
 }
 
 /* End of data: on the MX, check SPF and DKIM first; on submission, sign
@@ -254,6 +274,7 @@ smtp_data_commit(void *arg, const struct smtp_envelope *env)
 	struct front_conn *c = arg;
 
 	xfree(&c->tx->headers);
+	c->tx->flags = 0;
 	if (front_auth_wanted(c) && c->tx->spool_fd >= 0) {
 		c->tx->env = env;
 		front_auth_check(c, c->tx->spool_fd, env->helo, env->mail_from,
@@ -262,7 +283,7 @@ smtp_data_commit(void *arg, const struct smtp_envelope *env)
 	}
 	if (front_sign_wanted(c, env->auth_user) && c->tx->spool_fd >= 0) {
 		c->tx->env = env;
-		front_sign_start(c, c->tx->spool_fd, auth_checked);
+		front_sign_start(c, c->tx->spool_fd, signed_done);
 		return;
 	}
 	commit_now(c, env);

@@ -120,6 +120,7 @@ envelope_read(struct ipc_reader *r, struct spool_envelope *env)
 	env->smtputf8 = ipc_get_u32(r) != 0;
 	env->size = ipc_get_u64(r);
 	env->headers = ipc_get_str(r);
+	env->flags = ipc_get_u32(r) & SPOOL_FLAG_JUNK;
 	n = ipc_get_u32(r);
 	if (r->error || n == 0 || n > 10000)
 		return -1;
@@ -361,6 +362,7 @@ deliver_message(struct child_ctx *ctx, struct ipc_peer *store, const char *id,
 			attempts = due[i].attempts;
 	}
 	ipc_put_str(&b, env.headers != NULL ? env.headers : "");
+	ipc_put_u32(&b, env.flags);
 	spool_envelope_clear(&env);
 	if (ipc_send(store, IPC_MSG_DELIVER, 0, fd, b.data, b.len) == 0) {
 		struct inflight *f = &q->inflight[q->ninflight++];

@@ -17,6 +17,7 @@
 #include "core/xmalloc.h"
 #include "roles/roles.h"
 #include "roles/store.h"
+#include "queue/spool.h"
 #include "store/ledger.h"
 #include "store/mailbox.h"
 #include "store/maildir.h"
@@ -33,6 +34,7 @@ struct delivery {
 	char *id;
 	char *rp;
 	char *headers; /* from front's checks, put after Delivered-To */
+	bool junk;     /* front's checks said: into Junk */
 	char **rcpts;
 	size_t n;
 	bool *todo;               /* not yet in the ledger */
@@ -79,13 +81,15 @@ deliver_one(struct delivery *d, size_t i)
 	                   d->rp, rcpt, d->headers);
 	ret = mbox_user_open(dir, 0, &u, &error);
 	if (ret == MBOX_OK)
-		ret = mbox_deliver(u, "INBOX", prefix, d->fd, 0, &uid, &error);
+		ret = mbox_deliver(u, d->junk ? "Junk" : "INBOX", prefix, d->fd,
+		                   0, &uid, &error);
 	mbox_user_close(&u);
 	free(prefix);
 	free(dir);
 	if (ret == MBOX_OK) {
 		free(error);
-		log_info(d->id, "event=stored to=<%s> uid=%u", rcpt, uid);
+		log_info(d->id, "event=stored to=<%s> mailbox=%s uid=%u", rcpt,
+		         d->junk ? "Junk" : "INBOX", uid);
 		return MAILDIR_OK;
 	}
 	d->errors[i] = error != NULL ? error : xstrdup("mailbox error");
@@ -189,6 +193,7 @@ deliver(struct store *st, struct ipc_msg *msg)
 	for (uint32_t i = 0; i < n; i++)
 		d->rcpts[i] = ipc_get_str(&r);
 	d->headers = ipc_get_str(&r);
+	d->junk = (ipc_get_u32(&r) & SPOOL_FLAG_JUNK) != 0;
 	if (ipc_reader_done(&r) < 0 || d->headers == NULL ||
 	    strlen(d->headers) > DELIVER_HEADERS_MAX) {
 		log_error(id, "event=bad-deliver-request");

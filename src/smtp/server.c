@@ -938,6 +938,37 @@ smtp_server_commit_result(struct smtp_server *s, int result,
 	smtp_after(s); /* a pending shutdown closes now */
 }
 
+void
+smtp_server_commit_refused(struct smtp_server *s, const char *reason)
+{
+	char text[256];
+	size_t n;
+
+	if (s->state != SMTP_STATE_COMMIT)
+		return;
+	/* The reason may quote a domain from the message: printable only. */
+	n = 0;
+	for (const char *p = reason; p != NULL && *p != '\0' &&
+	                             n + 1 < sizeof(text);
+	     p++)
+		text[n++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
+	text[n] = '\0';
+	n = s->kind == SMTP_KIND_LMTP ? s->env.nrcpts : 1;
+	log_info(s->log_id, "event=smtp_message result=refused rcpts=%zu "
+	                    "reason=%s",
+	         s->env.nrcpts, text);
+	for (size_t i = 0; i < n; i++) {
+		if (s->kind == SMTP_KIND_LMTP)
+			smtp_reply(s, "550 5.7.1 <%s> %s",
+			           s->env.rcpts[i].address, text);
+		else
+			smtp_reply(s, "550 5.7.1 %s", text);
+	}
+	tx_reset(s);
+	smtp_set_state(s, smtp_idle_state(s));
+	smtp_after(s);
+}
+
 const char *
 smtp_server_helo(const struct smtp_server *s)
 {

@@ -135,6 +135,9 @@ void smtp_server_sender_result(struct smtp_server *s, int result);
 void smtp_server_data_ready(struct smtp_server *s, int result);
 /* data_commit: 0 queued as queue_id (250), -1 temporary (451). LMTP
  * answers once per accepted recipient with the same result. */
+/* data_commit refused for good by a check (DMARC reject): "550 5.7.1
+ * reason" (per recipient on LMTP); the message is not queued. */
+void smtp_server_commit_refused(struct smtp_server *s, const char *reason);
 void smtp_server_commit_result(struct smtp_server *s, int result,
 			       const char *queue_id);
 

@@ -63,6 +63,11 @@ def dns_server(keys):
         'pass.example. TXT "v=spf1 ip4:127.0.0.0/8 -all"',
         'fail.example. TXT "v=spf1 ip4:192.0.2.1 -all"',
         'soft.example. TXT "v=spf1 ~all"',
+        '_dmarc.pass.example. TXT "v=DMARC1; p=reject"',
+        'reject.example. TXT "v=spf1 ip4:192.0.2.1 -all"',
+        '_dmarc.reject.example. TXT "v=DMARC1; p=reject"',
+        'quar.example. TXT "v=spf1 ip4:192.0.2.1 -all"',
+        '_dmarc.quar.example. TXT "v=DMARC1; p=quarantine"',
         f"sel._domainkey.pass.example. TXT {txt_strings('v=DKIM1; k=rsa; p=' + pub)}",
     ]
     conf = "\n".join([
@@ -120,14 +125,14 @@ def send(t, mail_from, msg):
         s.sendmail(mail_from, [ALICE], msg)
 
 
-def fetch(t, subject):
+def fetch(t, subject, mailbox="INBOX"):
     m = imaplib.IMAP4_SSL("127.0.0.1", t.port("imaps"),
                           ssl_context=client_tls_context(), timeout=10)
     m.login(ALICE, PW)
     found = []
 
     def find():
-        m.select("INBOX")
+        m.select(mailbox)
         typ, data = m.search(None, "SUBJECT", f'"{subject}"')
         if data[0]:
             found.append(data[0].split()[-1])
@@ -168,13 +173,15 @@ def test_spf_pass_and_dkim_pass(tern, keys):
     assert ar.startswith(HOSTNAME + ";"), ar
     assert "spf=pass smtp.mailfrom=sender@pass.example" in ar, ar
     assert "dkim=pass header.d=pass.example" in ar and "header.s=sel" in ar, ar
+    assert "dmarc=pass (p=reject dis=none) header.from=pass.example" in ar, ar
     spf = email.message_from_bytes(raw)["Received-SPF"]
     assert spf is not None and spf.startswith("pass"), spf
     # The fields come after Return-Path and Delivered-To, before Received.
     order = [line.split(b":")[0] for line in raw.split(b"\r\n")[:6]]
     assert order[:3] == [b"Return-Path", b"Delivered-To",
                          b"Authentication-Results"], order
-    assert "event=mail-auth spf=pass dkim=pass" in tern.log()
+    assert ("event=mail-auth spf=pass dkim=pass dmarc=pass action=accept"
+            in tern.log())
 
 
 def test_tampered_body_fails_dkim(tern, keys):
@@ -193,6 +200,23 @@ def test_spf_fail_softfail_none(tern):
         send(tern, sender, message(subject, sender))
         ar = auth_results(fetch(tern, subject))
         assert want in ar and "dkim=none" in ar, ar
+
+
+def test_dmarc_reject_is_refused_at_end_of_data(tern):
+    msg = message("auth-reject", "boss@reject.example")
+    with pytest.raises(smtplib.SMTPDataError) as e:
+        send(tern, "boss@reject.example", msg)
+    assert e.value.smtp_code == 550
+    assert b"5.7.1" in e.value.smtp_error
+    assert b"DMARC policy of reject.example" in e.value.smtp_error
+    assert "dmarc=fail action=reject" in tern.log()
+
+
+def test_dmarc_quarantine_goes_to_junk(tern):
+    send(tern, "boss@quar.example", message("auth-quar", "boss@quar.example"))
+    ar = auth_results(fetch(tern, "auth-quar", mailbox="Junk"))
+    assert "dmarc=fail (p=quarantine dis=quarantine)" in ar, ar
+    assert "mailbox=Junk" in tern.log()
 
 
 def dkim_records(t):

@@ -100,8 +100,10 @@ def test_mx_delivers_to_maildir(tern):
                         b"Delivered-To: alice@example.test\n")
     assert b"\nReceived: from sender.example" in m
     assert b"\r\n" not in m  # Maildir files use LF
-    assert re.search(r"event=delivered to=<alice@example\.test>$",
-                     tern.log(), re.M)
+    # queue logs once store has answered, a moment after the file is in.
+    wait_until(lambda: re.search(r"event=delivered to=<alice@example\.test>$",
+                                 tern.log(), re.M), 10,
+               what="event=delivered")
 
 
 def test_unknown_user_550(tern):

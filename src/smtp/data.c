@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/log.h"
 #include "core/xmalloc.h"
 #include "smtp/server_int.h"
 
@@ -40,13 +41,68 @@ body_put(struct smtp_server *s, const void *p, size_t n)
 		sink_write(s, p, n); /* not reached: flushed above */
 }
 
+/* Whether the field (name and value, continuation lines included) is an
+ * Authentication-Results field whose authserv-id is our host name: only we
+ * may say what we checked (RFC 8601 §5), so such a field from outside is
+ * dropped. */
+static bool
+field_is_forged_ar(const struct smtp_server *s, const uint8_t *f, size_t len)
+{
+	static const char name[] = "authentication-results:";
+	size_t n = sizeof(name) - 1, i, h = strlen(s->hostname);
+
+	if (len < n || strncasecmp((const char *)f, name, n) != 0)
+		return false;
+	/* The authserv-id is the first token after optional FWS
+	 * (comments before it are not worth honouring: a field that hides
+	 * our name behind one is forged all the same). */
+	for (i = n; i < len && (f[i] == ' ' || f[i] == '\t' || f[i] == '\r' ||
+	                        f[i] == '\n');
+	     i++)
+		;
+	if (len - i < h || strncasecmp((const char *)f + i, s->hostname, h) != 0)
+		return false;
+	i += h;
+	return i == len || f[i] == ';' || f[i] == ' ' || f[i] == '\t' ||
+	       f[i] == '\r' || f[i] == '\n' || f[i] == '(';
+}
+
+/* Write hdr[0..end) field by field, leaving out forged
+ * Authentication-Results fields. */
+static void
+header_write_filtered(struct smtp_server *s, size_t end)
+{
+	const uint8_t *p = s->hdr.data, *stop = p + end;
+
+	while (p < stop) {
+		const uint8_t *q = p, *lf;
+
+		/* One field: its first line and every continuation line. */
+		do {
+			lf = memchr(q, '\n', (size_t)(stop - q));
+			q = lf != NULL ? lf + 1 : stop;
+		} while (q < stop && (*q == ' ' || *q == '\t'));
+		if (field_is_forged_ar(s, p, (size_t)(q - p)))
+			s->forged_ar++;
+		else
+			sink_write(s, p, (size_t)(q - p));
+		p = q;
+	}
+}
+
 /* Write the header section held so far (up to end), then the fields a
  * submission server adds, then whatever followed (the body so far). */
 static void
 header_flush(struct smtp_server *s, size_t end)
 {
 	s->in_header = false;
-	sink_write(s, s->hdr.data, end);
+	if (s->hdr.data != NULL)
+		header_write_filtered(s, end);
+	if (s->forged_ar > 0) {
+		log_notice(s->log_id, "event=forged-auth-results-removed count=%u",
+		           s->forged_ar);
+		s->forged_ar = 0;
+	}
 	if (s->kind == SMTP_KIND_SUBMISSION &&
 	    (!s->has_date || !s->has_msgid)) {
 		char date[64];

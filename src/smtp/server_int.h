@@ -46,6 +46,7 @@ struct smtp_server {
 	enum smtp_kind kind;
 	struct smtp_limits lim;
 	char *hostname;
+	unsigned forged_ar; /* Authentication-Results fields dropped */
 	char *client_ip;
 	char log_id[32];
 	bool tls_active;

@@ -1003,6 +1003,31 @@ test_received_and_added_fields(void **state)
 	teardown_fake();
 }
 
+/* Authentication-Results fields that claim our name come from outside
+ * and are dropped (RFC 8601 §5); others stay, folded lines included. */
+static void
+test_forged_auth_results_removed(void **state)
+{
+	(void)state;
+	setup(SMTP_KIND_MX, false, false);
+	feed("HELO client.example\r\nMAIL FROM:<a@example.org>\r\n"
+	     "RCPT TO:<b@example.test>\r\nDATA\r\n"
+	     "Authentication-Results: MX.example.test; dkim=pass\r\n"
+	     "\theader.d=bank.example\r\n"
+	     "Subject: s\r\n"
+	     "authentication-results:  mx.example.test;\r\n spf=pass\r\n"
+	     "Authentication-Results: other.example; spf=fail\r\n"
+	     "Authentication-Results: mx.example.test.evil; spf=fail\r\n"
+	     "\r\nAuthentication-Results: mx.example.test; body\r\n.\r\n");
+	assert_string_equal(
+	    msg_body(),
+	    "Subject: s\r\n"
+	    "Authentication-Results: other.example; spf=fail\r\n"
+	    "Authentication-Results: mx.example.test.evil; spf=fail\r\n"
+	    "\r\nAuthentication-Results: mx.example.test; body\r\n");
+	teardown_fake();
+}
+
 static void
 test_starttls(void **state)
 {
@@ -1150,6 +1175,7 @@ main(void)
 	    cmocka_unit_test_setup(test_lmtp, each_setup),
 	    cmocka_unit_test_setup(test_submission, each_setup),
 	    cmocka_unit_test_setup(test_received_and_added_fields, each_setup),
+	    cmocka_unit_test_setup(test_forged_auth_results_removed, each_setup),
 	    cmocka_unit_test_setup(test_starttls, each_setup),
 	    cmocka_unit_test_setup(test_shutdown_timeout, each_setup),
 	    cmocka_unit_test_setup(test_trickle, each_setup),

@@ -24,7 +24,8 @@
 #define EMPTY_BODYSTRUCTURE                                                    \
 	"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0 " \
 	"NIL NIL NIL NIL)"
-#define PLAIN_7BIT "\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\""
+#define PLAIN_7BIT                                                             \
+	"\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\""
 
 /*
  * Strings
@@ -213,8 +214,15 @@ field_string(const struct header_field *f, struct header_pool *pool,
  * ENVELOPE
  */
 
-enum env_addr { ENV_FROM, ENV_SENDER, ENV_REPLY_TO, ENV_TO, ENV_CC, ENV_BCC,
-	        ENV_ADDR_COUNT };
+enum env_addr {
+	ENV_FROM,
+	ENV_SENDER,
+	ENV_REPLY_TO,
+	ENV_TO,
+	ENV_CC,
+	ENV_BCC,
+	ENV_ADDR_COUNT
+};
 
 struct envelope {
 	const char *date, *subject, *in_reply_to, *message_id;
@@ -491,7 +499,8 @@ write_params(struct buf *out, const struct mime_param *params, size_t n,
 	for (i = 0; i < n; i++) {
 		if (i > 0)
 			buf_append_byte(out, ' ');
-		if (default_charset && strcasecmp(params[i].name, "charset") == 0)
+		if (default_charset &&
+		    strcasecmp(params[i].name, "charset") == 0)
 			seen_charset = true;
 		append_nstring(out, params[i].name);
 		buf_append_byte(out, ' ');
@@ -559,7 +568,8 @@ write_multipart(const struct mime_message *m, const struct mime_part *part,
 	const struct mime_part *child;
 
 	if (part->children == NULL)
-		buf_append_str(out, extended ? EMPTY_BODYSTRUCTURE : EMPTY_BODY);
+		buf_append_str(out,
+		               extended ? EMPTY_BODYSTRUCTURE : EMPTY_BODY);
 	for (child = part->children; child != NULL; child = child->next) {
 		buf_append_byte(out, '(');
 		write_part(m, child, extended, out);
@@ -667,8 +677,7 @@ write_part(const struct mime_message *m, const struct mime_part *part,
 }
 
 void
-imap_body_structure(const char *msg, size_t len, bool extended,
-                    struct buf *out)
+imap_body_structure(const char *msg, size_t len, bool extended, struct buf *out)
 {
 	struct mime_message *m = mime_parse(msg, len);
 	struct part_data d;

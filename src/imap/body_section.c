@@ -48,9 +48,23 @@ field_listed(const struct header_field *f, const struct imap_section *sec)
 
 /* HEADER.FIELDS (…) and HEADER.FIELDS.NOT (…): the chosen fields as they
  * are, CRLF line ends, then the empty line when the header has one. */
+/* Whether an empty line follows the header in the message although the
+ * parser gave its newline to a boundary right after it ("…\r\n\r\n--b"):
+ * Dovecot's header filter reads the message, not the part sizes. */
+static bool
+blank_line_follows(const char *msg, size_t len, const struct mime_part *part)
+{
+	size_t end = part->offset + part->hdr_size;
+
+	if (part->hdr_size > 0 && msg[end - 1] != '\n')
+		return false; /* cut by a boundary inside a field */
+	return (end < len && msg[end] == '\n') ||
+	       (end + 1 < len && msg[end] == '\r' && msg[end + 1] == '\n');
+}
+
 static void
 filter_header(const char *hdr, size_t len, const struct imap_section *sec,
-              struct buf *out)
+              bool force_eoh, struct buf *out)
 {
 	bool want = sec->kind == IMAP_SECTION_FIELDS;
 	struct header_iter it;
@@ -58,19 +72,21 @@ filter_header(const char *hdr, size_t len, const struct imap_section *sec,
 
 	header_iter_init(&it, hdr, len);
 	while (header_iter_next(&it, &f)) {
-		if (field_listed(&f, sec) == want)
-			append_crlf(out, f.start, f.len);
+		if (field_listed(&f, sec) != want)
+			continue;
+		/* (the header cache drops a CR the message ends with) */
+		if (force_eoh && f.no_newline && f.len > 0 &&
+		    f.start[f.len - 1] == '\r')
+			f.len--;
+		append_crlf(out, f.start, f.len);
 	}
-	/* Dovecot ends HEADER.FIELDS with the empty line even when the
-	   header has none (its header cache path), .NOT only when it has */
-	if (it.eoh || want)
+	if (it.eoh || force_eoh)
 		buf_append_str(out, "\r\n");
 }
 
 int
-imap_body_section(const char *msg, size_t len,
-                  const struct imap_section *sec, struct buf *scratch,
-                  const char **data_r, size_t *len_r)
+imap_body_section(const char *msg, size_t len, const struct imap_section *sec,
+                  struct buf *scratch, const char **data_r, size_t *len_r)
 {
 	struct mime_message *m = mime_parse(msg, len);
 	const struct mime_part *part = m->root;
@@ -84,7 +100,8 @@ imap_body_section(const char *msg, size_t len,
 			ret = -1;
 		} else if (sec->kind != IMAP_SECTION_ALL &&
 		           sec->kind != IMAP_SECTION_MIME) {
-			/* HEADER, TEXT…: of the message inside message/rfc822 */
+			/* HEADER, TEXT…: of the message inside message/rfc822
+			 */
 			if ((part->flags & MIME_PART_RFC822) == 0 ||
 			    part->children == NULL)
 				ret = -1;
@@ -118,7 +135,14 @@ imap_body_section(const char *msg, size_t len,
 		case IMAP_SECTION_FIELDS:
 		case IMAP_SECTION_FIELDS_NOT:
 			buf_reset(scratch);
+			/* Dovecot serves the message's own HEADER.FIELDS
+			   from its header cache, which always ends with the
+			   empty line; everything else only has one when the
+			   header has */
 			filter_header(msg + part->offset, part->hdr_size, sec,
+			              sec->nparts == 0
+			                  ? sec->kind == IMAP_SECTION_FIELDS
+			                  : blank_line_follows(msg, len, part),
 			              scratch);
 			*data_r = (const char *)scratch->data;
 			*len_r = scratch->len;
@@ -159,7 +183,7 @@ part_cte(const struct mime_message *m, const struct mime_part *part,
  * or message/rfc822, its children in turn. */
 static int
 binary_part(const struct mime_message *m, const struct mime_part *part,
-            bool include_hdr, struct buf *tmp, struct buf *out)
+            bool include_hdr, bool *decoded, struct buf *tmp, struct buf *out)
 {
 	const char *hdr = m->data + part->offset;
 	const char *body = hdr + part->hdr_size;
@@ -192,16 +216,18 @@ binary_part(const struct mime_message *m, const struct mime_part *part,
 			int ret;
 
 			append_crlf(out, pos, (size_t)(start - pos));
-			if ((ret = binary_part(m, c, true, tmp, out)) < 0)
+			if ((ret = binary_part(m, c, true, decoded, tmp, out)) <
+			    0)
 				return ret;
 			pos = start + c->hdr_size + c->body_size;
 		}
 		append_crlf(out, pos, (size_t)(end - pos));
 		return 0;
 	}
-	if (converted)
+	if (converted && part->body_size > 0) {
 		mime_body_decode(body, part->body_size, cte, out);
-	else
+		*decoded = true;
+	} else
 		append_crlf(out, body, part->body_size);
 	return 0;
 }
@@ -213,6 +239,8 @@ imap_body_binary(const char *msg, size_t len, const uint32_t *part,
 	struct mime_message *m = mime_parse(msg, len);
 	const struct mime_part *p = m->root;
 	struct buf tmp;
+	bool decoded = false;
+	size_t start;
 	int ret;
 
 	if (nparts > 0)
@@ -222,7 +250,17 @@ imap_body_binary(const char *msg, size_t len, const uint32_t *part,
 		return -1;
 	}
 	buf_init(&tmp, 0);
-	ret = binary_part(m, p, nparts == 0, &tmp, out);
+	start = out->len;
+	ret = binary_part(m, p, nparts == 0, &decoded, &tmp, out);
+	if (ret == 0 && !decoded) {
+		/* no body needed decoding: Dovecot then sends the part as
+		   it is, Content-Transfer-Encoding fields included */
+		size_t from = nparts == 0 ? p->offset : p->offset + p->hdr_size;
+
+		out->len = start;
+		append_crlf(out, msg + from,
+		            p->offset + p->hdr_size + p->body_size - from);
+	}
 	buf_free(&tmp);
 	mime_message_free(&m);
 	return ret;
@@ -374,6 +412,16 @@ date_number(struct header_lex *lx, int maxdigits, int *v_r, int *ndigits_r)
 	return n > 0;
 }
 
+static bool
+date_colon(struct header_lex *lx)
+{
+	header_lex_skip_lwsp(lx);
+	if (header_lex_peek(lx) != ':')
+		return false;
+	lx->data++;
+	return true;
+}
+
 static int
 month_number(const char *w)
 {
@@ -429,11 +477,11 @@ imap_body_sent_date(const char *msg, size_t len, time_t *t_r)
 		} else {
 			lx.data = save;
 		}
-		if (date_number(&lx, 2, &day, NULL) && date_word(&lx, w, sizeof(w)) &&
+		if (date_number(&lx, 2, &day, NULL) &&
+		    date_word(&lx, w, sizeof(w)) &&
 		    (mon = month_number(w)) >= 0 &&
 		    date_number(&lx, 4, &year, &ydigits) &&
-		    date_number(&lx, 2, &hour, NULL) &&
-		    header_lex_peek(&lx) == ':' && (lx.data++, true) &&
+		    date_number(&lx, 2, &hour, NULL) && date_colon(&lx) &&
 		    date_number(&lx, 2, &min, NULL)) {
 			header_lex_skip_lwsp(&lx);
 			if (header_lex_peek(&lx) == ':') {

@@ -31,15 +31,15 @@ void header_pool_clear(struct header_pool *pool);
 
 /* One field of a header block, continuation lines included. */
 struct header_field {
-	const char *name; /* not NUL-terminated; trailing LWSP removed */
-	size_t name_len;  /* 0: the line had no ':' (or an overlong name) */
+	const char *name;  /* not NUL-terminated; trailing LWSP removed */
+	size_t name_len;   /* 0: the line had no ':' (or an overlong name) */
 	const char *value; /* raw, from after the ':' to the end of the last
 	                      line, final [CR]LF excluded; the whole line
 	                      when there is no name */
 	size_t value_len;
 	const char *start; /* the whole field, final newline included */
 	size_t len;
-	bool no_newline;   /* the block ended inside the field */
+	bool no_newline; /* the block ended inside the field */
 };
 
 struct header_iter {

@@ -203,8 +203,8 @@ boundary_line_find(struct parser *p, size_t at)
 	b = boundary_find(p->boundaries, d, find_size, trailing_dashes);
 	if (b == NULL)
 		return NULL;
-	b->epilogue_found = size >= b->len + 2 && d[b->len] == '-' &&
-	                    d[b->len + 1] == '-';
+	b->epilogue_found =
+	    size >= b->len + 2 && d[b->len] == '-' && d[b->len + 1] == '-';
 	return b;
 }
 
@@ -306,21 +306,22 @@ params_parse(struct header_lex *lx, struct header_pool *pool,
 				p = NULL;
 			} else {
 				if (next_ext == cap_ext) {
-					cap_ext = cap_ext == 0 ? 8 : cap_ext * 2;
+					cap_ext =
+					    cap_ext == 0 ? 8 : cap_ext * 2;
 					ext = xreallocarray(ext, cap_ext,
 					                    sizeof(*ext));
 				}
-				cur.key = header_pool_strndup(
-				    pool, k, (size_t)(p2 - k));
+				cur.key = header_pool_strndup(pool, k,
+				                              (size_t)(p2 - k));
 				cur.value = header_pool_strndup(
 				    pool, value.data, value.len);
 				ext[next_ext++] = cur;
 			}
 		}
 		if (p == NULL)
-			param_push(&res, k,
-			           header_pool_strndup(pool, value.data,
-			                               value.len));
+			param_push(
+			    &res, k,
+			    header_pool_strndup(pool, value.data, value.len));
 	}
 	lx->nul_replacement = prev_nul;
 	buf_free(&key);
@@ -352,11 +353,11 @@ params_parse(struct header_lex *lx, struct header_pool *pool,
 					           ext[j].extended ? "%s*%u*"
 					                           : "%s*%u",
 					           ext[j].key, ext[j].idx);
-					param_push(&res,
-					           header_pool_strndup(
-					               pool, merged.data,
-					               merged.len),
-					           ext[j].value);
+					param_push(
+					    &res,
+					    header_pool_strndup(
+					        pool, merged.data, merged.len),
+					    ext[j].value);
 				}
 				continue;
 			}
@@ -490,7 +491,8 @@ parse_content_type_field(struct parser *p, const struct header_field *f)
 
 	if (ascii_ieq(ct->data, ct->len, "message/rfc822"))
 		part->flags |= MIME_PART_RFC822;
-	else if (ct->len >= 4 && strncasecmp((char *)ct->data, "text", 4) == 0 &&
+	else if (ct->len >= 4 &&
+	         strncasecmp((char *)ct->data, "text", 4) == 0 &&
 	         (ct->len == 4 || ct->data[4] == '/'))
 		part->flags |= MIME_PART_TEXT;
 	else if (ct->len >= 10 &&
@@ -505,8 +507,8 @@ parse_content_type_field(struct parser *p, const struct header_field *f)
 	params_parse(&lx, &pool, &params, &nparams);
 	for (size_t i = 0; i < nparams; i++) {
 		if (strcasecmp(params[i].name, "boundary") == 0) {
-			p->last_boundary = xstrndup(params[i].value,
-			                            MIME_BOUNDARY_MAX);
+			p->last_boundary =
+			    xstrndup(params[i].value, MIME_BOUNDARY_MAX);
 			break;
 		}
 	}
@@ -571,10 +573,9 @@ at_eoh(const struct parser *p)
 {
 	size_t at = p->pos;
 
-	return at < p->len &&
-	       (p->data[at] == '\n' ||
-	        (p->data[at] == '\r' && at + 1 < p->len &&
-	         p->data[at + 1] == '\n'));
+	return at < p->len && (p->data[at] == '\n' ||
+	                       (p->data[at] == '\r' && at + 1 < p->len &&
+	                        p->data[at + 1] == '\n'));
 }
 
 /* The header's last newline goes to the parent's body, in front of a
@@ -612,10 +613,12 @@ parse_header(struct parser *p)
 				p->multipart = true;
 			} else {
 				part->flags |= MIME_PART_OVERFLOW;
-				part->flags &= ~(unsigned int)MIME_PART_MULTIPART;
+				part->flags &=
+				    ~(unsigned int)MIME_PART_MULTIPART;
 			}
 		}
-		b = p->boundaries == NULL ? NULL : boundary_line_find(p, p->pos);
+		b = p->boundaries == NULL ? NULL
+		                          : boundary_line_find(p, p->pos);
 		if (b != NULL && b->part != part) {
 			/* an outer boundary cuts the header; the newline
 			   before it belongs to the boundary */
@@ -634,8 +637,9 @@ parse_header(struct parser *p)
 			p->pos += nl;
 			/* an outer boundary right after the empty line takes
 			   that line's newline as its own */
-			b = p->boundaries == NULL ? NULL
-			                          : boundary_line_find(p, p->pos);
+			b = p->boundaries == NULL
+			        ? NULL
+			        : boundary_line_find(p, p->pos);
 			if (b != NULL && b->part != part)
 				move_newline(part, nl);
 			break;
@@ -649,7 +653,8 @@ parse_header(struct parser *p)
 			size_t lines = 0, bare = 0;
 			const unsigned char *lf, *q = s, *e = s + f.len;
 
-			while ((lf = memchr(q, '\n', (size_t)(e - q))) != NULL) {
+			while ((lf = memchr(q, '\n', (size_t)(e - q))) !=
+			       NULL) {
 				lines++;
 				if (lf == s || lf[-1] != '\r')
 					bare++;
@@ -733,7 +738,8 @@ body_to_boundary(struct parser *p)
 static void
 skip_boundary_line(struct parser *p)
 {
-	const unsigned char *lf = memchr(p->data + p->pos, '\n', p->len - p->pos);
+	const unsigned char *lf =
+	    memchr(p->data + p->pos, '\n', p->len - p->pos);
 
 	if (lf == NULL) {
 		add_body(p, p->part, p->pos, p->len);
@@ -873,7 +879,8 @@ mime_cte_parse(const char *value, size_t len)
 			return MIME_CTE_UNKNOWN;
 		}
 	}
-	if (ascii_ieq(v.data, v.len, "7bit") || ascii_ieq(v.data, v.len, "8bit"))
+	if (ascii_ieq(v.data, v.len, "7bit") ||
+	    ascii_ieq(v.data, v.len, "8bit"))
 		cte = MIME_CTE_78BIT;
 	else if (ascii_ieq(v.data, v.len, "base64"))
 		cte = MIME_CTE_BASE64;
@@ -908,8 +915,8 @@ mime_qp_decode(const void *in, size_t len, struct buf *out)
 		unsigned char c = s[i];
 		size_t j;
 
-		if (c > '=' || (c != '=' && c != ' ' && c != '\t' && c != '\r' &&
-		                c != '\n')) {
+		if (c > '=' || (c != '=' && c != ' ' && c != '\t' &&
+		                c != '\r' && c != '\n')) {
 			i++;
 			continue;
 		}
@@ -917,8 +924,9 @@ mime_qp_decode(const void *in, size_t len, struct buf *out)
 		if (c == '=') {
 			if (i + 2 < len && hexval(s[i + 1]) >= 0 &&
 			    hexval(s[i + 2]) >= 0) {
-				buf_append_byte(out, (uint8_t)(hexval(s[i + 1]) * 16 +
-				                               hexval(s[i + 2])));
+				buf_append_byte(
+				    out, (uint8_t)(hexval(s[i + 1]) * 16 +
+				                   hexval(s[i + 2])));
 				i += 3;
 			} else {
 				j = i + 1;
@@ -1012,8 +1020,7 @@ mime_base64_decode(const void *in, size_t len, struct buf *out)
 }
 
 void
-mime_body_decode(const void *in, size_t len, enum mime_cte cte,
-                 struct buf *out)
+mime_body_decode(const void *in, size_t len, enum mime_cte cte, struct buf *out)
 {
 	switch (cte) {
 	case MIME_CTE_QP:
@@ -1085,8 +1092,8 @@ static bool
 charset_is_utf8(const char *cs)
 {
 	return strcasecmp(cs, "utf-8") == 0 || strcasecmp(cs, "utf8") == 0 ||
-	       strcasecmp(cs, "us-ascii") == 0 || strcasecmp(cs, "ascii") == 0 ||
-	       cs[0] == '\0';
+	       strcasecmp(cs, "us-ascii") == 0 ||
+	       strcasecmp(cs, "ascii") == 0 || cs[0] == '\0';
 }
 
 int
@@ -1164,8 +1171,7 @@ decode_word(const unsigned char *s, size_t len, struct buf *tmp,
 		if (s[i] == '?')
 			q[nq++] = i;
 	}
-	if (nq < 3 || q[2] + 1 >= len || s[q[2] + 1] != '=' ||
-	    q[1] != q[0] + 2)
+	if (nq < 3 || q[2] + 1 >= len || s[q[2] + 1] != '=' || q[1] != q[0] + 2)
 		return 0;
 	cslen = q[0];
 	for (i = 0; i < cslen; i++) {
@@ -1229,7 +1235,8 @@ mime_header_decode(const char *value, size_t len, struct buf *out)
 			continue;
 		}
 		/* whitespace between two encoded words is dropped */
-		if (pos > start && (!prev_word || !only_lwsp(s + start, pos - start)))
+		if (pos > start &&
+		    (!prev_word || !only_lwsp(s + start, pos - start)))
 			mime_utf8_sanitize(s + start, pos - start, out);
 		buf_append(out, word.data, word.len);
 		pos += 2 + n;
@@ -1268,9 +1275,9 @@ mime_param_decode(const char *value, bool extended, struct buf *out)
 	for (; *p != '\0'; p++) {
 		if (*p == '%' && hexval((unsigned char)p[1]) >= 0 &&
 		    hexval((unsigned char)p[2]) >= 0) {
-			buf_append_byte(&raw,
-			                (uint8_t)(hexval((unsigned char)p[1]) * 16 +
-			                          hexval((unsigned char)p[2])));
+			buf_append_byte(
+			    &raw, (uint8_t)(hexval((unsigned char)p[1]) * 16 +
+			                    hexval((unsigned char)p[2])));
 			p += 2;
 		} else {
 			buf_append_byte(&raw, (uint8_t)*p);

@@ -43,10 +43,10 @@ enum mime_part_flags {
 
 struct mime_part {
 	struct mime_part *parent, *children, *next;
-	size_t offset;     /* of the header in the message */
-	size_t hdr_size;   /* header bytes, the empty line included */
-	size_t body_size;  /* body bytes: offset + hdr_size is its start */
-	size_t hdr_vsize;  /* sizes with every bare LF counted as CRLF */
+	size_t offset;    /* of the header in the message */
+	size_t hdr_size;  /* header bytes, the empty line included */
+	size_t body_size; /* body bytes: offset + hdr_size is its start */
+	size_t hdr_vsize; /* sizes with every bare LF counted as CRLF */
 	size_t body_vsize;
 	size_t hdr_lines, body_lines;
 	unsigned int flags; /* enum mime_part_flags */
@@ -97,8 +97,7 @@ int mime_disposition_parse(const char *value, size_t len,
                            struct mime_content *ct);
 void mime_content_clear(struct mime_content *ct);
 /* The first parameter called name (ASCII case-insensitive), or NULL. */
-const char *mime_content_param(const struct mime_content *ct,
-                               const char *name);
+const char *mime_content_param(const struct mime_content *ct, const char *name);
 /* A parameter value to UTF-8: a merged RFC 2231 value
  * ("charset'lang'%XX…", extended = the name ended in '*') is
  * percent-decoded and converted from its charset; a plain value that

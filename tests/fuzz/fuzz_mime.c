@@ -68,8 +68,9 @@ check_imap(const struct buf *b)
 			char *end;
 			unsigned long n = strtoul(s + i + 1, &end, 10);
 
-			if (end >= s + len || *end != '}' || end + 2 >= s + len ||
-			    end[1] != '\r' || end[2] != '\n')
+			if (end >= s + len || *end != '}' ||
+			    end + 2 >= s + len || end[1] != '\r' ||
+			    end[2] != '\n')
 				abort();
 			i = (size_t)(end + 3 - s) + n;
 			if (i > len)

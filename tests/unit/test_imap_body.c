@@ -105,8 +105,8 @@ load(const char *name, const char *ext, size_t *len_r)
 }
 
 static void
-print_diff(const char *what, const char *name, const char *want,
-           size_t wlen, const char *got, size_t glen)
+print_diff(const char *what, const char *name, const char *want, size_t wlen,
+           const char *got, size_t glen)
 {
 	size_t i = 0;
 
@@ -175,7 +175,8 @@ section_parse(const char *spec, struct imap_section *sec)
 
 	memset(sec, 0, sizeof(*sec));
 	while (*p >= '0' && *p <= '9') {
-		sec->part[sec->nparts++] = (uint32_t)strtoul(p, (char **)&p, 10);
+		sec->part[sec->nparts++] =
+		    (uint32_t)strtoul(p, (char **)&p, 10);
 		if (*p == '.')
 			p++;
 	}
@@ -198,9 +199,9 @@ section_parse(const char *spec, struct imap_section *sec)
 		while (*l != ')' && *l != '\0') {
 			size_t w = strcspn(l, " )");
 
-			sec->fields = xreallocarray(sec->fields,
-			                            sec->nfields + 1,
-			                            sizeof(*sec->fields));
+			sec->fields =
+			    xreallocarray(sec->fields, sec->nfields + 1,
+			                  sizeof(*sec->fields));
 			sec->fields[sec->nfields++] = xstrndup(l, w);
 			l += w;
 			while (*l == ' ')
@@ -241,8 +242,7 @@ static const struct {
     /* the encapsulated header is cut by a boundary: Dovecot's header
        filter reads on past the part into the next one */
     {"rfc822_variants", "BODY[2.HEADER.FIELDS (Subject)]", "cut header"},
-    {"rfc822_variants", "BODY[2.HEADER.FIELDS.NOT (Subject)]",
-     "cut header"},
+    {"rfc822_variants", "BODY[2.HEADER.FIELDS.NOT (Subject)]", "cut header"},
 };
 
 static bool
@@ -260,8 +260,7 @@ known_difference(const char *name, const char *what)
 /* One record of NAME.sections against tern; returns false on mismatch. */
 static bool
 check_section(const char *name, const char *msg, size_t mlen, bool binary,
-              const char *spec, const char *want, size_t wlen,
-              const char *no)
+              const char *spec, const char *want, size_t wlen, const char *no)
 {
 	struct imap_section sec;
 	struct buf scratch, out;
@@ -292,10 +291,12 @@ check_section(const char *name, const char *msg, size_t mlen, bool binary,
 			     (wlen == 0 || memcmp(data, want, wlen) == 0);
 		}
 	} else {
-		ret = imap_body_section(msg, mlen, &sec, &scratch, &data, &dlen);
+		ret =
+		    imap_body_section(msg, mlen, &sec, &scratch, &data, &dlen);
 		if (ret < 0)
 			dlen = 0;
-		ok = dlen == wlen && (wlen == 0 || memcmp(data, want, wlen) == 0);
+		ok = dlen == wlen &&
+		     (wlen == 0 || memcmp(data, want, wlen) == 0);
 	}
 	if (!ok && known_difference(name, what))
 		ok = true;
@@ -461,6 +462,16 @@ static const struct binary_case binary_cases[] = {
     {"Content-Transfer-Encoding: base64\r\n\r\naGk=\r\n", "", 0,
      "Content-Transfer-Encoding: binary\r\n\r\nhi", 0},
     {"Subject: x\r\n\r\nplain", "2", -1, "", 0},
+    /* nothing decoded: the part as it is, CTE field included */
+    {"Content-Transfer-Encoding: base64\r\nContent-Type: message/rfc822\r\n"
+     "\r\nSubject: hi\r\n\r\nbody",
+     "", 0,
+     "Content-Transfer-Encoding: base64\r\nContent-Type: message/rfc822\r\n"
+     "\r\nSubject: hi\r\n\r\nbody",
+     0},
+    {"Content-Transfer-Encoding: base64\r\nContent-Type: message/rfc822\r\n"
+     "\r\nSubject: hi\r\n\r\nbody",
+     "1", 0, "Subject: hi\r\n\r\nbody", 0},
     {"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
      "Content-Transfer-Encoding: base64\r\n\r\naGk=\r\n--b--\r\n",
      "1", 0, "hi", 0},
@@ -488,8 +499,9 @@ binary_table(void **state)
 		buf_init(&out, 0);
 		ret = imap_body_binary(c->msg, strlen(c->msg), sec.part,
 		                       sec.nparts, &out);
-		if (ret != c->ret || (ret == 0 && (out.len != wl ||
-		                                   (wl > 0 && memcmp(out.data, c->want, wl)))))
+		if (ret != c->ret ||
+		    (ret == 0 && (out.len != wl ||
+		                  (wl > 0 && memcmp(out.data, c->want, wl)))))
 			fail_msg("case %zu [%s]: ret %d, got \"%.*s\"", i,
 			         c->spec, ret, (int)out.len, (char *)out.data);
 		buf_free(&out);
@@ -531,9 +543,9 @@ header_text_table(void **state)
 		ret = imap_body_header_text(c->msg, strlen(c->msg), c->name,
 		                            &out);
 		assert_int_equal(ret, c->ret);
-		if (ret == 0 && (out.len != strlen(c->want) ||
-		                 (out.len > 0 &&
-		                  memcmp(out.data, c->want, out.len) != 0)))
+		if (ret == 0 &&
+		    (out.len != strlen(c->want) ||
+		     (out.len > 0 && memcmp(out.data, c->want, out.len) != 0)))
 			fail_msg("case %zu: got \"%.*s\"", i, (int)out.len,
 			         (char *)out.data);
 		buf_free(&out);
@@ -589,8 +601,7 @@ static const struct date_case date_cases[] = {
     {"7 Feb 1994 21:52 +0100", 0, "1994-02-07 21:52:00"},
     {"Fri, 04 Mar 22 13:00:00 GMT", 0, "2022-03-04 13:00:00"},
     {"Fri, 4 Mar 99 13:00:00 EST", 0, "1999-03-04 13:00:00"},
-    {"(comment) Thu,\r\n 3 Mar 2022 12:00:00 +0000", 0,
-     "2022-03-03 12:00:00"},
+    {"(comment) Thu,\r\n 3 Mar 2022 12:00:00 +0000", 0, "2022-03-03 12:00:00"},
     {"yesterday", -1, NULL},
     {"32 Jan 2022 00:00:00 +0000", -1, NULL},
     {"1 Foo 2022 00:00:00 +0000", -1, NULL},
@@ -604,7 +615,8 @@ sent_date_table(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(date_cases) / sizeof(*date_cases); i++) {
 		const struct date_case *c = &date_cases[i];
-		char *msg = xasprintf("Subject: x\r\nDate: %s\r\n\r\nb", c->date);
+		char *msg =
+		    xasprintf("Subject: x\r\nDate: %s\r\n\r\nb", c->date);
 		time_t t = 0;
 		int ret = imap_body_sent_date(msg, strlen(msg), &t);
 
@@ -620,9 +632,8 @@ sent_date_table(void **state)
 		}
 		free(msg);
 	}
-	assert_int_equal(imap_body_sent_date("Subject: x\r\n\r\n", 15,
-	                                     &(time_t){0}),
-	                 -1);
+	assert_int_equal(
+	    imap_body_sent_date("Subject: x\r\n\r\n", 15, &(time_t){0}), -1);
 }
 
 /* IMAP syntax of a BODYSTRUCTURE/ENVELOPE answer: balanced lists,

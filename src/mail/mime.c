@@ -1085,7 +1085,8 @@ mime_utf8_sanitize(const void *in, size_t len, struct buf *out)
 		i += n > 0 && k > 1 ? k : 1;
 		start = i;
 	}
-	buf_append(out, s + start, len - start);
+	if (len > start) /* s may be NULL when len is 0 */
+		buf_append(out, s + start, len - start);
 }
 
 static bool

@@ -99,8 +99,10 @@ static char *
 load(const char *name, const char *ext, size_t *len_r)
 {
 	char path[4096];
+	int n = snprintf(path, sizeof(path), "%s/%s%s", data_dir(), name, ext);
 
-	snprintf(path, sizeof(path), "%s/%s%s", data_dir(), name, ext);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		fail_msg("path too long: %s/%s%s", data_dir(), name, ext);
 	return read_file(path, len_r);
 }
 

@@ -325,7 +325,8 @@ dkim_sig_names(const struct dkim_tag *d, const struct dkim_tag *s,
 
 static enum dkim_reason
 dkim_sig_tags(const struct dkim_tags *tags, const struct dkim_limits *limits,
-              struct dkim_sig *sig, struct dkim_sig_result *res)
+              enum dkim_sig_kind kind, struct dkim_sig *sig,
+              struct dkim_sig_result *res)
 {
 	const struct dkim_tag *v = dkim_tags_get(tags, "v");
 	const struct dkim_tag *a = dkim_tags_get(tags, "a");
@@ -335,39 +336,54 @@ dkim_sig_tags(const struct dkim_tags *tags, const struct dkim_limits *limits,
 	const struct dkim_tag *h = dkim_tags_get(tags, "h");
 	const struct dkim_tag *s = dkim_tags_get(tags, "s");
 	const struct dkim_tag *l = dkim_tags_get(tags, "l");
+	bool seal = kind == DKIM_SIG_ARC_SEAL;
 	enum dkim_reason r;
 
-	if (v == NULL)
+	if (kind == DKIM_SIG_DKIM) {
+		if (v == NULL)
+			return DKIM_R_MISSING_TAG;
+		if (!dkim_tag_value_is(v, "1"))
+			return DKIM_R_VERSION;
+	}
+	if (a == NULL || b == NULL || d == NULL || s == NULL ||
+	    (!seal && (bh == NULL || h == NULL)))
 		return DKIM_R_MISSING_TAG;
-	if (!dkim_tag_value_is(v, "1"))
-		return DKIM_R_VERSION;
-	if (a == NULL || b == NULL || bh == NULL || d == NULL || h == NULL ||
-	    s == NULL)
-		return DKIM_R_MISSING_TAG;
-	if ((r = dkim_sig_algorithm(a, limits, sig)) != DKIM_R_OK ||
-	    (r = dkim_sig_canon(dkim_tags_get(tags, "c"), sig)) != DKIM_R_OK ||
-	    (r = dkim_sig_query(dkim_tags_get(tags, "q"))) != DKIM_R_OK ||
-	    (r = dkim_sig_names(d, s, sig)) != DKIM_R_OK ||
-	    (r = dkim_sig_headers(h, sig)) != DKIM_R_OK ||
-	    (r = dkim_sig_identity(dkim_tags_get(tags, "i"), sig, res)) !=
-	        DKIM_R_OK ||
+	if (seal && h != NULL)
+		return DKIM_R_SYNTAX; /* RFC 8617 §4.1.3 */
+	if ((r = dkim_sig_algorithm(a, limits, sig)) != DKIM_R_OK)
+		return r;
+	if (seal)
+		sig->header_canon = sig->body_canon = DKIM_CANON_RELAXED;
+	else if ((r = dkim_sig_canon(dkim_tags_get(tags, "c"), sig)) !=
+	             DKIM_R_OK ||
+	         (r = dkim_sig_query(dkim_tags_get(tags, "q"))) != DKIM_R_OK)
+		return r;
+	if ((r = dkim_sig_names(d, s, sig)) != DKIM_R_OK ||
+	    (!seal && (r = dkim_sig_headers(h, sig)) != DKIM_R_OK))
+		return r;
+	if (kind == DKIM_SIG_DKIM)
+		r = dkim_sig_identity(dkim_tags_get(tags, "i"), sig, res);
+	else
+		sig->identity_domain = sig->domain;
+	if (r != DKIM_R_OK ||
 	    (r = dkim_sig_times(dkim_tags_get(tags, "t"),
 	                        dkim_tags_get(tags, "x"), sig)) != DKIM_R_OK)
 		return r;
-	if (l != NULL && (r = dkim_sig_length(l, sig)) != DKIM_R_OK)
+	if (!seal && l != NULL && (r = dkim_sig_length(l, sig)) != DKIM_R_OK)
 		return r;
 	if (dkim_base64_decode(b->value, b->value_len, sig->b, sizeof(sig->b),
 	                       &sig->b_len) < 0 ||
 	    sig->b_len == 0 ||
-	    dkim_base64_decode(bh->value, bh->value_len, sig->bh,
-	                       sizeof(sig->bh), &sig->bh_len) < 0)
+	    (!seal && dkim_base64_decode(bh->value, bh->value_len, sig->bh,
+	                                 sizeof(sig->bh), &sig->bh_len) < 0))
 		return DKIM_R_SYNTAX;
 	return DKIM_R_OK;
 }
 
 enum dkim_reason
-dkim_sig_parse(const struct dkim_field *field, const struct dkim_limits *limits,
-               struct dkim_sig *sig, struct dkim_sig_result *res)
+dkim_sig_parse_kind(const struct dkim_field *field,
+                    const struct dkim_limits *limits, enum dkim_sig_kind kind,
+                    struct dkim_sig *sig, struct dkim_sig_result *res)
 {
 	const char *value = (const char *)field->data + field->value_off;
 	size_t len = field->len - field->value_off;
@@ -387,7 +403,14 @@ dkim_sig_parse(const struct dkim_field *field, const struct dkim_limits *limits,
 		sig->b_start = field->value_off + b->raw_start;
 		sig->b_end = field->value_off + b->raw_end;
 	}
-	return dkim_sig_tags(&tags, limits, sig, res);
+	return dkim_sig_tags(&tags, limits, kind, sig, res);
+}
+
+enum dkim_reason
+dkim_sig_parse(const struct dkim_field *field, const struct dkim_limits *limits,
+               struct dkim_sig *sig, struct dkim_sig_result *res)
+{
+	return dkim_sig_parse_kind(field, limits, DKIM_SIG_DKIM, sig, res);
 }
 
 /* ---------------------------------------------------------- header data */

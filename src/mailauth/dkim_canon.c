@@ -45,6 +45,10 @@ dkim_field_add(struct dkim_msg *m, const uint8_t *data, size_t len)
 	}
 	if (dkim_field_is(&f, sig_name, sizeof(sig_name) - 1))
 		m->dkim_sigs++;
+	if (dkim_field_is(&f, "ARC-Seal", 8) ||
+	    dkim_field_is(&f, "ARC-Message-Signature", 21) ||
+	    dkim_field_is(&f, "ARC-Authentication-Results", 26))
+		m->arc_fields++;
 	if (m->count == DKIM_HEADER_FIELDS_MAX) {
 		m->too_many = true;
 		return;

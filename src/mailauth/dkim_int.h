@@ -1,5 +1,5 @@
-/* DKIM internals shared by dkim*.c and the fuzzer: tag lists (RFC 6376
- * §3.2), header splitting and canonicalization (§3.4), key records (§3.6).
+/* DKIM internals shared by dkim*.c, arc*.c and the fuzzers: tag lists (RFC
+ * 6376 §3.2), header splitting and canonicalization (§3.4), key records (§3.6).
  * SECURITY: all of these parse peer bytes; outputs are bounded by the
  * DKIM_*_MAX limits and inputs are never written to. */
 #ifndef TERN_MAILAUTH_DKIM_INT_H
@@ -74,6 +74,8 @@ struct dkim_msg {
 	size_t count;
 	bool too_many;       /* fields past the maximum were not kept */
 	size_t dkim_sigs;    /* DKIM-Signature fields in the whole header */
+	size_t arc_fields;   /* ARC-Seal, ARC-Message-Signature and
+	                        ARC-Authentication-Results, likewise */
 	const uint8_t *body; /* after the empty line; NULL: no body */
 	size_t body_len;
 };
@@ -171,6 +173,25 @@ enum dkim_reason dkim_sig_parse(const struct dkim_field *field,
                                 const struct dkim_limits *limits,
                                 struct dkim_sig *sig,
                                 struct dkim_sig_result *res);
+
+/* The DKIM-like fields of ARC (RFC 8617 §4.1.2, §4.1.3). */
+enum dkim_sig_kind {
+	DKIM_SIG_DKIM,     /* DKIM-Signature: dkim_sig_parse */
+	DKIM_SIG_ARC_AMS,  /* no v= (ignored), i= is the ARC instance (left
+	                      to the caller), otherwise DKIM's rules */
+	DKIM_SIG_ARC_SEAL, /* a b d s required, h= refused (DKIM_R_SYNTAX),
+	                      no bh/c/l/q: relaxed header canonicalization */
+};
+
+/* dkim_sig_parse for any of the three kinds; sig->identity stays "" and
+ * sig->identity_domain is d= for the ARC kinds. */
+enum dkim_reason dkim_sig_parse_kind(const struct dkim_field *field,
+                                     const struct dkim_limits *limits,
+                                     enum dkim_sig_kind kind,
+                                     struct dkim_sig *sig,
+                                     struct dkim_sig_result *res);
+/* The result a reason maps to (DKIM_R_OK: pass). */
+enum dkim_result dkim_reason_result(enum dkim_reason reason);
 const EVP_MD *dkim_algorithm_md(enum dkim_algorithm algorithm);
 /* The canonicalized header data a signature covers: the fields named in h
  * (bottom-up, each instance once, missing ones skipped), then sig_field
@@ -180,5 +201,58 @@ int dkim_header_data(const struct dkim_msg *m, enum dkim_canon canon,
                      const char *h, size_t h_len, const uint8_t *sig_field,
                      size_t sig_len, size_t b_start, size_t b_end,
                      struct buf *out);
+
+/* ----------------------------------------------------- verification parts */
+
+/* The key of sig (s=._domainkey.d=) through dns: the first usable record.
+ * DKIM_R_OK with *key (dkim_key_clear), DKIM_R_DNS, or a key reason. */
+enum dkim_reason dkim_fetch_key(const struct ma_dns *dns,
+                                const struct dkim_sig *sig,
+                                struct dkim_key *key);
+/* Does key fit sig: type, h=, revoked, RSA size, t=s. */
+enum dkim_reason dkim_key_check(const struct dkim_key *key,
+                                const struct dkim_sig *sig,
+                                unsigned rsa_bits_min);
+/* sig->b over the digest of the header data (RSA PKCS#1 v1.5 or
+ * Ed25519 over the digest bytes). */
+bool dkim_check_signature(const struct dkim_key *key,
+                          const struct dkim_sig *sig, const uint8_t *digest,
+                          size_t dlen);
+
+/* ---------------------------------------------------------- signing parts */
+
+/* Base64 characters kept on the "b=" line: never fold right after "b=". */
+#define DKIM_B_RESERVE 8
+
+/* Builds a folded header field: tokens separated by " ", folded with
+ * "\r\n " before DKIM_LINE_MAX. */
+struct dkim_fold {
+	struct buf *out;
+	size_t col;
+};
+
+/* Append tok, preceded by " " when space; fold first when the line would
+ * pass DKIM_LINE_MAX with reserve more characters. */
+int dkim_fold_add(struct dkim_fold *f, const char *tok, size_t len, bool space,
+                  size_t reserve);
+/* " tag=value;" */
+int dkim_fold_tag(struct dkim_fold *f, const char *tag, const char *value);
+/* " h=name : name …;" from a ":"-joined list. */
+int dkim_sign_h(struct dkim_fold *f, const struct buf *h);
+/* The h= list ("From:From:To:…") into out: headers as given (each name
+ * checked, From required), or NULL: the default list (dkim_sign.c). */
+int dkim_sign_header_list(const struct dkim_msg *m, const char *const *headers,
+                          struct buf *out, const char **error_r);
+/* The SHA-256 body hash of m in canon, base64 into bh (NUL-terminated,
+ * BASE64_ENCODED_SIZE(DKIM_DIGEST_MAX) bytes), the canonical length in
+ * *len_r. */
+int dkim_sign_body_hash(const struct dkim_msg *m, enum dkim_canon canon,
+                        char *bh, uint64_t *len_r);
+/* A signer for a field built elsewhere (ARC): field ends with "b=" at
+ * column col, data is the canonicalized header data; both buffers are
+ * taken over (left empty). NULL when hashing fails. */
+struct dkim_signer *dkim_signer_new(enum dkim_algorithm algorithm,
+                                    struct buf *field, size_t col,
+                                    struct buf *data);
 
 #endif

@@ -15,8 +15,6 @@
 
 #define DKIM_RSA_BITS_MIN 1024
 #define DKIM_SHA256_LEN 32
-/* Base64 characters kept on the "b=" line: never fold right after "b=". */
-#define DKIM_B_RESERVE 8
 /* Longest header field name we sign. */
 #define DKIM_NAME_MAX 76
 /* The field before b=: h= at its longest, and the other tags. */
@@ -67,14 +65,9 @@ static const struct {
 
 /* ------------------------------------------------------------ folding */
 
-struct dkim_fold {
-	struct buf *out;
-	size_t col;
-};
-
 /* Append tok, preceded by " " when space; fold first ("\r\n ") when the
  * line would pass DKIM_LINE_MAX with reserve more characters. */
-static int
+int
 dkim_fold_add(struct dkim_fold *f, const char *tok, size_t len, bool space,
               size_t reserve)
 {
@@ -96,7 +89,7 @@ dkim_fold_add(struct dkim_fold *f, const char *tok, size_t len, bool space,
 }
 
 /* " tag=value;" */
-static int
+int
 dkim_fold_tag(struct dkim_fold *f, const char *tag, const char *value)
 {
 	char tok[DKIM_IDENTITY_MAX + 16];
@@ -200,25 +193,25 @@ dkim_count_fields(const struct dkim_msg *m, const char *name)
 }
 
 /* The h= value ("From:From:To:…") into out. */
-static int
-dkim_h_list(const struct dkim_msg *m, const struct dkim_sign_params *p,
-            struct buf *out, const char **error_r)
+int
+dkim_sign_header_list(const struct dkim_msg *m, const char *const *headers,
+                      struct buf *out, const char **error_r)
 {
 	size_t names = 0;
 	bool from = false;
 
-	if (p->headers != NULL) {
-		for (size_t i = 0; p->headers[i] != NULL; i++) {
-			if (!dkim_name_ok(p->headers[i])) {
+	if (headers != NULL) {
+		for (size_t i = 0; headers[i] != NULL; i++) {
+			if (!dkim_name_ok(headers[i])) {
 				*error_r = "invalid header field name";
 				return -1;
 			}
 			from = from ||
-			       dkim_ci_equal(p->headers[i],
-			                     strlen(p->headers[i]), "from", 4);
+			       dkim_ci_equal(headers[i], strlen(headers[i]),
+			                     "from", 4);
 			if (++names > DKIM_HEADER_NAMES_MAX ||
 			    (i > 0 && buf_append_byte(out, ':') < 0) ||
-			    buf_append_str(out, p->headers[i]) < 0) {
+			    buf_append_str(out, headers[i]) < 0) {
 				*error_r = "too many header fields to sign";
 				return -1;
 			}
@@ -249,16 +242,16 @@ dkim_h_list(const struct dkim_msg *m, const struct dkim_sign_params *p,
 
 /* ------------------------------------------------------------ begin */
 
-static int
-dkim_sign_body(const struct dkim_msg *m, const struct dkim_sign_params *p,
-               struct dkim_signer *s, uint64_t *len_r)
+int
+dkim_sign_body_hash(const struct dkim_msg *m, enum dkim_canon canon, char *bh,
+                    uint64_t *len_r)
 {
 	struct dkim_body body;
 	uint8_t md[EVP_MAX_MD_SIZE];
 	unsigned mdlen;
 	int ret;
 
-	if (dkim_body_init(&body, p->body_canon, EVP_sha256(), UINT64_MAX) < 0)
+	if (dkim_body_init(&body, canon, EVP_sha256(), UINT64_MAX) < 0)
 		return -1;
 	if (m->body != NULL)
 		dkim_body_update(&body, m->body, m->body_len);
@@ -267,13 +260,20 @@ dkim_sign_body(const struct dkim_msg *m, const struct dkim_sign_params *p,
 	dkim_body_clear(&body);
 	if (ret < 0 || mdlen != DKIM_SHA256_LEN)
 		return -1;
-	base64_encode(md, mdlen, s->bh);
+	base64_encode(md, mdlen, bh);
 	return 0;
+}
+
+static int
+dkim_sign_body(const struct dkim_msg *m, const struct dkim_sign_params *p,
+               struct dkim_signer *s, uint64_t *len_r)
+{
+	return dkim_sign_body_hash(m, p->body_canon, s->bh, len_r);
 }
 
 /* h=: "name : name : …;", a token per name and per ":" so the list can
  * fold anywhere ([FWS] ":" [FWS] in RFC 6376 §3.5). */
-static int
+int
 dkim_sign_h(struct dkim_fold *f, const struct buf *h)
 {
 	size_t i = 0;
@@ -378,7 +378,7 @@ dkim_sign_begin(const uint8_t *msg, size_t len,
 	s->algorithm = params->algorithm;
 	buf_init(&s->field, DKIM_FIELD_MAX);
 	buf_init(&h, DKIM_HEADER_NAMES_MAX * (DKIM_NAME_MAX + 1));
-	if (dkim_h_list(&m, params, &h, error_r) < 0)
+	if (dkim_sign_header_list(&m, params->headers, &h, error_r) < 0)
 		goto out;
 	if (dkim_sign_body(&m, params, s, &body_len) < 0 ||
 	    dkim_sign_field(params, &h, body_len, s) < 0 ||
@@ -420,6 +420,27 @@ const char *
 dkim_signer_body_hash(const struct dkim_signer *signer)
 {
 	return signer->bh;
+}
+
+struct dkim_signer *
+dkim_signer_new(enum dkim_algorithm algorithm, struct buf *field, size_t col,
+                struct buf *data)
+{
+	struct dkim_signer *s = xcalloc(1, sizeof(*s));
+	unsigned len = 0;
+
+	s->algorithm = algorithm;
+	s->field = *field;
+	s->col = col;
+	s->data = *data;
+	memset(field, 0, sizeof(*field));
+	memset(data, 0, sizeof(*data));
+	if (EVP_Digest(s->data.data != NULL ? s->data.data
+	                                    : (const uint8_t *)"",
+	               s->data.len, s->digest, &len, EVP_sha256(), NULL) != 1 ||
+	    len != DKIM_SHA256_LEN)
+		dkim_signer_free(&s);
+	return s;
 }
 
 void

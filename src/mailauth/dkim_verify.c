@@ -44,7 +44,7 @@ dkim_set(struct dkim_sig_result *res, enum dkim_result result,
 }
 
 /* The result a reason found before the key decides. */
-static enum dkim_result
+enum dkim_result
 dkim_reason_result(enum dkim_reason reason)
 {
 	switch (reason) {
@@ -117,7 +117,7 @@ dkim_bodies(const struct dkim_msg *m, struct dkim_job *jobs, size_t njobs,
 
 /* ------------------------------------------------------------- key */
 
-static enum dkim_reason
+enum dkim_reason
 dkim_fetch_key(const struct ma_dns *dns, const struct dkim_sig *sig,
                struct dkim_key *key)
 {
@@ -159,7 +159,7 @@ dkim_fetch_key(const struct ma_dns *dns, const struct dkim_sig *sig,
 }
 
 /* Does the key fit the signature (§3.6.1, RFC 8301 §3.2)? */
-static enum dkim_reason
+enum dkim_reason
 dkim_key_check(const struct dkim_key *key, const struct dkim_sig *sig,
                unsigned rsa_bits_min)
 {
@@ -185,7 +185,7 @@ dkim_key_check(const struct dkim_key *key, const struct dkim_sig *sig,
 
 /* ------------------------------------------------------- signature */
 
-static bool
+bool
 dkim_check_signature(const struct dkim_key *key, const struct dkim_sig *sig,
                      const uint8_t *digest, size_t dlen)
 {

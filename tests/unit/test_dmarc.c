@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <strings.h>
 
@@ -31,9 +32,23 @@ static struct psl *psl;
 static const char *
 testdata(void)
 {
+	static char beside[4096];
 	const char *d = getenv("TERN_TESTDATA");
+	const char *src = getenv("TERN_TEST_SRCDIR");
+	struct stat st;
 
-	return d != NULL && *d != '\0' ? d : "/work/shared/testdata";
+	if (d != NULL && *d != '\0')
+		return d;
+	/* ../shared/testdata beside the repository, where it is kept. */
+	if (src != NULL && *src != '\0') {
+		int n = snprintf(beside, sizeof(beside), "%s/../shared/testdata",
+		                 src);
+
+		if (n > 0 && (size_t)n < sizeof(beside) &&
+		    stat(beside, &st) == 0 && S_ISDIR(st.st_mode))
+			return beside;
+	}
+	return "/work/shared/testdata";
 }
 
 /* A whole file under $TERN_TESTDATA/dmarc, NUL-terminated. */

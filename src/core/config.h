@@ -115,6 +115,8 @@ struct config {
 
 	/* Mail authentication (front_auth.c). */
 	bool dmarc_enforce;
+	char **arc_trusted_sealers;
+	size_t narc_trusted_sealers;
 
 	struct config_listener *listeners;
 	size_t nlisteners;

@@ -797,6 +797,15 @@ static const struct config_setting root_settings[] = {
      FIELD(struct config, dmarc_enforce),
      .help = "Apply the sender domain's DMARC policy to mail on the MX: "
              "reject answers 550 5.7.1, quarantine delivers to Junk."},
+    {.name = "arc_trusted_sealers",
+     .type = CONFIG_LIST,
+     .flags = CONFIG_F_EMPTY_OK,
+     .def = "",
+     .example = "lists.example.org",
+     FIELD(struct config, arc_trusted_sealers),
+     COUNT(struct config, narc_trusted_sealers),
+     .help = "Forwarders (ARC sealer domains) whose ARC result overrides "
+             "a DMARC failure when they saw DMARC pass (\"\" is none)."},
     {.name = "listener",
      .type = CONFIG_BLOCK,
      .block = &listener_block,

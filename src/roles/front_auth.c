@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/workpool.h"
 #include "core/xmalloc.h"
+#include "mailauth/arc.h"
 #include "mailauth/dkim.h"
 #include "mailauth/dmarc.h"
 #include "mailauth/dnsif.h"
@@ -49,6 +50,8 @@ struct auth_job {
 	enum spf_result spf;
 	char dkim[32];
 	char dmarc[16];
+	char arc[16];
+	char **trusted; /* arc_trusted_sealers, NULL-terminated copy */
 };
 
 static void
@@ -60,6 +63,9 @@ job_free(struct auth_job *j)
 	free(j->helo);
 	free(j->mail_from);
 	free(j->hostname);
+	for (size_t i = 0; j->trusted != NULL && j->trusted[i] != NULL; i++)
+		free(j->trusted[i]);
+	free(j->trusted);
 	buf_free(&j->headers);
 	free(j);
 }
@@ -84,10 +90,28 @@ append_folded(struct buf *out, const char *name, const char *value)
 
 /* DMARC on the SPF and DKIM results: a failing From: domain's policy
  * becomes the verdict when enforcing. */
+/* A trusted forwarder's ARC set saying dmarc=pass (its own check,
+ * before it changed the message). */
+static bool
+arc_vouches(const struct auth_job *j, const struct arc_verify_result *arc)
+{
+	const struct arc_set_result *set;
+	char result[32];
+
+	if (arc == NULL || j->trusted == NULL || j->trusted[0] == NULL)
+		return false;
+	set = arc_trusted_set(arc, (const char *const *)j->trusted);
+	return set != NULL && set->aar != NULL &&
+	       arc_ar_method_result(set->aar, "dmarc", result,
+	                            sizeof(result)) == 0 &&
+	       strcmp(result, "pass") == 0;
+}
+
 static void
 auth_dmarc(struct auth_job *j, const struct ma_dns *dns, const void *msg,
            size_t len, const struct spf_outcome *spf,
-           const struct dkim_verify_result *dk, struct buf *ar)
+           const struct dkim_verify_result *dk,
+           const struct arc_verify_result *arc, struct buf *ar)
 {
 	struct dmarc_request req = {
 	    .msg = msg,
@@ -109,7 +133,10 @@ auth_dmarc(struct auth_job *j, const struct ma_dns *dns, const void *msg,
 	dmarc_auth_results(o, ar);
 	snprintf(j->dmarc, sizeof(j->dmarc), "%s",
 	         dmarc_result_name(o->result));
-	if (j->enforce && o->result == DMARC_FAIL && o->ndomains > 0) {
+	if (o->result == DMARC_FAIL && arc_vouches(j, arc)) {
+		buf_append_str(ar, " (overridden: trusted ARC sealer saw pass)");
+		snprintf(j->dmarc, sizeof(j->dmarc), "fail-arc-ok");
+	} else if (j->enforce && o->result == DMARC_FAIL && o->ndomains > 0) {
 		d = &o->domains[o->decisive];
 		if (o->disposition == DMARC_POLICY_REJECT) {
 			j->verdict = FRONT_AUTH_REJECT;
@@ -134,6 +161,7 @@ auth_job_run(void *arg)
 	struct buf ar, rs;
 	struct stat sb;
 	void *map = MAP_FAILED;
+	struct arc_verify_result *arc = NULL;
 	size_t len = 0;
 	bool dk_ok = false;
 
@@ -173,8 +201,19 @@ auth_job_run(void *arg)
 		buf_append_str(&ar, "dkim=temperror");
 		snprintf(j->dkim, sizeof(j->dkim), "temperror");
 	}
+	if (map != MAP_FAILED)
+		arc_verify(&dns, map, len, time(NULL), NULL, &arc);
 	auth_dmarc(j, &dns, map != MAP_FAILED ? map : NULL, len, spf,
-	           dk_ok ? &dk : NULL, &ar);
+	           dk_ok ? &dk : NULL, arc, &ar);
+	if (arc != NULL) {
+		buf_append_str(&ar, "; ");
+		arc_ar_append(&ar, arc, j->ip);
+		snprintf(j->arc, sizeof(j->arc), "%s",
+		         arc_status_str(arc->status));
+		arc_verify_result_free(&arc);
+	} else {
+		snprintf(j->arc, sizeof(j->arc), "none");
+	}
 	if (map != MAP_FAILED)
 		munmap(map, len);
 	spf_outcome_free(&spf);
@@ -200,8 +239,9 @@ auth_job_done(void *arg)
 			break;
 	if (c != NULL) {
 		log_info(c->id,
-		         "event=mail-auth spf=%s dkim=%s dmarc=%s action=%s",
-		         spf_result_name(j->spf), j->dkim, j->dmarc,
+		         "event=mail-auth spf=%s dkim=%s dmarc=%s arc=%s "
+		         "action=%s",
+		         spf_result_name(j->spf), j->dkim, j->dmarc, j->arc,
 		         j->verdict == FRONT_AUTH_REJECT ? "reject"
 		         : j->verdict == FRONT_AUTH_JUNK ? "junk"
 		                                         : "accept");
@@ -237,6 +277,14 @@ front_auth_check(struct front_conn *c, int spool_fd, const char *helo,
 	j->mail_from = xstrdup(mail_from != NULL ? mail_from : "");
 	j->hostname = xstrdup(c->front->ctx->cfg->hostname);
 	j->enforce = c->front->ctx->cfg->dmarc_enforce;
+	{
+		const struct config *cfg = c->front->ctx->cfg;
+
+		j->trusted = xcalloc(cfg->narc_trusted_sealers + 1,
+		                     sizeof(*j->trusted));
+		for (size_t i = 0; i < cfg->narc_trusted_sealers; i++)
+			j->trusted[i] = xstrdup(cfg->arc_trusted_sealers[i]);
+	}
 	j->pct_sample = arc4random_uniform(100);
 	buf_init(&j->headers, AUTH_HEADERS_MAX);
 	if (j->fd < 0) {

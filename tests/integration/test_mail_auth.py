@@ -69,6 +69,10 @@ def dns_server(keys):
         'quar.example. TXT "v=spf1 ip4:192.0.2.1 -all"',
         '_dmarc.quar.example. TXT "v=DMARC1; p=quarantine"',
         f"sel._domainkey.pass.example. TXT {txt_strings('v=DKIM1; k=rsa; p=' + pub)}",
+        f"arc._domainkey.lists.example. TXT {txt_strings('v=DKIM1; k=rsa; p=' + pub)}",
+        f"arc._domainkey.other.example. TXT {txt_strings('v=DKIM1; k=rsa; p=' + pub)}",
+        'lists.example. TXT "v=spf1 ip4:127.0.0.0/8 -all"',
+        'other.example. TXT "v=spf1 ip4:127.0.0.0/8 -all"',
     ]
     conf = "\n".join([
         "server:",
@@ -111,7 +115,9 @@ def dns_server(keys):
 @pytest.fixture(scope="module")
 def tern(tern_module_instance, dns_server):
     t = tern_module_instance(start=False,
-                             extra_config=[f"resolver {dns_server}"])
+                             extra_config=[f"resolver {dns_server}",
+                                           "arc_trusted_sealers "
+                                           "lists.example"])
     r = run_tern("user", "add", ALICE, "--password-stdin", conf=t.conf,
                  input=PW + "\n")
     assert r.returncode == 0, r.stderr
@@ -160,10 +166,13 @@ def signed(subject, sender, keys):
 
 
 def auth_results(raw):
+    """Our Authentication-Results field (exactly one claims our name)."""
     msg = email.message_from_bytes(raw)
-    ar = msg.get_all("Authentication-Results") or []
-    assert len(ar) == 1, ar
-    return re.sub(r"\s+", " ", ar[0])
+    ar = [re.sub(r"\s+", " ", v)
+          for v in msg.get_all("Authentication-Results") or []]
+    ours = [v for v in ar if v.startswith(HOSTNAME + ";")]
+    assert len(ours) == 1, ar
+    return ours[0]
 
 
 def test_spf_pass_and_dkim_pass(tern, keys):
@@ -180,8 +189,8 @@ def test_spf_pass_and_dkim_pass(tern, keys):
     order = [line.split(b":")[0] for line in raw.split(b"\r\n")[:6]]
     assert order[:3] == [b"Return-Path", b"Delivered-To",
                          b"Authentication-Results"], order
-    assert ("event=mail-auth spf=pass dkim=pass dmarc=pass action=accept"
-            in tern.log())
+    assert ("event=mail-auth spf=pass dkim=pass dmarc=pass arc=none "
+            "action=accept" in tern.log())
 
 
 def test_tampered_body_fails_dkim(tern, keys):
@@ -209,7 +218,7 @@ def test_dmarc_reject_is_refused_at_end_of_data(tern):
     assert e.value.smtp_code == 550
     assert b"5.7.1" in e.value.smtp_error
     assert b"DMARC policy of reject.example" in e.value.smtp_error
-    assert "dmarc=fail action=reject" in tern.log()
+    assert "dmarc=fail arc=none action=reject" in tern.log()
 
 
 def test_dmarc_quarantine_goes_to_junk(tern):
@@ -217,6 +226,35 @@ def test_dmarc_quarantine_goes_to_junk(tern):
     ar = auth_results(fetch(tern, "auth-quar", mailbox="Junk"))
     assert "dmarc=fail (p=quarantine dis=quarantine)" in ar, ar
     assert "mailbox=Junk" in tern.log()
+
+
+def forwarded(subject, sealer, keys):
+    """A message from reject.example as a mailing list forwards it: the
+    list checked it (dmarc=pass), changed the subject, and sealed it."""
+    pem, _ = keys
+    msg = (f"Authentication-Results: {sealer}; spf=pass "
+           f"smtp.mailfrom=boss@reject.example; dmarc=pass "
+           f"header.from=reject.example\r\n").encode()
+    msg += message(f"[list] {subject}", "boss@reject.example")
+    seal = dkim.arc_sign(msg, b"arc", sealer.encode(), pem,
+                         sealer.encode())
+    return b"".join(seal) + msg
+
+
+def test_trusted_arc_sealer_overrides_dmarc_reject(tern, keys):
+    send(tern, "bounce@lists.example",
+         forwarded("auth-arc", "lists.example", keys))
+    ar = auth_results(fetch(tern, "auth-arc"))
+    assert "dmarc=fail" in ar and "overridden" in ar, ar
+    assert "arc=pass" in ar, ar
+    assert "arc=pass action=accept" in tern.log()
+
+
+def test_untrusted_arc_sealer_changes_nothing(tern, keys):
+    with pytest.raises(smtplib.SMTPDataError) as e:
+        send(tern, "bounce@other.example",
+             forwarded("auth-arc2", "other.example", keys))
+    assert e.value.smtp_code == 550
 
 
 def dkim_records(t):

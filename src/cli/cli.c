@@ -17,7 +17,7 @@ static const struct cli_command *const commands[] = {
     &cli_cmd_quickstart, &cli_cmd_serve,  &cli_cmd_stop,
     &cli_cmd_reload,     &cli_cmd_config, &cli_cmd_version,
     &cli_cmd_domain,     &cli_cmd_user,   &cli_cmd_alias,
-    &cli_cmd_mailbox,    &cli_cmd_dkim,
+    &cli_cmd_mailbox,    &cli_cmd_dkim,   &cli_cmd_dmarc,
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -45,7 +45,9 @@ unpack_fail(char **error_r, const char *fmt, ...)
 enum dmarc_report_format
 dmarc_report_sniff(const void *data, size_t len)
 {
-	const unsigned char *p = data, *end = p + len;
+	const unsigned char *p = data;
+	/* data may be NULL when len is 0: no arithmetic on it then. */
+	const unsigned char *end = len > 0 ? p + len : p;
 
 	if (len >= 2 && p[0] == 0x1f && p[1] == 0x8b)
 		return DMARC_REPORT_FMT_GZIP;

@@ -40,7 +40,7 @@ dmarc_xml_init(struct dmarc_xml *x, const void *data, size_t len)
 	memset(x, 0, sizeof(*x));
 	x->start = data;
 	x->p = x->start;
-	x->end = x->start + len;
+	x->end = len > 0 ? x->start + len : x->start; /* data may be NULL */
 	/* A UTF-8 byte order mark. */
 	if (len >= 3 && memcmp(x->p, "\xef\xbb\xbf", 3) == 0)
 		x->p += 3;

@@ -1,7 +1,7 @@
 """ARC interoperability (RFC 8617): tern seals and dkimpy validates, dkimpy
 seals and tern validates, chains that mix both, and tampered chains that
 both refuse. tern is driven through tests/unit/arc_driver ($TERN_BUILD_DIR,
-default /work/main/build).
+default build/ of this tree).
 
 dkimpy's ARC knows rsa-sha256 only (its ARC_HASH_ALGORITHMS), so Ed25519
 seals are checked tern against tern. dkimpy seals only when the message
@@ -20,7 +20,8 @@ import pytest
 dkim = pytest.importorskip("dkim")
 pytest.importorskip("authres")  # dkim.arc_sign needs it
 
-BUILD = Path(os.environ.get("TERN_BUILD_DIR") or "/work/main/build")
+BUILD = Path(os.environ.get("TERN_BUILD_DIR")
+             or Path(__file__).resolve().parents[2] / "build")
 DRIVER = BUILD / "tests" / "unit" / "arc_driver"
 
 HOPS = [  # (domain, selector, authserv-id)

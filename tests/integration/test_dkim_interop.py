@@ -1,6 +1,6 @@
 """DKIM interoperability: tern signs and dkimpy / OpenDKIM verify; dkimpy
 and OpenDKIM sign and tern verifies. tern is driven through
-tests/unit/dkim_driver ($TERN_BUILD_DIR, default /work/main/build).
+tests/unit/dkim_driver ($TERN_BUILD_DIR, default build/ of this tree).
 
 OpenDKIM's opendkim-testmsg only looks keys up through /etc/resolv.conf, so
 its checks run in a private mount + network namespace (unshare, root only)
@@ -25,7 +25,8 @@ import pytest
 
 dkim = pytest.importorskip("dkim")
 
-BUILD = Path(os.environ.get("TERN_BUILD_DIR") or "/work/main/build")
+BUILD = Path(os.environ.get("TERN_BUILD_DIR")
+             or Path(__file__).resolve().parents[2] / "build")
 DRIVER = BUILD / "tests" / "unit" / "dkim_driver"
 DOMAIN = "example.com"
 NOW = 1700000000
@@ -225,7 +226,8 @@ def test_dkimpy_two_signatures(keys):
 
 def test_rfc8463_cross(keys):
     """The RFC 8463 example as tern re-signs it verifies in dkimpy."""
-    td = Path(os.environ.get("TERN_TESTDATA") or "/work/shared/testdata")
+    td = Path(os.environ.get("TERN_TESTDATA")
+              or Path(__file__).resolve().parents[3] / "shared" / "testdata")
     rfc = td / "dkim" / "rfc8463"
     signed = (rfc / "rfc8463-A3-signed.eml").read_bytes()
     msg = signed[signed.index(b"From: "):]

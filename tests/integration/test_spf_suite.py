@@ -25,12 +25,10 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-# ../shared/testdata beside the repository, where it is kept (a clone
-# elsewhere falls back to the machine's /work/shared).
-_BESIDE = REPO.parent / "shared" / "testdata" / "spf"
+# ../shared/testdata beside the repository, where it is kept
+# (scripts/check finds it and sets TERN_SPF_SUITE).
 SUITE_DIR = Path(os.environ.get("TERN_SPF_SUITE")
-                 or (_BESIDE if _BESIDE.is_dir()
-                     else Path("/work/shared/testdata/spf")))
+                 or REPO.parent / "shared" / "testdata" / "spf")
 BUILD_DIR = Path(os.environ.get("TERN_BUILD_DIR") or REPO / "build")
 DRIVER = BUILD_DIR / "tests" / "unit" / "spf_driver"
 

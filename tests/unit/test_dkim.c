@@ -50,7 +50,7 @@ testdata(void)
 		    stat(beside, &st) == 0 && S_ISDIR(st.st_mode))
 			return beside;
 	}
-	return "/work/shared/testdata";
+	return "../shared/testdata"; /* from the repository's top */
 }
 
 static uint8_t *

@@ -48,7 +48,7 @@ testdata(void)
 		    stat(beside, &st) == 0 && S_ISDIR(st.st_mode))
 			return beside;
 	}
-	return "/work/shared/testdata";
+	return "../shared/testdata"; /* from the repository's top */
 }
 
 /* A whole file under $TERN_TESTDATA/dmarc, NUL-terminated. */

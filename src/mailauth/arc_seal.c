@@ -90,26 +90,9 @@ arc_h_name_allowed(const char *name)
 static int
 arc_params_check(const struct arc_seal_params *p, const char **error_r)
 {
-	size_t dl, sl;
-
-	if (p->domain == NULL || p->selector == NULL) {
-		*error_r = "domain and selector are required";
+	if (dkim_signing_id_check(p->domain, p->selector, p->algorithm,
+	                          error_r) < 0)
 		return -1;
-	}
-	dl = strlen(p->domain);
-	sl = strlen(p->selector);
-	if (!dkim_domain_valid(p->domain, dl) ||
-	    !dkim_domain_valid(p->selector, sl) ||
-	    dl + sl + 12 > DKIM_DOMAIN_MAX) {
-		*error_r = "invalid domain or selector";
-		return -1;
-	}
-	if (p->algorithm != DKIM_ALG_RSA_SHA256 &&
-	    p->algorithm != DKIM_ALG_ED25519_SHA256) {
-		*error_r = "sealing algorithm must be rsa-sha256 or "
-		           "ed25519-sha256";
-		return -1;
-	}
 	if (p->chain != ARC_NONE && p->chain != ARC_PASS &&
 	    p->chain != ARC_FAIL) {
 		*error_r = "invalid chain status";

@@ -55,6 +55,12 @@ int dkim_qp_decode(const char *text, size_t len, char *out, size_t outmax);
 /* A DNS name: labels of 1..63 letters, digits, "-" or "_", at most
  * DKIM_DOMAIN_MAX in all, no empty label. */
 bool dkim_domain_valid(const char *s, size_t len);
+/* d=, s= and a= of a new signature or seal: present, valid names (and the
+ * key's DNS name within bounds), rsa-sha256 or ed25519-sha256. 0, or -1
+ * with a static reason. */
+int dkim_signing_id_check(const char *domain, const char *selector,
+                          enum dkim_algorithm algorithm,
+                          const char **error_r);
 /* Decimal of 1..maxdigits digits. */
 bool dkim_parse_uint(const char *s, size_t len, size_t maxdigits,
                      uint64_t *v_r);

@@ -138,29 +138,39 @@ dkim_identity_ok(const char *i, const char *domain)
 	       dkim_ci_equal(at + il - dl, dl, domain, dl);
 }
 
-static int
-dkim_params_check(const struct dkim_sign_params *p, const char **error_r)
+int
+dkim_signing_id_check(const char *domain, const char *selector,
+                      enum dkim_algorithm algorithm, const char **error_r)
 {
 	size_t dl, sl;
 
-	if (p->domain == NULL || p->selector == NULL) {
+	if (domain == NULL || selector == NULL) {
 		*error_r = "domain and selector are required";
 		return -1;
 	}
-	dl = strlen(p->domain);
-	sl = strlen(p->selector);
-	if (!dkim_domain_valid(p->domain, dl) ||
-	    !dkim_domain_valid(p->selector, sl) ||
+	dl = strlen(domain);
+	sl = strlen(selector);
+	/* "SELECTOR._domainkey.DOMAIN" must still be a domain name. */
+	if (!dkim_domain_valid(domain, dl) || !dkim_domain_valid(selector, sl) ||
 	    dl + sl + 12 > DKIM_DOMAIN_MAX) {
 		*error_r = "invalid domain or selector";
 		return -1;
 	}
-	if (p->algorithm != DKIM_ALG_RSA_SHA256 &&
-	    p->algorithm != DKIM_ALG_ED25519_SHA256) {
+	if (algorithm != DKIM_ALG_RSA_SHA256 &&
+	    algorithm != DKIM_ALG_ED25519_SHA256) {
 		*error_r = "signing algorithm must be rsa-sha256 or "
 		           "ed25519-sha256";
 		return -1;
 	}
+	return 0;
+}
+
+static int
+dkim_params_check(const struct dkim_sign_params *p, const char **error_r)
+{
+	if (dkim_signing_id_check(p->domain, p->selector, p->algorithm,
+	                          error_r) < 0)
+		return -1;
 	if ((p->header_canon != DKIM_CANON_RELAXED &&
 	     p->header_canon != DKIM_CANON_SIMPLE) ||
 	    (p->body_canon != DKIM_CANON_RELAXED &&

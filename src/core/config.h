@@ -66,6 +66,40 @@ struct config_certificate {
 	char *key;  /* PEM private key, absolute path */
 };
 
+/* Outbound TLS to a relay (index = the "tls" choice). */
+enum relay_tls {
+	RELAY_TLS_STARTTLS, /* STARTTLS required */
+	RELAY_TLS_IMPLICIT, /* TLS from the first byte (port 465) */
+	RELAY_TLS_NONE,     /* plaintext: loopback relays only */
+};
+
+/* A smarthost: `relay NAME { … }`. */
+struct config_relay {
+	char *file;
+	int line;
+	char *name;
+	char *host; /* name or IP literal */
+	uint16_t port;
+	enum relay_tls tls;
+	bool tls_verify;     /* check the certificate and the host name */
+	char *ca_file;       /* "" = the system store */
+	char *user;          /* "" = no AUTH */
+	char *password_file; /* "" = no AUTH; read by the queue process */
+};
+
+/* Where mail that is not for a local domain goes: `route NAME { … }`;
+ * first match wins, no match: MX. */
+struct config_route {
+	char *file;
+	int line;
+	char *name;
+	char **recipient_domains; /* "*", "example.org", "*.example.org" */
+	size_t nrecipient_domains;
+	char **sender_domains; /* the same forms; "*" = any sender */
+	size_t nsender_domains;
+	char *via; /* "mx" or a relay's name */
+};
+
 struct config {
 	char *path; /* the main file, absolute */
 
@@ -118,10 +152,24 @@ struct config {
 	char **arc_trusted_sealers;
 	size_t narc_trusted_sealers;
 
+	/* Outbound delivery (src/queue, roles/queue*.c). */
+	uint64_t queue_retry_first_ms;
+	uint64_t queue_retry_max_ms;
+	uint64_t queue_lifetime_ms;
+	uint32_t outbound_concurrency;
+	uint32_t outbound_destination_concurrency;
+	uint16_t outbound_mx_port;
+	bool outbound_ipv6;
+	uint64_t outbound_connect_timeout_ms;
+
 	struct config_listener *listeners;
 	size_t nlisteners;
 	struct config_certificate *certificates;
 	size_t ncertificates;
+	struct config_relay *relays;
+	size_t nrelays;
+	struct config_route *routes;
+	size_t nroutes;
 };
 
 /* Read and check a file. NULL on error, with *error_r set to a malloc'd

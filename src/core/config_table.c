@@ -381,12 +381,16 @@ finish_certificates(const struct config *cfg, const char **file_r, int *line_r,
 	return -1;
 }
 
+static int finish_relays(const struct config *cfg, const char **file_r,
+                         int *line_r, char **why_r);
+
 static int
 finish_root(const void *obj, const char **file_r, int *line_r, char **why_r)
 {
-	if (finish_listeners(obj, file_r, line_r, why_r) < 0)
+	if (finish_listeners(obj, file_r, line_r, why_r) < 0 ||
+	    finish_certificates(obj, file_r, line_r, why_r) < 0)
 		return -1;
-	return finish_certificates(obj, file_r, line_r, why_r);
+	return finish_relays(obj, file_r, line_r, why_r);
 }
 
 /* "192.0.2.0/24", "2001:db8::/32", or a single address. */
@@ -416,8 +420,8 @@ check_cidr(const char *v, char **why_r)
 		goto bad;
 	return 0;
 bad:
-	*why_r = xasprintf("\"%s\" is not an address or ADDRESS/BITS network",
-	                   v);
+	*why_r =
+	    xasprintf("\"%s\" is not an address or ADDRESS/BITS network", v);
 	return -1;
 }
 
@@ -528,6 +532,211 @@ static const struct config_block certificate_block = {
     .file_offset = offsetof(struct config_certificate, file),
     .line_offset = offsetof(struct config_certificate, line),
 };
+
+/* `relay NAME { … }`: a smarthost. Index = enum relay_tls. */
+static const char *const relay_tls_names[] = {"starttls", "tls", "none", NULL};
+
+/* "example.org", "*.example.org" or "*". */
+static int
+check_domain_pattern(const char *value, char **why_r)
+{
+	const char *name = value;
+
+	if (strcmp(value, "*") == 0)
+		return 0;
+	if (strncmp(value, "*.", 2) == 0)
+		name = value + 2;
+	if (name[0] == '\0' || check_hostname(name, why_r) < 0) {
+		free(*why_r);
+		*why_r =
+		    xasprintf("\"%s\" is not a domain, *.domain or *", value);
+		return -1;
+	}
+	return 0;
+}
+
+static const struct config_setting relay_settings[] = {
+    {.name = "host",
+     .type = CONFIG_STRING,
+     .flags = CONFIG_F_REQUIRED,
+     .example = "email-smtp.eu-west-1.amazonaws.com",
+     FIELD(struct config_relay, host),
+     .check = check_hostname,
+     .help = "The relay's host name or IP address."},
+    {.name = "port",
+     .type = CONFIG_INT,
+     .def = "587",
+     .min = 1,
+     .max = 65535,
+     FIELD(struct config_relay, port),
+     .help = "The relay's port: 587 for STARTTLS, 465 for tls."},
+    {.name = "tls",
+     .type = CONFIG_ENUM,
+     .def = "starttls",
+     .choices = relay_tls_names,
+     FIELD(struct config_relay, tls),
+     .help = "starttls: STARTTLS required (never plaintext); tls: TLS from "
+             "the first byte; none: plaintext, for a relay on a loopback "
+             "address only."},
+    {.name = "tls_verify",
+     .type = CONFIG_BOOL,
+     .def = "yes",
+     FIELD(struct config_relay, tls_verify),
+     .help = "Check the relay's certificate chain and that it names host."},
+    {.name = "ca_file",
+     .type = CONFIG_PATH,
+     .flags = CONFIG_F_EMPTY_OK,
+     .def = "",
+     FIELD(struct config_relay, ca_file),
+     .help = "Trusted certificates (PEM) for the relay; \"\" is the "
+             "system store."},
+    {.name = "user",
+     .type = CONFIG_STRING,
+     .flags = CONFIG_F_EMPTY_OK,
+     .def = "",
+     FIELD(struct config_relay, user),
+     .help = "The AUTH user name at the relay; \"\" sends no AUTH."},
+    {.name = "password_file",
+     .type = CONFIG_PATH,
+     .flags = CONFIG_F_EMPTY_OK,
+     .def = "",
+     FIELD(struct config_relay, password_file),
+     .help = "A file whose first line is the AUTH password, readable by "
+             "queue_user (quickstart keeps it in data_dir/relay/)."},
+};
+
+static const struct config_block relay_block = {
+    .name = "relay",
+    .label = {.name = "NAME",
+              .type = CONFIG_STRING,
+              .example = "ses",
+              FIELD(struct config_relay, name),
+              .help = "A smarthost that routes can send mail through; "
+                      "repeatable."},
+    .settings = relay_settings,
+    .nsettings = NELEM(relay_settings),
+    .elem_size = sizeof(struct config_relay),
+    .file_offset = offsetof(struct config_relay, file),
+    .line_offset = offsetof(struct config_relay, line),
+};
+
+static const struct config_setting route_settings[] = {
+    {.name = "recipient_domains",
+     .type = CONFIG_LIST,
+     .def = "*",
+     .example = "example.org *.example.net",
+     FIELD(struct config_route, recipient_domains),
+     COUNT(struct config_route, nrecipient_domains),
+     .check = check_domain_pattern,
+     .help = "Recipient domains this route is for: a domain, *.domain "
+             "(its subdomains) or * (any)."},
+    {.name = "sender_domains",
+     .type = CONFIG_LIST,
+     .def = "*",
+     .example = "example.com",
+     FIELD(struct config_route, sender_domains),
+     COUNT(struct config_route, nsender_domains),
+     .check = check_domain_pattern,
+     .help = "Envelope sender domains this route is for, in the same "
+             "forms (* also matches the null sender)."},
+    {.name = "via",
+     .type = CONFIG_STRING,
+     .flags = CONFIG_F_REQUIRED,
+     .example = "ses",
+     FIELD(struct config_route, via),
+     .help = "mx (the recipient domain's MX hosts) or the NAME of a relay "
+             "block."},
+};
+
+static const struct config_block route_block = {
+    .name = "route",
+    .label = {.name = "NAME",
+              .type = CONFIG_STRING,
+              .example = "default",
+              FIELD(struct config_route, name),
+              .help = "Where mail for other domains goes; the first route "
+                      "that matches wins, and mail no route matches goes "
+                      "to the MX hosts. Local domains always deliver "
+                      "locally."},
+    .settings = route_settings,
+    .nsettings = NELEM(route_settings),
+    .elem_size = sizeof(struct config_route),
+    .file_offset = offsetof(struct config_route, file),
+    .line_offset = offsetof(struct config_route, line),
+};
+
+/* A host that is a loopback address (or localhost). */
+static bool
+is_loopback_host(const char *host)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	if (strcmp(host, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, host, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6);
+	return false;
+}
+
+/* Relay names unique, plaintext only on loopback, AUTH complete; every
+ * route's via names mx or a relay. */
+static int
+finish_relays(const struct config *cfg, const char **file_r, int *line_r,
+              char **why_r)
+{
+	for (size_t i = 0; i < cfg->nrelays; i++) {
+		const struct config_relay *r = &cfg->relays[i];
+
+		*file_r = r->file;
+		*line_r = r->line;
+		if (strcmp(r->name, "mx") == 0) {
+			*why_r = xstrdup("relay \"mx\": the name mx is "
+			                 "reserved for MX delivery");
+			return -1;
+		}
+		for (size_t j = 0; j < i; j++) {
+			if (strcmp(cfg->relays[j].name, r->name) != 0)
+				continue;
+			*why_r = xasprintf("relay \"%s\" is already defined "
+			                   "at %s:%d",
+			                   r->name, cfg->relays[j].file,
+			                   cfg->relays[j].line);
+			return -1;
+		}
+		if (r->tls == RELAY_TLS_NONE && !is_loopback_host(r->host)) {
+			*why_r = xasprintf("relay \"%s\": tls none is only for "
+			                   "a relay on a loopback address",
+			                   r->name);
+			return -1;
+		}
+		if ((r->user[0] == '\0') != (r->password_file[0] == '\0')) {
+			*why_r = xasprintf("relay \"%s\": user and "
+			                   "password_file go together",
+			                   r->name);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < cfg->nroutes; i++) {
+		const struct config_route *rt = &cfg->routes[i];
+		bool found = strcmp(rt->via, "mx") == 0;
+
+		for (size_t j = 0; j < cfg->nrelays && !found; j++)
+			found = strcmp(cfg->relays[j].name, rt->via) == 0;
+		if (!found) {
+			*file_r = rt->file;
+			*line_r = rt->line;
+			*why_r =
+			    xasprintf("route \"%s\": via \"%s\" is neither "
+			              "mx nor a relay's name",
+			              rt->name, rt->via);
+			return -1;
+		}
+	}
+	return 0;
+}
 
 /* The top level. */
 static const struct config_setting root_settings[] = {
@@ -806,6 +1015,66 @@ static const struct config_setting root_settings[] = {
      COUNT(struct config, narc_trusted_sealers),
      .help = "Forwarders (ARC sealer domains) whose ARC result overrides "
              "a DMARC failure when they saw DMARC pass (\"\" is none)."},
+    {.name = "queue_retry_first",
+     .type = CONFIG_DURATION,
+     .def = "5m",
+     .min = MS_SECOND,
+     .max = MS_DAY,
+     FIELD(struct config, queue_retry_first_ms),
+     .help = "The wait before the first retry of a temporary failure; "
+             "each later wait doubles, up to queue_retry_max."},
+    {.name = "queue_retry_max",
+     .type = CONFIG_DURATION,
+     .def = "1h",
+     .min = MS_SECOND,
+     .max = MS_DAY,
+     FIELD(struct config, queue_retry_max_ms),
+     .help = "The longest wait between two attempts."},
+    {.name = "queue_lifetime",
+     .type = CONFIG_DURATION,
+     .def = "5d",
+     .min = 10 * MS_SECOND,
+     .max = 30 * MS_DAY,
+     FIELD(struct config, queue_lifetime_ms),
+     .help = "How long a recipient may stay queued after temporary "
+             "failures before it fails for good and the sender gets a "
+             "bounce."},
+    {.name = "outbound_concurrency",
+     .type = CONFIG_INT,
+     .def = "20",
+     .min = 1,
+     .max = 64,
+     FIELD(struct config, outbound_concurrency),
+     .help = "Outbound SMTP deliveries at once (each runs on its own "
+             "worker thread)."},
+    {.name = "outbound_destination_concurrency",
+     .type = CONFIG_INT,
+     .def = "5",
+     .min = 1,
+     .max = 64,
+     FIELD(struct config, outbound_destination_concurrency),
+     .help = "Outbound deliveries at once to one destination (a relay, or "
+             "one recipient domain's MX hosts)."},
+    {.name = "outbound_mx_port",
+     .type = CONFIG_INT,
+     .def = "25",
+     .min = 1,
+     .max = 65535,
+     FIELD(struct config, outbound_mx_port),
+     .help = "The port of MX hosts. Only tests change it."},
+    {.name = "outbound_ipv6",
+     .type = CONFIG_BOOL,
+     .def = "yes",
+     FIELD(struct config, outbound_ipv6),
+     .help = "Also deliver to MX hosts over IPv6 (IPv4 is always used)."},
+    {.name = "outbound_connect_timeout",
+     .type = CONFIG_DURATION,
+     .def = "30s",
+     .min = 100,
+     .max = 5 * 60 * MS_SECOND,
+     FIELD(struct config, outbound_connect_timeout_ms),
+     .help = "How long to wait for a TCP connection to an MX host or "
+             "relay before trying the next address."},
     {.name = "listener",
      .type = CONFIG_BLOCK,
      .block = &listener_block,
@@ -816,6 +1085,16 @@ static const struct config_setting root_settings[] = {
      .block = &certificate_block,
      FIELD(struct config, certificates),
      COUNT(struct config, ncertificates)},
+    {.name = "relay",
+     .type = CONFIG_BLOCK,
+     .block = &relay_block,
+     FIELD(struct config, relays),
+     COUNT(struct config, nrelays)},
+    {.name = "route",
+     .type = CONFIG_BLOCK,
+     .block = &route_block,
+     FIELD(struct config, routes),
+     COUNT(struct config, nroutes)},
 };
 
 const struct config_block config_root = {

@@ -18,6 +18,7 @@ static const struct cli_command *const commands[] = {
     &cli_cmd_reload,     &cli_cmd_config, &cli_cmd_version,
     &cli_cmd_domain,     &cli_cmd_user,   &cli_cmd_alias,
     &cli_cmd_mailbox,    &cli_cmd_dkim,   &cli_cmd_dmarc,
+    &cli_cmd_queue,
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

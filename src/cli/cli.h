@@ -33,6 +33,7 @@ extern const struct cli_command cli_cmd_alias;
 extern const struct cli_command cli_cmd_mailbox;
 extern const struct cli_command cli_cmd_dkim;
 extern const struct cli_command cli_cmd_dmarc;
+extern const struct cli_command cli_cmd_queue;
 
 /* Run argv as a tern command line (after global options). */
 int cli_dispatch(const struct cli_env *env, int argc, char **argv);

@@ -25,7 +25,7 @@
 
 #define SPOOL_DB_NAME "queue.db"
 #define SPOOL_BUSY_MS 5000
-#define SPOOL_SCHEMA_VERSION 3
+#define SPOOL_SCHEMA_VERSION 4
 /* EEXIST retries in spool_create(): with 64 random bits, more than one
  * means the random source is broken. */
 #define SPOOL_CREATE_TRIES 16
@@ -35,6 +35,12 @@
 #define STATE_PENDING 0
 #define STATE_DELIVERED 1
 #define STATE_FAILED 2
+
+/* DSN NOTIFY bits as smtp/server.h has them (SMTP_NOTIFY_*); stored as
+ * given, 0 when RCPT had no NOTIFY. */
+#define NOTIFY_NEVER 0x1
+#define NOTIFY_SUCCESS 0x2
+#define NOTIFY_FAILURE 0x4
 
 static const char spool_schema[] =
     "CREATE TABLE IF NOT EXISTS messages ("
@@ -49,7 +55,8 @@ static const char spool_schema[] =
     " size INTEGER NOT NULL,"
     " created_ms INTEGER NOT NULL,"
     " headers TEXT,"
-    " flags INTEGER NOT NULL DEFAULT 0);"
+    " flags INTEGER NOT NULL DEFAULT 0,"
+    " held INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS rcpts ("
     " id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
     " address TEXT NOT NULL,"
@@ -60,11 +67,31 @@ static const char spool_schema[] =
     " attempts INTEGER NOT NULL,"
     " next_try_ms INTEGER NOT NULL,"
     " diagnostic TEXT,"
-    " PRIMARY KEY (id, address));"
-    "CREATE INDEX IF NOT EXISTS rcpts_due ON rcpts (state, next_try_ms);";
+    " dsn INTEGER NOT NULL DEFAULT 0,"
+    " status TEXT,"
+    " remote_mta TEXT,"
+    " last_try_ms INTEGER NOT NULL DEFAULT 0,"
+    " relayed INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (id, address));";
+
+/* After the tables exist with every column (created, or altered from an
+ * older version). rcpts_dsn holds only the rows with a DSN due. */
+static const char spool_indexes[] =
+    "CREATE INDEX IF NOT EXISTS rcpts_due ON rcpts (state, next_try_ms);"
+    "CREATE INDEX IF NOT EXISTS rcpts_dsn ON rcpts (id) WHERE dsn = 1;";
+
+/* From version 3 to 4: holds, DSNs due and what a DSN reports. */
+static const char spool_migrate_4[] =
+    "ALTER TABLE messages ADD COLUMN held INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE rcpts ADD COLUMN dsn INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE rcpts ADD COLUMN status TEXT;"
+    "ALTER TABLE rcpts ADD COLUMN remote_mta TEXT;"
+    "ALTER TABLE rcpts ADD COLUMN last_try_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE rcpts ADD COLUMN relayed INTEGER NOT NULL DEFAULT 0;";
 
 enum spool_stmt {
 	ST_BEGIN,
+	ST_BEGIN_READ,
 	ST_COMMIT,
 	ST_ROLLBACK,
 	ST_MSG_INSERT,
@@ -73,18 +100,31 @@ enum spool_stmt {
 	ST_MSG_GET,
 	ST_RCPT_LIST,
 	ST_DUE,
+	ST_RCPT_GET,
 	ST_RCPT_UPDATE,
-	ST_PENDING_OF,
+	ST_LIVE_OF,
 	ST_MSG_DELETE,
 	ST_COUNT_MSGS,
 	ST_COUNT_PENDING,
 	ST_ALL_IDS,
 	ST_DELETE_DONE,
+	ST_DSN_DUE,
+	ST_DSN_RCPTS,
+	ST_DSN_CLEAR,
+	ST_INFO_LIST,
+	ST_INFO_GET,
+	ST_INFO_RCPTS,
+	ST_HOLD,
+	ST_HELD,
+	ST_RETRY_NOW,
+	ST_HOLD_USER,
 	ST_COUNT
 };
 
 static const char *const spool_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
+    /* A consistent snapshot for the operator's view. */
+    [ST_BEGIN_READ] = "BEGIN DEFERRED",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_MSG_INSERT] = "INSERT INTO messages (id, mail_from, helo, client_ip,"
@@ -104,22 +144,50 @@ static const char *const spool_sql[ST_COUNT] = {
                    " WHERE id = ?1",
     [ST_RCPT_LIST] = "SELECT address, orcpt, notify, local FROM rcpts"
                      " WHERE id = ?1 ORDER BY rowid",
-    [ST_DUE] = "SELECT r.id, r.address, r.local, r.attempts, m.created_ms"
+    [ST_DUE] = "SELECT r.id, r.address, r.local, r.attempts, m.created_ms,"
+               " r.notify, r.orcpt"
                " FROM rcpts r JOIN messages m ON m.id = r.id"
-               " WHERE r.state = 0 AND r.next_try_ms <= ?1"
+               " WHERE r.state = 0 AND r.next_try_ms <= ?1 AND m.held = 0"
                " ORDER BY r.next_try_ms, r.rowid LIMIT ?2",
+    [ST_RCPT_GET] = "SELECT r.state, r.notify, m.mail_from"
+                    " FROM rcpts r JOIN messages m ON m.id = r.id"
+                    " WHERE r.id = ?1 AND r.address = ?2",
     [ST_RCPT_UPDATE] = "UPDATE rcpts SET state = ?3,"
                        " attempts = attempts + 1, diagnostic = ?4,"
-                       " next_try_ms = ?5"
+                       " next_try_ms = ?5, last_try_ms = ?6, status = ?7,"
+                       " remote_mta = ?8, relayed = ?9, dsn = ?10"
                        " WHERE id = ?1 AND address = ?2 AND state = 0",
-    [ST_PENDING_OF] = "SELECT count(*) FROM rcpts WHERE id = ?1 AND state = 0",
+    /* What keeps a message: a recipient pending or a DSN due. */
+    [ST_LIVE_OF] = "SELECT count(*) FROM rcpts"
+                   " WHERE id = ?1 AND (state = 0 OR dsn = 1)",
     [ST_MSG_DELETE] = "DELETE FROM messages WHERE id = ?1",
     [ST_COUNT_MSGS] = "SELECT count(*) FROM messages",
     [ST_COUNT_PENDING] = "SELECT count(*) FROM rcpts WHERE state = 0",
     [ST_ALL_IDS] = "SELECT id FROM messages",
     [ST_DELETE_DONE] = "DELETE FROM messages WHERE NOT EXISTS"
-                       " (SELECT 1 FROM rcpts r"
-                       " WHERE r.id = messages.id AND r.state = 0)",
+                       " (SELECT 1 FROM rcpts r WHERE r.id = messages.id"
+                       " AND (r.state = 0 OR r.dsn = 1))",
+    [ST_DSN_DUE] = "SELECT m.id FROM messages m WHERE m.held = 0"
+                   " AND m.id IN (SELECT id FROM rcpts WHERE dsn = 1)"
+                   " ORDER BY m.created_ms, m.rowid LIMIT ?1",
+    [ST_DSN_RCPTS] = "SELECT address, orcpt, state, relayed, status,"
+                     " diagnostic, remote_mta, last_try_ms FROM rcpts"
+                     " WHERE id = ?1 AND dsn = 1 ORDER BY rowid",
+    [ST_DSN_CLEAR] = "UPDATE rcpts SET dsn = 0 WHERE id = ?1 AND dsn = 1",
+    [ST_INFO_LIST] = "SELECT id, mail_from, auth_user, client_ip, size,"
+                     " created_ms, held FROM messages"
+                     " ORDER BY created_ms, rowid",
+    [ST_INFO_GET] = "SELECT id, mail_from, auth_user, client_ip, size,"
+                    " created_ms, held FROM messages WHERE id = ?1",
+    [ST_INFO_RCPTS] = "SELECT address, orcpt, local, state, attempts,"
+                      " next_try_ms, last_try_ms, diagnostic, remote_mta"
+                      " FROM rcpts WHERE id = ?1 ORDER BY rowid",
+    [ST_HOLD] = "UPDATE messages SET held = ?2 WHERE id = ?1",
+    [ST_HELD] = "SELECT held FROM messages WHERE id = ?1",
+    [ST_RETRY_NOW] = "UPDATE rcpts SET next_try_ms = 0"
+                     " WHERE id = ?1 AND state = 0",
+    [ST_HOLD_USER] = "UPDATE messages SET held = ?2"
+                     " WHERE auth_user = ?1 AND held != ?2",
 };
 
 struct spool {
@@ -293,10 +361,10 @@ col_strdup(sqlite3_stmt *st, int i, char **s_r)
 	return 0;
 }
 
-/* Recovery, step 1: messages with nothing pending (none are left so by
- * spool_rcpt_result(), which deletes in the same transaction; this only
- * guards against a database edited by hand) lose their rows; their files
- * then go in step 3. */
+/* Recovery, step 1: messages with nothing pending and no DSN due (none
+ * are left so by spool_rcpt_update() and spool_dsn_done(), which delete in
+ * the same transaction; this only guards against a database edited by
+ * hand) lose their rows; their files then go in step 3. */
 static int
 recover_done_messages(struct spool *sp, char **error_r)
 {
@@ -541,20 +609,28 @@ open_db(struct spool *sp, char **error_r)
 		return -1;
 	}
 	/* Version 2 added messages.headers (the header fields front adds
-	 * after its checks), version 3 messages.flags. */
+	 * after its checks), version 3 messages.flags, version 4 holds and
+	 * DSNs (spool_migrate_4). The version is a constant: no parameter
+	 * can reach this text. */
 	if (sqlite3_exec(sp->db,
 	                 "BEGIN IMMEDIATE;"
-	                 "PRAGMA user_version = 3;",
+	                 "PRAGMA user_version = 4;",
 	                 NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_exec(sp->db, spool_schema, NULL, NULL, NULL) != SQLITE_OK ||
 	    (version >= 1 && version < 2 &&
-	     sqlite3_exec(sp->db, "ALTER TABLE messages ADD COLUMN headers TEXT",
-	                  NULL, NULL, NULL) != SQLITE_OK) ||
+	     sqlite3_exec(sp->db,
+	                  "ALTER TABLE messages ADD COLUMN headers TEXT", NULL,
+	                  NULL, NULL) != SQLITE_OK) ||
 	    (version >= 1 && version < 3 &&
 	     sqlite3_exec(sp->db,
 	                  "ALTER TABLE messages ADD COLUMN flags INTEGER NOT "
 	                  "NULL DEFAULT 0",
 	                  NULL, NULL, NULL) != SQLITE_OK) ||
+	    (version >= 1 && version < 4 &&
+	     sqlite3_exec(sp->db, spool_migrate_4, NULL, NULL, NULL) !=
+	         SQLITE_OK) ||
+	    sqlite3_exec(sp->db, spool_indexes, NULL, NULL, NULL) !=
+	        SQLITE_OK ||
 	    sqlite3_exec(sp->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		db_error(sp, "schema", error_r);
 		if (!sqlite3_get_autocommit(sp->db))
@@ -571,8 +647,12 @@ open_db(struct spool *sp, char **error_r)
 	return 0;
 }
 
-struct spool *
-spool_open(const char *dir, char **error_r)
+/* recover: the queue's own open, which cleans up after a crash (only
+ * the queue may: a file without a row may be a message front is writing
+ * right now when anyone else opens the spool). Both opens wait up to
+ * SPOOL_BUSY_MS for the other's write transaction (open_db). */
+static struct spool *
+spool_open_with(const char *dir, bool recover, char **error_r)
 {
 	struct spool *sp = xcalloc(1, sizeof(*sp));
 
@@ -587,14 +667,26 @@ spool_open(const char *dir, char **error_r)
 	/* The database file (and its -wal) must be found after a crash. */
 	if (fsync_dir(sp, error_r) < 0)
 		goto fail;
-	if (recover_done_messages(sp, error_r) < 0 ||
-	    recover_missing_files(sp, error_r) < 0 ||
-	    recover_orphan_files(sp, error_r) < 0)
+	if (recover && (recover_done_messages(sp, error_r) < 0 ||
+	                recover_missing_files(sp, error_r) < 0 ||
+	                recover_orphan_files(sp, error_r) < 0))
 		goto fail;
 	return sp;
 fail:
 	spool_close(&sp);
 	return NULL;
+}
+
+struct spool *
+spool_open(const char *dir, char **error_r)
+{
+	return spool_open_with(dir, true, error_r);
+}
+
+struct spool *
+spool_open_admin(const char *dir, char **error_r)
+{
+	return spool_open_with(dir, false, error_r);
 }
 
 void
@@ -1003,7 +1095,15 @@ spool_due(struct spool *sp, uint64_t now, size_t max, struct spool_due **due_r,
 		                                      : (unsigned)attempts;
 		created = sqlite3_column_int64(st, 4);
 		d->created_ms = created < 0 ? 0 : (uint64_t)created;
-		n++;
+		d->notify = (unsigned)sqlite3_column_int64(st, 5);
+		d->orcpt = NULL;
+		n++; /* counted now: spool_due_free() frees address */
+		if (col_strdup(st, 6, &d->orcpt) < 0) {
+			*error_r = xstrdup("out of memory reading queue.db");
+			st_done(st);
+			spool_due_free(&due, n);
+			return -1;
+		}
 	}
 	if (rc != SQLITE_DONE) {
 		db_error(sp, spool_sql[ST_DUE], error_r);
@@ -1024,8 +1124,10 @@ spool_due_free(struct spool_due **due, size_t n)
 
 	if (*due == NULL)
 		return;
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		free((*due)[i].address);
+		free((*due)[i].orcpt);
+	}
 	xfree(due);
 }
 
@@ -1165,51 +1267,168 @@ state_name(enum spool_rcpt_state state)
 	return "?";
 }
 
-/* One transaction: the recipient's row, and when it was the last pending
- * one, the message's rows (ON DELETE CASCADE). The file goes after the
- * commit; a crash in between leaves a file without a row, which
- * spool_open() removes.
- * A FAILED recipient does not keep the message: the caller queues the
- * bounce (a new message) before recording the failure, since the envelope
- * and file may be gone when this returns. Delivered and failed rows stay
- * only while another recipient of the message is pending. */
-int
-spool_rcpt_result(struct spool *sp, const char *id, const char *address,
-                  enum spool_rcpt_state state, const char *diagnostic,
-                  uint64_t next_try_ms, char **error_r)
+static int
+db_state_of(enum spool_rcpt_state state, int *db_state_r, char **error_r)
 {
-	sqlite3_stmt *st = sp->st[ST_RCPT_UPDATE];
-	char *error = NULL;
-	int64_t pending;
-	int db_state;
-
-	if (check_id(id, error_r) < 0)
-		return -1;
 	switch (state) {
 	case SPOOL_RCPT_PENDING:
-		db_state = STATE_PENDING;
-		break;
+		*db_state_r = STATE_PENDING;
+		return 0;
 	case SPOOL_RCPT_DELIVERED:
-		db_state = STATE_DELIVERED;
-		break;
+		*db_state_r = STATE_DELIVERED;
+		return 0;
 	case SPOOL_RCPT_FAILED:
-		db_state = STATE_FAILED;
-		break;
-	default:
-		*error_r = xstrdup("invalid recipient state");
-		return -1;
+		*db_state_r = STATE_FAILED;
+		return 0;
 	}
+	*error_r = xstrdup("invalid recipient state");
+	return -1;
+}
+
+static enum spool_rcpt_state
+state_of_db(int64_t v)
+{
+	return v == STATE_DELIVERED ? SPOOL_RCPT_DELIVERED
+	       : v == STATE_FAILED  ? SPOOL_RCPT_FAILED
+	                            : SPOOL_RCPT_PENDING;
+}
+
+static uint64_t
+col_u64(sqlite3_stmt *st, int i)
+{
+	sqlite3_int64 v = sqlite3_column_int64(st, i);
+
+	return v < 0 ? 0 : (uint64_t)v;
+}
+
+static unsigned
+col_uint(sqlite3_stmt *st, int i)
+{
+	sqlite3_int64 v = sqlite3_column_int64(st, i);
+
+	return v < 0 ? 0 : v > UINT32_MAX ? UINT32_MAX : (unsigned)v;
+}
+
+/* RFC 3461 §5.2 (asked for) and §4.1 (never to <>): does this outcome
+ * call for a DSN to the sender? notify 0: NOTIFY not given, which means
+ * FAILURE (and DELAY, which the spool does not mark). */
+static bool
+dsn_wanted(const char *mail_from, unsigned notify,
+           const struct spool_result *res)
+{
+	if (mail_from == NULL || mail_from[0] == '\0')
+		return false;
+	switch (res->state) {
+	case SPOOL_RCPT_FAILED:
+		return (notify & NOTIFY_NEVER) == 0 &&
+		       (notify == 0 || (notify & NOTIFY_FAILURE) != 0);
+	case SPOOL_RCPT_DELIVERED:
+		return (notify & NOTIFY_SUCCESS) != 0 && !res->dsn_passed;
+	case SPOOL_RCPT_PENDING:
+		return false;
+	}
+	return false;
+}
+
+/* Inside the caller's transaction: delete the message's rows (ON DELETE
+ * CASCADE) when nothing keeps it, no recipient pending and no DSN due.
+ * *removed_r says whether it did; the caller unlinks the file after the
+ * commit. */
+static int
+drop_if_done(struct spool *sp, const char *id, bool *removed_r, char **error_r)
+{
+	int64_t live;
+
+	*removed_r = false;
+	bind_text(sp->st[ST_LIVE_OF], 1, id);
+	if (st_int(sp, ST_LIVE_OF, &live, error_r) < 0)
+		return -1;
+	if (live > 0)
+		return 0;
+	bind_text(sp->st[ST_MSG_DELETE], 1, id);
+	if (st_exec(sp, ST_MSG_DELETE, error_r) < 0)
+		return -1;
+	*removed_r = true;
+	return 0;
+}
+
+/* After the commit that deleted id's rows. The outcome is recorded:
+ * failing to remove the file is not the caller's error (spool_open()
+ * removes a file without a row), only worth a log line. */
+static void
+remove_file(struct spool *sp, const char *id)
+{
+	char *error = NULL;
+
+	if (unlinkat(sp->dirfd, id, 0) < 0) {
+		if (errno != ENOENT)
+			log_error(id, "event=spool_unlink_failed error=%s",
+			          strerror(errno));
+	} else if (fsync_dir(sp, &error) < 0) {
+		log_warn(id, "event=spool_fsync_failed error=%s", error);
+		free(error);
+	}
+	log_info(id, "event=spool_removed");
+}
+
+/* One transaction: the recipient's row, and when nothing keeps the
+ * message any more, the message's rows. The file goes after the commit;
+ * a crash in between leaves a file without a row, which spool_open()
+ * removes. */
+int
+spool_rcpt_update(struct spool *sp, const char *id, const char *address,
+                  const struct spool_result *res, char **error_r)
+{
+	sqlite3_stmt *st = sp->st[ST_RCPT_GET];
+	int64_t old_state;
+	unsigned notify;
+	bool dsn, removed;
+	int db_state, rc;
+
+	if (check_id(id, error_r) < 0 ||
+	    db_state_of(res->state, &db_state, error_r) < 0)
+		return -1;
 	if (address == NULL) {
 		*error_r = xstrdup("no recipient address");
 		return -1;
 	}
 	if (st_exec(sp, ST_BEGIN, error_r) < 0)
 		return -1;
+
+	bind_text(st, 1, id);
+	bind_text(st, 2, address);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		st_done(st);
+		rollback(sp);
+		return 1; /* deleted meanwhile (tern queue delete) */
+	}
+	if (rc != SQLITE_ROW) {
+		db_error(sp, spool_sql[ST_RCPT_GET], error_r);
+		st_done(st);
+		goto fail;
+	}
+	old_state = sqlite3_column_int64(st, 0);
+	notify = col_uint(st, 1);
+	dsn = dsn_wanted((const char *)sqlite3_column_text(st, 2), notify, res);
+	st_done(st);
+	if (old_state != STATE_PENDING) {
+		*error_r =
+		    xasprintf("%s: recipient %s is not pending", id, address);
+		goto fail;
+	}
+
+	st = sp->st[ST_RCPT_UPDATE];
 	bind_text(st, 1, id);
 	bind_text(st, 2, address);
 	sqlite3_bind_int(st, 3, db_state);
-	bind_text(st, 4, diagnostic);
-	sqlite3_bind_int64(st, 5, to_i64(next_try_ms));
+	bind_text(st, 4, res->diagnostic);
+	sqlite3_bind_int64(st, 5, to_i64(res->next_try_ms));
+	sqlite3_bind_int64(st, 6, to_i64(now_ms()));
+	bind_text(st, 7, res->status);
+	bind_text(st, 8, res->remote_mta);
+	sqlite3_bind_int(st, 9, res->relayed ? 1 : 0);
+	sqlite3_bind_int(st, 10, dsn ? 1 : 0);
 	if (st_exec(sp, ST_RCPT_UPDATE, error_r) < 0)
 		goto fail;
 	if (sqlite3_changes(sp->db) != 1) {
@@ -1217,37 +1436,473 @@ spool_rcpt_result(struct spool *sp, const char *id, const char *address,
 		    xasprintf("%s: no pending recipient %s", id, address);
 		goto fail;
 	}
-	bind_text(sp->st[ST_PENDING_OF], 1, id);
-	if (st_int(sp, ST_PENDING_OF, &pending, error_r) < 0)
+	if (drop_if_done(sp, id, &removed, error_r) < 0)
 		goto fail;
-	if (pending == 0) {
-		bind_text(sp->st[ST_MSG_DELETE], 1, id);
-		if (st_exec(sp, ST_MSG_DELETE, error_r) < 0)
-			goto fail;
-	}
 	if (commit(sp, error_r) < 0)
 		return -1;
 
-	log_msg(state == SPOOL_RCPT_FAILED ? LOG_LEVEL_NOTICE : LOG_LEVEL_INFO,
-	        id, "event=rcpt_%s rcpt=%s diagnostic=%s", state_name(state),
-	        address, diagnostic != NULL ? diagnostic : "");
-	if (pending > 0)
-		return 0;
-
-	/* The outcome is recorded: failing to remove the file is not the
-	 * caller's error (spool_open() retries), only worth a log line. */
-	if (unlinkat(sp->dirfd, id, 0) < 0)
-		log_error(id, "event=spool_unlink_failed error=%s",
-		          strerror(errno));
-	else if (fsync_dir(sp, &error) < 0) {
-		log_warn(id, "event=spool_fsync_failed error=%s", error);
-		free(error);
-	}
-	log_info(id, "event=spool_removed");
+	log_msg(res->state == SPOOL_RCPT_FAILED ? LOG_LEVEL_NOTICE
+	                                        : LOG_LEVEL_INFO,
+	        id, "event=rcpt_%s rcpt=%s diagnostic=%s dsn=%s",
+	        state_name(res->state), address,
+	        res->diagnostic != NULL ? res->diagnostic : "",
+	        dsn ? "due" : "none");
+	if (removed)
+		remove_file(sp, id);
 	return 0;
 fail:
 	rollback(sp);
 	return -1;
+}
+
+int
+spool_rcpt_result(struct spool *sp, const char *id, const char *address,
+                  enum spool_rcpt_state state, const char *diagnostic,
+                  uint64_t next_try_ms, char **error_r)
+{
+	const struct spool_result res = {
+	    .state = state,
+	    .diagnostic = diagnostic,
+	    .next_try_ms = next_try_ms,
+	};
+	int rc = spool_rcpt_update(sp, id, address, &res, error_r);
+
+	if (rc == 1) {
+		*error_r = xasprintf("%s: no pending recipient %s", id,
+		                     address != NULL ? address : "");
+		return -1;
+	}
+	return rc;
+}
+
+/* ---------------------------------------------------------- DSNs due */
+
+int
+spool_dsn_due(struct spool *sp, size_t max, char (**ids_r)[SPOOL_ID_SIZE],
+              size_t *n_r, char **error_r)
+{
+	sqlite3_stmt *st = sp->st[ST_DSN_DUE];
+	char(*ids)[SPOOL_ID_SIZE] = NULL;
+	size_t n = 0;
+	int rc;
+
+	*ids_r = NULL;
+	*n_r = 0;
+	if (max == 0)
+		return 0;
+	sqlite3_bind_int64(st, 1, to_i64(max));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(st, 0);
+
+		if (!id_valid(id)) {
+			log_error(NULL, "event=spool_bad_row id=%s",
+			          id != NULL ? id : "");
+			continue;
+		}
+		ids = xreallocarray(ids, n + 1, sizeof(*ids));
+		memcpy(ids[n++], id, SPOOL_ID_SIZE);
+	}
+	if (rc != SQLITE_DONE) {
+		db_error(sp, spool_sql[ST_DSN_DUE], error_r);
+		st_done(st);
+		free(ids);
+		return -1;
+	}
+	st_done(st);
+	*ids_r = ids;
+	*n_r = n;
+	return 0;
+}
+
+int
+spool_dsn_rcpts(struct spool *sp, const char *id,
+                struct spool_dsn_rcpt **rcpts_r, size_t *n_r, char **error_r)
+{
+	sqlite3_stmt *st = sp->st[ST_DSN_RCPTS];
+	struct spool_dsn_rcpt *rcpts = NULL, *r;
+	size_t n = 0;
+	int rc;
+
+	*rcpts_r = NULL;
+	*n_r = 0;
+	if (check_id(id, error_r) < 0)
+		return -1;
+	bind_text(st, 1, id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		rcpts = xreallocarray(rcpts, n + 1, sizeof(*rcpts));
+		r = &rcpts[n++];
+		memset(r, 0, sizeof(*r));
+		if (col_strdup(st, 0, &r->address) < 0 || r->address == NULL ||
+		    col_strdup(st, 1, &r->orcpt) < 0 ||
+		    col_strdup(st, 4, &r->status) < 0 ||
+		    col_strdup(st, 5, &r->diagnostic) < 0 ||
+		    col_strdup(st, 6, &r->remote_mta) < 0) {
+			*error_r = xstrdup("out of memory reading queue.db");
+			st_done(st);
+			spool_dsn_rcpts_free(&rcpts, n);
+			return -1;
+		}
+		r->state = state_of_db(sqlite3_column_int64(st, 2));
+		r->relayed = sqlite3_column_int(st, 3) != 0;
+		r->last_try_ms = col_u64(st, 7);
+	}
+	if (rc != SQLITE_DONE) {
+		db_error(sp, spool_sql[ST_DSN_RCPTS], error_r);
+		st_done(st);
+		spool_dsn_rcpts_free(&rcpts, n);
+		return -1;
+	}
+	st_done(st);
+	*rcpts_r = rcpts;
+	*n_r = n;
+	return 0;
+}
+
+void
+spool_dsn_rcpts_free(struct spool_dsn_rcpt **rcpts, size_t n)
+{
+	size_t i;
+
+	if (*rcpts == NULL)
+		return;
+	for (i = 0; i < n; i++) {
+		struct spool_dsn_rcpt *r = &(*rcpts)[i];
+
+		free(r->address);
+		free(r->orcpt);
+		free(r->status);
+		free(r->diagnostic);
+		free(r->remote_mta);
+	}
+	xfree(rcpts);
+}
+
+/* 0, 1 when there is no such message (deleted meanwhile), -1. */
+int
+spool_dsn_done(struct spool *sp, const char *id, char **error_r)
+{
+	bool exists, removed;
+	int changed;
+
+	if (check_id(id, error_r) < 0 || st_exec(sp, ST_BEGIN, error_r) < 0)
+		return -1;
+	if (message_exists(sp, id, &exists, error_r) < 0)
+		goto fail;
+	if (!exists) {
+		rollback(sp);
+		return 1;
+	}
+	bind_text(sp->st[ST_DSN_CLEAR], 1, id);
+	if (st_exec(sp, ST_DSN_CLEAR, error_r) < 0)
+		goto fail;
+	changed = sqlite3_changes(sp->db);
+	if (drop_if_done(sp, id, &removed, error_r) < 0 ||
+	    commit(sp, error_r) < 0)
+		goto fail;
+	log_info(id, "event=spool_dsn_done rcpts=%d", changed);
+	if (removed)
+		remove_file(sp, id);
+	return 0;
+fail:
+	rollback(sp);
+	return -1;
+}
+
+/* ------------------------------------------------- the operator's view */
+
+static void
+rcpt_info_clear(struct spool_rcpt_info *r)
+{
+	free(r->address);
+	free(r->orcpt);
+	free(r->diagnostic);
+	free(r->remote_mta);
+}
+
+void
+spool_info_clear(struct spool_info *info)
+{
+	size_t i;
+
+	free(info->mail_from);
+	free(info->auth_user);
+	free(info->client_ip);
+	for (i = 0; i < info->nrcpts; i++)
+		rcpt_info_clear(&info->rcpts[i]);
+	free(info->rcpts);
+	memset(info, 0, sizeof(*info));
+}
+
+void
+spool_list_free(struct spool_info **list, size_t n)
+{
+	size_t i;
+
+	if (*list == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		spool_info_clear(&(*list)[i]);
+	xfree(list);
+}
+
+/* The recipients of info->id, and the counts made from them. */
+static int
+info_rcpts(struct spool *sp, struct spool_info *info, char **error_r)
+{
+	sqlite3_stmt *st = sp->st[ST_INFO_RCPTS];
+	struct spool_rcpt_info *r;
+	int rc;
+
+	bind_text(st, 1, info->id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		info->rcpts = xreallocarray(info->rcpts, info->nrcpts + 1,
+		                            sizeof(*info->rcpts));
+		r = &info->rcpts[info->nrcpts++];
+		memset(r, 0, sizeof(*r));
+		if (col_strdup(st, 0, &r->address) < 0 || r->address == NULL ||
+		    col_strdup(st, 1, &r->orcpt) < 0 ||
+		    col_strdup(st, 7, &r->diagnostic) < 0 ||
+		    col_strdup(st, 8, &r->remote_mta) < 0) {
+			*error_r = xstrdup("out of memory reading queue.db");
+			st_done(st);
+			return -1;
+		}
+		r->local = sqlite3_column_int(st, 2) != 0;
+		r->state = state_of_db(sqlite3_column_int64(st, 3));
+		r->attempts = col_uint(st, 4);
+		r->next_try_ms = col_u64(st, 5);
+		r->last_try_ms = col_u64(st, 6);
+		if (r->state == SPOOL_RCPT_PENDING) {
+			info->npending++;
+			if (info->next_try_ms == 0 ||
+			    r->next_try_ms < info->next_try_ms)
+				info->next_try_ms = r->next_try_ms;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		db_error(sp, spool_sql[ST_INFO_RCPTS], error_r);
+		st_done(st);
+		return -1;
+	}
+	st_done(st);
+	return 0;
+}
+
+/* The message row st is on (ST_INFO_LIST or ST_INFO_GET), then its
+ * recipients. 1: a row with a bad id (logged, skipped). */
+static int
+info_read(struct spool *sp, sqlite3_stmt *st, struct spool_info *info,
+          char **error_r)
+{
+	const char *id = (const char *)sqlite3_column_text(st, 0);
+
+	memset(info, 0, sizeof(*info));
+	if (!id_valid(id)) {
+		log_error(NULL, "event=spool_bad_row id=%s",
+		          id != NULL ? id : "");
+		return 1;
+	}
+	memcpy(info->id, id, SPOOL_ID_SIZE);
+	if (col_strdup(st, 1, &info->mail_from) < 0 ||
+	    info->mail_from == NULL ||
+	    col_strdup(st, 2, &info->auth_user) < 0 ||
+	    col_strdup(st, 3, &info->client_ip) < 0) {
+		*error_r = xstrdup("out of memory reading queue.db");
+		return -1;
+	}
+	info->size = col_u64(st, 4);
+	info->created_ms = col_u64(st, 5);
+	info->held = sqlite3_column_int(st, 6) != 0;
+	return info_rcpts(sp, info, error_r);
+}
+
+/* The end of a read transaction; nothing to lose when it fails. */
+static void
+end_read(struct spool *sp)
+{
+	char *error = NULL;
+
+	if (sqlite3_get_autocommit(sp->db))
+		return;
+	if (st_exec(sp, ST_COMMIT, &error) < 0) {
+		free(error);
+		rollback(sp);
+	}
+}
+
+int
+spool_list(struct spool *sp, struct spool_info **list_r, size_t *n_r,
+           char **error_r)
+{
+	sqlite3_stmt *st = sp->st[ST_INFO_LIST];
+	struct spool_info *list = NULL;
+	size_t n = 0;
+	int rc;
+
+	*list_r = NULL;
+	*n_r = 0;
+	if (st_exec(sp, ST_BEGIN_READ, error_r) < 0)
+		return -1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		list = xreallocarray(list, n + 1, sizeof(*list));
+		rc = info_read(sp, st, &list[n], error_r);
+		if (rc < 0) {
+			spool_info_clear(&list[n]);
+			st_done(st);
+			spool_list_free(&list, n);
+			end_read(sp);
+			return -1;
+		}
+		if (rc == 0)
+			n++;
+	}
+	if (rc != SQLITE_DONE) {
+		db_error(sp, spool_sql[ST_INFO_LIST], error_r);
+		st_done(st);
+		spool_list_free(&list, n);
+		end_read(sp);
+		return -1;
+	}
+	st_done(st);
+	end_read(sp);
+	*list_r = list;
+	*n_r = n;
+	return 0;
+}
+
+int
+spool_show(struct spool *sp, const char *id, struct spool_info *info_r,
+           char **error_r)
+{
+	sqlite3_stmt *st = sp->st[ST_INFO_GET];
+	int rc;
+
+	memset(info_r, 0, sizeof(*info_r));
+	if (check_id(id, error_r) < 0 ||
+	    st_exec(sp, ST_BEGIN_READ, error_r) < 0)
+		return -1;
+	bind_text(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		rc = info_read(sp, st, info_r, error_r);
+		if (rc != 0)
+			spool_info_clear(info_r);
+		if (rc > 0) {
+			*error_r = xasprintf("%s: bad row", id);
+			rc = -1;
+		}
+	} else if (rc == SQLITE_DONE) {
+		rc = 1;
+	} else {
+		db_error(sp, spool_sql[ST_INFO_GET], error_r);
+		rc = -1;
+	}
+	st_done(st);
+	end_read(sp);
+	return rc;
+}
+
+int
+spool_hold(struct spool *sp, const char *id, bool hold, char **error_r)
+{
+	sqlite3_stmt *st = sp->st[ST_HOLD];
+
+	if (check_id(id, error_r) < 0)
+		return -1;
+	/* One statement: its own transaction. */
+	bind_text(st, 1, id);
+	sqlite3_bind_int(st, 2, hold ? 1 : 0);
+	if (st_exec(sp, ST_HOLD, error_r) < 0)
+		return -1;
+	if (sqlite3_changes(sp->db) == 0)
+		return 1;
+	log_notice(id, "event=spool_%s", hold ? "held" : "released");
+	return 0;
+}
+
+/* A held message is left as it is (0): release it first. */
+int
+spool_retry_now(struct spool *sp, const char *id, char **error_r)
+{
+	sqlite3_stmt *st = sp->st[ST_HELD];
+	int rc, changed;
+	bool held;
+
+	if (check_id(id, error_r) < 0 || st_exec(sp, ST_BEGIN, error_r) < 0)
+		return -1;
+	bind_text(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		st_done(st);
+		rollback(sp);
+		return 1;
+	}
+	if (rc != SQLITE_ROW) {
+		db_error(sp, spool_sql[ST_HELD], error_r);
+		st_done(st);
+		goto fail;
+	}
+	held = sqlite3_column_int(st, 0) != 0;
+	st_done(st);
+	if (held) {
+		rollback(sp);
+		log_info(id, "event=spool_retry_ignored reason=held");
+		return 0;
+	}
+	bind_text(sp->st[ST_RETRY_NOW], 1, id);
+	if (st_exec(sp, ST_RETRY_NOW, error_r) < 0)
+		goto fail;
+	changed = sqlite3_changes(sp->db);
+	if (commit(sp, error_r) < 0)
+		return -1;
+	log_notice(id, "event=spool_retry_now rcpts=%d", changed);
+	return 0;
+fail:
+	rollback(sp);
+	return -1;
+}
+
+int
+spool_delete(struct spool *sp, const char *id, char **error_r)
+{
+	if (check_id(id, error_r) < 0)
+		return -1;
+	/* One statement (the recipients go by ON DELETE CASCADE): its own
+	 * transaction. */
+	bind_text(sp->st[ST_MSG_DELETE], 1, id);
+	if (st_exec(sp, ST_MSG_DELETE, error_r) < 0)
+		return -1;
+	if (sqlite3_changes(sp->db) == 0)
+		return 1;
+	log_notice(id, "event=spool_deleted");
+	remove_file(sp, id);
+	return 0;
+}
+
+/* *n_r counts the messages that changed (already held ones are not
+ * counted again). */
+int
+spool_hold_user(struct spool *sp, const char *user, bool hold, size_t *n_r,
+                char **error_r)
+{
+	sqlite3_stmt *st = sp->st[ST_HOLD_USER];
+	int changed;
+
+	*n_r = 0;
+	if (user == NULL) {
+		*error_r = xstrdup("no user");
+		return -1;
+	}
+	bind_text(st, 1, user);
+	sqlite3_bind_int(st, 2, hold ? 1 : 0);
+	if (st_exec(sp, ST_HOLD_USER, error_r) < 0)
+		return -1;
+	changed = sqlite3_changes(sp->db);
+	*n_r = changed > 0 ? (size_t)changed : 0;
+	if (changed > 0)
+		log_notice(NULL, "event=spool_%s_user user=%s messages=%d",
+		           hold ? "held" : "released", user, changed);
+	return 0;
 }
 
 uint64_t

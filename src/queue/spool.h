@@ -56,6 +56,8 @@ struct spool_due {
 	bool local;
 	unsigned attempts;
 	uint64_t created_ms; /* when the message was committed */
+	unsigned notify;     /* DSN NOTIFY bits given at RCPT */
+	char *orcpt;         /* or NULL */
 };
 
 struct spool;
@@ -64,6 +66,9 @@ struct spool;
  * with no committed envelope (a crash between create and commit) are
  * removed here. */
 struct spool *spool_open(const char *dir, char **error_r);
+/* For the CLI beside a running queue: no clean-up of uncommitted files
+ * (they may be a session's message being written right now). */
+struct spool *spool_open_admin(const char *dir, char **error_r);
 void spool_close(struct spool **sp);
 
 /* A new, empty message file (O_RDWR, 0600). The caller passes the fd on;
@@ -100,6 +105,102 @@ void spool_envelope_clear(struct spool_envelope *env);
 int spool_rcpt_result(struct spool *sp, const char *id, const char *address,
                       enum spool_rcpt_state state, const char *diagnostic,
                       uint64_t next_try_ms, char **error_r);
+/* An attempt's outcome for one recipient, with what a DSN needs. */
+struct spool_result {
+	enum spool_rcpt_state state;
+	const char *diagnostic; /* the remote's reply or our words, or NULL */
+	const char *remote_mta; /* the host that answered, or NULL */
+	const char *status;     /* enhanced status "5.1.1", or NULL */
+	uint64_t next_try_ms;   /* PENDING: when to try again */
+	/* DELIVERED: handed to a remote server (the DSN action is
+	 * "relayed" rather than "delivered")… */
+	bool relayed;
+	/* …which offered DSN and took NOTIFY along: no success DSN here. */
+	bool dsn_passed;
+};
+/* spool_rcpt_result with the details. Marks a DSN as due when the
+ * recipient's NOTIFY asks for one (FAILED: unless NOTIFY=NEVER or NOTIFY
+ * without FAILURE; DELIVERED: NOTIFY has SUCCESS and !dsn_passed) and the
+ * envelope sender is not <>. The message stays while a DSN is due, even
+ * when every recipient is final. Attempts count up by one; the last try
+ * time is recorded. 0, 1 when the message or recipient is not in the
+ * spool (deleted meanwhile), -1 with *error_r. */
+int spool_rcpt_update(struct spool *sp, const char *id, const char *address,
+                      const struct spool_result *res, char **error_r);
+
+/* ---- DSNs due ---- */
+struct spool_dsn_rcpt {
+	char *address;
+	char *orcpt;                 /* or NULL */
+	enum spool_rcpt_state state; /* FAILED or DELIVERED */
+	bool relayed;
+	char *status;         /* or NULL */
+	char *diagnostic;     /* or NULL */
+	char *remote_mta;     /* or NULL */
+	uint64_t last_try_ms; /* 0: never tried */
+};
+/* Ids of messages with a DSN due (at most max), oldest first; *ids_r is
+ * one malloc'd array. Held messages are left out until released. */
+int spool_dsn_due(struct spool *sp, size_t max, char (**ids_r)[SPOOL_ID_SIZE],
+                  size_t *n_r, char **error_r);
+/* The recipients of id whose DSN is due. */
+int spool_dsn_rcpts(struct spool *sp, const char *id,
+                    struct spool_dsn_rcpt **rcpts_r, size_t *n_r,
+                    char **error_r);
+void spool_dsn_rcpts_free(struct spool_dsn_rcpt **rcpts, size_t n);
+/* The DSN for those recipients is in the spool (or was not wanted):
+ * clear their due marks, and drop the message (file and rows) when no
+ * recipient is pending any more. 0, 1 when there is no such message
+ * (deleted meanwhile), -1 with *error_r. */
+int spool_dsn_done(struct spool *sp, const char *id, char **error_r);
+
+/* ---- the operator's view (tern queue) ---- */
+struct spool_rcpt_info {
+	char *address;
+	char *orcpt;
+	bool local;
+	enum spool_rcpt_state state;
+	unsigned attempts;
+	uint64_t next_try_ms;
+	uint64_t last_try_ms;
+	char *diagnostic; /* the last attempt's outcome, or NULL */
+	char *remote_mta; /* or NULL */
+};
+struct spool_info {
+	char id[SPOOL_ID_SIZE];
+	char *mail_from;
+	char *auth_user; /* or NULL */
+	char *client_ip;
+	uint64_t size;
+	uint64_t created_ms;
+	bool held;
+	size_t npending;      /* recipients still pending */
+	uint64_t next_try_ms; /* earliest of the pending ones, 0: none */
+	struct spool_rcpt_info *rcpts;
+	size_t nrcpts;
+};
+/* Every message, oldest first, recipients included. */
+int spool_list(struct spool *sp, struct spool_info **list_r, size_t *n_r,
+               char **error_r);
+/* One message: 0, 1 when there is no such id, -1 with *error_r. */
+int spool_show(struct spool *sp, const char *id, struct spool_info *info_r,
+               char **error_r);
+void spool_info_clear(struct spool_info *info);
+void spool_list_free(struct spool_info **list, size_t n);
+/* Held messages are never due (spool_due skips them) until released.
+ * Each: 0, 1 when there is no such id, -1 with *error_r. */
+int spool_hold(struct spool *sp, const char *id, bool hold, char **error_r);
+/* Every pending recipient of id is due now (next_try_ms 0). A held
+ * message is left as it is (0): release it first. */
+int spool_retry_now(struct spool *sp, const char *id, char **error_r);
+/* Remove the message (rows and file) without any DSN. */
+int spool_delete(struct spool *sp, const char *id, char **error_r);
+/* Hold every message whose auth_user is user (the abuse limits):
+ * how many in *n_r (those that changed: already held ones do not
+ * count). */
+int spool_hold_user(struct spool *sp, const char *user, bool hold, size_t *n_r,
+                    char **error_r);
+
 /* The retry schedule: the wait after attempt n (1-based). */
 uint64_t spool_retry_delay_ms(unsigned attempts);
 

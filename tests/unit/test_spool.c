@@ -1,6 +1,7 @@
 /* Tests for queue/spool.c: the create/commit/deliver cycle, group commit
  * and its one-by-one fallback, retries, crash recovery at open, envelope
- * round trips and the commit rate, single and grouped (printed). */
+ * round trips, DSNs due, holds, the operator's view and actions, schema
+ * upgrades, and the commit rate, single and grouped (printed). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -347,7 +348,8 @@ test_deferred(void **state)
 	assert_int_equal(spool_due(f->sp, UINT64_MAX, 0, &due, &n, &error), 0);
 	assert_int_equal(n, 0);
 
-	/* A permanent failure and a delivery: the message goes. */
+	/* A permanent failure and a delivery: the message stays for the
+	 * bounce (NOTIFY not given means FAILURE), then goes. */
 	assert_int_equal(spool_rcpt_result(f->sp, id, "b@example.com",
 	                                   SPOOL_RCPT_FAILED,
 	                                   "550 no such user", 0, &error),
@@ -358,6 +360,9 @@ test_deferred(void **state)
 	                                   SPOOL_RCPT_DELIVERED, NULL, 0,
 	                                   &error),
 	                 0);
+	assert_true(file_exists(f, id));
+	check_counts(f, 1, 0);
+	assert_int_equal(spool_dsn_done(f->sp, id, &error), 0);
 	assert_false(file_exists(f, id));
 	check_counts(f, 0, 0);
 }
@@ -622,6 +627,11 @@ test_survives_reopen(void **state)
 	    spool_due(f->sp, wall_ms() + 1000, 10, &due, &n, &error), 0);
 	assert_int_equal(n, 3);
 	assert_true(due[0].local);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(due[i].notify, r[i].notify);
+	assert_null(due[0].orcpt);
+	assert_string_equal(due[1].orcpt, r[1].orcpt);
+	assert_null(due[2].orcpt);
 	spool_due_free(&due, n);
 	fd = spool_open_message(f->sp, id, &error);
 	assert_true(fd >= 0);
@@ -920,6 +930,782 @@ test_commit_rate(void **state)
 	check_counts(f, 2 * N, 2 * N);
 }
 
+/* ------------------------------------------------ DSNs, holds, the view */
+
+#define N_NEVER 0x1
+#define N_SUCCESS 0x2
+#define N_FAILURE 0x4
+#define N_DELAY 0x8
+
+/* One message from sender (auth_user may be NULL) to rcpts[0..n) with
+ * the NOTIFY bits notify[i] (notify may be NULL: none given). */
+static void
+spool_from(struct fixture *f, const char *sender, const char *auth_user,
+           const char *const *rcpts, const unsigned *notify, size_t n,
+           char id_r[SPOOL_ID_SIZE])
+{
+	struct spool_rcpt r[8];
+	struct spool_envelope env = {
+	    .mail_from = (char *)sender,
+	    .helo = (char *)"client.example",
+	    .client_ip = (char *)"192.0.2.7",
+	    .auth_user = (char *)auth_user,
+	    .size = 3,
+	    .rcpts = r,
+	    .nrcpts = n,
+	};
+	char *error = NULL;
+	size_t i;
+	int fd;
+
+	assert_true(n <= 8);
+	memset(r, 0, sizeof(r));
+	for (i = 0; i < n; i++) {
+		r[i].address = (char *)rcpts[i];
+		r[i].notify = notify != NULL ? notify[i] : 0;
+	}
+	fd = spool_create(f->sp, id_r, &error);
+	if (fd < 0)
+		fail_msg("spool_create: %s", error);
+	write_all(fd, "x\r\n");
+	close(fd);
+	if (spool_commit(f->sp, id_r, &env, &error) < 0)
+		fail_msg("spool_commit: %s", error);
+}
+
+/* Is id among the messages with a DSN due? */
+static bool
+dsn_is_due(struct fixture *f, const char *id)
+{
+	char(*ids)[SPOOL_ID_SIZE] = NULL, *error = NULL;
+	bool found = false;
+	size_t n, i;
+
+	if (spool_dsn_due(f->sp, 1000, &ids, &n, &error) < 0)
+		fail_msg("spool_dsn_due: %s", error);
+	for (i = 0; i < n; i++)
+		if (strcmp(ids[i], id) == 0)
+			found = true;
+	free(ids);
+	return found;
+}
+
+/* Recipients of id that spool_due() returns at now. */
+static size_t
+due_of(struct fixture *f, const char *id, uint64_t now)
+{
+	struct spool_due *due;
+	char *error = NULL;
+	size_t n, i, k = 0;
+
+	if (spool_due(f->sp, now, 1000, &due, &n, &error) < 0)
+		fail_msg("spool_due: %s", error);
+	for (i = 0; i < n; i++)
+		if (strcmp(due[i].id, id) == 0)
+			k++;
+	spool_due_free(&due, n);
+	return k;
+}
+
+static void
+test_dsn_rules(void **state)
+{
+	static const struct {
+		const char *sender;
+		unsigned notify;
+		enum spool_rcpt_state outcome;
+		bool dsn_passed;
+		bool due;
+	} cases[] = {
+	    /* failures: NOTIFY absent means FAILURE */
+	    {"s@example.org", 0, SPOOL_RCPT_FAILED, false, true},
+	    {"s@example.org", N_FAILURE, SPOOL_RCPT_FAILED, false, true},
+	    {"s@example.org", N_FAILURE | N_DELAY, SPOOL_RCPT_FAILED, false,
+	     true},
+	    {"s@example.org", N_SUCCESS | N_FAILURE, SPOOL_RCPT_FAILED, false,
+	     true},
+	    {"s@example.org", N_NEVER, SPOOL_RCPT_FAILED, false, false},
+	    {"s@example.org", N_SUCCESS, SPOOL_RCPT_FAILED, false, false},
+	    {"s@example.org", N_DELAY, SPOOL_RCPT_FAILED, false, false},
+	    {"s@example.org", N_SUCCESS | N_DELAY, SPOOL_RCPT_FAILED, false,
+	     false},
+	    /* a DSN never goes to <> */
+	    {"", 0, SPOOL_RCPT_FAILED, false, false},
+	    {"", N_FAILURE, SPOOL_RCPT_FAILED, false, false},
+	    {"", N_SUCCESS, SPOOL_RCPT_DELIVERED, false, false},
+	    /* deliveries: only NOTIFY=SUCCESS, and not when passed on */
+	    {"s@example.org", 0, SPOOL_RCPT_DELIVERED, false, false},
+	    {"s@example.org", N_SUCCESS, SPOOL_RCPT_DELIVERED, false, true},
+	    {"s@example.org", N_SUCCESS | N_FAILURE, SPOOL_RCPT_DELIVERED,
+	     false, true},
+	    {"s@example.org", N_SUCCESS, SPOOL_RCPT_DELIVERED, true, false},
+	    {"s@example.org", N_FAILURE, SPOOL_RCPT_DELIVERED, false, false},
+	    {"s@example.org", N_DELAY, SPOOL_RCPT_DELIVERED, false, false},
+	    {"s@example.org", N_NEVER, SPOOL_RCPT_DELIVERED, false, false},
+	    /* still pending: no DSN (DELAY is not the spool's business) */
+	    {"s@example.org", 0, SPOOL_RCPT_PENDING, false, false},
+	    {"s@example.org", N_DELAY | N_FAILURE, SPOOL_RCPT_PENDING, false,
+	     false},
+	};
+	struct fixture *f = *state;
+	static const char *const rcpts[] = {"r@example.com"};
+	char id[SPOOL_ID_SIZE], *error = NULL;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct spool_result res = {
+		    .state = cases[i].outcome,
+		    .diagnostic = "diag",
+		    .next_try_ms = UINT64_MAX / 2,
+		    .dsn_passed = cases[i].dsn_passed,
+		};
+		bool final = cases[i].outcome != SPOOL_RCPT_PENDING;
+
+		spool_from(f, cases[i].sender, NULL, rcpts, &cases[i].notify, 1,
+		           id);
+		assert_int_equal(
+		    spool_rcpt_update(f->sp, id, rcpts[0], &res, &error), 0);
+		if (dsn_is_due(f, id) != cases[i].due)
+			fail_msg("case %zu: DSN %s", i,
+			         cases[i].due ? "not due" : "due");
+		/* Kept while pending or while a DSN is due. */
+		if (file_exists(f, id) != (!final || cases[i].due))
+			fail_msg("case %zu: file %s", i,
+			         file_exists(f, id) ? "kept" : "gone");
+		if (cases[i].due) {
+			assert_int_equal(spool_dsn_done(f->sp, id, &error), 0);
+			assert_false(file_exists(f, id));
+		} else if (!final) {
+			assert_int_equal(spool_delete(f->sp, id, &error), 0);
+		}
+		check_counts(f, 0, 0);
+	}
+}
+
+/* A message waits for its DSN, survives a reopen (recovery keeps it),
+ * and goes with spool_dsn_done() once nothing is pending. */
+static void
+test_dsn_keep_and_done(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const rcpts[] = {"a@example.com", "b@example.net",
+	                                    "c@example.net"};
+	static const unsigned notify[] = {0, N_SUCCESS, N_NEVER};
+	struct spool_result fail = {
+	    .state = SPOOL_RCPT_FAILED,
+	    .diagnostic = "550 5.1.1 no such user",
+	    .remote_mta = "mx.example.com",
+	    .status = "5.1.1",
+	};
+	struct spool_result relayed = {
+	    .state = SPOOL_RCPT_DELIVERED,
+	    .diagnostic = "250 ok",
+	    .remote_mta = "mx.example.net",
+	    .status = "2.0.0",
+	    .relayed = true,
+	};
+	struct spool_result never = {.state = SPOOL_RCPT_FAILED};
+	struct spool_dsn_rcpt *d;
+	char id[SPOOL_ID_SIZE], *error = NULL;
+	uint64_t before = wall_ms();
+	size_t n;
+
+	spool_from(f, "s@example.org", NULL, rcpts, notify, 3, id);
+	assert_false(dsn_is_due(f, id));
+	assert_int_equal(spool_dsn_rcpts(f->sp, id, &d, &n, &error), 0);
+	assert_int_equal(n, 0);
+	assert_null(d);
+
+	assert_int_equal(
+	    spool_rcpt_update(f->sp, id, "a@example.com", &fail, &error), 0);
+	assert_true(dsn_is_due(f, id));
+	reopen(f);
+	assert_true(dsn_is_due(f, id));
+	assert_int_equal(spool_dsn_rcpts(f->sp, id, &d, &n, &error), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(d[0].address, "a@example.com");
+	assert_null(d[0].orcpt);
+	assert_int_equal(d[0].state, SPOOL_RCPT_FAILED);
+	assert_false(d[0].relayed);
+	assert_string_equal(d[0].status, "5.1.1");
+	assert_string_equal(d[0].diagnostic, "550 5.1.1 no such user");
+	assert_string_equal(d[0].remote_mta, "mx.example.com");
+	assert_true(d[0].last_try_ms >= before);
+	assert_true(d[0].last_try_ms <= wall_ms());
+	spool_dsn_rcpts_free(&d, n);
+	assert_null(d);
+
+	/* Done while b and c are pending: the message stays. */
+	assert_int_equal(spool_dsn_done(f->sp, id, &error), 0);
+	assert_false(dsn_is_due(f, id));
+	assert_true(file_exists(f, id));
+	check_counts(f, 1, 2);
+
+	/* c fails with NOTIFY=NEVER, b is relayed with SUCCESS asked. */
+	assert_int_equal(
+	    spool_rcpt_update(f->sp, id, "c@example.net", &never, &error), 0);
+	assert_false(dsn_is_due(f, id));
+	assert_int_equal(
+	    spool_rcpt_update(f->sp, id, "b@example.net", &relayed, &error), 0);
+	assert_true(dsn_is_due(f, id));
+	assert_true(file_exists(f, id));
+	check_counts(f, 1, 0);
+	reopen(f);
+	assert_true(file_exists(f, id));
+	assert_int_equal(spool_dsn_rcpts(f->sp, id, &d, &n, &error), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(d[0].address, "b@example.net");
+	assert_int_equal(d[0].state, SPOOL_RCPT_DELIVERED);
+	assert_true(d[0].relayed);
+	assert_string_equal(d[0].remote_mta, "mx.example.net");
+	spool_dsn_rcpts_free(&d, n);
+
+	assert_int_equal(spool_dsn_done(f->sp, id, &error), 0);
+	assert_false(file_exists(f, id));
+	check_counts(f, 0, 0);
+	/* Gone: both say so with 1. */
+	assert_int_equal(spool_dsn_done(f->sp, id, &error), 1);
+	assert_int_equal(
+	    spool_rcpt_update(f->sp, id, "b@example.net", &relayed, &error), 1);
+	assert_int_equal(spool_dsn_done(f->sp, "../x", &error), -1);
+	xfree(&error);
+	assert_int_equal(spool_dsn_rcpts(f->sp, "nope", &d, &n, &error), -1);
+	xfree(&error);
+}
+
+static void
+test_rcpt_update(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const rcpts[] = {"a@example.com", "b@example.com"};
+	struct spool_result res = {
+	    .state = SPOOL_RCPT_PENDING,
+	    .diagnostic = "451 4.7.1 later",
+	    .remote_mta = "mx.example.com",
+	    .status = "4.7.1",
+	};
+	struct spool_info info;
+	char id[SPOOL_ID_SIZE], *error = NULL;
+	uint64_t t = wall_ms();
+
+	spool_from(f, "s@example.org", NULL, rcpts, NULL, 2, id);
+	res.next_try_ms = t + 60000;
+	assert_int_equal(
+	    spool_rcpt_update(f->sp, id, "a@example.com", &res, &error), 0);
+	res.next_try_ms = t + 120000;
+	assert_int_equal(
+	    spool_rcpt_update(f->sp, id, "a@example.com", &res, &error), 0);
+	assert_int_equal(spool_show(f->sp, id, &info, &error), 0);
+	assert_int_equal(info.rcpts[0].attempts, 2);
+	assert_int_equal(info.rcpts[0].next_try_ms, t + 120000);
+	assert_true(info.rcpts[0].last_try_ms >= t);
+	assert_string_equal(info.rcpts[0].diagnostic, "451 4.7.1 later");
+	assert_string_equal(info.rcpts[0].remote_mta, "mx.example.com");
+	assert_int_equal(info.rcpts[1].attempts, 0);
+	assert_int_equal(info.rcpts[1].last_try_ms, 0);
+	assert_null(info.rcpts[1].diagnostic);
+	assert_null(info.rcpts[1].remote_mta);
+	spool_info_clear(&info);
+	/* Unknown recipient or message: 1; bad input: -1. */
+	assert_int_equal(
+	    spool_rcpt_update(f->sp, id, "z@example.com", &res, &error), 1);
+	assert_int_equal(spool_rcpt_update(f->sp, "0123456789abcdef",
+	                                   "a@example.com", &res, &error),
+	                 1);
+	assert_int_equal(
+	    spool_rcpt_update(f->sp, "x", "a@example.com", &res, &error), -1);
+	xfree(&error);
+	assert_int_equal(spool_rcpt_update(f->sp, id, NULL, &res, &error), -1);
+	xfree(&error);
+	res.state = (enum spool_rcpt_state)9;
+	assert_int_equal(
+	    spool_rcpt_update(f->sp, id, "a@example.com", &res, &error), -1);
+	xfree(&error);
+	/* Final already: refused, no transaction left open. */
+	res.state = SPOOL_RCPT_DELIVERED;
+	assert_int_equal(
+	    spool_rcpt_update(f->sp, id, "b@example.com", &res, &error), 0);
+	assert_int_equal(
+	    spool_rcpt_update(f->sp, id, "b@example.com", &res, &error), -1);
+	xfree(&error);
+	check_counts(f, 1, 1);
+	assert_int_equal(
+	    spool_rcpt_update(f->sp, id, "a@example.com", &res, &error), 0);
+	check_counts(f, 0, 0);
+	assert_false(file_exists(f, id));
+}
+
+static void
+test_dsn_due_order(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const rcpts[] = {"a@example.com"};
+	struct spool_result fail = {.state = SPOOL_RCPT_FAILED};
+	char ids[3][SPOOL_ID_SIZE], (*due)[SPOOL_ID_SIZE], *error = NULL;
+	size_t n, i;
+
+	for (i = 0; i < 3; i++) {
+		spool_from(f, "s@example.org", NULL, rcpts, NULL, 1, ids[i]);
+		/* created_ms orders them */
+		usleep(2000);
+	}
+	for (i = 3; i-- > 0;)
+		assert_int_equal(
+		    spool_rcpt_update(f->sp, ids[i], rcpts[0], &fail, &error),
+		    0);
+	assert_int_equal(spool_dsn_due(f->sp, 10, &due, &n, &error), 0);
+	assert_int_equal(n, 3);
+	for (i = 0; i < 3; i++)
+		assert_string_equal(due[i], ids[i]);
+	free(due);
+	assert_int_equal(spool_dsn_due(f->sp, 2, &due, &n, &error), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(due[1], ids[1]);
+	free(due);
+	assert_int_equal(spool_dsn_due(f->sp, 0, &due, &n, &error), 0);
+	assert_int_equal(n, 0);
+	assert_null(due);
+	/* A held message waits for its release, DSN included. */
+	assert_int_equal(spool_hold(f->sp, ids[0], true, &error), 0);
+	assert_int_equal(spool_dsn_due(f->sp, 10, &due, &n, &error), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(due[0], ids[1]);
+	free(due);
+	assert_int_equal(spool_hold(f->sp, ids[0], false, &error), 0);
+	assert_true(dsn_is_due(f, ids[0]));
+}
+
+static void
+test_hold(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const rcpts[] = {"a@example.com", "b@example.com"};
+	struct spool_info info;
+	char id[SPOOL_ID_SIZE], other[SPOOL_ID_SIZE], *error = NULL;
+	uint64_t now = wall_ms() + 1000;
+
+	spool_from(f, "s@example.org", NULL, rcpts, NULL, 2, id);
+	spool_from(f, "s@example.org", NULL, rcpts, NULL, 1, other);
+	assert_int_equal(due_of(f, id, now), 2);
+	assert_int_equal(spool_hold(f->sp, id, true, &error), 0);
+	assert_int_equal(due_of(f, id, now), 0);
+	assert_int_equal(due_of(f, other, now), 1);
+	assert_int_equal(due_of(f, id, UINT64_MAX), 0);
+	/* twice: still 0 */
+	assert_int_equal(spool_hold(f->sp, id, true, &error), 0);
+	assert_int_equal(spool_show(f->sp, id, &info, &error), 0);
+	assert_true(info.held);
+	spool_info_clear(&info);
+	/* Held survives a reopen. */
+	reopen(f);
+	assert_int_equal(due_of(f, id, now), 0);
+	assert_int_equal(spool_hold(f->sp, id, false, &error), 0);
+	assert_int_equal(due_of(f, id, now), 2);
+	assert_int_equal(spool_show(f->sp, id, &info, &error), 0);
+	assert_false(info.held);
+	spool_info_clear(&info);
+
+	assert_int_equal(spool_hold(f->sp, "0123456789abcdef", true, &error),
+	                 1);
+	assert_int_equal(spool_hold(f->sp, "0123456789ABCDEF", true, &error),
+	                 -1);
+	xfree(&error);
+	check_counts(f, 2, 3);
+}
+
+static void
+test_retry_now(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const rcpts[] = {"a@example.com", "b@example.com"};
+	struct spool_result later = {
+	    .state = SPOOL_RCPT_PENDING,
+	    .next_try_ms = wall_ms() + 3600 * 1000,
+	};
+	struct spool_result done = {.state = SPOOL_RCPT_DELIVERED};
+	struct spool_info info;
+	char id[SPOOL_ID_SIZE], *error = NULL;
+	uint64_t now = wall_ms() + 1000;
+
+	spool_from(f, "s@example.org", NULL, rcpts, NULL, 2, id);
+	assert_int_equal(
+	    spool_rcpt_update(f->sp, id, "a@example.com", &later, &error), 0);
+	assert_int_equal(
+	    spool_rcpt_update(f->sp, id, "b@example.com", &later, &error), 0);
+	assert_int_equal(due_of(f, id, now), 0);
+
+	/* Held: nothing changes. */
+	assert_int_equal(spool_hold(f->sp, id, true, &error), 0);
+	assert_int_equal(spool_retry_now(f->sp, id, &error), 0);
+	assert_int_equal(spool_hold(f->sp, id, false, &error), 0);
+	assert_int_equal(due_of(f, id, now), 0);
+
+	assert_int_equal(spool_retry_now(f->sp, id, &error), 0);
+	assert_int_equal(due_of(f, id, now), 2);
+	assert_int_equal(spool_show(f->sp, id, &info, &error), 0);
+	assert_int_equal(info.next_try_ms, 0);
+	assert_int_equal(info.rcpts[0].attempts, 1);
+	spool_info_clear(&info);
+
+	/* Only pending recipients are touched. */
+	assert_int_equal(
+	    spool_rcpt_update(f->sp, id, "a@example.com", &done, &error), 0);
+	assert_int_equal(
+	    spool_rcpt_update(f->sp, id, "b@example.com", &later, &error), 0);
+	assert_int_equal(spool_retry_now(f->sp, id, &error), 0);
+	assert_int_equal(due_of(f, id, now), 1);
+	assert_int_equal(spool_show(f->sp, id, &info, &error), 0);
+	assert_int_equal(info.rcpts[0].state, SPOOL_RCPT_DELIVERED);
+	assert_int_equal(info.rcpts[1].next_try_ms, 0);
+	spool_info_clear(&info);
+
+	assert_int_equal(spool_retry_now(f->sp, "0123456789abcdef", &error), 1);
+	assert_int_equal(spool_retry_now(f->sp, "", &error), -1);
+	xfree(&error);
+}
+
+static void
+test_delete(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const rcpts[] = {"a@example.com", "b@example.com"};
+	struct spool_result fail = {.state = SPOOL_RCPT_FAILED};
+	struct spool_info info;
+	char id[SPOOL_ID_SIZE], kept[SPOOL_ID_SIZE], *error = NULL;
+
+	spool_from(f, "s@example.org", NULL, rcpts, NULL, 2, id);
+	spool_from(f, "s@example.org", NULL, rcpts, NULL, 2, kept);
+	/* A DSN due does not stop a delete (no DSN is sent). */
+	assert_int_equal(
+	    spool_rcpt_update(f->sp, id, "a@example.com", &fail, &error), 0);
+	assert_true(dsn_is_due(f, id));
+	assert_true(file_exists(f, id));
+	assert_int_equal(spool_delete(f->sp, id, &error), 0);
+	assert_false(file_exists(f, id));
+	assert_false(dsn_is_due(f, id));
+	assert_int_equal(spool_show(f->sp, id, &info, &error), 1);
+	assert_int_equal(due_of(f, id, UINT64_MAX), 0);
+	check_counts(f, 1, 2);
+	assert_true(file_exists(f, kept));
+	/* A delivery's result arriving afterwards: 1. */
+	assert_int_equal(
+	    spool_rcpt_update(f->sp, id, "b@example.com", &fail, &error), 1);
+	assert_int_equal(spool_delete(f->sp, id, &error), 1);
+	assert_int_equal(spool_delete(f->sp, "../queue.db", &error), -1);
+	xfree(&error);
+	reopen(f);
+	check_counts(f, 1, 2);
+	assert_int_equal(count_files(f), 1);
+}
+
+static void
+test_hold_user(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const rcpts[] = {"a@example.com"};
+	char a1[SPOOL_ID_SIZE], a2[SPOOL_ID_SIZE], b[SPOOL_ID_SIZE];
+	char c[SPOOL_ID_SIZE], *error = NULL;
+	uint64_t now = wall_ms() + 1000;
+	size_t n;
+
+	spool_from(f, "alice@example.org", "alice@example.org", rcpts, NULL, 1,
+	           a1);
+	spool_from(f, "alice@example.org", "alice@example.org", rcpts, NULL, 1,
+	           a2);
+	spool_from(f, "bob@example.org", "bob@example.org", rcpts, NULL, 1, b);
+	spool_from(f, "alice@example.org", NULL, rcpts, NULL, 1, c);
+	assert_int_equal(spool_hold(f->sp, a2, true, &error), 0);
+
+	assert_int_equal(
+	    spool_hold_user(f->sp, "alice@example.org", true, &n, &error), 0);
+	assert_int_equal(n, 1); /* a2 was held already */
+	assert_int_equal(due_of(f, a1, now), 0);
+	assert_int_equal(due_of(f, a2, now), 0);
+	assert_int_equal(due_of(f, b, now), 1);
+	assert_int_equal(due_of(f, c, now), 1); /* not authenticated */
+	assert_int_equal(
+	    spool_hold_user(f->sp, "alice@example.org", true, &n, &error), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(
+	    spool_hold_user(f->sp, "nobody@example.org", true, &n, &error), 0);
+	assert_int_equal(n, 0);
+	/* Bound, not pasted: a quote in the name is just a name. */
+	assert_int_equal(
+	    spool_hold_user(f->sp, "x' OR '1'='1", true, &n, &error), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(due_of(f, b, now), 1);
+
+	assert_int_equal(
+	    spool_hold_user(f->sp, "alice@example.org", false, &n, &error), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(due_of(f, a1, now), 1);
+	assert_int_equal(due_of(f, a2, now), 1);
+	assert_int_equal(spool_hold_user(f->sp, NULL, true, &n, &error), -1);
+	xfree(&error);
+}
+
+static void
+test_list_show(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const rcpts[] = {"a@example.com", "b@example.net"};
+	struct spool_result later = {
+	    .state = SPOOL_RCPT_PENDING,
+	    .diagnostic = "451 later",
+	    .remote_mta = "mx.example.net",
+	};
+	struct spool_result done = {.state = SPOOL_RCPT_DELIVERED};
+	struct spool_info *list, info;
+	char id1[SPOOL_ID_SIZE], id2[SPOOL_ID_SIZE], *error = NULL;
+	uint64_t before = wall_ms();
+	size_t n;
+
+	assert_int_equal(spool_list(f->sp, &list, &n, &error), 0);
+	assert_int_equal(n, 0);
+	assert_null(list);
+
+	spool_from(f, "alice@example.org", "alice@example.org", rcpts, NULL, 2,
+	           id1);
+	usleep(2000);
+	spool_from(f, "", NULL, rcpts + 1, NULL, 1, id2);
+	later.next_try_ms = before + 600000;
+	assert_int_equal(
+	    spool_rcpt_update(f->sp, id1, "b@example.net", &later, &error), 0);
+	assert_int_equal(
+	    spool_rcpt_update(f->sp, id1, "a@example.com", &done, &error), 0);
+	assert_int_equal(spool_hold(f->sp, id2, true, &error), 0);
+
+	assert_int_equal(spool_list(f->sp, &list, &n, &error), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].id, id1);
+	assert_string_equal(list[0].mail_from, "alice@example.org");
+	assert_string_equal(list[0].auth_user, "alice@example.org");
+	assert_string_equal(list[0].client_ip, "192.0.2.7");
+	assert_int_equal(list[0].size, 3);
+	assert_true(list[0].created_ms >= before);
+	assert_false(list[0].held);
+	assert_int_equal(list[0].nrcpts, 2);
+	assert_int_equal(list[0].npending, 1);
+	assert_int_equal(list[0].next_try_ms, before + 600000);
+	assert_string_equal(list[0].rcpts[0].address, "a@example.com");
+	assert_int_equal(list[0].rcpts[0].state, SPOOL_RCPT_DELIVERED);
+	assert_false(list[0].rcpts[0].local);
+	assert_string_equal(list[0].rcpts[1].address, "b@example.net");
+	assert_int_equal(list[0].rcpts[1].state, SPOOL_RCPT_PENDING);
+	assert_int_equal(list[0].rcpts[1].attempts, 1);
+	assert_string_equal(list[0].rcpts[1].diagnostic, "451 later");
+	assert_string_equal(list[0].rcpts[1].remote_mta, "mx.example.net");
+	assert_string_equal(list[1].id, id2);
+	assert_string_equal(list[1].mail_from, "");
+	assert_null(list[1].auth_user);
+	assert_true(list[1].held);
+	assert_int_equal(list[1].npending, 1);
+	assert_true(list[1].next_try_ms > 0);
+	assert_true(list[1].created_ms >= list[0].created_ms);
+	spool_list_free(&list, n);
+	assert_null(list);
+
+	assert_int_equal(spool_show(f->sp, id2, &info, &error), 0);
+	assert_string_equal(info.id, id2);
+	assert_true(info.held);
+	assert_int_equal(info.nrcpts, 1);
+	assert_string_equal(info.rcpts[0].address, "b@example.net");
+	assert_null(info.rcpts[0].orcpt);
+	spool_info_clear(&info);
+	assert_null(info.rcpts);
+	assert_int_equal(spool_show(f->sp, "0123456789abcdef", &info, &error),
+	                 1);
+	assert_int_equal(spool_show(f->sp, "0123", &info, &error), -1);
+	xfree(&error);
+	/* No read transaction was left open: a write goes through. */
+	assert_int_equal(spool_hold(f->sp, id2, false, &error), 0);
+}
+
+/* The CLI's open leaves files without rows alone (a message being
+ * written) and shares the database with the queue's open. */
+static void
+test_open_admin(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const rcpts[] = {"a@example.com"};
+	char writing[SPOOL_ID_SIZE], id[SPOOL_ID_SIZE], *error = NULL;
+	struct spool *admin;
+	uint64_t now = wall_ms() + 1000;
+
+	create_file(f, "half", writing);
+	spool_from(f, "s@example.org", NULL, rcpts, NULL, 1, id);
+	admin = spool_open_admin(f->dir, &error);
+	if (admin == NULL)
+		fail_msg("spool_open_admin: %s", error);
+	assert_true(file_exists(f, writing));
+	/* Changes through one handle show in the other. */
+	assert_int_equal(spool_hold(admin, id, true, &error), 0);
+	assert_int_equal(due_of(f, id, now), 0);
+	assert_int_equal(spool_hold(admin, id, false, &error), 0);
+	assert_int_equal(due_of(f, id, now), 1);
+	assert_int_equal(spool_delete(admin, id, &error), 0);
+	assert_int_equal(due_of(f, id, now), 0);
+	assert_false(file_exists(f, id));
+	spool_close(&admin);
+	assert_null(admin);
+	assert_true(file_exists(f, writing));
+	reopen(f);
+	assert_false(file_exists(f, writing));
+
+	snprintf(id, sizeof(id), "%s", "missing");
+	assert_null(spool_open_admin("/nonexistent/queue", &error));
+	xfree(&error);
+}
+
+/* A queue.db of an older version (as those versions created it, with a
+ * message in it) is upgraded at open and its message goes on. */
+static void
+test_migration(void **state)
+{
+	static const char v1[] =
+	    "CREATE TABLE messages (id TEXT PRIMARY KEY NOT NULL,"
+	    " mail_from TEXT NOT NULL, helo TEXT, client_ip TEXT,"
+	    " auth_user TEXT, ret TEXT, envid TEXT,"
+	    " smtputf8 INTEGER NOT NULL, size INTEGER NOT NULL,"
+	    " created_ms INTEGER NOT NULL);";
+	static const char v3[] =
+	    "CREATE TABLE messages (id TEXT PRIMARY KEY NOT NULL,"
+	    " mail_from TEXT NOT NULL, helo TEXT, client_ip TEXT,"
+	    " auth_user TEXT, ret TEXT, envid TEXT,"
+	    " smtputf8 INTEGER NOT NULL, size INTEGER NOT NULL,"
+	    " created_ms INTEGER NOT NULL, headers TEXT,"
+	    " flags INTEGER NOT NULL DEFAULT 0);";
+	static const char rcpts_old[] =
+	    "CREATE TABLE rcpts ("
+	    " id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+	    " address TEXT NOT NULL, orcpt TEXT, notify INTEGER NOT NULL,"
+	    " local INTEGER NOT NULL,"
+	    " state INTEGER NOT NULL CHECK (state IN (0, 1, 2)),"
+	    " attempts INTEGER NOT NULL, next_try_ms INTEGER NOT NULL,"
+	    " diagnostic TEXT, PRIMARY KEY (id, address));"
+	    "CREATE INDEX rcpts_due ON rcpts (state, next_try_ms);"
+	    "INSERT INTO messages (id, mail_from, smtputf8, size, created_ms)"
+	    " VALUES ('00112233445566aa', 's@example.org', 0, 3, 1000);"
+	    "INSERT INTO rcpts VALUES ('00112233445566aa', 'a@example.com',"
+	    " 'rfc822;A@example.com', 4, 0, 0, 2, 5000, '451 later');"
+	    "INSERT INTO rcpts VALUES ('00112233445566aa', 'b@example.com',"
+	    " NULL, 0, 1, 1, 1, 0, NULL);";
+	static const struct {
+		const char *messages;
+		int version;
+	} cases[] = {{v1, 1}, {v3, 3}};
+	static const char id[] = "00112233445566aa";
+	struct fixture *f = *state;
+	struct spool_result fail = {.state = SPOOL_RCPT_FAILED};
+	struct spool_info info;
+	struct spool_due *due;
+	char path[512], sql[64], *error = NULL;
+	sqlite3_stmt *st;
+	sqlite3 *db;
+	size_t i, n;
+	int fd;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		spool_close(&f->sp);
+		snprintf(path, sizeof(path), "%s/queue.db", f->dir);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/queue.db-wal", f->dir);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/queue.db-shm", f->dir);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/queue.db", f->dir);
+		assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d;",
+		         cases[i].version);
+		assert_int_equal(
+		    sqlite3_exec(db, cases[i].messages, NULL, NULL, NULL),
+		    SQLITE_OK);
+		assert_int_equal(sqlite3_exec(db, rcpts_old, NULL, NULL, NULL),
+		                 SQLITE_OK);
+		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL),
+		                 SQLITE_OK);
+		sqlite3_close(db);
+		snprintf(path, sizeof(path), "%s/%s", f->dir, id);
+		fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+		assert_true(fd >= 0);
+		write_all(fd, "x\r\n");
+		close(fd);
+
+		reopen(f);
+		assert_true(file_exists(f, id));
+		assert_int_equal(spool_show(f->sp, id, &info, &error), 0);
+		assert_false(info.held);
+		assert_int_equal(info.nrcpts, 2);
+		assert_int_equal(info.npending, 1);
+		assert_int_equal(info.rcpts[0].attempts, 2);
+		assert_int_equal(info.rcpts[0].last_try_ms, 0);
+		assert_null(info.rcpts[0].remote_mta);
+		assert_string_equal(info.rcpts[0].diagnostic, "451 later");
+		assert_int_equal(info.rcpts[1].state, SPOOL_RCPT_DELIVERED);
+		assert_true(info.rcpts[1].local);
+		spool_info_clear(&info);
+		assert_int_equal(spool_due(f->sp, 5000, 10, &due, &n, &error),
+		                 0);
+		assert_int_equal(n, 1);
+		assert_int_equal(due[0].notify, 4);
+		assert_string_equal(due[0].orcpt, "rfc822;A@example.com");
+		spool_due_free(&due, n);
+
+		/* The new columns work: a hold, then a DSN due. */
+		assert_int_equal(spool_hold(f->sp, id, true, &error), 0);
+		assert_int_equal(due_of(f, id, UINT64_MAX), 0);
+		assert_int_equal(spool_hold(f->sp, id, false, &error), 0);
+		assert_int_equal(spool_rcpt_update(f->sp, id, "a@example.com",
+		                                   &fail, &error),
+		                 0);
+		assert_true(dsn_is_due(f, id));
+		reopen(f);
+		assert_true(dsn_is_due(f, id));
+
+		snprintf(path, sizeof(path), "%s/queue.db", f->dir);
+		assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+		assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version",
+		                                    -1, &st, NULL),
+		                 SQLITE_OK);
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		assert_int_equal(sqlite3_column_int(st, 0), 4);
+		sqlite3_finalize(st);
+		sqlite3_close(db);
+
+		assert_int_equal(spool_dsn_done(f->sp, id, &error), 0);
+		assert_false(file_exists(f, id));
+		check_counts(f, 0, 0);
+	}
+}
+
+/* A database from a newer program is refused, not downgraded. */
+static void
+test_newer_schema(void **state)
+{
+	struct fixture *f = *state;
+	char path[512], *error = NULL;
+	sqlite3 *db;
+
+	spool_close(&f->sp);
+	snprintf(path, sizeof(path), "%s/queue.db", f->dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	assert_null(spool_open(f->dir, &error));
+	assert_non_null(strstr(error, "newer"));
+	xfree(&error);
+	assert_null(spool_open_admin(f->dir, &error));
+	xfree(&error);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db, "PRAGMA user_version = 4", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	reopen(f);
+}
+
 int
 main(void)
 {
@@ -945,6 +1731,20 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_commit_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_batch_fallback, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_dsn_rules, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dsn_keep_and_done, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_rcpt_update, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dsn_due_order, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_hold, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_retry_now, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hold_user, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_list_show, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_open_admin, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migration, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_newer_schema, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_rate, setup, teardown),
 	};
 

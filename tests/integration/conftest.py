@@ -68,6 +68,73 @@ def run_tern(*args, conf=None, timeout=30, input=None, **kw):
                           **kw)
 
 
+# ---------------------------------------------------------------- DNS
+
+UNBOUND = "/usr/sbin/unbound"
+
+
+def free_udp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class UnboundServer:
+    """A real unbound on 127.0.0.1 answering only from local-data (the
+    zones are "static": any other name in them is NXDOMAIN). Use *.example
+    names: unbound serves "test." itself as a default local zone."""
+
+    def __init__(self, records, zones=("example.",), probe=None):
+        self.dir = tempfile.mkdtemp(prefix="tern-dns-")
+        self.port = free_udp_port()
+        conf = "\n".join([
+            "server:",
+            "\tverbosity: 1",
+            "\tinterface: 127.0.0.1",
+            f"\tport: {self.port}",
+            "\tdo-ip6: no",
+            "\tdo-not-query-localhost: no",
+            '\tchroot: ""',
+            '\tusername: ""',
+            f'\tdirectory: "{self.dir}"',
+            f'\tpidfile: "{self.dir}/unbound.pid"',
+            '\tlogfile: ""',
+            "\tuse-syslog: no",
+            "\tnum-threads: 1",
+            '\tmodule-config: "iterator"',
+        ] + [f'\tlocal-zone: "{z}" static' for z in zones]
+          + [f"\tlocal-data: '{r}'" for r in records] + [
+            "remote-control:",
+            "\tcontrol-enable: no",
+            "",
+        ])
+        path = os.path.join(self.dir, "unbound.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        self.proc = subprocess.Popen(
+            [UNBOUND, "-d", "-c", path], stdout=subprocess.DEVNULL,
+            stderr=open(os.path.join(self.dir, "log"), "w"))
+        name, rtype = probe or records[0].split()[:2]
+
+        def answers():
+            r = subprocess.run(["drill", "-p", str(self.port), name, rtype,
+                                "@127.0.0.1"], capture_output=True,
+                               text=True)
+            return "NOERROR" in r.stdout and "ANSWER: 0" not in r.stdout
+        wait_until(answers, 10, what="unbound answering")
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- ports
 
 _handed_out = set()

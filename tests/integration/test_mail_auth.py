@@ -19,20 +19,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conftest import (DOMAIN, HOSTNAME, client_tls_context, run_tern,
-                      wait_until)
+from conftest import (DOMAIN, HOSTNAME, UnboundServer, client_tls_context,
+                      run_tern, wait_until)
 
 ALICE = f"alice@{DOMAIN}"
 PW = "mail auth password"
-UNBOUND = "/usr/sbin/unbound"
-
-
-def free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def txt_strings(value):
@@ -56,8 +47,6 @@ def keys():
 @pytest.fixture(scope="module")
 def dns_server(keys):
     """unbound answering for the test domains only, on a free port."""
-    d = tempfile.mkdtemp(prefix="tern-dns-")
-    port = free_udp_port()
     _, pub = keys
     records = [
         'pass.example. TXT "v=spf1 ip4:127.0.0.0/8 -all"',
@@ -74,42 +63,9 @@ def dns_server(keys):
         'lists.example. TXT "v=spf1 ip4:127.0.0.0/8 -all"',
         'other.example. TXT "v=spf1 ip4:127.0.0.0/8 -all"',
     ]
-    conf = "\n".join([
-        "server:",
-        "\tverbosity: 1",
-        "\tinterface: 127.0.0.1",
-        f"\tport: {port}",
-        "\tdo-ip6: no",
-        "\tdo-not-query-localhost: no",
-        '\tchroot: ""',
-        '\tusername: ""',
-        f'\tdirectory: "{d}"',
-        f'\tpidfile: "{d}/unbound.pid"',
-        '\tlogfile: ""',
-        "\tuse-syslog: no",
-        "\tnum-threads: 1",
-        '\tmodule-config: "iterator"',
-        '\tlocal-zone: "example." static',
-    ] + [f"\tlocal-data: '{r}'" for r in records] + [
-        "remote-control:",
-        "\tcontrol-enable: no",
-        "",
-    ])
-    with open(os.path.join(d, "unbound.conf"), "w") as f:
-        f.write(conf)
-    proc = subprocess.Popen([UNBOUND, "-d", "-c",
-                             os.path.join(d, "unbound.conf")],
-                            stdout=subprocess.DEVNULL,
-                            stderr=open(os.path.join(d, "log"), "w"))
-    # Ready when it answers a query (dig-free: ldns' drill is installed).
-    def answers():
-        r = subprocess.run(["drill", "-p", str(port), "pass.example", "TXT",
-                            "@127.0.0.1"], capture_output=True, text=True)
-        return "v=spf1" in r.stdout
-    wait_until(answers, 10, what="unbound answering")
-    yield f"127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
+    dns = UnboundServer(records, probe=("pass.example", "TXT"))
+    yield dns.address
+    dns.close()
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,12 @@ struct quickstart {
 	const char *listen;
 	long port_offset;
 	const char *resolver;
+	/* --relay HOST:PORT: all outbound mail through this smarthost */
+	char *relay_host;
+	long relay_port;
+	const char *relay_tls; /* starttls | tls | none */
+	const char *relay_user;
+	const char *relay_password_file; /* the operator's file */
 	const char *user; /* local part of a first user, or NULL */
 	bool password_stdin;
 	char selector_rsa[16];
@@ -147,6 +153,19 @@ render_config(const struct quickstart *q)
 		           "# Every DNS query goes to this server.\n"
 		           "resolver %s\n\n",
 		           q->resolver);
+	if (q->relay_host != NULL) {
+		buf_printf(&b,
+		           "# Outbound mail goes through this relay "
+		           "(tern.conf(5), RELAYS).\n"
+		           "relay main {\n\thost %s\n\tport %ld\n\ttls %s\n",
+		           q->relay_host, q->relay_port, q->relay_tls);
+		if (q->relay_user != NULL)
+			buf_printf(&b,
+			           "\tuser \"%s\"\n"
+			           "\tpassword_file data/relay/main.password\n",
+			           q->relay_user);
+		buf_printf(&b, "}\nroute all {\n\tvia main\n}\n\n");
+	}
 	buf_printf(&b,
 	           "# The first certificate is the default; clients that "
 	           "send SNI get the\n# one whose names match. Renewed "
@@ -274,6 +293,54 @@ out:
 	return rc;
 }
 
+/* The relay password goes into data/relay/, readable by the queue
+ * process only (the operator's file may be anywhere, owned by anyone). */
+static int
+copy_relay_password(const struct quickstart *q, const char *data,
+                    const char *queue_user)
+{
+	char *dir = xasprintf("%s/relay", data);
+	char *path = xasprintf("%s/main.password", dir);
+	char line[1100], *error = NULL;
+	FILE *f = fopen(q->relay_password_file, "re");
+	size_t len = 0;
+	int rc = -1;
+
+	if (f == NULL) {
+		fprintf(stderr,
+		        "tern quickstart: --relay-password-file %s: %s\n",
+		        q->relay_password_file, strerror(errno));
+		goto out;
+	}
+	if (fgets(line, sizeof(line) - 1, f) != NULL)
+		len = strcspn(line, "\r\n");
+	if (len == 0) {
+		fprintf(stderr,
+		        "tern quickstart: --relay-password-file %s: no "
+		        "password on its first line\n",
+		        q->relay_password_file);
+		fclose(f);
+		goto out;
+	}
+	fclose(f);
+	line[len++] = '\n';
+	if (make_dir(dir, 0700, queue_user) < 0)
+		goto out;
+	if (keys_write_file(path, line, len, 0600, &error) < 0 ||
+	    chown_to(path, queue_user) < 0) {
+		if (error != NULL)
+			fprintf(stderr, "tern quickstart: %s\n", error);
+		free(error);
+		goto out;
+	}
+	rc = 0;
+out:
+	explicit_bzero(line, sizeof(line));
+	free(dir);
+	free(path);
+	return rc;
+}
+
 /* Add the domain, and the first user if asked, with the same commands an
  * operator would run (`tern domain add`, `tern user add`). */
 static int
@@ -343,6 +410,9 @@ quickstart_create(struct quickstart *q)
 	    make_dir(data, 0755, NULL) < 0 || make_dir(tls, 0700, NULL) < 0 ||
 	    create_keys(q, data, cfg->lookup_user) < 0)
 		goto out_cfg;
+	if (q->relay_user != NULL &&
+	    copy_relay_password(q, data, cfg->queue_user) < 0)
+		goto out_cfg;
 	if (keys_write_file(conf_path, text, strlen(text), 0640, &error) < 0) {
 		fprintf(stderr, "tern quickstart: %s\n", error);
 		free(error);
@@ -376,6 +446,38 @@ out:
 	return rc;
 }
 
+/* --relay HOST:PORT ([V6]:PORT for an IPv6 address). */
+static int
+parse_relay(const char *arg, struct quickstart *q)
+{
+	const char *colon = strrchr(arg, ':');
+	const char *host = arg;
+	size_t hlen;
+	char *end;
+
+	if (colon == NULL)
+		goto bad;
+	hlen = (size_t)(colon - arg);
+	if (arg[0] == '[' && hlen > 2 && arg[hlen - 1] == ']') {
+		host++;
+		hlen -= 2;
+	}
+	if (hlen == 0)
+		goto bad;
+	errno = 0;
+	q->relay_port = strtol(colon + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || colon[1] == '\0' ||
+	    q->relay_port < 1 || q->relay_port > 65535)
+		goto bad;
+	free(q->relay_host);
+	q->relay_host = xstrndup(host, hlen);
+	return 0;
+bad:
+	fprintf(stderr, "tern quickstart: --relay wants HOST:PORT, e.g. "
+	                "email-smtp.eu-west-1.amazonaws.com:587\n");
+	return -1;
+}
+
 static int
 quickstart_run(const struct cli_env *env, int argc, char **argv)
 {
@@ -389,6 +491,9 @@ quickstart_run(const struct cli_env *env, int argc, char **argv)
 	    {"user", required_argument, NULL, 'u'},
 	    {"password-stdin", no_argument, NULL, 'P'},
 	    {"relay", required_argument, NULL, 'R'},
+	    {"relay-tls", required_argument, NULL, 'T'},
+	    {"relay-user", required_argument, NULL, 'U'},
+	    {"relay-password-file", required_argument, NULL, 'W'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct quickstart q = {.listen = "127.0.0.1",
@@ -440,16 +545,49 @@ quickstart_run(const struct cli_env *env, int argc, char **argv)
 			q.password_stdin = true;
 			break;
 		case 'R':
-			fprintf(stderr, "tern quickstart: --relay needs "
-			                "outbound delivery, which this build "
-			                "does not have yet\n");
-			return EXIT_UNAVAILABLE;
+			if (parse_relay(optarg, &q) < 0)
+				return EXIT_USAGE;
+			break;
+		case 'T':
+			q.relay_tls = optarg;
+			break;
+		case 'U':
+			q.relay_user = optarg;
+			break;
+		case 'W':
+			q.relay_password_file = optarg;
+			break;
 		default:
 			return cli_usage(&cli_cmd_quickstart);
 		}
 	}
+	if (q.relay_host == NULL &&
+	    (q.relay_tls != NULL || q.relay_user != NULL ||
+	     q.relay_password_file != NULL)) {
+		fprintf(stderr, "tern quickstart: --relay-tls, --relay-user "
+		                "and --relay-password-file go with --relay\n");
+		free(q.relay_host);
+		return EXIT_USAGE;
+	}
+	if ((q.relay_user == NULL) != (q.relay_password_file == NULL)) {
+		fprintf(stderr, "tern quickstart: --relay-user and "
+		                "--relay-password-file go together\n");
+		free(q.relay_host);
+		return EXIT_USAGE;
+	}
+	if (q.relay_host != NULL && q.relay_tls == NULL)
+		q.relay_tls = "starttls";
+	if (q.relay_tls != NULL && strcmp(q.relay_tls, "starttls") != 0 &&
+	    strcmp(q.relay_tls, "tls") != 0 &&
+	    strcmp(q.relay_tls, "none") != 0) {
+		fprintf(stderr, "tern quickstart: --relay-tls is starttls, tls "
+		                "or none\n");
+		free(q.relay_host);
+		return EXIT_USAGE;
+	}
 	if (dir == NULL || q.domain == NULL || optind != argc ||
 	    (q.password_stdin && q.user == NULL)) {
+		free(q.relay_host);
 		free(q.domain);
 		free(q.hostname);
 		return cli_usage(&cli_cmd_quickstart);
@@ -476,6 +614,7 @@ quickstart_run(const struct cli_env *env, int argc, char **argv)
 out:
 	free(q.domain);
 	free(q.hostname);
+	free(q.relay_host);
 	return rc;
 }
 
@@ -483,7 +622,11 @@ const struct cli_command cli_cmd_quickstart = {
     .name = "quickstart",
     .usage = "--dir DIR --domain DOMAIN [--hostname HOST] [--listen ADDR]\n"
              "                 [--port-offset N] [--resolver ADDR:PORT]\n"
-             "                 [--user LOCALPART [--password-stdin]]",
+             "                 [--user LOCALPART [--password-stdin]]\n"
+             "                 [--relay HOST:PORT [--relay-tls "
+             "starttls|tls|none]\n"
+             "                  [--relay-user USER --relay-password-file "
+             "FILE]]",
     .summary = "create a working instance in DIR and print its DNS records",
     .help = "--dir DIR           where tern.conf and data/ go "
             "(tern.conf must not exist)\n"
@@ -498,6 +641,15 @@ const struct cli_command cli_cmd_quickstart = {
             "--user LOCALPART    also create LOCALPART@DOMAIN; its password "
             "comes\n"
             "                    from a prompt, or one line of stdin with\n"
-            "                    --password-stdin\n",
+            "                    --password-stdin\n"
+            "--relay HOST:PORT   send all outbound mail through this relay\n"
+            "                    (default: straight to the MX hosts)\n"
+            "--relay-tls MODE    starttls (default), tls (port 465), or "
+            "none\n"
+            "                    (a relay on a loopback address only)\n"
+            "--relay-user USER --relay-password-file FILE\n"
+            "                    AUTH at the relay; the first line of FILE "
+            "is\n"
+            "                    copied to data/relay/main.password\n",
     .run = quickstart_run,
 };

@@ -59,6 +59,13 @@ static const struct ipc_rule front_rules[] = {
     {0, 0, 0, IPC_FD_NEVER},
 };
 
+static const struct ipc_rule queue_rules[] = {
+    {IPC_MSG_RCPT_CHECK, 8, 2048, IPC_FD_NEVER},
+    {IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
+    {0, 0, 0, IPC_FD_NEVER},
+};
+
 static const char *
 lookup_user(const struct config *cfg)
 {
@@ -636,7 +643,12 @@ out:
 static const struct ipc_rule *
 lookup_peer_rules(const char *peer)
 {
-	return strcmp(peer, "front") == 0 ? front_rules : NULL;
+	if (strcmp(peer, "front") == 0)
+		return front_rules;
+	/* queue asks where a DSN's recipient (a message's sender) lives. */
+	if (strcmp(peer, "queue") == 0)
+		return queue_rules;
+	return NULL;
 }
 
 static void

@@ -374,6 +374,7 @@ static const struct {
     {3, 1}, /* front ↔ queue: spool files */
     {1, 2}, /* queue ↔ store: local delivery */
     {3, 2}, /* front ↔ store: IMAP sessions after login */
+    {1, 0}, /* queue ↔ lookup: where a DSN goes */
 };
 
 static void

@@ -2,12 +2,12 @@
  * descriptor it is handed), makes each message durable before front may
  * answer 250 (group commit: the commits that arrive in one loop iteration
  * share one directory fsync and one transaction), and delivers: local
- * recipients through store, retrying temporary failures, giving up after
- * 5 days; outbound delivery arrives with its own work, and until then such
- * recipients stay queued.
+ * recipients through store, the others by SMTP (queue_send.c), retrying
+ * temporary failures with growing waits until queue_lifetime, and sending
+ * DSNs (queue_dsn.c).
  * SECURITY: runs as its own unprivileged user. Requests come from front
- * (parsed envelope fields, never paths: spool ids are made here) and
- * results from store. */
+ * (parsed envelope fields, never paths: spool ids are made here), results
+ * from store and from remote servers (through the SMTP client). */
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,23 +19,12 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "queue/spool.h"
+#include "roles/queue_int.h"
 #include "roles/roles.h"
 
 #define DELIVERY_BATCH 64
 /* Commits made durable together (one directory fsync, one transaction). */
 #define COMMIT_BATCH 64
-/* A recipient still pending after this long fails for good. */
-#define QUEUE_MAX_AGE_MS (5ULL * 24 * 60 * 60 * 1000)
-#define QUEUE_EXPIRED "expired after 5 days in the queue"
-#define INFLIGHT_MAX 256
-/* Outbound recipients wait this long between looks until outbound
- * delivery exists. */
-#define OUTBOUND_WAIT_MS (60ULL * 60 * 1000)
-
-struct inflight {
-	char id[SPOOL_ID_SIZE];
-	unsigned attempts;
-};
 
 /* A commit request waiting for the next group commit. */
 struct commit_req {
@@ -46,25 +35,17 @@ struct commit_req {
 	struct spool_envelope env;
 };
 
-struct queue {
-	struct spool *spool;
-	struct event *tick; /* the periodic look at what is due */
-	/* "Look now": a separate one-shot event, because activating the
-	 * persistent tick by hand pushes its next timeout further out each
-	 * time (libevent bases it on the previous one), and under load the
-	 * queue would stop looking at all. */
-	struct event *kick;
-	struct event *commit_ev; /* runs the pending commits */
-	struct commit_req *commits, **commits_tail;
-	size_t ncommits;
-	struct inflight inflight[INFLIGHT_MAX];
-	size_t ninflight;
-};
-
 static const struct ipc_rule front_rules[] = {
     {IPC_MSG_SPOOL_CREATE, 0, 0, IPC_FD_NEVER},
     {IPC_MSG_SPOOL_COMMIT, 20, IPC_MAX_PAYLOAD, IPC_FD_NEVER},
     {IPC_MSG_SPOOL_ABORT, 4, 64, IPC_FD_NEVER},
+    {IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
+    {IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
+    {0, 0, 0, IPC_FD_NEVER},
+};
+
+static const struct ipc_rule lookup_rules[] = {
+    {IPC_MSG_RCPT_REPLY, 8, IPC_MAX_PAYLOAD, IPC_FD_NEVER},
     {IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
     {IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
     {0, 0, 0, IPC_FD_NEVER},
@@ -316,19 +297,84 @@ inflight_find(struct queue *q, const char *id)
 	return NULL;
 }
 
-static void
-inflight_remove(struct queue *q, const char *id)
+struct inflight *
+queue_inflight_add(struct queue *q, const char *id)
 {
 	struct inflight *f = inflight_find(q, id);
 
-	if (f != NULL)
+	if (f == NULL) {
+		f = &q->inflight[q->ninflight++];
+		memset(f, 0, sizeof(*f));
+		snprintf(f->id, sizeof(f->id), "%s", id);
+	}
+	return f;
+}
+
+/* One part of the message's attempt is back (store's answer, or an
+ * outbound job); the last one frees the slot. */
+static void
+inflight_part_done(struct queue *q, const char *id)
+{
+	struct inflight *f = inflight_find(q, id);
+
+	if (f == NULL)
+		return;
+	if (f->parts > 0)
+		f->parts--;
+	if (f->parts == 0)
 		*f = q->inflight[--q->ninflight];
+}
+
+/* The wait after the nth failed attempt: queue_retry_first, doubling, at
+ * most queue_retry_max. */
+uint64_t
+queue_retry_delay(const struct config *cfg, unsigned attempts)
+{
+	uint64_t d = cfg->queue_retry_first_ms;
+
+	for (unsigned i = 1; i < attempts && d < cfg->queue_retry_max_ms; i++)
+		d *= 2;
+	return d < cfg->queue_retry_max_ms ? d : cfg->queue_retry_max_ms;
+}
+
+/* Record one recipient's outcome, log it; a DSN that became due is
+ * started by queue_dsn_run() on the next look. */
+static void
+record_result(struct queue *q, const char *id, const char *rcpt,
+              const struct spool_result *res)
+{
+	char *error = NULL;
+	int rc = spool_rcpt_update(q->spool, id, rcpt, res, &error);
+
+	if (rc < 0) {
+		log_error(id, "event=spool-update-failed to=<%s> error=%s",
+		          rcpt, error);
+		free(error);
+		return;
+	}
+	if (res->state == SPOOL_RCPT_DELIVERED)
+		log_info(id,
+		         "event=delivered to=<%s> relay=%s status=%s "
+		         "reply=%s",
+		         rcpt,
+		         res->remote_mta != NULL ? res->remote_mta : "local",
+		         res->status != NULL ? res->status : "2.0.0",
+		         res->diagnostic != NULL ? res->diagnostic : "");
+	else
+		log_notice(
+		    id,
+		    "event=%s to=<%s> relay=%s status=%s "
+		    "reason=%s",
+		    res->state == SPOOL_RCPT_FAILED ? "failed" : "deferred",
+		    rcpt, res->remote_mta != NULL ? res->remote_mta : "none",
+		    res->status != NULL ? res->status : "-",
+		    res->diagnostic != NULL ? res->diagnostic : "");
 }
 
 /* Hand one message's due local recipients to store. */
 static void
-deliver_message(struct child_ctx *ctx, struct ipc_peer *store, const char *id,
-                const struct spool_due *due, size_t n)
+deliver_local(struct child_ctx *ctx, struct ipc_peer *store, const char *id,
+              const struct spool_due *due, size_t n)
 {
 	struct queue *q = ctx->role;
 	struct spool_envelope env;
@@ -338,8 +384,6 @@ deliver_message(struct child_ctx *ctx, struct ipc_peer *store, const char *id,
 	unsigned attempts = 0;
 	int fd;
 
-	if (q->ninflight == INFLIGHT_MAX)
-		return;
 	if ((fd = spool_open_message(q->spool, id, &error)) < 0 ||
 	    spool_envelope(q->spool, id, &env, &error) < 0) {
 		log_error(id, "event=spool-read-failed error=%s", error);
@@ -365,21 +409,40 @@ deliver_message(struct child_ctx *ctx, struct ipc_peer *store, const char *id,
 	ipc_put_u32(&b, env.flags);
 	spool_envelope_clear(&env);
 	if (ipc_send(store, IPC_MSG_DELIVER, 0, fd, b.data, b.len) == 0) {
-		struct inflight *f = &q->inflight[q->ninflight++];
+		struct inflight *f = queue_inflight_add(q, id);
 
-		snprintf(f->id, sizeof(f->id), "%s", id);
+		f->parts++;
+		f->local = true;
 		f->attempts = attempts;
 	}
 	buf_free(&b);
 }
 
-/* In the queue for longer than QUEUE_MAX_AGE_MS (a clock set back makes
- * a message younger, never older). */
+/* In the queue for longer than queue_lifetime (a clock set back makes a
+ * message younger, never older). */
 static bool
-message_expired(const struct spool_due *d, uint64_t now)
+message_expired(const struct config *cfg, const struct spool_due *d,
+                uint64_t now)
 {
 	return d->created_ms != 0 && now > d->created_ms &&
-	       now - d->created_ms > QUEUE_MAX_AGE_MS;
+	       now - d->created_ms > cfg->queue_lifetime_ms;
+}
+
+static void
+expire(struct queue *q, const struct config *cfg, const struct spool_due *d)
+{
+	char why[128];
+	struct spool_result res = {
+	    .state = SPOOL_RCPT_FAILED,
+	    .status = "4.4.7",
+	    .diagnostic = why,
+	};
+
+	snprintf(why, sizeof(why),
+	         "delivery time expired: still undelivered after %llu hours "
+	         "in the queue",
+	         (unsigned long long)(cfg->queue_lifetime_ms / 3600000));
+	record_result(q, d->id, d->address, &res);
 }
 
 static void
@@ -402,48 +465,33 @@ queue_run(struct child_ctx *ctx)
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
+		bool first = true;
+
 		if (inflight_find(q, due[i].id) != NULL)
-			continue; /* store's answer comes first */
-		if (message_expired(&due[i], now)) {
-			/* The bounce arrives with outbound delivery. */
-			if (spool_rcpt_result(q->spool, due[i].id,
-			                      due[i].address, SPOOL_RCPT_FAILED,
-			                      QUEUE_EXPIRED, 0, &error) < 0) {
-				log_error(due[i].id,
-				          "event=spool-update-failed error=%s",
-				          error);
-				xfree(&error);
-				continue;
-			}
-			log_notice(due[i].id, "event=failed to=<%s> reason=%s",
-			           due[i].address, QUEUE_EXPIRED);
+			continue; /* its last attempt is not back yet */
+		if (q->ninflight == INFLIGHT_MAX)
+			break;
+		if (message_expired(ctx->cfg, &due[i], now)) {
+			expire(q, ctx->cfg, &due[i]);
 			continue;
 		}
-		if (!due[i].local) {
-			/* Kept, never dropped, until outbound delivery
-			 * exists to take it. */
-			if (spool_rcpt_result(
-			        q->spool, due[i].id, due[i].address,
-			        SPOOL_RCPT_PENDING,
-			        "outbound delivery is not "
-			        "available in this build",
-			        now + OUTBOUND_WAIT_MS, &error) < 0) {
-				log_error(due[i].id,
-				          "event=spool-update-failed error=%s",
-				          error);
-				xfree(&error);
-				continue;
-			}
-			log_info(due[i].id,
-			         "event=deferred to=<%s> "
-			         "reason=no-outbound-delivery",
-			         due[i].address);
+		/* Once per message: all its due recipients go together. */
+		for (size_t j = 0; j < i && first; j++)
+			first = strcmp(due[j].id, due[i].id) != 0;
+		if (!first)
 			continue;
-		}
 		if (store != NULL)
-			deliver_message(ctx, store, due[i].id, due, n);
+			for (size_t j = i; j < n; j++)
+				if (strcmp(due[j].id, due[i].id) == 0 &&
+				    due[j].local) {
+					deliver_local(ctx, store, due[i].id,
+					              due, n);
+					break;
+				}
+		queue_out_dispatch(ctx, due[i].id, due, n);
 	}
 	spool_due_free(&due, n);
+	queue_dsn_run(ctx);
 }
 
 static void
@@ -454,13 +502,19 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	queue_run(arg);
 }
 
+void
+queue_kick(struct queue *q)
+{
+	event_active(q->kick, EV_TIMEOUT, 0);
+}
+
 static void
 delivered(struct child_ctx *ctx, struct ipc_msg *msg)
 {
 	struct queue *q = ctx->role;
 	struct ipc_reader r;
 	struct inflight *f;
-	char *id, *error = NULL;
+	char *id;
 	unsigned attempts = 0;
 	uint32_t n;
 
@@ -473,38 +527,65 @@ delivered(struct child_ctx *ctx, struct ipc_msg *msg)
 		return;
 	}
 	attempts = f->attempts + 1;
+	f->local = false;
 	for (uint32_t i = 0; i < n && !r.error; i++) {
 		char *rcpt = ipc_get_str(&r), *why;
 		uint32_t result = ipc_get_u32(&r);
-		enum spool_rcpt_state st = result == 0   ? SPOOL_RCPT_DELIVERED
-		                           : result == 2 ? SPOOL_RCPT_FAILED
-		                                         : SPOOL_RCPT_PENDING;
+		struct spool_result res = {
+		    .state = result == 0   ? SPOOL_RCPT_DELIVERED
+		             : result == 2 ? SPOOL_RCPT_FAILED
+		                           : SPOOL_RCPT_PENDING,
+		};
 
 		why = ipc_get_str(&r);
-		if (rcpt == NULL || why == NULL)
+		if (rcpt == NULL || why == NULL) {
+			free(rcpt);
+			free(why);
 			break;
-		if (spool_rcpt_result(q->spool, id, rcpt, st, why,
-		                      clock_wall_ms() +
-		                          spool_retry_delay_ms(attempts),
-		                      &error) < 0) {
-			log_error(id, "event=spool-update-failed error=%s",
-			          error);
-			xfree(&error);
 		}
-		if (st == SPOOL_RCPT_DELIVERED)
-			log_info(id, "event=delivered to=<%s>", rcpt);
-		else
-			log_info(id, "event=%s to=<%s> reason=%s",
-			         st == SPOOL_RCPT_FAILED ? "failed"
-			                                 : "deferred",
-			         rcpt, why);
+		res.diagnostic = why;
+		res.status = result == 0   ? "2.0.0"
+		             : result == 2 ? "5.2.0"
+		                           : "4.2.0";
+		res.next_try_ms =
+		    clock_wall_ms() + queue_retry_delay(ctx->cfg, attempts);
+		record_result(q, id, rcpt, &res);
 		free(rcpt);
 		free(why);
 	}
-	inflight_remove(q, id);
+	inflight_part_done(q, id);
 	free(id);
 	/* Room for more: look again now rather than at the next tick. */
-	event_active(q->kick, EV_TIMEOUT, 0);
+	queue_kick(q);
+}
+
+/* An outbound job is back (on the loop): record each recipient. */
+void
+queue_out_done(struct child_ctx *ctx, struct out_job *job,
+               const unsigned *attempts)
+{
+	struct queue *q = ctx->role;
+	uint64_t now = clock_wall_ms();
+
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		const struct out_rcpt *o = &job->rcpts[i];
+		struct spool_result res = {
+		    .state = o->outcome == OUT_DELIVERED  ? SPOOL_RCPT_DELIVERED
+		             : o->outcome == OUT_PERMFAIL ? SPOOL_RCPT_FAILED
+		                                          : SPOOL_RCPT_PENDING,
+		    .diagnostic = o->diagnostic,
+		    .remote_mta = job->remote_mta,
+		    .status = o->status,
+		    .next_try_ms =
+		        now + queue_retry_delay(ctx->cfg, attempts[i] + 1),
+		    .relayed = true,
+		    .dsn_passed = job->dsn_passed,
+		};
+
+		record_result(q, job->id, o->address, &res);
+	}
+	inflight_part_done(q, job->id);
+	queue_kick(q);
 }
 
 /* ---- role wiring ---- */
@@ -516,6 +597,8 @@ queue_peer_rules(const char *peer)
 		return front_rules;
 	if (strcmp(peer, "store") == 0)
 		return store_rules;
+	if (strcmp(peer, "lookup") == 0)
+		return lookup_rules;
 	return NULL;
 }
 
@@ -538,6 +621,9 @@ queue_peer_message(struct child_ctx *ctx, struct child_link *link,
 	case IPC_MSG_DELIVERED:
 		delivered(ctx, msg);
 		break;
+	case IPC_MSG_RCPT_REPLY:
+		queue_dsn_reply(ctx, msg);
+		break;
 	default:
 		break;
 	}
@@ -551,8 +637,24 @@ queue_peer_down(struct child_ctx *ctx, struct child_link *link)
 
 	if (link->peer != NULL)
 		commit_drop_peer(q, link->peer);
-	if (strcmp(link->name, "store") == 0)
-		q->ninflight = 0;
+	if (strcmp(link->name, "store") == 0) {
+		/* What store had in hand is retried; outbound parts of
+		 * those messages come back on their own. */
+		for (size_t i = 0; i < q->ninflight;) {
+			struct inflight *f = &q->inflight[i];
+
+			if (f->local && f->parts > 0) {
+				f->local = false;
+				f->parts--;
+			}
+			if (f->parts == 0)
+				*f = q->inflight[--q->ninflight];
+			else
+				i++;
+		}
+	}
+	if (strcmp(link->name, "lookup") == 0)
+		queue_dsn_link_down(ctx);
 }
 
 static void
@@ -560,7 +662,8 @@ queue_peer_up(struct child_ctx *ctx, struct child_link *link)
 {
 	struct queue *q = ctx->role;
 
-	if (strcmp(link->name, "store") == 0)
+	if (strcmp(link->name, "store") == 0 ||
+	    strcmp(link->name, "lookup") == 0)
 		event_active(q->kick, EV_TIMEOUT, 0);
 }
 
@@ -588,7 +691,14 @@ queue_start(struct child_ctx *ctx, char **error_r)
 		return -1;
 	}
 	event_add(q->tick, &tv);
-	return 0;
+	return queue_send_start(ctx, error_r);
+}
+
+static void
+queue_reload(struct child_ctx *ctx, const struct config *old)
+{
+	(void)old;
+	queue_send_reload(ctx);
 }
 
 static void
@@ -611,6 +721,9 @@ queue_shutdown(struct child_ctx *ctx)
 		commit_run(q);
 	if (front != NULL)
 		(void)ipc_flush(front, 1000);
+	/* Outbound sessions under way are cut; their recipients stay
+	 * pending and are tried again at the next start. */
+	queue_send_stop(ctx);
 	event_free(q->commit_ev);
 	event_free(q->tick);
 	event_free(q->kick);
@@ -624,6 +737,7 @@ const struct role_ops role_queue = {
     .chroot = false,
     .start = queue_start,
     .message = queue_message,
+    .reload = queue_reload,
     .shutdown = queue_shutdown,
     .peer_rules = queue_peer_rules,
     .peer_message = queue_peer_message,

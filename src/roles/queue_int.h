@@ -1,0 +1,96 @@
+/* The queue role's shared state, for its files: queue.c (spool commits,
+ * the schedule, local delivery through store), queue_send.c (outbound
+ * jobs on worker threads) and queue_dsn.c (bounces and other DSNs). */
+#ifndef TERN_ROLES_QUEUE_INT_H
+#define TERN_ROLES_QUEUE_INT_H
+
+#include <openssl/ssl.h>
+#include <stdint.h>
+
+#include "queue/spool.h"
+#include "roles/queue_out.h"
+#include "roles/roles.h"
+
+#define INFLIGHT_MAX 256
+#define DSN_PENDING_MAX 32
+
+/* A message with an attempt under way: store delivery and outbound jobs
+ * (parts); it is not looked at again until all are back. */
+struct inflight {
+	char id[SPOOL_ID_SIZE];
+	unsigned attempts; /* of the local recipients */
+	unsigned parts;
+	bool local; /* one part is with store */
+};
+
+/* A destination with deliveries under way (its concurrency limit). */
+struct destination {
+	char key[300]; /* "relay:NAME" or "mx:DOMAIN" */
+	unsigned active;
+};
+
+/* A DSN waiting for lookup to say where its recipient (the original
+ * sender) lives. */
+struct dsn_pending {
+	char id[SPOOL_ID_SIZE];
+	uint32_t reqid;
+	bool active;
+};
+
+struct commit_req;
+struct dns_resolver;
+struct workpool;
+
+struct queue {
+	struct spool *spool;
+	struct event *tick; /* the periodic look at what is due */
+	/* "Look now": a separate one-shot event, because activating the
+	 * persistent tick by hand pushes its next timeout further out each
+	 * time (libevent bases it on the previous one), and under load the
+	 * queue would stop looking at all. */
+	struct event *kick;
+	struct event *commit_ev; /* runs the pending commits */
+	struct commit_req *commits, **commits_tail;
+	size_t ncommits;
+	struct inflight inflight[INFLIGHT_MAX];
+	size_t ninflight;
+	/* outbound */
+	struct workpool *pool;
+	struct dns_resolver *resolver;
+	SSL_CTX *mx_ctx;
+	struct {
+		char *name;
+		SSL_CTX *ctx;
+	} * relay_ctx; /* per relay, made when first used */
+	size_t nrelay_ctx;
+	struct destination *dests;
+	size_t ndests;
+	unsigned out_active;
+	/* DSNs */
+	struct dsn_pending dsn[DSN_PENDING_MAX];
+	uint32_t dsn_reqid;
+};
+
+/* queue.c */
+struct inflight *queue_inflight_add(struct queue *q, const char *id);
+void queue_kick(struct queue *q);
+uint64_t queue_retry_delay(const struct config *cfg, unsigned attempts);
+void queue_out_done(struct child_ctx *ctx, struct out_job *job,
+                    const unsigned *attempts);
+
+/* queue_send.c */
+int queue_send_start(struct child_ctx *ctx, char **error_r);
+void queue_send_stop(struct child_ctx *ctx);
+/* The config changed: relay TLS contexts are made anew when next used. */
+void queue_send_reload(struct child_ctx *ctx);
+/* Start outbound jobs for the due non-local recipients of message id
+ * (due: the whole batch; only id's entries are used). */
+void queue_out_dispatch(struct child_ctx *ctx, const char *id,
+                        const struct spool_due *due, size_t n);
+
+/* queue_dsn.c */
+void queue_dsn_run(struct child_ctx *ctx);
+void queue_dsn_reply(struct child_ctx *ctx, struct ipc_msg *msg);
+void queue_dsn_link_down(struct child_ctx *ctx);
+
+#endif

@@ -1,0 +1,760 @@
+/* One outbound delivery attempt on a worker thread: find the hosts (relay
+ * or MX), connect to each address in turn until one server takes the
+ * transaction, and drive the SMTP client state machine over a blocking
+ * socket (poll with the RFC 5321 timeouts), with TLS as the route asks.
+ * SECURITY: the peer is any server on the internet. It only ever sees the
+ * message and envelope; it gets AUTH credentials only over TLS (or on a
+ * loopback relay with tls none); its replies are bounded by the client
+ * module. A TLS failure on a relay never falls back to plaintext. */
+#include "roles/queue_out.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "core/clock.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/tls.h"
+#include "core/xmalloc.h"
+#include "queue/mx.h"
+#include "smtp/client.h"
+
+#define OUT_READ_SIZE 16384
+#define OUT_BODY_SLICE (256 * 1024)
+/* A send that makes no progress for this long fails (RFC 5321 4.5.3.2
+ * "data block": 3 minutes). */
+#define OUT_SEND_TIMEOUT_MS (3 * 60 * 1000)
+#define OUT_TLS_TIMEOUT_MS (60 * 1000)
+
+struct conn {
+	int fd;
+	SSL *ssl;
+	char what[300]; /* "host[ip]:port" for messages */
+};
+
+/* How one session ended. */
+enum session_end {
+	SESSION_DONE, /* the transaction got its answers */
+	SESSION_NEXT, /* nothing decided: try the next address */
+};
+
+struct attempt {
+	struct out_job *job;
+	const uint8_t *msg; /* the spool file, mapped */
+	size_t msg_len;
+	bool body_8bit;
+	/* the last failure that decided nothing, for the recipients if no
+	 * server decides */
+	char last_error[SMTP_CLIENT_REPLY_TEXT_MAX + 400];
+	char last_status[16];
+	bool last_permanent;
+};
+
+static void attempt_error(struct attempt *a, bool permanent, const char *status,
+                          const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+attempt_error(struct attempt *a, bool permanent, const char *status,
+              const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(a->last_error, sizeof(a->last_error), fmt, ap);
+	va_end(ap);
+	snprintf(a->last_status, sizeof(a->last_status), "%s", status);
+	a->last_permanent = permanent;
+}
+
+/* ---- the connection ---- */
+
+static int
+wait_fd(int fd, short events, uint64_t timeout_ms)
+{
+	struct pollfd p = {.fd = fd, .events = events};
+	int rc;
+
+	do
+		rc =
+		    poll(&p, 1, timeout_ms > 600000 ? 600000 : (int)timeout_ms);
+	while (rc < 0 && errno == EINTR);
+	if (rc == 0)
+		errno = ETIMEDOUT;
+	return rc > 0 ? 0 : -1;
+}
+
+static int
+conn_connect(struct conn *c, const char *ip, uint16_t port, uint64_t timeout_ms)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int err = 0;
+	socklen_t elen = sizeof(err);
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr) ==
+	    1) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		sl = sizeof(*s4);
+	} else if (inet_pton(AF_INET6, ip,
+	                     &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		sl = sizeof(*s6);
+	} else {
+		errno = EINVAL;
+		return -1;
+	}
+	c->fd =
+	    socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (c->fd < 0)
+		return -1;
+	if (connect(c->fd, (struct sockaddr *)&ss, sl) == 0)
+		return 0;
+	if (errno != EINPROGRESS || wait_fd(c->fd, POLLOUT, timeout_ms) < 0)
+		goto fail;
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+		goto fail;
+	if (err != 0) {
+		errno = err;
+		goto fail;
+	}
+	return 0;
+fail:
+	err = errno;
+	close(c->fd);
+	c->fd = -1;
+	errno = err;
+	return -1;
+}
+
+static void
+conn_close(struct conn *c)
+{
+	if (c->ssl != NULL) {
+		(void)SSL_shutdown(c->ssl);
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+/* Wait for what OpenSSL asked for; -1 on timeout or a real error. */
+static int
+tls_wait(struct conn *c, int rc, uint64_t timeout_ms)
+{
+	switch (SSL_get_error(c->ssl, rc)) {
+	case SSL_ERROR_WANT_READ:
+		return wait_fd(c->fd, POLLIN, timeout_ms);
+	case SSL_ERROR_WANT_WRITE:
+		return wait_fd(c->fd, POLLOUT, timeout_ms);
+	default:
+		return -1;
+	}
+}
+
+/* Bytes read (0 at EOF), or -1 (timeout, error). */
+static ssize_t
+conn_read(struct conn *c, uint8_t *buf, size_t len, uint64_t timeout_ms)
+{
+	ssize_t n;
+
+	for (;;) {
+		if (c->ssl != NULL) {
+			int rc = SSL_read(c->ssl, buf, (int)len);
+
+			if (rc > 0)
+				return rc;
+			if (SSL_get_error(c->ssl, rc) == SSL_ERROR_ZERO_RETURN)
+				return 0;
+			if (tls_wait(c, rc, timeout_ms) < 0)
+				return -1;
+			continue;
+		}
+		n = recv(c->fd, buf, len, 0);
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN || wait_fd(c->fd, POLLIN, timeout_ms) < 0)
+			return -1;
+	}
+}
+
+static int
+conn_write(struct conn *c, const uint8_t *data, size_t len)
+{
+	while (len > 0) {
+		ssize_t n;
+
+		if (c->ssl != NULL) {
+			int rc =
+			    SSL_write(c->ssl, data,
+			              len > INT32_MAX ? INT32_MAX : (int)len);
+
+			if (rc <= 0) {
+				if (tls_wait(c, rc, OUT_SEND_TIMEOUT_MS) < 0)
+					return -1;
+				continue;
+			}
+			n = rc;
+		} else {
+			n = send(c->fd, data, len, MSG_NOSIGNAL);
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				if (errno != EAGAIN ||
+				    wait_fd(c->fd, POLLOUT,
+				            OUT_SEND_TIMEOUT_MS) < 0)
+					return -1;
+				continue;
+			}
+		}
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* The handshake; verify_name: the name the certificate must carry, or
+ * NULL (opportunistic TLS: encryption without authentication, as RFC 7435
+ * describes for MX delivery without DANE or MTA-STS). */
+static int
+conn_tls(struct conn *c, SSL_CTX *ctx, const char *sni, const char *verify_name,
+         char *err, size_t errlen)
+{
+	int rc;
+
+	c->ssl = SSL_new(ctx);
+	if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
+		snprintf(err, errlen, "TLS setup: %s", tls_last_error());
+		return -1;
+	}
+	/* SNI only for names, never for address literals (RFC 6066). */
+	if (sni != NULL && strchr(sni, ':') == NULL &&
+	    strspn(sni, "0123456789.") != strlen(sni))
+		SSL_set_tlsext_host_name(c->ssl, sni);
+	if (verify_name != NULL) {
+		SSL_set_verify(c->ssl, SSL_VERIFY_PEER, NULL);
+		if (SSL_set1_host(c->ssl, verify_name) != 1) {
+			snprintf(err, errlen, "TLS setup: %s",
+			         tls_last_error());
+			return -1;
+		}
+	} else {
+		SSL_set_verify(c->ssl, SSL_VERIFY_NONE, NULL);
+	}
+	ERR_clear_error();
+	while ((rc = SSL_connect(c->ssl)) != 1) {
+		if (tls_wait(c, rc, OUT_TLS_TIMEOUT_MS) < 0) {
+			long v = SSL_get_verify_result(c->ssl);
+
+			if (verify_name != NULL && v != X509_V_OK)
+				snprintf(err, errlen,
+				         "TLS handshake: certificate not "
+				         "trusted: %s",
+				         X509_verify_cert_error_string(v));
+			else
+				snprintf(err, errlen, "TLS handshake: %s",
+				         tls_last_error());
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---- one session ---- */
+
+/* The body to the client: header fields added at reception, then the
+ * spool file, in slices. */
+static void
+feed_body(struct attempt *a, struct smtp_client *c)
+{
+	const struct out_job *job = a->job;
+
+	if (job->headers != NULL)
+		smtp_client_body(c, (const uint8_t *)job->headers,
+		                 strlen(job->headers));
+	smtp_client_body(c, a->msg, a->msg_len);
+}
+
+static int
+flush_output(struct conn *cn, struct smtp_client *c)
+{
+	size_t len;
+	const uint8_t *out = smtp_client_output(c, &len);
+
+	while (len > 0) {
+		size_t n = len > OUT_BODY_SLICE ? OUT_BODY_SLICE : len;
+
+		if (conn_write(cn, out, n) < 0)
+			return -1;
+		smtp_client_output_consume(c, n);
+		out = smtp_client_output(c, &len);
+	}
+	return 0;
+}
+
+static void
+rcpt_results(struct attempt *a, const struct smtp_client_txn *txn)
+{
+	for (size_t i = 0; i < txn->nrcpts; i++) {
+		const struct smtp_client_rcpt *r = &txn->rcpts[i];
+		struct out_rcpt *o = &a->job->rcpts[i];
+		const char *reply = r->reply != NULL ? r->reply : "";
+
+		o->outcome = r->code >= 200 && r->code < 300   ? OUT_DELIVERED
+		             : r->code >= 500 && r->code < 600 ? OUT_PERMFAIL
+		                                               : OUT_TEMPFAIL;
+		snprintf(o->status, sizeof(o->status), "%s",
+		         r->status[0] != '\0'          ? r->status
+		         : o->outcome == OUT_DELIVERED ? "2.0.0"
+		         : o->outcome == OUT_PERMFAIL  ? "5.0.0"
+		                                       : "4.0.0");
+		free(o->diagnostic);
+		/* The reply with its code, as a DSN's Diagnostic-Code wants. */
+		if (r->code > 0 && reply[0] != '\0' &&
+		    !(strlen(reply) >= 3 && reply[0] >= '2' &&
+		      reply[0] <= '5' && reply[1] >= '0' && reply[1] <= '9' &&
+		      reply[2] >= '0' && reply[2] <= '9'))
+			o->diagnostic = xasprintf("%d %s", r->code, reply);
+		else if (r->code > 0)
+			o->diagnostic = xstrdup(reply[0] != '\0' ? reply : "-");
+		else
+			o->diagnostic = xasprintf(
+			    "%s", reply[0] != '\0' ? reply : "connection lost");
+	}
+}
+
+/* One SMTP session on a connected socket. */
+static enum session_end
+session_run(struct attempt *a, struct conn *cn, const char *host,
+            enum smtp_client_tls tls, SSL_CTX *ctx, const char *verify_name)
+{
+	struct out_job *job = a->job;
+	struct smtp_client_options opt = {
+	    .helo_name = job->helo_name,
+	    .log_id = job->id,
+	    .tls = tls,
+	    .use_chunking = true,
+	};
+	struct smtp_client_txn txn = {
+	    .mail_from = job->mail_from,
+	    .body_8bit = a->body_8bit,
+	    .smtputf8 = job->smtputf8,
+	    .ret = job->ret,
+	    .envid = job->envid,
+	    .nrcpts = job->nrcpts,
+	};
+	struct smtp_client *c;
+	enum smtp_client_event ev;
+	enum session_end end = SESSION_NEXT;
+	bool begun = false, done = false, dead = false;
+	uint8_t buf[OUT_READ_SIZE];
+	char err[512];
+
+	if (job->relay != NULL && job->relay->user != NULL) {
+		opt.auth_user = job->relay->user;
+		opt.auth_password = job->relay->password;
+		opt.auth_without_tls = job->relay->tls == RELAY_TLS_NONE;
+	}
+	txn.size =
+	    a->msg_len + (job->headers != NULL ? strlen(job->headers) : 0);
+	txn.rcpts = xcalloc(job->nrcpts, sizeof(*txn.rcpts));
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		txn.rcpts[i].address = job->rcpts[i].address;
+		txn.rcpts[i].notify = job->rcpts[i].notify;
+		txn.rcpts[i].orcpt = job->rcpts[i].orcpt;
+	}
+	if (tls == SMTP_CLIENT_TLS_IMPLICIT &&
+	    conn_tls(cn, ctx, host, verify_name, err, sizeof(err)) < 0) {
+		attempt_error(a, false, "4.7.5", "%s: %s", cn->what, err);
+		goto out;
+	}
+	c = smtp_client_new(&opt);
+	ev = smtp_client_event(c);
+	while (ev != SMTP_CLIENT_CLOSED) {
+		size_t pending;
+		ssize_t n;
+
+		if (!dead && flush_output(cn, c) < 0) {
+			/* The peer is gone: the client ends the transaction
+			 * (TXN_DONE with temporary results) and closes. */
+			dead = true;
+			if (!begun)
+				attempt_error(a, false, "4.4.2",
+				              "%s: connection lost", cn->what);
+			ev = smtp_client_eof(c);
+			continue;
+		}
+		if (dead) {
+			(void)smtp_client_output(c, &pending);
+			smtp_client_output_consume(c, pending);
+			if (ev != SMTP_CLIENT_TXN_DONE)
+				break;
+		}
+		switch (ev) {
+		case SMTP_CLIENT_WAIT:
+			n = conn_read(cn, buf, sizeof(buf),
+			              smtp_client_timeout_ms(c));
+			if (n > 0) {
+				ev = smtp_client_input(c, buf, (size_t)n);
+			} else {
+				if (n < 0 && !begun)
+					attempt_error(a, false, "4.4.2",
+					              "%s: %s", cn->what,
+					              errno == ETIMEDOUT
+					                  ? "timed out"
+					                  : "connection lost");
+				dead = true;
+				ev = smtp_client_eof(c);
+			}
+			break;
+		case SMTP_CLIENT_STARTTLS:
+			if (conn_tls(cn, ctx, host, verify_name, err,
+			             sizeof(err)) < 0) {
+				attempt_error(a, false, "4.7.5", "%s: %s",
+				              cn->what, err);
+				smtp_client_free(&c);
+				goto out;
+			}
+			ev = smtp_client_tls_started(c);
+			break;
+		case SMTP_CLIENT_READY:
+			if (!begun) {
+				begun = true;
+				if (cn->ssl != NULL)
+					snprintf(job->tls_info,
+					         sizeof(job->tls_info), "%s %s",
+					         tls_version_name(cn->ssl),
+					         tls_cipher_name(cn->ssl));
+				ev = smtp_client_begin(c, &txn);
+			} else {
+				ev = smtp_client_quit(c);
+			}
+			break;
+		case SMTP_CLIENT_BODY:
+			feed_body(a, c);
+			ev = smtp_client_body_end(c);
+			break;
+		case SMTP_CLIENT_TXN_DONE:
+			rcpt_results(a, &txn);
+			job->dsn_passed = smtp_client_ext(c)->dsn;
+			done = true;
+			ev = smtp_client_event(c);
+			break;
+		case SMTP_CLIENT_CLOSED:
+			break;
+		}
+	}
+	/* A QUIT the client queued with its CLOSED still goes out. */
+	if (!dead)
+		(void)flush_output(cn, c);
+	if (done) {
+		end = SESSION_DONE;
+	} else {
+		const struct smtp_client_error *e = smtp_client_error(c);
+
+		if (e != NULL)
+			attempt_error(a, e->permanent, e->status,
+			              "%s said (%s): %d %s", cn->what, e->stage,
+			              e->code, e->text);
+	}
+	smtp_client_free(&c);
+out:
+	smtp_client_txn_clear(&txn);
+	free(txn.rcpts);
+	return end;
+}
+
+/* ---- hosts ---- */
+
+/* Try every address of every host until one session decides. */
+static bool
+try_hosts(struct attempt *a, const struct mx_list *hosts, uint16_t port,
+          enum smtp_client_tls tls, SSL_CTX *ctx, bool verify)
+{
+	struct out_job *job = a->job;
+
+	for (size_t h = 0; h < hosts->nhosts; h++) {
+		const struct mx_host *host = &hosts->hosts[h];
+
+		for (size_t i = 0; i < host->naddrs; i++) {
+			struct conn cn = {.fd = -1};
+			enum session_end end;
+
+			snprintf(cn.what, sizeof(cn.what), "%s[%s]:%u",
+			         host->name, host->addrs[i].ip, (unsigned)port);
+			if (conn_connect(&cn, host->addrs[i].ip, port,
+			                 job->connect_timeout_ms) < 0) {
+				attempt_error(a, false, "4.4.1",
+				              "connect to %s: %s", cn.what,
+				              strerror(errno));
+				log_info(job->id,
+				         "event=connect-failed to=%s "
+				         "error=%s",
+				         cn.what, strerror(errno));
+				continue;
+			}
+			end = session_run(a, &cn, host->name, tls, ctx,
+			                  verify ? host->name : NULL);
+			/* Opportunistic TLS that fails is tried once more
+			 * in plaintext, as a server that cannot do TLS
+			 * would otherwise never get its mail. */
+			if (end == SESSION_NEXT &&
+			    tls == SMTP_CLIENT_TLS_OPPORTUNISTIC &&
+			    cn.ssl != NULL &&
+			    strcmp(a->last_status, "4.7.5") == 0) {
+				conn_close(&cn);
+				log_info(job->id,
+				         "event=tls-failed to=%s error=%s "
+				         "retry=plaintext",
+				         cn.what, a->last_error);
+				if (conn_connect(&cn, host->addrs[i].ip, port,
+				                 job->connect_timeout_ms) == 0)
+					end = session_run(a, &cn, host->name,
+					                  SMTP_CLIENT_TLS_NONE,
+					                  ctx, NULL);
+			}
+			conn_close(&cn);
+			if (end == SESSION_DONE) {
+				free(job->remote_mta);
+				job->remote_mta = xstrdup(host->name);
+				return true;
+			}
+			log_info(job->id,
+			         "event=session-failed to=%s "
+			         "error=%s",
+			         cn.what, a->last_error);
+		}
+	}
+	return false;
+}
+
+/* The relay's addresses: an IP literal, or its A/AAAA records. */
+static void
+relay_hosts(const struct out_job *job, struct mx_list *list)
+{
+	const struct out_relay *r = job->relay;
+	char literal[300];
+	struct mx_options opt = {.ipv4 = true, .ipv6 = job->ipv6};
+	unsigned char tmp[16];
+
+	if (inet_pton(AF_INET, r->host, tmp) == 1)
+		snprintf(literal, sizeof(literal), "[%s]", r->host);
+	else if (inet_pton(AF_INET6, r->host, tmp) == 1)
+		snprintf(literal, sizeof(literal), "[IPv6:%s]", r->host);
+	else
+		literal[0] = '\0';
+	if (literal[0] != '\0') {
+		mx_resolve(&job->dns, literal, &opt, list);
+		if (list->status == MX_OK && list->nhosts == 1) {
+			free(list->hosts[0].name);
+			list->hosts[0].name = xstrdup(r->host);
+		}
+		return;
+	}
+	/* A relay is a host, not a mail domain: its own addresses, never
+	 * its MX. A domain literal of each address found keeps one path. */
+	memset(list, 0, sizeof(*list));
+	list->hosts = xcalloc(1, sizeof(*list->hosts));
+	list->hosts[0].name = xstrdup(r->host);
+	list->hosts[0].addrs = xcalloc(MX_ADDRS_MAX, sizeof(struct mx_addr));
+	list->nhosts = 1;
+	for (int pass = 0; pass < 2; pass++) {
+		enum ma_dns_type type = pass == 0 ? MA_DNS_AAAA : MA_DNS_A;
+		struct ma_dns_answer ans = {0};
+		struct mx_host *h = &list->hosts[0];
+
+		if (type == MA_DNS_AAAA && !job->ipv6)
+			continue;
+		if (job->dns.lookup(job->dns.arg, r->host, type, &ans) == 0 &&
+		    ans.status == MA_DNS_OK) {
+			for (size_t i = 0;
+			     i < ans.count && h->naddrs < MX_ADDRS_MAX; i++) {
+				snprintf(h->addrs[h->naddrs].ip,
+				         sizeof(h->addrs[0].ip), "%s",
+				         ans.rr[i]);
+				h->addrs[h->naddrs].v6 = type == MA_DNS_AAAA;
+				h->naddrs++;
+			}
+		}
+		ma_dns_answer_clear(&ans);
+	}
+	list->status = list->hosts[0].naddrs > 0 ? MX_OK : MX_TEMPFAIL;
+	if (list->status != MX_OK)
+		snprintf(list->why, sizeof(list->why),
+		         "no address for relay host %s", r->host);
+}
+
+static void
+all_rcpts(struct out_job *job, enum out_outcome outcome, const char *status,
+          const char *text)
+{
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		job->rcpts[i].outcome = outcome;
+		snprintf(job->rcpts[i].status, sizeof(job->rcpts[i].status),
+		         "%s", status);
+		free(job->rcpts[i].diagnostic);
+		job->rcpts[i].diagnostic = xstrdup(text);
+	}
+}
+
+static bool
+has_8bit(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] & 0x80)
+			return true;
+	return false;
+}
+
+void
+queue_out_run(struct out_job *job)
+{
+	struct attempt a = {.job = job};
+	struct mx_list hosts;
+	struct stat st;
+	void *map = NULL;
+
+	memset(&hosts, 0, sizeof(hosts));
+	if (fstat(job->fd, &st) < 0) {
+		all_rcpts(job, OUT_TEMPFAIL, "4.3.0",
+		          "cannot read the spool file");
+		goto out;
+	}
+	if (st.st_size > 0) {
+		map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE,
+		           job->fd, 0);
+		if (map == MAP_FAILED) {
+			map = NULL;
+			all_rcpts(job, OUT_TEMPFAIL, "4.3.0",
+			          "cannot map the spool file");
+			goto out;
+		}
+		a.msg = map;
+		a.msg_len = (size_t)st.st_size;
+	}
+	a.body_8bit =
+	    has_8bit(a.msg, a.msg_len) ||
+	    (job->headers != NULL &&
+	     has_8bit((const uint8_t *)job->headers, strlen(job->headers)));
+	attempt_error(&a, false, "4.4.1", "no server answered");
+	if (job->relay != NULL) {
+		const struct out_relay *r = job->relay;
+		enum smtp_client_tls tls =
+		    r->tls == RELAY_TLS_IMPLICIT ? SMTP_CLIENT_TLS_IMPLICIT
+		    : r->tls == RELAY_TLS_NONE   ? SMTP_CLIENT_TLS_NONE
+		                                 : SMTP_CLIENT_TLS_REQUIRED;
+
+		relay_hosts(job, &hosts);
+		if (hosts.status != MX_OK) {
+			all_rcpts(job, OUT_TEMPFAIL, "4.4.3", hosts.why);
+			goto out;
+		}
+		if (!try_hosts(&a, &hosts, r->port, tls, r->ctx, r->verify))
+			/* A relay's refusal is a setup problem here, not
+			 * the recipient's: it stays queued. */
+			all_rcpts(job, OUT_TEMPFAIL,
+			          a.last_permanent ? "4.4.0" : a.last_status,
+			          a.last_error);
+	} else {
+		struct mx_options opt = {
+		    .ipv4 = true,
+		    .ipv6 = job->ipv6,
+		    .self_names = (const char *const[]){job->helo_name, NULL},
+		};
+
+		mx_resolve(&job->dns, job->domain, &opt, &hosts);
+		switch (hosts.status) {
+		case MX_OK:
+			break;
+		case MX_NULL:
+			all_rcpts(job, OUT_PERMFAIL, "5.1.10", hosts.why);
+			goto out;
+		case MX_NODOMAIN:
+			all_rcpts(job, OUT_PERMFAIL, "5.1.2", hosts.why);
+			goto out;
+		case MX_LOOP:
+			all_rcpts(job, OUT_PERMFAIL, "5.4.6", hosts.why);
+			goto out;
+		case MX_TEMPFAIL:
+		default:
+			all_rcpts(job, OUT_TEMPFAIL, "4.4.3", hosts.why);
+			goto out;
+		}
+		if (!try_hosts(&a, &hosts, job->mx_port,
+		               SMTP_CLIENT_TLS_OPPORTUNISTIC, job->mx_ctx,
+		               false))
+			all_rcpts(
+			    job, a.last_permanent ? OUT_PERMFAIL : OUT_TEMPFAIL,
+			    a.last_status, a.last_error);
+	}
+out:
+	mx_list_clear(&hosts);
+	if (map != NULL)
+		munmap(map, (size_t)st.st_size);
+	close(job->fd);
+	job->fd = -1;
+}
+
+void
+queue_out_job_free(struct out_job **jobp)
+{
+	struct out_job *job = *jobp;
+
+	if (job == NULL)
+		return;
+	if (job->fd >= 0)
+		close(job->fd);
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		free(job->rcpts[i].address);
+		free(job->rcpts[i].orcpt);
+		free(job->rcpts[i].diagnostic);
+	}
+	free(job->rcpts);
+	if (job->relay != NULL) {
+		free(job->relay->name);
+		free(job->relay->host);
+		free(job->relay->user);
+		if (job->relay->password != NULL) {
+			explicit_bzero(job->relay->password,
+			               strlen(job->relay->password));
+			free(job->relay->password);
+		}
+		SSL_CTX_free(job->relay->ctx);
+		free(job->relay);
+	}
+	SSL_CTX_free(job->mx_ctx);
+	free(job->headers);
+	free(job->mail_from);
+	free(job->ret);
+	free(job->envid);
+	free(job->domain);
+	free(job->helo_name);
+	free(job->remote_mta);
+	free(job);
+	*jobp = NULL;
+}

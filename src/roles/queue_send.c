@@ -19,6 +19,7 @@
 #include "core/tls.h"
 #include "core/workpool.h"
 #include "core/xmalloc.h"
+#include "mail/address.h"
 #include "queue/route.h"
 #include "roles/mailauth_dns.h"
 #include "roles/queue_int.h"
@@ -282,6 +283,23 @@ dispatch_group(struct child_ctx *ctx, const char *id,
 	workpool_submit(q->pool, NULL, job_run, job_done, jc);
 }
 
+/* The domain as DNS wants it: the A-label of an IDN (SMTPUTF8 mail may
+ * carry U-labels), lower case; a domain literal as it is. */
+static void
+domain_ascii(const char *dom, char out[ADDRESS_DOMAIN_MAX + 1])
+{
+	const char *why;
+	size_t len = strlen(dom);
+
+	if (dom[0] != '[' && address_domain_normalize(dom, len, out, &why) == 0)
+		return;
+	if (len > ADDRESS_DOMAIN_MAX)
+		len = ADDRESS_DOMAIN_MAX;
+	for (size_t c = 0; c < len; c++)
+		out[c] = (char)tolower((unsigned char)dom[c]);
+	out[len] = '\0';
+}
+
 void
 queue_out_dispatch(struct child_ctx *ctx, const char *id,
                    const struct spool_due *due, size_t n)
@@ -296,10 +314,9 @@ queue_out_dispatch(struct child_ctx *ctx, const char *id,
 	take = xcalloc(n, sizeof(*take));
 	for (size_t i = 0; i < n; i++) {
 		struct route_choice ch;
-		char domain[256], key[300];
+		char domain[ADDRESS_DOMAIN_MAX + 1], key[300];
 		const char *dom;
 		struct destination *d;
-		size_t len;
 
 		if (done[i] || due[i].local || strcmp(due[i].id, id) != 0)
 			continue;
@@ -315,12 +332,7 @@ queue_out_dispatch(struct child_ctx *ctx, const char *id,
 			loaded = true;
 		}
 		dom = route_address_domain(due[i].address);
-		len = strlen(dom);
-		if (len >= sizeof(domain))
-			len = sizeof(domain) - 1;
-		for (size_t c = 0; c < len; c++)
-			domain[c] = (char)tolower((unsigned char)dom[c]);
-		domain[len] = '\0';
+		domain_ascii(dom, domain);
 		route_choose(cfg, env.mail_from, domain, &ch);
 		if (ch.relay != NULL)
 			snprintf(key, sizeof(key), "relay:%s", ch.relay->name);
@@ -331,15 +343,15 @@ queue_out_dispatch(struct child_ctx *ctx, const char *id,
 		memset(take, 0, n * sizeof(*take));
 		for (size_t j = i; j < n; j++) {
 			struct route_choice cj;
-			const char *dj;
+			char dj[ADDRESS_DOMAIN_MAX + 1];
 
 			if (done[j] || due[j].local ||
 			    strcmp(due[j].id, id) != 0)
 				continue;
-			dj = route_address_domain(due[j].address);
+			domain_ascii(route_address_domain(due[j].address), dj);
 			route_choose(cfg, env.mail_from, dj, &cj);
 			if (cj.relay != ch.relay ||
-			    (ch.relay == NULL && strcasecmp(dj, domain) != 0))
+			    (ch.relay == NULL && strcmp(dj, domain) != 0))
 				continue;
 			take[j] = true;
 			done[j] = true;

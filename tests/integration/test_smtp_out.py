@@ -37,6 +37,7 @@ RECORDS = [
     "backup.example. MX 10 mx1.backup.example.",
     "backup.example. MX 20 mx.remote.example.",
     "mx1.backup.example. A 127.0.0.5",
+    "xn--bcher-kva.example. MX 10 mx.remote.example.",
 ]
 
 
@@ -61,12 +62,13 @@ def remote(tern_module_instance, dns):
         start=False, extra_config=[f"resolver {dns}"],
         quickstart_args=["--domain", "remote.example",
                          "--hostname", "mail.remote.example"])
-    for d in ("implicit.example", "backup.example"):
+    for d in ("implicit.example", "backup.example", "bücher.example"):
         r = run_tern("domain", "add", d, conf=t.conf)
         assert r.returncode == 0, r.stderr
     add_user(t, BOB, BOB_PW)
     add_user(t, "carol@implicit.example", "carol pw")
     add_user(t, "dave@backup.example", "dave pw")
+    add_user(t, "erin@bücher.example", "erin pw")
     # bob, the relay's AUTH user, may send as alice (as an SES account
     # may send for its verified domain).
     r = run_tern("domain", "add", DOMAIN, conf=t.conf)
@@ -116,14 +118,16 @@ def wait_message(t, domain, local, subject, timeout=20):
     return found
 
 
-def submit(t, rcpts, subject, rcpt_options=()):
+def submit(t, rcpts, subject, rcpt_options=(), mail_options=()):
     msg = (f"From: {ALICE}\r\nTo: {', '.join(rcpts)}\r\n"
            f"Subject: {subject}\r\n\r\nHello from the outbound tests.\r\n"
            f".leading dot line\r\n")
     with smtplib.SMTP("127.0.0.1", t.port("submission"), timeout=30) as s:
         s.starttls(context=client_tls_context())
         s.login(ALICE, PW)
-        s.sendmail(ALICE, rcpts, msg, rcpt_options=list(rcpt_options))
+        s.sendmail(ALICE, rcpts, msg.encode(),
+                   mail_options=list(mail_options),
+                   rcpt_options=list(rcpt_options))
 
 
 def bounce_for(t, subject, timeout=20):
@@ -206,6 +210,14 @@ def test_implicit_mx_and_next_mx(sender, remote):
     wait_message(remote, "backup.example", "dave", "second mx")
     assert sender.wait_log(r"event=connect-failed to=mx1\.backup\.example"
                            r"\[127\.0\.0\.5\]", timeout=5)
+
+
+def test_idn_domain_is_looked_up_as_its_a_label(sender, remote):
+    """SMTPUTF8 mail to a U-label domain: the MX lookup uses the A-label
+    (xn--bcher-kva.example) and the remote gets the address in UTF-8."""
+    submit(sender, ["erin@bücher.example"], "idn domain",
+           mail_options=["SMTPUTF8"])
+    wait_message(remote, "xn--bcher-kva.example", "erin", "idn domain")
 
 
 def test_null_mx_bounces_at_once(sender):

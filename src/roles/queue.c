@@ -708,11 +708,48 @@ queue_message(struct child_ctx *ctx, struct ipc_msg *msg)
 	log_warn(NULL, "event=unexpected-message type=%u", msg->type);
 }
 
+/* Outbound sessions under way get this long to finish and have their
+ * outcome recorded; after it the process exits without them (their
+ * recipients stay pending: at worst a message the remote had already
+ * taken is sent again, never one lost). */
+#define SHUTDOWN_OUTBOUND_GRACE_MS 3000
+
+static void
+queue_finish(struct child_ctx *ctx)
+{
+	struct queue *q = ctx->role;
+
+	/* Not queue_send_stop(): a worker stuck in a slow session must not
+	 * hold the exit up; exit() ends the threads. */
+	event_free(q->commit_ev);
+	event_free(q->tick);
+	event_free(q->kick);
+	spool_close(&q->spool);
+	child_exit(ctx);
+}
+
+static void
+shutdown_wait_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct child_ctx *ctx = arg;
+	struct queue *q = ctx->role;
+
+	(void)fd;
+	(void)what;
+	if (q->out_active > 0 && clock_wall_ms() < q->shutdown_deadline_ms)
+		return;
+	if (q->out_active > 0)
+		log_warn(NULL, "event=outbound-cut sessions=%u", q->out_active);
+	event_free(q->shutdown_ev);
+	queue_finish(ctx);
+}
+
 static void
 queue_shutdown(struct child_ctx *ctx)
 {
 	struct queue *q = ctx->role;
 	struct ipc_peer *front = child_peer(ctx, "front");
+	struct timeval tv = {0, 50 * 1000};
 
 	/* Commits that arrived are made durable and answered, as they would
 	 * have been; nothing acknowledged is in flight. Deliveries out with
@@ -721,14 +758,12 @@ queue_shutdown(struct child_ctx *ctx)
 		commit_run(q);
 	if (front != NULL)
 		(void)ipc_flush(front, 1000);
-	/* Outbound sessions under way are cut; their recipients stay
-	 * pending and are tried again at the next start. */
-	queue_send_stop(ctx);
-	event_free(q->commit_ev);
-	event_free(q->tick);
-	event_free(q->kick);
-	spool_close(&q->spool);
-	child_exit(ctx);
+	if (q->out_active == 0)
+		queue_finish(ctx);
+	q->shutdown_deadline_ms = clock_wall_ms() + SHUTDOWN_OUTBOUND_GRACE_MS;
+	q->shutdown_ev =
+	    event_new(ctx->base, -1, EV_PERSIST, shutdown_wait_cb, ctx);
+	event_add(q->shutdown_ev, &tv);
 }
 
 const struct role_ops role_queue = {

@@ -66,6 +66,9 @@ struct queue {
 	struct destination *dests;
 	size_t ndests;
 	unsigned out_active;
+	/* stopping: waiting for outbound sessions, until the deadline */
+	struct event *shutdown_ev;
+	uint64_t shutdown_deadline_ms;
 	/* DSNs */
 	struct dsn_pending dsn[DSN_PENDING_MAX];
 	uint32_t dsn_reqid;
@@ -80,7 +83,6 @@ void queue_out_done(struct child_ctx *ctx, struct out_job *job,
 
 /* queue_send.c */
 int queue_send_start(struct child_ctx *ctx, char **error_r);
-void queue_send_stop(struct child_ctx *ctx);
 /* The config changed: relay TLS contexts are made anew when next used. */
 void queue_send_reload(struct child_ctx *ctx);
 /* Start outbound jobs for the due non-local recipients of message id

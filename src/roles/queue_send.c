@@ -387,20 +387,3 @@ queue_send_start(struct child_ctx *ctx, char **error_r)
 	q->pool = workpool_new(ctx->base, cfg->outbound_concurrency);
 	return 0;
 }
-
-void
-queue_send_stop(struct child_ctx *ctx)
-{
-	struct queue *q = ctx->role;
-
-	/* Waits for the sessions under way; queued jobs are dropped (their
-	 * recipients stay due in the spool). */
-	workpool_free(&q->pool);
-	queue_send_reload(ctx);
-	SSL_CTX_free(q->mx_ctx);
-	q->mx_ctx = NULL;
-	dns_resolver_free(&q->resolver);
-	free(q->dests);
-	q->dests = NULL;
-	q->ndests = 0;
-}

@@ -10,8 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define MA_DNS_RR_MAX 64      /* records kept from one answer */
-#define MA_DNS_TXT_MAX 65535  /* bytes of one TXT record, strings joined */
+#define MA_DNS_RR_MAX 64     /* records kept from one answer */
+#define MA_DNS_TXT_MAX 65535 /* bytes of one TXT record, strings joined */
 
 enum ma_dns_type {
 	MA_DNS_A = 1,
@@ -19,6 +19,7 @@ enum ma_dns_type {
 	MA_DNS_MX = 15,
 	MA_DNS_TXT = 16,
 	MA_DNS_AAAA = 28,
+	MA_DNS_TLSA = 52,
 };
 
 enum ma_dns_status {
@@ -36,7 +37,10 @@ struct ma_dns_answer {
 	 *   A, AAAA: the address ("192.0.2.1", "2001:db8::1")
 	 *   MX:      "PREF HOST" with HOST without the final dot
 	 *   TXT:     the character-strings joined without separator
-	 *   PTR:     the name without the final dot */
+	 *   PTR:     the name without the final dot
+	 *   TLSA:    "USAGE SELECTOR MTYPE HEXDATA" in decimal and lower-case
+	 *            hex, as in RFC 6698 2.2 ("3 1 1 0123…"); data of any
+	 *            length the DNS allows, checked by the consumer */
 	char **rr;
 };
 

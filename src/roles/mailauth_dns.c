@@ -17,6 +17,30 @@ struct answer_fill {
 	struct ma_dns_answer *ans;
 };
 
+/* TLSA (RFC 6698 2.1): usage, selector, matching type, then the
+ * association data, shown as in RFC 6698 2.2. The rdata length is bounded
+ * by the DNS (65535), so the text is too. */
+static char *
+tlsa_text(const uint8_t *rd, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *out, *p;
+	size_t cap;
+
+	if (len < 3)
+		return NULL;
+	cap = 3 * 4 + 2 * (len - 3) + 1;
+	out = xmalloc(cap);
+	p = out + snprintf(out, cap, "%u %u %u ", (unsigned)rd[0],
+	                   (unsigned)rd[1], (unsigned)rd[2]);
+	for (size_t i = 3; i < len; i++) {
+		*p++ = hex[rd[i] >> 4];
+		*p++ = hex[rd[i] & 0xf];
+	}
+	*p = '\0';
+	return out;
+}
+
 static char *
 record_text(enum ma_dns_type type, const uint8_t *rd, size_t len)
 {
@@ -43,6 +67,8 @@ record_text(enum ma_dns_type type, const uint8_t *rd, size_t len)
 		return dns_rdata_ptr(rd, len, text, sizeof(text)) == 0
 		           ? xstrdup(text)
 		           : NULL;
+	case MA_DNS_TLSA:
+		return tlsa_text(rd, len);
 	case MA_DNS_TXT:
 		if (dns_rdata_txt(rd, len, &txt) < 0)
 			return NULL;
@@ -75,9 +101,9 @@ fill_done(void *arg, int status, const struct dns_result *res)
 		ans->rr = xcalloc(res->count < MA_DNS_RR_MAX ? res->count
 		                                             : MA_DNS_RR_MAX,
 		                  sizeof(*ans->rr));
-	for (size_t i = 0; i < res->count && ans->count < MA_DNS_RR_MAX;
-	     i++) {
-		char *t = record_text(f->type, res->rdata[i], res->rdata_len[i]);
+	for (size_t i = 0; i < res->count && ans->count < MA_DNS_RR_MAX; i++) {
+		char *t =
+		    record_text(f->type, res->rdata[i], res->rdata_len[i]);
 
 		if (t != NULL)
 			ans->rr[ans->count++] = t;

@@ -5,7 +5,9 @@
  * SECURITY: the peer is any server on the internet. It only ever sees the
  * message and envelope; it gets AUTH credentials only over TLS (or on a
  * loopback relay with tls none); its replies are bounded by the client
- * module. A TLS failure on a relay never falls back to plaintext. */
+ * module. A TLS failure on a relay never falls back to plaintext, nor on
+ * an MX host with DNSSEC-secure TLSA records (DANE, RFC 7672): there TLS
+ * is required and the certificate must match the records. */
 #include "roles/queue_out.h"
 
 #include <arpa/inet.h>
@@ -30,6 +32,7 @@
 #include "core/log.h"
 #include "core/tls.h"
 #include "core/xmalloc.h"
+#include "queue/dane.h"
 #include "queue/mx.h"
 #include "smtp/client.h"
 
@@ -44,6 +47,10 @@ struct conn {
 	int fd;
 	SSL *ssl;
 	char what[300]; /* "host[ip]:port" for messages */
+	/* DANE: the policy the handshake checks against, or NULL; after a
+	 * verified handshake, the record that matched */
+	const struct dane_policy *dane;
+	char dane_matched[128];
 };
 
 /* How one session ended. */
@@ -238,9 +245,56 @@ conn_write(struct conn *c, const uint8_t *data, size_t len)
 	return 0;
 }
 
+/* The handshake with a DANE host (RFC 7672 3): the certificate must match
+ * one of its TLSA records (OpenSSL's DANE verification, required). What
+ * fails here is said as DANE's, for logs and DSNs. */
+static int
+conn_tls_dane(struct conn *c, const char *host, char *err, size_t errlen)
+{
+	char why[160];
+	int rc;
+
+	c->dane_matched[0] = '\0';
+	if (dane_apply(c->ssl, host, c->dane, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "%s (%s)", why, c->what);
+		return -1;
+	}
+	ERR_clear_error();
+	while ((rc = SSL_connect(c->ssl)) != 1) {
+		if (tls_wait(c, rc, OUT_TLS_TIMEOUT_MS) < 0) {
+			long v = SSL_get_verify_result(c->ssl);
+
+			if (v != X509_V_OK)
+				snprintf(err, errlen,
+				         "DANE: certificate of %s does not "
+				         "match its TLSA records (%s)",
+				         c->what,
+				         X509_verify_cert_error_string(v));
+			else
+				snprintf(err, errlen,
+				         "DANE: TLS handshake with %s failed: "
+				         "%s",
+				         c->what, tls_last_error());
+			return -1;
+		}
+	}
+	if (dane_verified(c->ssl, c->dane_matched, sizeof(c->dane_matched)) <
+	    0) {
+		snprintf(err, errlen,
+		         "DANE: certificate of %s does not match its TLSA "
+		         "records (%s)",
+		         c->what, c->dane_matched);
+		c->dane_matched[0] = '\0';
+		return -1;
+	}
+	return 0;
+}
+
 /* The handshake; verify_name: the name the certificate must carry, or
  * NULL (opportunistic TLS: encryption without authentication, as RFC 7435
- * describes for MX delivery without DANE or MTA-STS). */
+ * describes for MX delivery without DANE or MTA-STS). With c->dane, the
+ * certificate must match its TLSA records instead (RFC 7672 3); the
+ * message then says DANE, whole, for the recipients. */
 static int
 conn_tls(struct conn *c, SSL_CTX *ctx, const char *sni, const char *verify_name,
          char *err, size_t errlen)
@@ -256,6 +310,8 @@ conn_tls(struct conn *c, SSL_CTX *ctx, const char *sni, const char *verify_name,
 	if (sni != NULL && strchr(sni, ':') == NULL &&
 	    strspn(sni, "0123456789.") != strlen(sni))
 		SSL_set_tlsext_host_name(c->ssl, sni);
+	if (c->dane != NULL)
+		return conn_tls_dane(c, sni, err, errlen);
 	if (verify_name != NULL) {
 		SSL_set_verify(c->ssl, SSL_VERIFY_PEER, NULL);
 		if (SSL_set1_host(c->ssl, verify_name) != 1) {
@@ -348,6 +404,25 @@ rcpt_results(struct attempt *a, const struct smtp_client_txn *txn)
 	}
 }
 
+/* A failed handshake: DANE's own words are whole, others get the peer. */
+static void
+tls_error(struct attempt *a, const struct conn *cn, const char *err)
+{
+	if (cn->dane != NULL)
+		attempt_error(a, false, "4.7.5", "%s", err);
+	else
+		attempt_error(a, false, "4.7.5", "%s: %s", cn->what, err);
+}
+
+/* TLS is up: one line for a session DANE authenticated. */
+static void
+tls_started(struct attempt *a, const struct conn *cn)
+{
+	if (cn->dane_matched[0] != '\0')
+		log_info(a->job->id, "event=dane-verified to=%s matched=%s",
+		         cn->what, cn->dane_matched);
+}
+
 /* One SMTP session on a connected socket. */
 static enum session_end
 session_run(struct attempt *a, struct conn *cn, const char *host,
@@ -390,7 +465,7 @@ session_run(struct attempt *a, struct conn *cn, const char *host,
 	}
 	if (tls == SMTP_CLIENT_TLS_IMPLICIT &&
 	    conn_tls(cn, ctx, host, verify_name, err, sizeof(err)) < 0) {
-		attempt_error(a, false, "4.7.5", "%s: %s", cn->what, err);
+		tls_error(a, cn, err);
 		goto out;
 	}
 	c = smtp_client_new(&opt);
@@ -435,11 +510,11 @@ session_run(struct attempt *a, struct conn *cn, const char *host,
 		case SMTP_CLIENT_STARTTLS:
 			if (conn_tls(cn, ctx, host, verify_name, err,
 			             sizeof(err)) < 0) {
-				attempt_error(a, false, "4.7.5", "%s: %s",
-				              cn->what, err);
+				tls_error(a, cn, err);
 				smtp_client_free(&c);
 				goto out;
 			}
+			tls_started(a, cn);
 			ev = smtp_client_tls_started(c);
 			break;
 		case SMTP_CLIENT_READY:
@@ -447,9 +522,13 @@ session_run(struct attempt *a, struct conn *cn, const char *host,
 				begun = true;
 				if (cn->ssl != NULL)
 					snprintf(job->tls_info,
-					         sizeof(job->tls_info), "%s %s",
+					         sizeof(job->tls_info),
+					         "%s %s%s",
 					         tls_version_name(cn->ssl),
-					         tls_cipher_name(cn->ssl));
+					         tls_cipher_name(cn->ssl),
+					         cn->dane_matched[0] != '\0'
+					             ? " dane"
+					             : "");
 				ev = smtp_client_begin(c, &txn);
 			} else {
 				ev = smtp_client_quit(c);
@@ -477,7 +556,15 @@ session_run(struct attempt *a, struct conn *cn, const char *host,
 	} else {
 		const struct smtp_client_error *e = smtp_client_error(c);
 
-		if (e != NULL)
+		if (e != NULL && cn->dane != NULL && cn->ssl == NULL &&
+		    strcmp(e->stage, "starttls") == 0)
+			/* No TLS with a host whose TLSA records ask for it
+			 * (RFC 7672 2.2): not even tried in cleartext. */
+			attempt_error(a, false, "4.7.5",
+			              "DANE: %s did not start TLS, which its "
+			              "TLSA records require (%s): %d %s",
+			              cn->what, e->stage, e->code, e->text);
+		else if (e != NULL)
 			attempt_error(a, e->permanent, e->status,
 			              "%s said (%s): %d %s", cn->what, e->stage,
 			              e->code, e->text);
@@ -491,18 +578,61 @@ out:
 
 /* ---- hosts ---- */
 
-/* Try every address of every host until one session decides. */
+/* DANE for one MX host (RFC 7672 2.2): its TLSA records when its MX and
+ * address answers were secure. Returns false when the host is to be
+ * skipped for now (the lookup failed); else *tls_r is what the host gets
+ * and *dane_r its policy to verify against, or NULL. */
+static bool
+host_dane(struct attempt *a, const struct mx_host *host, uint16_t port,
+          struct dane_policy *pol, enum smtp_client_tls *tls_r,
+          const struct dane_policy **dane_r)
+{
+	struct out_job *job = a->job;
+
+	*dane_r = NULL;
+	dane_lookup(&job->dns, host->name, port, host->secure, pol);
+	switch (pol->status) {
+	case DANE_TEMPFAIL:
+		attempt_error(a, false, "4.7.5", "%s", pol->why);
+		log_info(job->id, "event=dane-tempfail host=%s error=%s",
+		         host->name, pol->why);
+		return false;
+	case DANE_REQUIRED:
+		*tls_r = SMTP_CLIENT_TLS_REQUIRED;
+		*dane_r = pol;
+		log_debug(job->id, "event=dane host=%s policy=%s", host->name,
+		          pol->why);
+		return true;
+	case DANE_NONE:
+		break;
+	}
+	if (pol->tls_mandatory) {
+		*tls_r = SMTP_CLIENT_TLS_REQUIRED;
+		log_info(job->id, "event=dane-unusable host=%s policy=%s",
+		         host->name, pol->why);
+	}
+	return true;
+}
+
+/* Try every address of every host until one session decides. For MX
+ * hosts (no relay), DANE decides per host what TLS it gets. */
 static bool
 try_hosts(struct attempt *a, const struct mx_list *hosts, uint16_t port,
-          enum smtp_client_tls tls, SSL_CTX *ctx, bool verify)
+          enum smtp_client_tls tls_default, SSL_CTX *ctx, bool verify)
 {
 	struct out_job *job = a->job;
 
 	for (size_t h = 0; h < hosts->nhosts; h++) {
 		const struct mx_host *host = &hosts->hosts[h];
+		enum smtp_client_tls tls = tls_default;
+		const struct dane_policy *dane = NULL;
+		struct dane_policy pol;
 
+		if (job->relay == NULL &&
+		    !host_dane(a, host, port, &pol, &tls, &dane))
+			continue;
 		for (size_t i = 0; i < host->naddrs; i++) {
-			struct conn cn = {.fd = -1};
+			struct conn cn = {.fd = -1, .dane = dane};
 			enum session_end end;
 
 			snprintf(cn.what, sizeof(cn.what), "%s[%s]:%u",
@@ -522,10 +652,11 @@ try_hosts(struct attempt *a, const struct mx_list *hosts, uint16_t port,
 			                  verify ? host->name : NULL);
 			/* Opportunistic TLS that fails is tried once more
 			 * in plaintext, as a server that cannot do TLS
-			 * would otherwise never get its mail. */
+			 * would otherwise never get its mail. Never for a
+			 * DANE host (its TLS is required anyway). */
 			if (end == SESSION_NEXT &&
 			    tls == SMTP_CLIENT_TLS_OPPORTUNISTIC &&
-			    cn.ssl != NULL &&
+			    dane == NULL && cn.ssl != NULL &&
 			    strcmp(a->last_status, "4.7.5") == 0) {
 				conn_close(&cn);
 				log_info(job->id,

@@ -59,14 +59,16 @@ struct out_job {
 	uint16_t mx_port;
 	bool ipv6;
 	uint64_t connect_timeout_ms;
-	SSL_CTX *mx_ctx; /* opportunistic, unverified; referenced */
+	SSL_CTX *mx_ctx; /* unverified (opportunistic) unless a host has
+	                    DANE (SSL_CTX_dane_enable done); referenced */
 	struct ma_dns dns;
 	/* set up failed (rcpts already carry the outcome): do not run */
 	bool prefailed;
 	/* out */
 	char *remote_mta;  /* the host that gave the answers, or NULL */
 	bool dsn_passed;   /* that server took the DSN parameters along */
-	char tls_info[96]; /* "TLSv1.3 TLS_AES_256_GCM_SHA384" or "" */
+	char tls_info[96]; /* "TLSv1.3 TLS_AES_256_GCM_SHA384", with " dane"
+	                      when DANE authenticated the server, or "" */
 };
 
 /* Run the attempt; fills every rcpt's outcome. */

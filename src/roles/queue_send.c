@@ -20,6 +20,7 @@
 #include "core/workpool.h"
 #include "core/xmalloc.h"
 #include "mail/address.h"
+#include "queue/dane.h"
 #include "queue/route.h"
 #include "roles/mailauth_dns.h"
 #include "roles/queue_int.h"
@@ -30,6 +31,7 @@ struct job_ctx {
 	struct child_ctx *ctx;
 	struct out_job *job;
 	unsigned *attempts;
+	uint64_t created_ms;
 	char dest[sizeof(((struct destination *)0)->key)];
 };
 
@@ -147,7 +149,7 @@ job_done(void *arg)
 	if (q->out_active > 0)
 		q->out_active--;
 	dest_release(q, jc->dest);
-	queue_out_done(jc->ctx, jc->job, jc->attempts);
+	queue_out_done(jc->ctx, jc->job, jc->attempts, jc->created_ms);
 	queue_out_job_free(&jc->job);
 	free(jc->attempts);
 	free(jc);
@@ -245,6 +247,7 @@ dispatch_group(struct child_ctx *ctx, const char *id,
 			job->rcpts[job->nrcpts].orcpt =
 			    orcpt_param(due[i].orcpt);
 		jc->attempts[job->nrcpts] = due[i].attempts;
+		jc->created_ms = due[i].created_ms;
 		job->nrcpts++;
 	}
 	job->headers = env->headers != NULL ? xstrdup(env->headers) : NULL;
@@ -381,7 +384,8 @@ queue_send_start(struct child_ctx *ctx, char **error_r)
 		return -1;
 	/* Opportunistic TLS to MX hosts: encrypt, do not authenticate
 	 * (RFC 7435); DANE and MTA-STS are what authenticate MX hosts. */
-	q->mx_ctx = tls_client_ctx_new(false, NULL, error_r);
+	q->mx_ctx =
+	    dane_ctx_enable(tls_client_ctx_new(false, NULL, error_r), error_r);
 	if (q->mx_ctx == NULL)
 		return -1;
 	q->pool = workpool_new(ctx->base, cfg->outbound_concurrency);

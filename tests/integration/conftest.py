@@ -135,6 +135,138 @@ class UnboundServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+LDNS_KEYGEN = "/usr/bin/ldns-keygen"
+LDNS_SIGNZONE = "/usr/bin/ldns-signzone"
+
+
+class SignedZoneServer:
+    """A DNSSEC-signed zone on a real unbound on 127.0.0.1: the zone file
+    (SOA, NS and the given records) is signed with ldns-signzone under a
+    new KSK and ZSK (ECDSAP256SHA256, NSEC) and served by unbound as an
+    auth-zone for its own iterator, which validates it against the KSK's
+    DS: answers carry RRSIGs (for a validating client) and the AD flag.
+    Every other name is answered from local_data (unsigned, insecure) or
+    is NXDOMAIN, so nothing ever leaves the loopback.
+
+    records: zone-file lines, names absolute ("mx.dane.example. A …") or
+    relative to the zone. bogus: owner names (absolute) whose records
+    (not their RRSIG or NSEC) are altered after signing, so that they
+    validate as bogus. trust_anchor: the DS file, to give a resolver as its
+    trust anchor (tern's dns_trust_anchor). validate=False: unbound
+    passes the zone's answers on without validating them (bogus ones
+    too), for a client that must validate by itself."""
+
+    def __init__(self, zone, records, local_data=(), bogus=(),
+                 validate=True):
+        self.zone = zone.rstrip(".") + "."
+        self.dir = tempfile.mkdtemp(prefix="tern-dnssec-")
+        # The roles of a tern run as root read the trust anchor as their
+        # own user.
+        os.chmod(self.dir, 0o755)
+        self.port = free_udp_port()
+        zone_path = os.path.join(self.dir, "zone")
+        with open(zone_path, "w") as f:
+            f.write("\n".join([
+                f"$ORIGIN {self.zone}",
+                "$TTL 300",
+                f"@ IN SOA ns.{self.zone} hostmaster.{self.zone} "
+                "1 3600 600 86400 300",
+                f"@ IN NS ns.{self.zone}",
+                "ns IN A 127.0.0.1",
+                *records, ""]))
+
+        def run(*cmd):
+            r = subprocess.run(cmd, cwd=self.dir, capture_output=True,
+                               text=True, timeout=60)
+            assert r.returncode == 0, f"{cmd}: {r.stderr}"
+            return r.stdout.strip()
+        ksk = run(LDNS_KEYGEN, "-a", "ECDSAP256SHA256", "-k", self.zone)
+        zsk = run(LDNS_KEYGEN, "-a", "ECDSAP256SHA256", self.zone)
+        run(LDNS_SIGNZONE, "-f", "zone.signed", "zone", zsk, ksk)
+        signed = os.path.join(self.dir, "zone.signed")
+        if bogus:
+            self._spoil(signed, {b.rstrip(".") + "." for b in bogus})
+        self.trust_anchor = os.path.join(self.dir, "trust-anchor")
+        shutil.copy(os.path.join(self.dir, ksk + ".ds"), self.trust_anchor)
+        os.chmod(self.trust_anchor, 0o644)
+        with open(self.trust_anchor) as f:
+            self.ds = f.read().strip()
+        conf = "\n".join([
+            "server:",
+            "\tverbosity: 1",
+            "\tinterface: 127.0.0.1",
+            f"\tport: {self.port}",
+            "\tdo-ip6: no",
+            "\tdo-not-query-localhost: no",
+            '\tchroot: ""',
+            '\tusername: ""',
+            f'\tdirectory: "{self.dir}"',
+            f'\tpidfile: "{self.dir}/unbound.pid"',
+            '\tlogfile: ""',
+            "\tuse-syslog: no",
+            "\tnum-threads: 1",
+        ] + ([
+            '\tmodule-config: "validator iterator"',
+            f'\ttrust-anchor-file: "{self.trust_anchor}"',
+        ] if validate else ['\tmodule-config: "iterator"']) + [
+            # Nothing recursive: every name outside the zone is local
+            # data or NXDOMAIN; the zone itself goes to the auth-zone.
+            '\tlocal-zone: "." static',
+            f'\tlocal-zone: "{self.zone}" transparent',
+        ] + [f"\tlocal-data: '{r}'" for r in local_data] + [
+            "auth-zone:",
+            f'\tname: "{self.zone}"',
+            f'\tzonefile: "{signed}"',
+            "\tfor-upstream: yes",
+            "\tfor-downstream: no",
+            "\tfallback-enabled: no",
+            "remote-control:",
+            "\tcontrol-enable: no",
+            "",
+        ])
+        path = os.path.join(self.dir, "unbound.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        self.proc = subprocess.Popen(
+            [UNBOUND, "-d", "-c", path], stdout=subprocess.DEVNULL,
+            stderr=open(os.path.join(self.dir, "log"), "w"))
+
+        def answers():
+            r = subprocess.run(["drill", "-D", "-p", str(self.port),
+                                self.zone, "SOA", "@127.0.0.1"],
+                               capture_output=True, text=True)
+            if not validate:
+                return "NOERROR" in r.stdout and "RRSIG" in r.stdout
+            return "NOERROR" in r.stdout and re.search(
+                r"^;; flags: .*\bad\b", r.stdout, re.M) is not None
+        wait_until(answers, 10, what="unbound answering (validated)")
+
+    @staticmethod
+    def _spoil(path, owners):
+        out = []
+        with open(path) as f:
+            for line in f:
+                fields = line.split()
+                if (len(fields) >= 5 and fields[0] in owners
+                        and fields[3] not in ("RRSIG", "NSEC", "NSEC3")):
+                    # The last character of the RDATA, changed.
+                    line = line.rstrip()
+                    last = line[-1]
+                    line = line[:-1] + ("1" if last != "1" else "2") + "\n"
+                out.append(line)
+        with open(path, "w") as f:
+            f.writelines(out)
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- ports
 
 _handed_out = set()

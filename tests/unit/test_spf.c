@@ -53,6 +53,8 @@ type_name(enum ma_dns_type t)
 		return "TXT";
 	case MA_DNS_PTR:
 		return "PTR";
+	case MA_DNS_TLSA:
+		return "TLSA";
 	}
 	return "?";
 }

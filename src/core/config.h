@@ -156,11 +156,20 @@ struct config {
 	uint64_t queue_retry_first_ms;
 	uint64_t queue_retry_max_ms;
 	uint64_t queue_lifetime_ms;
+	uint64_t queue_delay_warning_ms; /* 0: no delay notices */
 	uint32_t outbound_concurrency;
 	uint32_t outbound_destination_concurrency;
 	uint16_t outbound_mx_port;
 	bool outbound_ipv6;
 	uint64_t outbound_connect_timeout_ms;
+	char *mta_sts_ca_file; /* "" = the system store */
+	uint16_t mta_sts_port;
+
+	/* Abuse limits on authenticated senders (roles/queue_limits.c). */
+	uint32_t sending_limit_messages;   /* per user per hour, 0 = off */
+	uint32_t sending_limit_recipients; /* per user per hour, 0 = off */
+	uint32_t sending_spike_factor;	   /* × usual hourly max, 0 = off */
+	uint32_t sending_spike_floor;	   /* no spike at or below this */
 
 	struct config_listener *listeners;
 	size_t nlisteners;

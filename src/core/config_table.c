@@ -1039,6 +1039,14 @@ static const struct config_setting root_settings[] = {
      .help = "How long a recipient may stay queued after temporary "
              "failures before it fails for good and the sender gets a "
              "bounce."},
+    {.name = "queue_delay_warning",
+     .type = CONFIG_DURATION,
+     .def = "4h",
+     .max = 30 * MS_DAY,
+     FIELD(struct config, queue_delay_warning_ms),
+     .help = "After this long in the queue, a recipient that is still "
+             "being retried gets its sender one \"delayed\" DSN (when "
+             "its NOTIFY asks for DELAY or says nothing); 0 sends none."},
     {.name = "outbound_concurrency",
      .type = CONFIG_INT,
      .def = "20",
@@ -1067,6 +1075,22 @@ static const struct config_setting root_settings[] = {
      .def = "yes",
      FIELD(struct config, outbound_ipv6),
      .help = "Also deliver to MX hosts over IPv6 (IPv4 is always used)."},
+    {.name = "mta_sts_ca_file",
+     .type = CONFIG_PATH,
+     .flags = CONFIG_F_EMPTY_OK,
+     .def = "",
+     FIELD(struct config, mta_sts_ca_file),
+     .help = "Trusted certificates (PEM) for MTA-STS: the policy's web "
+             "server and the MX hosts of a domain with a policy; \"\" is "
+             "the system store. Only tests change it."},
+    {.name = "mta_sts_port",
+     .type = CONFIG_INT,
+     .def = "443",
+     .min = 1,
+     .max = 65535,
+     FIELD(struct config, mta_sts_port),
+     .help = "The HTTPS port of MTA-STS policy servers. Only tests change "
+             "it."},
     {.name = "outbound_connect_timeout",
      .type = CONFIG_DURATION,
      .def = "30s",
@@ -1075,6 +1099,41 @@ static const struct config_setting root_settings[] = {
      FIELD(struct config, outbound_connect_timeout_ms),
      .help = "How long to wait for a TCP connection to an MX host or "
              "relay before trying the next address."},
+    {.name = "sending_limit_messages",
+     .type = CONFIG_INT,
+     .def = "200",
+     .min = 0,
+     .max = 1000000,
+     FIELD(struct config, sending_limit_messages),
+     .help = "Messages to remote recipients one authenticated user may send "
+             "in an hour; over it their outbound mail is held and their "
+             "sending suspended (0 is no limit)."},
+    {.name = "sending_limit_recipients",
+     .type = CONFIG_INT,
+     .def = "1000",
+     .min = 0,
+     .max = 10000000,
+     FIELD(struct config, sending_limit_recipients),
+     .help = "Remote recipients one authenticated user may send to in an "
+             "hour; over it their outbound mail is held and their sending "
+             "suspended (0 is no limit)."},
+    {.name = "sending_spike_factor",
+     .type = CONFIG_INT,
+     .def = "10",
+     .min = 0,
+     .max = 10000,
+     FIELD(struct config, sending_spike_factor),
+     .help = "A user who sends more than this many times their busiest "
+             "hour of the last 7 days within an hour is suspended as for "
+             "a limit (0 turns the spike rule off)."},
+    {.name = "sending_spike_floor",
+     .type = CONFIG_INT,
+     .def = "50",
+     .min = 0,
+     .max = 1000000,
+     FIELD(struct config, sending_spike_floor),
+     .help = "Messages in an hour at or below which no spike is seen, so "
+             "that a new user's first burst is not suspended."},
     {.name = "listener",
      .type = CONFIG_BLOCK,
      .block = &listener_block,

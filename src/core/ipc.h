@@ -95,6 +95,11 @@ enum ipc_msg_type {
 	 * signature (empty where signing failed). */
 	IPC_MSG_DKIM_SIGN,
 	IPC_MSG_DKIM_SIGNATURES,
+	/* queue → lookup: str user (canonical address), str reason ("limit"
+	 * or "spike"): the user went over the sending limits
+	 * (roles/queue_limits.c); lookup suspends the user in the directory.
+	 * No reply. */
+	IPC_MSG_USER_SUSPEND,
 	IPC_MSG_TYPE_MAX
 };
 

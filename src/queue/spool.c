@@ -25,7 +25,7 @@
 
 #define SPOOL_DB_NAME "queue.db"
 #define SPOOL_BUSY_MS 5000
-#define SPOOL_SCHEMA_VERSION 4
+#define SPOOL_SCHEMA_VERSION 5
 /* EEXIST retries in spool_create(): with 64 random bits, more than one
  * means the random source is broken. */
 #define SPOOL_CREATE_TRIES 16
@@ -41,6 +41,7 @@
 #define NOTIFY_NEVER 0x1
 #define NOTIFY_SUCCESS 0x2
 #define NOTIFY_FAILURE 0x4
+#define NOTIFY_DELAY 0x8
 
 static const char spool_schema[] =
     "CREATE TABLE IF NOT EXISTS messages ("
@@ -72,6 +73,7 @@ static const char spool_schema[] =
     " remote_mta TEXT,"
     " last_try_ms INTEGER NOT NULL DEFAULT 0,"
     " relayed INTEGER NOT NULL DEFAULT 0,"
+    " delayed INTEGER NOT NULL DEFAULT 0,"
     " PRIMARY KEY (id, address));";
 
 /* After the tables exist with every column (created, or altered from an
@@ -88,6 +90,10 @@ static const char spool_migrate_4[] =
     "ALTER TABLE rcpts ADD COLUMN remote_mta TEXT;"
     "ALTER TABLE rcpts ADD COLUMN last_try_ms INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE rcpts ADD COLUMN relayed INTEGER NOT NULL DEFAULT 0;";
+
+/* From version 4 to 5: a delay notice was sent for the recipient. */
+static const char spool_migrate_5[] =
+    "ALTER TABLE rcpts ADD COLUMN delayed INTEGER NOT NULL DEFAULT 0;";
 
 enum spool_stmt {
 	ST_BEGIN,
@@ -149,13 +155,14 @@ static const char *const spool_sql[ST_COUNT] = {
                " FROM rcpts r JOIN messages m ON m.id = r.id"
                " WHERE r.state = 0 AND r.next_try_ms <= ?1 AND m.held = 0"
                " ORDER BY r.next_try_ms, r.rowid LIMIT ?2",
-    [ST_RCPT_GET] = "SELECT r.state, r.notify, m.mail_from"
+    [ST_RCPT_GET] = "SELECT r.state, r.notify, m.mail_from, r.delayed"
                     " FROM rcpts r JOIN messages m ON m.id = r.id"
                     " WHERE r.id = ?1 AND r.address = ?2",
     [ST_RCPT_UPDATE] = "UPDATE rcpts SET state = ?3,"
                        " attempts = attempts + 1, diagnostic = ?4,"
                        " next_try_ms = ?5, last_try_ms = ?6, status = ?7,"
-                       " remote_mta = ?8, relayed = ?9, dsn = ?10"
+                       " remote_mta = ?8, relayed = ?9, dsn = ?10,"
+                       " delayed = max(delayed, ?10 * (?3 = 0))"
                        " WHERE id = ?1 AND address = ?2 AND state = 0",
     /* What keeps a message: a recipient pending or a DSN due. */
     [ST_LIVE_OF] = "SELECT count(*) FROM rcpts"
@@ -610,11 +617,11 @@ open_db(struct spool *sp, char **error_r)
 	}
 	/* Version 2 added messages.headers (the header fields front adds
 	 * after its checks), version 3 messages.flags, version 4 holds and
-	 * DSNs (spool_migrate_4). The version is a constant: no parameter
-	 * can reach this text. */
+	 * DSNs (spool_migrate_4), version 5 delay notices. The version is a
+	 * constant: no parameter can reach this text. */
 	if (sqlite3_exec(sp->db,
 	                 "BEGIN IMMEDIATE;"
-	                 "PRAGMA user_version = 4;",
+	                 "PRAGMA user_version = 5;",
 	                 NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_exec(sp->db, spool_schema, NULL, NULL, NULL) != SQLITE_OK ||
 	    (version >= 1 && version < 2 &&
@@ -628,6 +635,9 @@ open_db(struct spool *sp, char **error_r)
 	                  NULL, NULL, NULL) != SQLITE_OK) ||
 	    (version >= 1 && version < 4 &&
 	     sqlite3_exec(sp->db, spool_migrate_4, NULL, NULL, NULL) !=
+	         SQLITE_OK) ||
+	    (version >= 1 && version < 5 &&
+	     sqlite3_exec(sp->db, spool_migrate_5, NULL, NULL, NULL) !=
 	         SQLITE_OK) ||
 	    sqlite3_exec(sp->db, spool_indexes, NULL, NULL, NULL) !=
 	        SQLITE_OK ||
@@ -1311,13 +1321,16 @@ col_uint(sqlite3_stmt *st, int i)
 
 /* RFC 3461 §5.2 (asked for) and §4.1 (never to <>): does this outcome
  * call for a DSN to the sender? notify 0: NOTIFY not given, which means
- * FAILURE (and DELAY, which the spool does not mark). */
+ * FAILURE and DELAY. A delay notice goes once per recipient. */
 static bool
-dsn_wanted(const char *mail_from, unsigned notify,
+dsn_wanted(const char *mail_from, unsigned notify, bool delayed,
            const struct spool_result *res)
 {
 	if (mail_from == NULL || mail_from[0] == '\0')
 		return false;
+	if (res->state == SPOOL_RCPT_PENDING)
+		return res->delay_notice && !delayed &&
+		       (notify == 0 || (notify & NOTIFY_DELAY) != 0);
 	switch (res->state) {
 	case SPOOL_RCPT_FAILED:
 		return (notify & NOTIFY_NEVER) == 0 &&
@@ -1325,7 +1338,7 @@ dsn_wanted(const char *mail_from, unsigned notify,
 	case SPOOL_RCPT_DELIVERED:
 		return (notify & NOTIFY_SUCCESS) != 0 && !res->dsn_passed;
 	case SPOOL_RCPT_PENDING:
-		return false;
+		break;
 	}
 	return false;
 }
@@ -1410,7 +1423,8 @@ spool_rcpt_update(struct spool *sp, const char *id, const char *address,
 	}
 	old_state = sqlite3_column_int64(st, 0);
 	notify = col_uint(st, 1);
-	dsn = dsn_wanted((const char *)sqlite3_column_text(st, 2), notify, res);
+	dsn = dsn_wanted((const char *)sqlite3_column_text(st, 2), notify,
+	                 sqlite3_column_int(st, 3) != 0, res);
 	st_done(st);
 	if (old_state != STATE_PENDING) {
 		*error_r =
@@ -1441,9 +1455,10 @@ spool_rcpt_update(struct spool *sp, const char *id, const char *address,
 	if (commit(sp, error_r) < 0)
 		return -1;
 
-	log_msg(res->state == SPOOL_RCPT_FAILED ? LOG_LEVEL_NOTICE
-	                                        : LOG_LEVEL_INFO,
-	        id, "event=rcpt_%s rcpt=%s diagnostic=%s dsn=%s",
+	/* The queue logs the outcome for the operator; this is the spool's
+	 * own trace of it. */
+	log_msg(LOG_LEVEL_DEBUG, id,
+	        "event=rcpt_%s rcpt=%s diagnostic=%s dsn=%s",
 	        state_name(res->state), address,
 	        res->diagnostic != NULL ? res->diagnostic : "",
 	        dsn ? "due" : "none");

@@ -117,6 +117,9 @@ struct spool_result {
 	bool relayed;
 	/* …which offered DSN and took NOTIFY along: no success DSN here. */
 	bool dsn_passed;
+	/* PENDING: the recipient has waited long enough for a delay notice
+	 * (NOTIFY=DELAY, or no NOTIFY); one is marked due, once. */
+	bool delay_notice;
 };
 /* spool_rcpt_result with the details. Marks a DSN as due when the
  * recipient's NOTIFY asks for one (FAILED: unless NOTIFY=NEVER or NOTIFY

@@ -1,6 +1,7 @@
 /* lookup: the directory (domains, users, aliases) and every login check.
  * It alone opens the directory database and state.db, verifies passwords
  * and SCRAM proofs, and applies the login limits; front asks over its link.
+ * queue asks where a DSN goes and has users over the sending limits suspended.
  * SECURITY: runs as its own unprivileged user. It takes structured
  * requests only (front has parsed the client's bytes), answers a failure
  * for an unknown user after the same work as for a wrong password, and
@@ -61,6 +62,7 @@ static const struct ipc_rule front_rules[] = {
 
 static const struct ipc_rule queue_rules[] = {
     {IPC_MSG_RCPT_CHECK, 8, 2048, IPC_FD_NEVER},
+    {IPC_MSG_USER_SUSPEND, 8, 2048, IPC_FD_NEVER},
     {IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
     {IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
     {0, 0, 0, IPC_FD_NEVER},
@@ -595,6 +597,27 @@ rcpt_check(struct child_ctx *ctx, struct ipc_peer *peer, struct ipc_msg *msg)
 	free(text);
 }
 
+/* 1 suspended, 0 not (or no such user: the login said otherwise), -1
+ * directory error (logged). */
+static int
+user_suspended(struct lookup *l, const char *user)
+{
+	struct dir_user u;
+	char *error = NULL;
+	int found;
+
+	memset(&u, 0, sizeof(u));
+	found = directory_user_get(l->dir, user, &u, &error);
+	if (found < 0) {
+		log_error(NULL, "event=directory-error error=%s", error);
+		free(error);
+		return -1;
+	}
+	found = found > 0 && u.suspended ? 1 : 0;
+	dir_user_clear(&u);
+	return found;
+}
+
 static void
 sender_check(struct child_ctx *ctx, struct ipc_peer *peer, struct ipc_msg *msg)
 {
@@ -626,9 +649,19 @@ sender_check(struct child_ctx *ctx, struct ipc_peer *peer, struct ipc_msg *msg)
 			result = rc > 0 ? 0 : 1;
 		}
 	}
-	if (result == 1)
+	/* A user suspended after logging in sends nothing more in that
+	 * session either (the sending limits suspend users that way). */
+	if (result == 0 && (rc = user_suspended(l, user)) != 0) {
+		result = rc < 0 ? 2 : 1;
+		if (rc > 0)
+			log_notice(NULL,
+			           "event=sender-refused user=%s sender=%s "
+			           "reason=suspended",
+			           user, text);
+	} else if (result == 1) {
 		log_notice(NULL, "event=sender-refused user=%s sender=%s", user,
 		           text);
+	}
 	buf_init(&b, 0);
 	ipc_put_u32(&b, result);
 	ipc_send(peer, IPC_MSG_SENDER_REPLY, msg->reqid, -1, b.data, b.len);
@@ -638,6 +671,57 @@ out:
 	free(text);
 }
 
+/* ---- suspensions (queue) ---- */
+
+/* The queue saw the user go over the sending limits: suspend the user
+ * (no more logins, no more MAIL FROM) until `tern user resume`. */
+static void
+user_suspend(struct child_ctx *ctx, struct ipc_msg *msg)
+{
+	struct lookup *l = ctx->role;
+	struct ipc_reader r;
+	struct address addr;
+	struct dir_user u;
+	char *user, *reason, key[ADDRESS_MAX * 4 + 2], *error = NULL;
+	const char *why;
+	int found;
+
+	ipc_reader_init(&r, msg);
+	user = ipc_get_str(&r);
+	reason = ipc_get_str(&r);
+	if (ipc_reader_done(&r) < 0 || user == NULL || reason == NULL ||
+	    address_parse(user, strlen(user), &addr, &why) < 0) {
+		log_error(NULL, "event=bad-suspend-request");
+		goto out;
+	}
+	address_key(&addr, key, sizeof(key));
+	memset(&u, 0, sizeof(u));
+	found = directory_user_get(l->dir, key, &u, &error);
+	if (found > 0 && !u.suspended)
+		found =
+		    directory_user_set_suspended(l->dir, key, true, &error) < 0
+		        ? -1
+		        : 1;
+	if (found < 0)
+		log_error(NULL,
+		          "event=user-suspend-failed user=%s reason=%s "
+		          "error=%s",
+		          key, reason, error);
+	else if (found == 0)
+		log_error(NULL,
+		          "event=user-suspend-failed user=%s reason=%s "
+		          "error=%s",
+		          key, reason, "no such user");
+	else
+		log_warn(NULL, "event=user-suspended user=%s reason=%s", key,
+		         reason);
+	free(error);
+	dir_user_clear(&u);
+out:
+	free(user);
+	free(reason);
+}
+
 /* ---- role wiring ---- */
 
 static const struct ipc_rule *
@@ -645,7 +729,8 @@ lookup_peer_rules(const char *peer)
 {
 	if (strcmp(peer, "front") == 0)
 		return front_rules;
-	/* queue asks where a DSN's recipient (a message's sender) lives. */
+	/* queue asks where a DSN's recipient (a message's sender) lives,
+	 * and has users over the sending limits suspended. */
 	if (strcmp(peer, "queue") == 0)
 		return queue_rules;
 	return NULL;
@@ -672,6 +757,11 @@ lookup_peer_message(struct child_ctx *ctx, struct child_link *link,
 		break;
 	case IPC_MSG_SENDER_CHECK:
 		sender_check(ctx, link->peer, msg);
+		break;
+	case IPC_MSG_USER_SUSPEND:
+		/* Only queue's rules let it through; checked again here. */
+		if (strcmp(link->name, "queue") == 0)
+			user_suspend(ctx, msg);
 		break;
 	case IPC_MSG_DKIM_KEYS:
 		lookup_dkim_keys(ctx->cfg->data_dir, link->peer, msg);

@@ -20,6 +20,7 @@
 #include "core/xmalloc.h"
 #include "queue/spool.h"
 #include "roles/queue_int.h"
+#include "roles/queue_limits.h"
 #include "roles/roles.h"
 
 #define DELIVERY_BATCH 64
@@ -201,6 +202,7 @@ commit_run(struct queue *q)
 		if (results[i] == 0) {
 			committed++;
 			log_queued(req->id, &req->env);
+			queue_limits_committed(q->ctx, req->id, &req->env);
 		} else {
 			log_error(req->id, "event=commit-failed");
 			spool_discard(q->spool, req->id);
@@ -337,6 +339,16 @@ queue_retry_delay(const struct config *cfg, unsigned attempts)
 	return d < cfg->queue_retry_max_ms ? d : cfg->queue_retry_max_ms;
 }
 
+/* Has a message queued since created_ms waited long enough for a delay
+ * notice (queue_delay_warning; 0: never)? */
+static bool
+delay_notice_due(const struct config *cfg, uint64_t created_ms, uint64_t now)
+{
+	return cfg->queue_delay_warning_ms > 0 && created_ms != 0 &&
+	       now > created_ms &&
+	       now - created_ms >= cfg->queue_delay_warning_ms;
+}
+
 /* Record one recipient's outcome, log it; a DSN that became due is
  * started by queue_dsn_run() on the next look. */
 static void
@@ -414,6 +426,9 @@ deliver_local(struct child_ctx *ctx, struct ipc_peer *store, const char *id,
 		f->parts++;
 		f->local = true;
 		f->attempts = attempts;
+		for (size_t i = 0; i < n; i++)
+			if (strcmp(due[i].id, id) == 0)
+				f->created_ms = due[i].created_ms;
 	}
 	buf_free(&b);
 }
@@ -549,6 +564,8 @@ delivered(struct child_ctx *ctx, struct ipc_msg *msg)
 		                           : "4.2.0";
 		res.next_try_ms =
 		    clock_wall_ms() + queue_retry_delay(ctx->cfg, attempts);
+		res.delay_notice =
+		    delay_notice_due(ctx->cfg, f->created_ms, clock_wall_ms());
 		record_result(q, id, rcpt, &res);
 		free(rcpt);
 		free(why);
@@ -562,7 +579,7 @@ delivered(struct child_ctx *ctx, struct ipc_msg *msg)
 /* An outbound job is back (on the loop): record each recipient. */
 void
 queue_out_done(struct child_ctx *ctx, struct out_job *job,
-               const unsigned *attempts)
+               const unsigned *attempts, uint64_t created_ms)
 {
 	struct queue *q = ctx->role;
 	uint64_t now = clock_wall_ms();
@@ -580,6 +597,7 @@ queue_out_done(struct child_ctx *ctx, struct out_job *job,
 		        now + queue_retry_delay(ctx->cfg, attempts[i] + 1),
 		    .relayed = true,
 		    .dsn_passed = job->dsn_passed,
+		    .delay_notice = delay_notice_due(ctx->cfg, created_ms, now),
 		};
 
 		record_result(q, job->id, o->address, &res);
@@ -622,7 +640,9 @@ queue_peer_message(struct child_ctx *ctx, struct child_link *link,
 		delivered(ctx, msg);
 		break;
 	case IPC_MSG_RCPT_REPLY:
-		queue_dsn_reply(ctx, msg);
+		/* Where postmaster lives (a notice), or a DSN's sender. */
+		if (!queue_limits_reply(ctx, msg))
+			queue_dsn_reply(ctx, msg);
 		break;
 	default:
 		break;
@@ -675,6 +695,7 @@ queue_start(struct child_ctx *ctx, char **error_r)
 	char *dir;
 
 	ctx->role = q;
+	q->ctx = ctx;
 	if (role_check_dir(ctx->cfg, "queue", error_r) < 0)
 		return -1;
 	dir = xasprintf("%s/queue", ctx->cfg->data_dir);

@@ -141,6 +141,8 @@ dsn_action_of(const struct spool_dsn_rcpt *r)
 {
 	if (r->state == SPOOL_RCPT_FAILED)
 		return DSN_FAILED;
+	if (r->state == SPOOL_RCPT_PENDING)
+		return DSN_DELAYED;
 	return r->relayed ? DSN_RELAYED : DSN_DELIVERED;
 }
 
@@ -192,6 +194,11 @@ dsn_send(struct child_ctx *ctx, const char *id, char **finals,
 		dr[i].remote_mta = rc[i].remote_mta;
 		dr[i].diagnostic = rc[i].diagnostic;
 		dr[i].last_attempt = (time_t)(rc[i].last_try_ms / 1000);
+		if (dr[i].action == DSN_DELAYED)
+			dr[i].will_retry_until =
+			    (time_t)((info.created_ms +
+			              ctx->cfg->queue_lifetime_ms) /
+			             1000);
 	}
 	snprintf(msgid, sizeof(msgid), "<%s.dsn.%llu@%s>", id,
 	         (unsigned long long)clock_wall_ms(), ctx->cfg->hostname);
@@ -264,6 +271,7 @@ dsn_send(struct child_ctx *ctx, const char *id, char **finals,
 		         env.mail_from,
 		         dr[i].action == DSN_FAILED    ? "failed"
 		         : dr[i].action == DSN_RELAYED ? "relayed"
+		         : dr[i].action == DSN_DELAYED ? "delayed"
 		                                       : "delivered",
 		         dr[i].address, newid);
 	ret = spool_dsn_done(q->spool, id, &error);

@@ -19,6 +19,7 @@
 struct inflight {
 	char id[SPOOL_ID_SIZE];
 	unsigned attempts; /* of the local recipients */
+	uint64_t created_ms;
 	unsigned parts;
 	bool local; /* one part is with store */
 };
@@ -42,6 +43,7 @@ struct dns_resolver;
 struct workpool;
 
 struct queue {
+	struct child_ctx *ctx;
 	struct spool *spool;
 	struct event *tick; /* the periodic look at what is due */
 	/* "Look now": a separate one-shot event, because activating the
@@ -79,7 +81,7 @@ struct inflight *queue_inflight_add(struct queue *q, const char *id);
 void queue_kick(struct queue *q);
 uint64_t queue_retry_delay(const struct config *cfg, unsigned attempts);
 void queue_out_done(struct child_ctx *ctx, struct out_job *job,
-                    const unsigned *attempts);
+                    const unsigned *attempts, uint64_t created_ms);
 
 /* queue_send.c */
 int queue_send_start(struct child_ctx *ctx, char **error_r);

@@ -90,7 +90,8 @@ def sender(tern_module_instance, dns, remote):
                       "outbound_ipv6 no",
                       "outbound_connect_timeout 2s",
                       "queue_retry_first 1s",
-                      "queue_retry_max 2s"])
+                      "queue_retry_max 2s",
+                      "queue_delay_warning 3s"])
     add_user(t, ALICE, PW)
     t.start()
     return t
@@ -284,6 +285,36 @@ def test_4xx_is_retried_and_survives_a_restart(sender, remote):
         assert len(sink.messages()) == 1  # delivered once, not again
         with open(sink.messages()[0], "rb") as f:
             assert b"Subject: soft then ok" in f.read()
+    finally:
+        sink.close()
+
+
+def test_delay_notice_once_then_delivery(sender, remote):
+    """A recipient deferred past queue_delay_warning gets its sender one
+    "delayed" DSN (NOTIFY=DELAY), then the mail still goes through."""
+    port = remote.port("smtp")
+    sink = Sink("127.0.0.4", port, "-r", "RCPT")
+    try:
+        submit(sender, ["slow@soft.example"], "delay notice",
+               rcpt_options=["NOTIFY=DELAY,FAILURE"])
+        dsn = bounce_for(sender, "delay notice")
+        assert dsn["Subject"].startswith("Delayed Mail")
+        (f,) = dsn_fields(dsn)
+        assert f["Action"] == "delayed"
+        assert f["Status"].startswith("4.")
+        assert "Will-Retry-Until" in f
+        time.sleep(3)
+        notices = [m for m in maildir_messages(sender, DOMAIN, "alice")
+                   if m.get_content_type() == "multipart/report"
+                   and "delay notice" in m.as_string()]
+        assert len(notices) == 1
+    finally:
+        sink.close()
+    sink = Sink("127.0.0.4", port)
+    try:
+        wait_until(lambda: any(b"Subject: delay notice" in open(p, "rb").read()
+                               for p in sink.messages()), 30, interval=0.2,
+                   what="the delayed message to reach the sink")
     finally:
         sink.close()
 

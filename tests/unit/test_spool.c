@@ -1082,6 +1082,52 @@ test_dsn_rules(void **state)
 	}
 }
 
+/* A delay notice: due once per recipient that asked for DELAY (or gave no
+ * NOTIFY), never for NOTIFY=FAILURE alone; the message stays pending. */
+static void
+test_delay_notice(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const rcpts[] = {"a@example.com", "b@example.net",
+	                                    "c@example.net"};
+	static const unsigned notify[] = {0, N_DELAY | N_FAILURE, N_FAILURE};
+	struct spool_result later = {
+	    .state = SPOOL_RCPT_PENDING,
+	    .diagnostic = "451 4.3.0 try later",
+	    .status = "4.3.0",
+	    .delay_notice = true,
+	};
+	struct spool_dsn_rcpt *d;
+	char id[SPOOL_ID_SIZE], *error = NULL;
+	size_t n;
+
+	spool_from(f, "s@example.org", NULL, rcpts, notify, 3, id);
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(
+		    spool_rcpt_update(f->sp, id, rcpts[i], &later, &error), 0);
+	assert_true(dsn_is_due(f, id));
+	assert_int_equal(spool_dsn_rcpts(f->sp, id, &d, &n, &error), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(d[0].address, "a@example.com");
+	assert_int_equal(d[0].state, SPOOL_RCPT_PENDING);
+	assert_string_equal(d[1].address, "b@example.net");
+	spool_dsn_rcpts_free(&d, n);
+	assert_int_equal(spool_dsn_done(f->sp, id, &error), 0);
+	assert_false(dsn_is_due(f, id));
+	assert_true(file_exists(f, id));
+	/* Once: a later deferral does not mark another. */
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(
+		    spool_rcpt_update(f->sp, id, rcpts[i], &later, &error), 0);
+	assert_false(dsn_is_due(f, id));
+	/* Without the flag, nothing either. */
+	later.delay_notice = false;
+	spool_from(f, "s@example.org", NULL, rcpts, notify, 3, id);
+	assert_int_equal(spool_rcpt_update(f->sp, id, rcpts[0], &later, &error),
+	                 0);
+	assert_false(dsn_is_due(f, id));
+}
+
 /* A message waits for its DSN, survives a reopen (recovery keeps it),
  * and goes with spool_dsn_done() once nothing is pending. */
 static void
@@ -1668,7 +1714,7 @@ test_migration(void **state)
 		                                    -1, &st, NULL),
 		                 SQLITE_OK);
 		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-		assert_int_equal(sqlite3_column_int(st, 0), 4);
+		assert_int_equal(sqlite3_column_int(st, 0), 5);
 		sqlite3_finalize(st);
 		sqlite3_close(db);
 
@@ -1700,7 +1746,7 @@ test_newer_schema(void **state)
 	xfree(&error);
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
 	assert_int_equal(
-	    sqlite3_exec(db, "PRAGMA user_version = 4", NULL, NULL, NULL),
+	    sqlite3_exec(db, "PRAGMA user_version = 5", NULL, NULL, NULL),
 	    SQLITE_OK);
 	sqlite3_close(db);
 	reopen(f);
@@ -1745,6 +1791,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_open_admin, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_newer_schema, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_delay_notice, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_rate, setup, teardown),
 	};
 

@@ -114,8 +114,9 @@ struct mtasts_fetch_opts {
 	uint16_t port;
 	const char *host_ip;
 	long timeout_ms;
-	/* Tests: when not NULL, called instead of mtasts_fetch (same
-	 * contract), with fetch_arg. */
+	/* When not NULL, called instead of mtasts_fetch (same contract),
+	 * with fetch_arg: the queue resolves the policy host through its
+	 * own resolver first; the tests fake the fetch. */
 	int (*fetch)(void *arg, const char *domain,
 	             const struct mtasts_fetch_opts *o, struct mtasts_policy *p,
 	             char *why, size_t whylen);

@@ -39,6 +39,7 @@ struct dsn_pending {
 };
 
 struct commit_req;
+struct mtasts_cache;
 struct dns_resolver;
 struct workpool;
 
@@ -60,6 +61,8 @@ struct queue {
 	struct workpool *pool;
 	struct dns_resolver *resolver;
 	SSL_CTX *mx_ctx;
+	SSL_CTX *sts_ctx; /* verifying, for MTA-STS hosts */
+	struct mtasts_cache *sts_cache;
 	struct {
 		char *name;
 		SSL_CTX *ctx;

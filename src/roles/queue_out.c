@@ -33,6 +33,7 @@
 #include "core/tls.h"
 #include "core/xmalloc.h"
 #include "queue/dane.h"
+#include "queue/mtasts.h"
 #include "queue/mx.h"
 #include "smtp/client.h"
 
@@ -51,6 +52,8 @@ struct conn {
 	 * verified handshake, the record that matched */
 	const struct dane_policy *dane;
 	char dane_matched[128];
+	/* MTA-STS enforce: the certificate was checked for the MX name */
+	bool sts;
 };
 
 /* How one session ended. */
@@ -410,6 +413,9 @@ tls_error(struct attempt *a, const struct conn *cn, const char *err)
 {
 	if (cn->dane != NULL)
 		attempt_error(a, false, "4.7.5", "%s", err);
+	else if (cn->sts)
+		attempt_error(a, false, "4.7.5", "MTA-STS: %s: %s", cn->what,
+		              err);
 	else
 		attempt_error(a, false, "4.7.5", "%s: %s", cn->what, err);
 }
@@ -528,7 +534,8 @@ session_run(struct attempt *a, struct conn *cn, const char *host,
 					         tls_cipher_name(cn->ssl),
 					         cn->dane_matched[0] != '\0'
 					             ? " dane"
-					             : "");
+					         : cn->sts ? " mta-sts"
+					                   : "");
 				ev = smtp_client_begin(c, &txn);
 			} else {
 				ev = smtp_client_quit(c);
@@ -618,7 +625,8 @@ host_dane(struct attempt *a, const struct mx_host *host, uint16_t port,
  * hosts (no relay), DANE decides per host what TLS it gets. */
 static bool
 try_hosts(struct attempt *a, const struct mx_list *hosts, uint16_t port,
-          enum smtp_client_tls tls_default, SSL_CTX *ctx, bool verify)
+          enum smtp_client_tls tls_default, SSL_CTX *ctx_default, bool verify,
+          const struct mtasts_policy *sts)
 {
 	struct out_job *job = a->job;
 
@@ -627,12 +635,39 @@ try_hosts(struct attempt *a, const struct mx_list *hosts, uint16_t port,
 		enum smtp_client_tls tls = tls_default;
 		const struct dane_policy *dane = NULL;
 		struct dane_policy pol;
+		SSL_CTX *ctx = ctx_default;
+		bool sts_host = false;
 
 		if (job->relay == NULL &&
 		    !host_dane(a, host, port, &pol, &tls, &dane))
 			continue;
+		/* MTA-STS, unless DANE already authenticates the host (RFC
+		 * 8461 2): only hosts the policy names, over TLS with a
+		 * certificate valid for the host's name. */
+		if (sts != NULL && sts->mode != MTASTS_NONE && dane == NULL &&
+		    !mtasts_mx_match(sts, host->name)) {
+			log_info(job->id,
+			         "event=mta-sts-mismatch host=%s domain=%s "
+			         "mode=%s",
+			         host->name, job->domain,
+			         sts->mode == MTASTS_ENFORCE ? "enforce"
+			                                     : "testing");
+			if (sts->mode == MTASTS_ENFORCE) {
+				attempt_error(a, false, "4.7.5",
+				              "MTA-STS: MX host %s is not in "
+				              "the policy of %s",
+				              host->name, job->domain);
+				continue;
+			}
+		} else if (sts != NULL && sts->mode == MTASTS_ENFORCE &&
+		           dane == NULL) {
+			tls = SMTP_CLIENT_TLS_REQUIRED;
+			ctx = job->sts_ctx;
+			sts_host = true;
+		}
 		for (size_t i = 0; i < host->naddrs; i++) {
-			struct conn cn = {.fd = -1, .dane = dane};
+			struct conn cn = {
+			    .fd = -1, .dane = dane, .sts = sts_host};
 			enum session_end end;
 
 			snprintf(cn.what, sizeof(cn.what), "%s[%s]:%u",
@@ -648,15 +683,16 @@ try_hosts(struct attempt *a, const struct mx_list *hosts, uint16_t port,
 				         cn.what, strerror(errno));
 				continue;
 			}
-			end = session_run(a, &cn, host->name, tls, ctx,
-			                  verify ? host->name : NULL);
+			end =
+			    session_run(a, &cn, host->name, tls, ctx,
+			                verify || sts_host ? host->name : NULL);
 			/* Opportunistic TLS that fails is tried once more
 			 * in plaintext, as a server that cannot do TLS
 			 * would otherwise never get its mail. Never for a
 			 * DANE host (its TLS is required anyway). */
 			if (end == SESSION_NEXT &&
 			    tls == SMTP_CLIENT_TLS_OPPORTUNISTIC &&
-			    dane == NULL && cn.ssl != NULL &&
+			    dane == NULL && !sts_host && cn.ssl != NULL &&
 			    strcmp(a->last_status, "4.7.5") == 0) {
 				conn_close(&cn);
 				log_info(job->id,
@@ -762,15 +798,78 @@ has_8bit(const uint8_t *p, size_t n)
 	return false;
 }
 
+/* The policy fetch, with mta-sts.DOMAIN resolved through tern's resolver
+ * (the one tern.conf names, DNSSEC and all), not libcurl's. */
+static int
+sts_fetch(void *arg, const char *domain, const struct mtasts_fetch_opts *o,
+          struct mtasts_policy *p, char *why, size_t whylen)
+{
+	const struct out_job *job = arg;
+	char *host = xasprintf("mta-sts.%s", domain);
+	char ip[64] = "";
+
+	for (int pass = 0; pass < 2 && ip[0] == '\0'; pass++) {
+		enum ma_dns_type type = pass == 0 ? MA_DNS_A : MA_DNS_AAAA;
+		struct ma_dns_answer ans = {0};
+
+		if (type == MA_DNS_AAAA && !job->ipv6)
+			continue;
+		if (job->dns.lookup(job->dns.arg, host, type, &ans) == 0 &&
+		    ans.status == MA_DNS_OK && ans.count > 0)
+			snprintf(ip, sizeof(ip), "%s", ans.rr[0]);
+		ma_dns_answer_clear(&ans);
+	}
+	free(host);
+	if (ip[0] == '\0') {
+		snprintf(why, whylen, "no address for mta-sts.%s", domain);
+		return -1;
+	}
+	return mtasts_fetch(domain, o->ca_file, o->port, ip, o->timeout_ms, p,
+	                    why, whylen);
+}
+
+/* The domain's MTA-STS policy (cached, or fetched on this thread). */
+static void
+sts_policy(struct out_job *job, struct mtasts_policy *p)
+{
+	struct mtasts_fetch_opts opts = {
+	    .ca_file = job->sts_ca_file,
+	    .port = job->sts_port,
+	    .timeout_ms = 30000,
+	    .fetch = sts_fetch,
+	    .fetch_arg = job,
+	};
+
+	memset(p, 0, sizeof(*p));
+	if (job->sts_cache == NULL)
+		return;
+	mtasts_get_policy(&job->dns, job->sts_cache, job->domain, &opts,
+	                  clock_wall_ms(), p);
+	if (p->mode == MTASTS_NONE)
+		log_debug(job->id,
+		          "event=mta-sts domain=%s mta-sts=none "
+		          "detail=%s",
+		          job->domain, p->why);
+	else
+		log_info(job->id,
+		         "event=mta-sts domain=%s mta-sts=%s mx=%zu "
+		         "detail=%s",
+		         job->domain,
+		         p->mode == MTASTS_ENFORCE ? "enforce" : "testing",
+		         p->nmx, p->why);
+}
+
 void
 queue_out_run(struct out_job *job)
 {
 	struct attempt a = {.job = job};
+	struct mtasts_policy sts;
 	struct mx_list hosts;
 	struct stat st;
 	void *map = NULL;
 
 	memset(&hosts, 0, sizeof(hosts));
+	memset(&sts, 0, sizeof(sts));
 	if (fstat(job->fd, &st) < 0) {
 		all_rcpts(job, OUT_TEMPFAIL, "4.3.0",
 		          "cannot read the spool file");
@@ -805,7 +904,8 @@ queue_out_run(struct out_job *job)
 			all_rcpts(job, OUT_TEMPFAIL, "4.4.3", hosts.why);
 			goto out;
 		}
-		if (!try_hosts(&a, &hosts, r->port, tls, r->ctx, r->verify))
+		if (!try_hosts(&a, &hosts, r->port, tls, r->ctx, r->verify,
+		               NULL))
 			/* A relay's refusal is a setup problem here, not
 			 * the recipient's: it stays queued. */
 			all_rcpts(job, OUT_TEMPFAIL,
@@ -836,14 +936,16 @@ queue_out_run(struct out_job *job)
 			all_rcpts(job, OUT_TEMPFAIL, "4.4.3", hosts.why);
 			goto out;
 		}
+		sts_policy(job, &sts);
 		if (!try_hosts(&a, &hosts, job->mx_port,
 		               SMTP_CLIENT_TLS_OPPORTUNISTIC, job->mx_ctx,
-		               false))
+		               false, &sts))
 			all_rcpts(
 			    job, a.last_permanent ? OUT_PERMFAIL : OUT_TEMPFAIL,
 			    a.last_status, a.last_error);
 	}
 out:
+	mtasts_policy_clear(&sts);
 	mx_list_clear(&hosts);
 	if (map != NULL)
 		munmap(map, (size_t)st.st_size);
@@ -879,6 +981,8 @@ queue_out_job_free(struct out_job **jobp)
 		free(job->relay);
 	}
 	SSL_CTX_free(job->mx_ctx);
+	SSL_CTX_free(job->sts_ctx);
+	free(job->sts_ca_file);
 	free(job->headers);
 	free(job->mail_from);
 	free(job->ret);

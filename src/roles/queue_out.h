@@ -16,6 +16,8 @@
 
 #include "mailauth/dnsif.h"
 
+struct mtasts_cache;
+
 enum out_outcome {
 	OUT_DELIVERED,
 	OUT_TEMPFAIL,
@@ -62,13 +64,21 @@ struct out_job {
 	SSL_CTX *mx_ctx; /* unverified (opportunistic) unless a host has
 	                    DANE (SSL_CTX_dane_enable done); referenced */
 	struct ma_dns dns;
+	/* MTA-STS (RFC 8461): the policy cache (shared, thread-safe), the
+	 * context that verifies MX certificates against the WebPKI (or
+	 * mta_sts_ca_file; referenced), how to fetch policies */
+	struct mtasts_cache *sts_cache;
+	SSL_CTX *sts_ctx;
+	char *sts_ca_file; /* or NULL: the system store */
+	uint16_t sts_port;
 	/* set up failed (rcpts already carry the outcome): do not run */
 	bool prefailed;
 	/* out */
 	char *remote_mta;  /* the host that gave the answers, or NULL */
 	bool dsn_passed;   /* that server took the DSN parameters along */
 	char tls_info[96]; /* "TLSv1.3 TLS_AES_256_GCM_SHA384", with " dane"
-	                      when DANE authenticated the server, or "" */
+	                      or " mta-sts" when DANE or MTA-STS
+	                      authenticated the server, or "" */
 };
 
 /* Run the attempt; fills every rcpt's outcome. */

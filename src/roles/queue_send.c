@@ -21,6 +21,7 @@
 #include "core/xmalloc.h"
 #include "mail/address.h"
 #include "queue/dane.h"
+#include "queue/mtasts.h"
 #include "queue/route.h"
 #include "roles/mailauth_dns.h"
 #include "roles/queue_int.h"
@@ -129,6 +130,22 @@ queue_send_reload(struct child_ctx *ctx)
 	free(q->relay_ctx);
 	q->relay_ctx = NULL;
 	q->nrelay_ctx = 0;
+	/* mta_sts_ca_file may have changed; jobs under way keep theirs. */
+	if (q->sts_ctx != NULL) {
+		const char *ca = ctx->cfg->mta_sts_ca_file;
+		char *error = NULL;
+		SSL_CTX *fresh =
+		    tls_client_ctx_new(true, ca[0] != '\0' ? ca : NULL, &error);
+
+		if (fresh == NULL) {
+			log_error(NULL, "event=mta-sts-ca-failed error=%s",
+			          error);
+			free(error);
+		} else {
+			SSL_CTX_free(q->sts_ctx);
+			q->sts_ctx = fresh;
+		}
+	}
 }
 
 static void
@@ -262,6 +279,12 @@ dispatch_group(struct child_ctx *ctx, const char *id,
 	job->connect_timeout_ms = cfg->outbound_connect_timeout_ms;
 	SSL_CTX_up_ref(q->mx_ctx);
 	job->mx_ctx = q->mx_ctx;
+	SSL_CTX_up_ref(q->sts_ctx);
+	job->sts_ctx = q->sts_ctx;
+	job->sts_cache = q->sts_cache;
+	job->sts_port = cfg->mta_sts_port;
+	if (cfg->mta_sts_ca_file[0] != '\0')
+		job->sts_ca_file = xstrdup(cfg->mta_sts_ca_file);
 	mailauth_dns_init(&job->dns, q->resolver);
 	if (ch->relay != NULL)
 		job->relay = job_relay(q, ch->relay, &error);
@@ -377,6 +400,7 @@ queue_send_start(struct child_ctx *ctx, char **error_r)
 {
 	struct queue *q = ctx->role;
 	const struct config *cfg = ctx->cfg;
+	char *path;
 
 	q->resolver = dns_resolver_new(ctx->base, cfg->resolver,
 	                               cfg->dns_trust_anchor, error_r);
@@ -387,6 +411,18 @@ queue_send_start(struct child_ctx *ctx, char **error_r)
 	q->mx_ctx =
 	    dane_ctx_enable(tls_client_ctx_new(false, NULL, error_r), error_r);
 	if (q->mx_ctx == NULL)
+		return -1;
+	/* MTA-STS: MX certificates checked against the WebPKI (RFC 8461
+	 * 4.2), or the test CA of mta_sts_ca_file. */
+	q->sts_ctx = tls_client_ctx_new(
+	    true, cfg->mta_sts_ca_file[0] != '\0' ? cfg->mta_sts_ca_file : NULL,
+	    error_r);
+	if (q->sts_ctx == NULL)
+		return -1;
+	path = xasprintf("%s/queue/mta-sts.db", cfg->data_dir);
+	q->sts_cache = mtasts_cache_open(path, error_r);
+	free(path);
+	if (q->sts_cache == NULL)
 		return -1;
 	q->pool = workpool_new(ctx->base, cfg->outbound_concurrency);
 	return 0;

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,28 @@ struct conn {
 	bool sts;
 };
 
+/* The strings a session's client options point to: owned by the
+ * session, so that it can outlive the job that opened it. */
+struct session_strings {
+	struct smtp_client_options opt;
+	char log_id[17]; /* the current job's id */
+	char *helo, *user, *password;
+};
+
+/* An idle session kept for the next message to the same destination
+ * (connection reuse); owned by the cache while idle. */
+struct idle_session {
+	char key[300]; /* the destination: "relay:NAME", "mx:DOMAIN" */
+	struct conn cn;
+	struct smtp_client *c;
+	struct session_strings *ss;
+	char host[256];
+	char tls_info[96];
+	bool dsn;
+	uint64_t born_ms, idle_since_ms;
+	unsigned txns;
+};
+
 /* How one session ended. */
 enum session_end {
 	SESSION_DONE, /* the transaction got its answers */
@@ -64,6 +87,8 @@ enum session_end {
 
 struct attempt {
 	struct out_job *job;
+	/* the session the last session_run() kept for reuse, or NULL */
+	struct idle_session *kept;
 	const uint8_t *msg; /* the spool file, mapped */
 	size_t msg_len;
 	bool body_8bit;
@@ -344,6 +369,119 @@ conn_tls(struct conn *c, SSL_CTX *ctx, const char *sni, const char *verify_name,
 	return 0;
 }
 
+/* ---- sessions kept for reuse ---- */
+
+/* Idle sessions are kept this long (Postfix keeps its cached connections
+ * 2 s by default), for at most this many messages and this long in all,
+ * at most SESSION_CACHE_MAX at once. */
+#define SESSION_IDLE_MS 2000
+#define SESSION_TXNS_MAX 100
+#define SESSION_AGE_MS (300 * 1000)
+#define SESSION_CACHE_MAX 32
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct idle_session *cache[SESSION_CACHE_MAX];
+
+static void
+strings_free(struct session_strings **ssp)
+{
+	struct session_strings *ss = *ssp;
+
+	if (ss == NULL)
+		return;
+	free(ss->helo);
+	free(ss->user);
+	if (ss->password != NULL) {
+		explicit_bzero(ss->password, strlen(ss->password));
+		free(ss->password);
+	}
+	free(ss);
+	*ssp = NULL;
+}
+
+static void
+idle_free(struct idle_session **sp)
+{
+	struct idle_session *s = *sp;
+
+	if (s == NULL)
+		return;
+	smtp_client_free(&s->c);
+	conn_close(&s->cn);
+	strings_free(&s->ss);
+	free(s);
+	*sp = NULL;
+}
+
+/* Polite close of an idle session: QUIT if it can go out at once. */
+static void
+idle_close(struct idle_session **sp)
+{
+	struct idle_session *s = *sp;
+
+	if (s->cn.ssl == NULL && s->cn.fd >= 0)
+		(void)send(s->cn.fd, "QUIT\r\n", 6,
+		           MSG_NOSIGNAL | MSG_DONTWAIT);
+	idle_free(sp);
+}
+
+/* Still usable: young enough, and nothing (a 421, an EOF) arrived while
+ * it was idle. */
+static bool
+idle_usable(const struct idle_session *s, uint64_t now)
+{
+	struct pollfd p = {.fd = s->cn.fd, .events = POLLIN};
+
+	return now - s->idle_since_ms <= SESSION_IDLE_MS &&
+	       now - s->born_ms <= SESSION_AGE_MS && s->cn.fd >= 0 &&
+	       poll(&p, 1, 0) == 0;
+}
+
+static struct idle_session *
+cache_take(const char *key)
+{
+	struct idle_session *found = NULL, *stale[SESSION_CACHE_MAX];
+	uint64_t now = clock_wall_ms();
+	size_t nstale = 0;
+
+	pthread_mutex_lock(&cache_lock);
+	for (size_t i = 0; i < SESSION_CACHE_MAX; i++) {
+		struct idle_session *s = cache[i];
+
+		if (s == NULL)
+			continue;
+		if (!idle_usable(s, now)) {
+			stale[nstale++] = s;
+			cache[i] = NULL;
+		} else if (found == NULL && strcmp(s->key, key) == 0) {
+			found = s;
+			cache[i] = NULL;
+		}
+	}
+	pthread_mutex_unlock(&cache_lock);
+	for (size_t i = 0; i < nstale; i++)
+		idle_close(&stale[i]);
+	return found;
+}
+
+static void
+cache_put(struct idle_session *s)
+{
+	struct idle_session *out = s;
+
+	s->idle_since_ms = clock_wall_ms();
+	pthread_mutex_lock(&cache_lock);
+	for (size_t i = 0; i < SESSION_CACHE_MAX && out != NULL; i++) {
+		if (cache[i] == NULL) {
+			cache[i] = s;
+			out = NULL;
+		}
+	}
+	pthread_mutex_unlock(&cache_lock);
+	if (out != NULL)
+		idle_close(&out); /* full: this one goes */
+}
+
 /* ---- one session ---- */
 
 /* The body to the client: header fields added at reception, then the
@@ -429,18 +567,74 @@ tls_started(struct attempt *a, const struct conn *cn)
 		         cn->what, cn->dane_matched);
 }
 
-/* One SMTP session on a connected socket. */
+static struct session_strings *
+strings_new(const struct out_job *job, enum smtp_client_tls tls)
+{
+	struct session_strings *ss = xcalloc(1, sizeof(*ss));
+
+	ss->helo = xstrdup(job->helo_name);
+	snprintf(ss->log_id, sizeof(ss->log_id), "%s", job->id);
+	ss->opt.helo_name = ss->helo;
+	ss->opt.log_id = ss->log_id;
+	ss->opt.tls = tls;
+	ss->opt.use_chunking = true;
+	if (job->relay != NULL && job->relay->user != NULL) {
+		ss->user = xstrdup(job->relay->user);
+		ss->password = xstrdup(job->relay->password);
+		ss->opt.auth_user = ss->user;
+		ss->opt.auth_password = ss->password;
+		ss->opt.auth_without_tls = job->relay->tls == RELAY_TLS_NONE;
+	}
+	return ss;
+}
+
+/* May this session carry the next message to the same destination? */
+static bool
+session_keepable(const struct out_job *job, const struct idle_session *reuse,
+                 unsigned txns)
+{
+	return job->dest_key != NULL && txns < SESSION_TXNS_MAX &&
+	       (reuse == NULL ||
+	        clock_wall_ms() - reuse->born_ms < SESSION_AGE_MS);
+}
+
+/* Keep the session (its connection moves out of *cn) for the cache. */
+static struct idle_session *
+session_keep(struct attempt *a, struct conn *cn, struct smtp_client *c,
+             struct session_strings *ss, const char *host,
+             struct idle_session *reuse)
+{
+	struct idle_session *k = reuse;
+
+	if (k == NULL) {
+		k = xcalloc(1, sizeof(*k));
+		k->born_ms = clock_wall_ms();
+		snprintf(k->key, sizeof(k->key), "%s", a->job->dest_key);
+		snprintf(k->host, sizeof(k->host), "%s", host);
+		snprintf(k->tls_info, sizeof(k->tls_info), "%s",
+		         a->job->tls_info);
+		k->cn = *cn;
+		k->cn.dane = NULL; /* the policy lived on the job's stack */
+		cn->fd = -1;
+		cn->ssl = NULL;
+		k->c = c;
+		k->ss = ss;
+	}
+	k->dsn = smtp_client_ext(c)->dsn;
+	k->txns++;
+	return k;
+}
+
+/* One SMTP session on a connected socket, or one more transaction on an
+ * idle session (reuse: cn is &reuse->cn). After a transaction the
+ * session is kept for the next message (a->kept) when the job names its
+ * destination, else it says QUIT. */
 static enum session_end
 session_run(struct attempt *a, struct conn *cn, const char *host,
-            enum smtp_client_tls tls, SSL_CTX *ctx, const char *verify_name)
+            enum smtp_client_tls tls, SSL_CTX *ctx, const char *verify_name,
+            struct idle_session *reuse)
 {
 	struct out_job *job = a->job;
-	struct smtp_client_options opt = {
-	    .helo_name = job->helo_name,
-	    .log_id = job->id,
-	    .tls = tls,
-	    .use_chunking = true,
-	};
 	struct smtp_client_txn txn = {
 	    .mail_from = job->mail_from,
 	    .body_8bit = a->body_8bit,
@@ -449,18 +643,15 @@ session_run(struct attempt *a, struct conn *cn, const char *host,
 	    .envid = job->envid,
 	    .nrcpts = job->nrcpts,
 	};
-	struct smtp_client *c;
+	struct session_strings *ss;
+	struct smtp_client *c = NULL;
 	enum smtp_client_event ev;
 	enum session_end end = SESSION_NEXT;
-	bool begun = false, done = false, dead = false;
+	bool begun = false, done = false, dead = false, keep = false;
 	uint8_t buf[OUT_READ_SIZE];
 	char err[512];
 
-	if (job->relay != NULL && job->relay->user != NULL) {
-		opt.auth_user = job->relay->user;
-		opt.auth_password = job->relay->password;
-		opt.auth_without_tls = job->relay->tls == RELAY_TLS_NONE;
-	}
+	a->kept = NULL;
 	txn.size =
 	    a->msg_len + (job->headers != NULL ? strlen(job->headers) : 0);
 	txn.rcpts = xcalloc(job->nrcpts, sizeof(*txn.rcpts));
@@ -469,14 +660,26 @@ session_run(struct attempt *a, struct conn *cn, const char *host,
 		txn.rcpts[i].notify = job->rcpts[i].notify;
 		txn.rcpts[i].orcpt = job->rcpts[i].orcpt;
 	}
-	if (tls == SMTP_CLIENT_TLS_IMPLICIT &&
-	    conn_tls(cn, ctx, host, verify_name, err, sizeof(err)) < 0) {
-		tls_error(a, cn, err);
-		goto out;
+	if (reuse != NULL) {
+		ss = reuse->ss;
+		snprintf(ss->log_id, sizeof(ss->log_id), "%s", job->id);
+		c = reuse->c;
+		snprintf(job->tls_info, sizeof(job->tls_info), "%s",
+		         reuse->tls_info);
+		ev = SMTP_CLIENT_READY;
+	} else {
+		ss = strings_new(job, tls);
+		if (tls == SMTP_CLIENT_TLS_IMPLICIT &&
+		    conn_tls(cn, ctx, host, verify_name, err, sizeof(err)) <
+		        0) {
+			tls_error(a, cn, err);
+			strings_free(&ss);
+			goto out;
+		}
+		c = smtp_client_new(&ss->opt);
+		ev = smtp_client_event(c);
 	}
-	c = smtp_client_new(&opt);
-	ev = smtp_client_event(c);
-	while (ev != SMTP_CLIENT_CLOSED) {
+	while (ev != SMTP_CLIENT_CLOSED && !keep) {
 		size_t pending;
 		ssize_t n;
 
@@ -518,6 +721,7 @@ session_run(struct attempt *a, struct conn *cn, const char *host,
 			             sizeof(err)) < 0) {
 				tls_error(a, cn, err);
 				smtp_client_free(&c);
+				strings_free(&ss);
 				goto out;
 			}
 			tls_started(a, cn);
@@ -526,7 +730,7 @@ session_run(struct attempt *a, struct conn *cn, const char *host,
 		case SMTP_CLIENT_READY:
 			if (!begun) {
 				begun = true;
-				if (cn->ssl != NULL)
+				if (cn->ssl != NULL && reuse == NULL)
 					snprintf(job->tls_info,
 					         sizeof(job->tls_info),
 					         "%s %s%s",
@@ -537,6 +741,11 @@ session_run(struct attempt *a, struct conn *cn, const char *host,
 					         : cn->sts ? " mta-sts"
 					                   : "");
 				ev = smtp_client_begin(c, &txn);
+			} else if (done &&
+			           session_keepable(job, reuse,
+			                            reuse != NULL ? reuse->txns
+			                                          : 0)) {
+				keep = true;
 			} else {
 				ev = smtp_client_quit(c);
 			}
@@ -555,11 +764,23 @@ session_run(struct attempt *a, struct conn *cn, const char *host,
 			break;
 		}
 	}
+	if (keep) {
+		a->kept = session_keep(a, cn, c, ss, host, reuse);
+		end = SESSION_DONE;
+		goto out;
+	}
 	/* A QUIT the client queued with its CLOSED still goes out. */
 	if (!dead)
 		(void)flush_output(cn, c);
 	if (done) {
+		const struct smtp_client_error *e = smtp_client_error(c);
+
 		end = SESSION_DONE;
+		/* A kept session the server had dropped before this message:
+		 * nothing was decided, a new connection tries again. */
+		if (reuse != NULL && dead && e != NULL && e->code == 0 &&
+		    strcmp(e->stage, "mail") == 0)
+			end = SESSION_NEXT;
 	} else {
 		const struct smtp_client_error *e = smtp_client_error(c);
 
@@ -576,7 +797,13 @@ session_run(struct attempt *a, struct conn *cn, const char *host,
 			              "%s said (%s): %d %s", cn->what, e->stage,
 			              e->code, e->text);
 	}
-	smtp_client_free(&c);
+	if (reuse != NULL) {
+		/* The caller frees the idle session (client included). */
+		reuse->c = c;
+	} else {
+		smtp_client_free(&c);
+		strings_free(&ss);
+	}
 out:
 	smtp_client_txn_clear(&txn);
 	free(txn.rcpts);
@@ -683,9 +910,9 @@ try_hosts(struct attempt *a, const struct mx_list *hosts, uint16_t port,
 				         cn.what, strerror(errno));
 				continue;
 			}
-			end =
-			    session_run(a, &cn, host->name, tls, ctx,
-			                verify || sts_host ? host->name : NULL);
+			end = session_run(
+			    a, &cn, host->name, tls, ctx,
+			    verify || sts_host ? host->name : NULL, NULL);
 			/* Opportunistic TLS that fails is tried once more
 			 * in plaintext, as a server that cannot do TLS
 			 * would otherwise never get its mail. Never for a
@@ -703,12 +930,15 @@ try_hosts(struct attempt *a, const struct mx_list *hosts, uint16_t port,
 				                 job->connect_timeout_ms) == 0)
 					end = session_run(a, &cn, host->name,
 					                  SMTP_CLIENT_TLS_NONE,
-					                  ctx, NULL);
+					                  ctx, NULL, NULL);
 			}
 			conn_close(&cn);
 			if (end == SESSION_DONE) {
 				free(job->remote_mta);
 				job->remote_mta = xstrdup(host->name);
+				if (a->kept != NULL)
+					cache_put(a->kept);
+				a->kept = NULL;
 				return true;
 			}
 			log_info(job->id,
@@ -828,6 +1058,36 @@ sts_fetch(void *arg, const char *domain, const struct mtasts_fetch_opts *o,
 	                    why, whylen);
 }
 
+/* An idle session to the same destination, if one is cached: the
+ * message goes over it without a new connection, DNS or handshake (the
+ * policies that applied when it was opened still hold). */
+static bool
+try_cached(struct attempt *a)
+{
+	struct out_job *job = a->job;
+	struct idle_session *s;
+	enum session_end end;
+
+	if (job->dest_key == NULL || (s = cache_take(job->dest_key)) == NULL)
+		return false;
+	end = session_run(a, &s->cn, s->host, SMTP_CLIENT_TLS_NONE, NULL, NULL,
+	                  s);
+	if (end != SESSION_DONE) {
+		idle_free(&s);
+		return false;
+	}
+	free(job->remote_mta);
+	job->remote_mta = xstrdup(s->host);
+	log_debug(job->id, "event=session-reused to=%s txns=%u", s->cn.what,
+	          s->txns);
+	if (a->kept == s)
+		cache_put(s);
+	else
+		idle_free(&s);
+	a->kept = NULL;
+	return true;
+}
+
 /* The domain's MTA-STS policy (cached, or fetched on this thread). */
 static void
 sts_policy(struct out_job *job, struct mtasts_policy *p)
@@ -892,6 +1152,8 @@ queue_out_run(struct out_job *job)
 	    (job->headers != NULL &&
 	     has_8bit((const uint8_t *)job->headers, strlen(job->headers)));
 	attempt_error(&a, false, "4.4.1", "no server answered");
+	if (try_cached(&a))
+		goto out;
 	if (job->relay != NULL) {
 		const struct out_relay *r = job->relay;
 		enum smtp_client_tls tls =
@@ -982,6 +1244,7 @@ queue_out_job_free(struct out_job **jobp)
 	}
 	SSL_CTX_free(job->mx_ctx);
 	SSL_CTX_free(job->sts_ctx);
+	free(job->dest_key);
 	free(job->sts_ca_file);
 	free(job->headers);
 	free(job->mail_from);

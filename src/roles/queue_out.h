@@ -53,7 +53,10 @@ struct out_job {
 	char *mail_from;
 	bool smtputf8;
 	char *ret, *envid;
-	char *domain;            /* the recipients' domain (MX) */
+	char *domain; /* the recipients' domain (MX) */
+	/* "relay:NAME" or "mx:DOMAIN": sessions to it are kept for the next
+	 * message (connection reuse); NULL: a new session, closed after */
+	char *dest_key;
 	struct out_relay *relay; /* or NULL: MX delivery */
 	struct out_rcpt *rcpts;
 	size_t nrcpts;

@@ -273,6 +273,7 @@ dispatch_group(struct child_ctx *ctx, const char *id,
 	job->ret = env->ret != NULL ? xstrdup(env->ret) : NULL;
 	job->envid = env->envid != NULL ? xstrdup(env->envid) : NULL;
 	job->domain = xstrdup(domain);
+	job->dest_key = xstrdup(key);
 	job->helo_name = xstrdup(cfg->hostname);
 	job->mx_port = cfg->outbound_mx_port;
 	job->ipv6 = cfg->outbound_ipv6;

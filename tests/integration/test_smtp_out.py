@@ -319,6 +319,29 @@ def test_delay_notice_once_then_delivery(sender, remote):
         sink.close()
 
 
+def test_connection_reuse(tern_instance, dns, remote):
+    """Messages to one destination in a row share one SMTP session."""
+    t = tern_instance(
+        start=False,
+        extra_config=[f"resolver {dns}",
+                      f"outbound_mx_port {remote.port('smtp')}",
+                      "outbound_ipv6 no",
+                      "outbound_destination_concurrency 1"])
+    add_user(t, ALICE, PW)
+    t.start()
+    mark = remote.log_mark()
+    with smtplib.SMTP("127.0.0.1", t.port("submission"), timeout=30) as s:
+        s.starttls(context=client_tls_context())
+        s.login(ALICE, PW)
+        for i in range(5):
+            s.sendmail(ALICE, [BOB], f"From: {ALICE}\r\nTo: {BOB}\r\n"
+                       f"Subject: reuse {i}\r\n\r\nbody {i}\r\n")
+    for i in range(5):
+        wait_message(remote, "remote.example", "bob", f"reuse {i}")
+    connects = remote.log_since(mark).count("service=smtp ")
+    assert 1 <= connects < 5, connects
+
+
 def test_relay_with_auth_and_verified_tls(tern_instance, dns, remote):
     """quickstart --relay: everything leaves through the remote's
     submission port, STARTTLS verified against its certificate, AUTH as

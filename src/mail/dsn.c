@@ -539,7 +539,9 @@ mix64(uint64_t x)
 static bool
 contains(const void *hay, size_t n, const char *needle)
 {
-	return memmem(hay, n, needle, strlen(needle)) != NULL;
+	/* memmem wants a valid pointer even for an empty haystack. */
+	return hay != NULL && n > 0 &&
+	       memmem(hay, n, needle, strlen(needle)) != NULL;
 }
 
 /* Candidate try for the boundary: the first is plain (queue id and

@@ -26,6 +26,7 @@
 #include "mailauth/dkim.h"
 #include "roles/front_conn.h"
 #include "roles/front_sign.h"
+#include "smtp/server.h"
 
 #define SIGN_KEYS_MAX 8
 
@@ -44,9 +45,11 @@ struct front_sign {
 	uint8_t *map; /* the spool file, mapped read-only */
 	size_t len;
 	char domain[ADDRESS_DOMAIN_MAX + 1]; /* From:'s, A-label */
+	char from[ADDRESS_MAX * 4 + 2];      /* the From: address */
+	size_t nfrom;                        /* From: fields seen */
 	struct sign_key keys[SIGN_KEYS_MAX];
 	size_t nkeys;
-	bool busy; /* a worker job is out */
+	bool busy;   /* a worker job is out */
 	bool orphan; /* the connection went away while busy */
 };
 
@@ -63,6 +66,28 @@ sign_free(struct front_sign *s)
 	if (s->fd >= 0)
 		close(s->fd);
 	free(s);
+}
+
+/* The logged-in user whose message this is. */
+static const char *
+sign_user(const struct front_conn *c)
+{
+	const char *u = c->smtp != NULL ? smtp_server_auth_user(c->smtp) : NULL;
+
+	return u != NULL ? u : "";
+}
+
+/* The message is refused (From: check): no signing. */
+static void
+sign_refuse(struct front_conn *c, const char *why)
+{
+	struct front_sign *s = c->sign;
+
+	log_notice(c->id, "event=from-refused from=<%s> user=%s reason=%s",
+	           s->from, sign_user(c), why);
+	c->sign = NULL;
+	s->done(c, "", why);
+	sign_free(s);
 }
 
 /* Give the result to the session and forget the state. */
@@ -83,7 +108,7 @@ sign_finish(struct front_conn *c, const char *why)
 		log_info(c->id, "event=dkim-signed domain=%s signatures=%zu",
 		         s->domain, s->nkeys);
 	c->sign = NULL;
-	s->done(c, buf_cstr(&out) != NULL ? (const char *)out.data : "");
+	s->done(c, buf_cstr(&out) != NULL ? (const char *)out.data : "", NULL);
 	buf_free(&out);
 	sign_free(s);
 }
@@ -121,13 +146,17 @@ from_domain_job(void *arg)
 	}
 	/* Exactly one From: field with exactly one address (RFC 5322). */
 	if (nfrom == 1 && list.n == 1 && !list.v[0].invalid &&
+	    list.v[0].domain != NULL && list.v[0].mailbox != NULL)
+		snprintf(s->from, sizeof(s->from), "%s@%s", list.v[0].mailbox,
+		         list.v[0].domain);
+	if (nfrom == 1 && list.n == 1 && !list.v[0].invalid &&
 	    list.v[0].domain != NULL &&
-	    address_domain_normalize(list.v[0].domain,
-	                             strlen(list.v[0].domain), s->domain,
-	                             NULL) < 0)
+	    address_domain_normalize(list.v[0].domain, strlen(list.v[0].domain),
+	                             s->domain, NULL) < 0)
 		s->domain[0] = '\0';
 	if (nfrom != 1 || list.n != 1)
 		s->domain[0] = '\0';
+	s->nfrom = nfrom;
 	header_address_list_clear(&list);
 	buf_free(&v);
 }
@@ -144,10 +173,44 @@ from_domain_done(void *arg)
 		sign_free(s);
 		return;
 	}
-	if (s->map == NULL || s->domain[0] == '\0') {
-		sign_finish(c, "no single From address");
+	/* RFC 6409 / the submission policy: the From: header names one
+	 * address the user may send as (the envelope sender was checked at
+	 * MAIL FROM the same way). */
+	if (s->map == NULL || s->nfrom == 0) {
+		/* Nothing to check (a message without From: is not
+		 * refused here) and nothing to sign for. */
+		sign_finish(c, "no From address");
 		return;
 	}
+	if (s->domain[0] == '\0' || s->from[0] == '\0') {
+		sign_refuse(c, "From: must be one address you may send as");
+		return;
+	}
+	buf_init(&b, 0);
+	ipc_put_str(&b, sign_user(c));
+	ipc_put_str(&b, s->from);
+	conn_request(c, "lookup", IPC_MSG_SENDER_CHECK, &b);
+}
+
+void
+front_sign_from_reply(struct front_conn *c, struct ipc_reader *r)
+{
+	struct front_sign *s = c->sign;
+	uint32_t result = ipc_get_u32(r);
+	struct buf b;
+
+	if (s == NULL)
+		return;
+	if (ipc_reader_done(r) < 0 || result > 2) {
+		sign_finish(c, "bad answer from lookup");
+		return;
+	}
+	if (result == 1) {
+		sign_refuse(c, "From: header address not owned by user");
+		return;
+	}
+	/* 2 (lookup could not tell now): not refused, as at MAIL FROM the
+	 * envelope sender already passed. */
 	buf_init(&b, 0);
 	ipc_put_str(&b, s->domain);
 	conn_request(c, "lookup", IPC_MSG_DKIM_KEYS, &b);
@@ -244,7 +307,7 @@ front_sign_keys_reply(struct front_conn *c, struct ipc_reader *r)
 		log_debug(c->id, "event=dkim-no-keys domain=%s", s->domain);
 		s->domain[0] = '\0';
 		c->sign = NULL;
-		s->done(c, "");
+		s->done(c, "", NULL);
 		sign_free(s);
 		return;
 	}

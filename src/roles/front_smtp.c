@@ -260,8 +260,15 @@ auth_checked(struct front_conn *c, const char *headers,
 
 /* Signing is done: the DKIM-Signature fields go with the envelope. */
 static void
-signed_done(struct front_conn *c, const char *fields)
+signed_done(struct front_conn *c, const char *fields, const char *refusal)
 {
+	if (refusal != NULL) {
+		spool_abort(c);
+		expansions_reset(c->tx);
+		smtp_server_commit_refused_code(c->smtp, 553, refusal);
+		conn_resume(c);
+		return;
+	}
 	auth_checked(c, fields, FRONT_AUTH_ACCEPT, "");
 }
 
@@ -429,6 +436,11 @@ front_smtp_reply(struct front *f, struct ipc_msg *msg)
 		rcpt_reply(c, &r);
 		break;
 	case IPC_MSG_SENDER_REPLY:
+		if (c->sign != NULL) {
+			/* the From: check of a message being signed */
+			front_sign_from_reply(c, &r);
+			break;
+		}
 		result = ipc_get_u32(&r);
 		smtp_server_sender_result(
 		    c->smtp,

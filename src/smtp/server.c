@@ -941,6 +941,13 @@ smtp_server_commit_result(struct smtp_server *s, int result,
 void
 smtp_server_commit_refused(struct smtp_server *s, const char *reason)
 {
+	smtp_server_commit_refused_code(s, 550, reason);
+}
+
+void
+smtp_server_commit_refused_code(struct smtp_server *s, int code,
+                                const char *reason)
+{
 	char text[256];
 	size_t n;
 
@@ -948,21 +955,21 @@ smtp_server_commit_refused(struct smtp_server *s, const char *reason)
 		return;
 	/* The reason may quote a domain from the message: printable only. */
 	n = 0;
-	for (const char *p = reason; p != NULL && *p != '\0' &&
-	                             n + 1 < sizeof(text);
-	     p++)
+	for (const char *p = reason;
+	     p != NULL && *p != '\0' && n + 1 < sizeof(text); p++)
 		text[n++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
 	text[n] = '\0';
 	n = s->kind == SMTP_KIND_LMTP ? s->env.nrcpts : 1;
-	log_info(s->log_id, "event=smtp_message result=refused rcpts=%zu "
-	                    "reason=%s",
+	log_info(s->log_id,
+	         "event=smtp_message result=refused rcpts=%zu "
+	         "reason=%s",
 	         s->env.nrcpts, text);
 	for (size_t i = 0; i < n; i++) {
 		if (s->kind == SMTP_KIND_LMTP)
-			smtp_reply(s, "550 5.7.1 <%s> %s",
+			smtp_reply(s, "%d 5.7.1 <%s> %s", code,
 			           s->env.rcpts[i].address, text);
 		else
-			smtp_reply(s, "550 5.7.1 %s", text);
+			smtp_reply(s, "%d 5.7.1 %s", code, text);
 	}
 	tx_reset(s);
 	smtp_set_state(s, smtp_idle_state(s));

@@ -26,9 +26,9 @@
 struct sasl_verifier;
 
 enum smtp_kind {
-	SMTP_KIND_MX,	       /* port 25: local domains only, no AUTH */
-	SMTP_KIND_SUBMISSION,  /* 587/465: AUTH required (after TLS) */
-	SMTP_KIND_LMTP,	       /* RFC 2033: LHLO, a reply per recipient */
+	SMTP_KIND_MX,         /* port 25: local domains only, no AUTH */
+	SMTP_KIND_SUBMISSION, /* 587/465: AUTH required (after TLS) */
+	SMTP_KIND_LMTP,       /* RFC 2033: LHLO, a reply per recipient */
 };
 
 struct smtp_limits {
@@ -49,20 +49,20 @@ void smtp_limits_default(struct smtp_limits *l);
 #define SMTP_NOTIFY_DELAY 0x8
 
 struct smtp_rcpt {
-	char *address;	/* the path as given, without <> (source route
-			   dropped), e.g. "Bob+x@Example.org" */
+	char *address;   /* the path as given, without <> (source route
+	                    dropped), e.g. "Bob+x@Example.org" */
 	unsigned notify; /* SMTP_NOTIFY_*, 0 = not given */
-	char *orcpt;	 /* ORCPT value or NULL */
+	char *orcpt;     /* ORCPT value or NULL */
 };
 
 struct smtp_envelope {
 	char *helo;
 	char *mail_from; /* "" for the null sender <> */
-	bool body_8bit;	 /* BODY=8BITMIME */
+	bool body_8bit;  /* BODY=8BITMIME */
 	bool smtputf8;
-	uint64_t size;	 /* SIZE= as declared, 0 if none */
-	char *ret;	 /* RET=FULL|HDRS or NULL */
-	char *envid;	 /* ENVID or NULL */
+	uint64_t size; /* SIZE= as declared, 0 if none */
+	char *ret;     /* RET=FULL|HDRS or NULL */
+	char *envid;   /* ENVID or NULL */
 	struct smtp_rcpt *rcpts;
 	size_t nrcpts;
 	char *auth_user; /* NULL when not authenticated */
@@ -102,24 +102,23 @@ struct smtp_server;
 /* hostname: ours, for the greeting and Received:. client_ip and
  * client_port: the peer (after PROXY). tls_active: implicit TLS. */
 struct smtp_server *smtp_server_new(enum smtp_kind kind,
-				    const struct smtp_limits *limits,
-				    const char *hostname,
-				    const char *client_ip,
-				    bool tls_active, bool starttls_offered,
-				    const struct smtp_server_io *io);
+                                    const struct smtp_limits *limits,
+                                    const char *hostname, const char *client_ip,
+                                    bool tls_active, bool starttls_offered,
+                                    const struct smtp_server_io *io);
 void smtp_server_free(struct smtp_server **s);
 /* Send the greeting. */
 void smtp_server_start(struct smtp_server *s);
 /* Feed input; returns how many bytes were used. Fewer than len means the
  * session waits for an answer (or is closing): feed the rest later. */
 size_t smtp_server_input(struct smtp_server *s, const uint8_t *data,
-			 size_t len);
+                         size_t len);
 /* True while an answer is awaited: hold input. */
 bool smtp_server_busy(const struct smtp_server *s);
 /* The TLS handshake finished (after STARTTLS): forget the session so far
  * (RFC 3207: the client must EHLO again). version/cipher for Received:. */
 void smtp_server_tls_started(struct smtp_server *s, const char *version,
-			     const char *cipher);
+                             const char *cipher);
 /* The server is stopping (421 now, or after the transaction in progress
  * completes) / the idle timeout expired (421). */
 void smtp_server_shutdown(struct smtp_server *s);
@@ -138,20 +137,23 @@ void smtp_server_data_ready(struct smtp_server *s, int result);
 /* data_commit refused for good by a check (DMARC reject): "550 5.7.1
  * reason" (per recipient on LMTP); the message is not queued. */
 void smtp_server_commit_refused(struct smtp_server *s, const char *reason);
+/* The same with another 5xx code (553: the From: header names an address
+ * the user may not send as). */
+void smtp_server_commit_refused_code(struct smtp_server *s, int code,
+                                     const char *reason);
 void smtp_server_commit_result(struct smtp_server *s, int result,
-			       const char *queue_id);
+                               const char *queue_id);
 
 /* The verifier's answers for AUTH (SUBMISSION), as in front_proto: user
  * is the canonical login name on success (NULL: the name given). */
 void smtp_server_auth_password_result(struct smtp_server *s, int result,
-				      const char *user);
+                                      const char *user);
 void smtp_server_auth_scram_params_result(struct smtp_server *s, int result,
-					  const uint8_t *salt,
-					  size_t salt_len,
-					  uint32_t iterations);
+                                          const uint8_t *salt, size_t salt_len,
+                                          uint32_t iterations);
 void smtp_server_auth_scram_check_result(struct smtp_server *s, int result,
-					 const char *user,
-					 const uint8_t signature[32]);
+                                         const char *user,
+                                         const uint8_t signature[32]);
 
 /* For the connection log line. */
 const char *smtp_server_helo(const struct smtp_server *s);

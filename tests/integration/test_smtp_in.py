@@ -271,6 +271,26 @@ def test_submission_refuses_other_senders(tern):
     s.quit()
 
 
+def test_submission_checks_the_from_header(tern):
+    """The From: header must be one address the user may send as (her
+    own or an alias of hers), like the envelope sender: 553 5.7.1."""
+    s = submission(tern)
+    for frm in (BOB, f"Alice <{ALICE}>, {BOB}", "someone@remote.example"):
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail(ALICE, [BOB],
+                       f"From: {frm}\r\nSubject: forged from\r\n\r\nx\r\n")
+        assert e.value.smtp_code == 553, frm
+        assert b"5.7.1" in e.value.smtp_error
+    # Her own address, in a display-name form, and an alias of hers pass.
+    for frm in (f'"Alice A." <{ALICE}>', f"postmaster@{DOMAIN}"):
+        s.sendmail(ALICE, [BOB],
+                   f"From: {frm}\r\nSubject: from ok {frm}\r\n\r\nx\r\n")
+    s.quit()
+    wait_for_message(tern, "bob", f"from ok postmaster@{DOMAIN}")
+    assert tern.wait_log(r"event=from-refused from=<bob@example\.test> "
+                         r"user=alice@example\.test", timeout=5)
+
+
 def test_submission_to_remote_is_queued(tern):
     s = submission(tern)
     s.sendmail(ALICE, ["friend@remote.example"],

@@ -151,6 +151,9 @@ struct config {
 	bool dmarc_enforce;
 	char **arc_trusted_sealers;
 	size_t narc_trusted_sealers;
+	/* DMARC aggregate reports we send (roles/queue_dmarc.c). */
+	uint64_t dmarc_report_interval_ms;
+	char *dmarc_report_from; /* "" = postmaster@hostname */
 
 	/* Outbound delivery (src/queue, roles/queue*.c). */
 	uint64_t queue_retry_first_ms;

@@ -224,6 +224,28 @@ check_address(const char *value, char **why_r)
 	return -1;
 }
 
+/* An address for From: and MAIL FROM: local@domain, printable ASCII,
+ * nothing a header or SMTP command would need quoted. */
+static int
+check_report_from(const char *value, char **why_r)
+{
+	const char *at = strchr(value, '@');
+
+	if (*value == '\0')
+		return 0;
+	if (strlen(value) > 254 || at == NULL || at == value ||
+	    strchr(at + 1, '@') != NULL || at[1] == '\0' ||
+	    strpbrk(value, " \t<>()[],;:\\\"") != NULL)
+		goto bad;
+	for (const char *p = value; *p != '\0'; p++)
+		if (*p <= 0x20 || *p >= 0x7f)
+			goto bad;
+	return check_hostname(at + 1, why_r);
+bad:
+	*why_r = xasprintf("\"%s\" is not an address local@domain", value);
+	return -1;
+}
+
 static char *
 default_listener_tls(const void *obj)
 {
@@ -1015,6 +1037,24 @@ static const struct config_setting root_settings[] = {
      COUNT(struct config, narc_trusted_sealers),
      .help = "Forwarders (ARC sealer domains) whose ARC result overrides "
              "a DMARC failure when they saw DMARC pass (\"\" is none)."},
+    {.name = "dmarc_report_interval",
+     .type = CONFIG_DURATION,
+     .def = "24h",
+     .min = 10 * MS_SECOND,
+     .max = 7 * MS_DAY,
+     FIELD(struct config, dmarc_report_interval_ms),
+     .help = "The period of the DMARC aggregate reports sent to the rua "
+             "addresses of sender domains (RFC 7489 7.2): one report per "
+             "domain and period, sent when the period ends."},
+    {.name = "dmarc_report_from",
+     .type = CONFIG_STRING,
+     .flags = CONFIG_F_EMPTY_OK,
+     .def = "",
+     .example = "dmarc-reports@example.org",
+     FIELD(struct config, dmarc_report_from),
+     .check = check_report_from,
+     .help = "The address DMARC aggregate reports come from, envelope and "
+             "From: (\"\" is postmaster@ the hostname)."},
     {.name = "queue_retry_first",
      .type = CONFIG_DURATION,
      .def = "5m",

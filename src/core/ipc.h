@@ -100,6 +100,16 @@ enum ipc_msg_type {
 	 * (roles/queue_limits.c); lookup suspends the user in the directory.
 	 * No reply. */
 	IPC_MSG_USER_SUSPEND,
+	/* front → queue, after the DMARC check of a message on the MX
+	 * listener, once per From domain whose record has mailto: rua URIs:
+	 * str header From domain, str policy domain, str source ip, str
+	 * envelope From (SPF) domain, u32 SPF result, u32 n (at most 8), n ×
+	 * (str DKIM domain, str selector, u32 result), u32 DMARC result, u32
+	 * disposition applied, u32 flags (aligned DKIM, SPF), u32 reasons,
+	 * u32 p, sp, pct, adkim, aspf, u32 n (at most 4), n × (str rua URI,
+	 * u64 size limit) (mailauth/dmarc_agg.h). Queue keeps it for the
+	 * aggregate reports (roles/queue_dmarc.c). No reply. */
+	IPC_MSG_DMARC_RECORD,
 	IPC_MSG_TYPE_MAX
 };
 

@@ -2,7 +2,9 @@
  * FROM (or HELO) identity and every DKIM signature, run on a worker thread
  * with blocking DNS once the message is in its spool file, before the
  * 250. The results become Authentication-Results (RFC 8601) and
- * Received-SPF header fields, which queue puts before the message.
+ * Received-SPF header fields, which queue puts before the message; each
+ * From domain whose DMARC record asks for aggregate reports becomes a
+ * record that queue keeps for them (IPC_MSG_DMARC_RECORD).
  * SECURITY: the message, the envelope and every DNS answer are untrusted;
  * src/mailauth parses them with its bounds. The spool file is read through
  * a duplicate of the descriptor queue handed over, mapped read-only. */
@@ -22,6 +24,8 @@
 #include "mailauth/arc.h"
 #include "mailauth/dkim.h"
 #include "mailauth/dmarc.h"
+#include "mailauth/dmarc_agg.h"
+#include "mailauth/dmarc_report.h"
 #include "mailauth/dnsif.h"
 #include "mailauth/psl.h"
 #include "mailauth/spf.h"
@@ -52,6 +56,9 @@ struct auth_job {
 	char dmarc[16];
 	char arc[16];
 	char **trusted; /* arc_trusted_sealers, NULL-terminated copy */
+	/* For queue's aggregate reports: one per From domain with a rua. */
+	struct dmarc_agg_record *dmarc_recs;
+	size_t ndmarc_recs;
 };
 
 static void
@@ -67,6 +74,7 @@ job_free(struct auth_job *j)
 		free(j->trusted[i]);
 	free(j->trusted);
 	buf_free(&j->headers);
+	free(j->dmarc_recs);
 	free(j);
 }
 
@@ -107,6 +115,36 @@ arc_vouches(const struct auth_job *j, const struct arc_verify_result *arc)
 	       strcmp(result, "pass") == 0;
 }
 
+/* The aggregate report records of o: the disposition is what the
+ * verdict applied to the message; where that is milder than the policy
+ * evaluated, the reason is the trusted ARC sealer or our local policy
+ * (dmarc_enforce off). */
+static void
+auth_dmarc_records(struct auth_job *j, const struct dmarc_outcome *o,
+                   bool arc_ok)
+{
+	enum dmarc_policy applied =
+	    j->verdict == FRONT_AUTH_REJECT ? DMARC_POLICY_REJECT
+	    : j->verdict == FRONT_AUTH_JUNK ? DMARC_POLICY_QUARANTINE
+	                                    : DMARC_POLICY_NONE;
+	struct dmarc_agg_record rec;
+
+	for (size_t i = 0; i < o->ndomains && i < DMARC_FROM_DOMAINS_MAX; i++) {
+		const struct dmarc_domain_result *d = &o->domains[i];
+		unsigned int reasons = 0;
+
+		if (d->report.disposition > applied)
+			reasons = arc_ok ? DMARC_REPORT_REASON_TRUSTED_FORWARDER
+			                 : DMARC_REPORT_REASON_LOCAL_POLICY;
+		if (!dmarc_agg_record_from(d, applied, reasons, &rec))
+			continue;
+		if (j->dmarc_recs == NULL)
+			j->dmarc_recs = xcalloc(DMARC_FROM_DOMAINS_MAX,
+			                        sizeof(*j->dmarc_recs));
+		j->dmarc_recs[j->ndmarc_recs++] = rec;
+	}
+}
+
 static void
 auth_dmarc(struct auth_job *j, const struct ma_dns *dns, const void *msg,
            size_t len, const struct spf_outcome *spf,
@@ -124,6 +162,7 @@ auth_dmarc(struct auth_job *j, const struct ma_dns *dns, const void *msg,
 	};
 	struct dmarc_outcome *o;
 	const struct dmarc_domain_result *d;
+	bool arc_ok = false;
 
 	snprintf(j->dmarc, sizeof(j->dmarc), "none");
 	if (j->f->psl == NULL || msg == NULL)
@@ -134,6 +173,7 @@ auth_dmarc(struct auth_job *j, const struct ma_dns *dns, const void *msg,
 	snprintf(j->dmarc, sizeof(j->dmarc), "%s",
 	         dmarc_result_name(o->result));
 	if (o->result == DMARC_FAIL && arc_vouches(j, arc)) {
+		arc_ok = true;
 		buf_append_str(ar, " (overridden: trusted ARC sealer saw pass)");
 		snprintf(j->dmarc, sizeof(j->dmarc), "fail-arc-ok");
 	} else if (j->enforce && o->result == DMARC_FAIL && o->ndomains > 0) {
@@ -147,6 +187,7 @@ auth_dmarc(struct auth_job *j, const struct ma_dns *dns, const void *msg,
 			j->verdict = FRONT_AUTH_JUNK;
 		}
 	}
+	auth_dmarc_records(j, o, arc_ok);
 	dmarc_outcome_free(&o);
 }
 
@@ -228,6 +269,27 @@ auth_job_run(void *arg)
 	buf_free(&rs);
 }
 
+/* The report records to queue, which keeps them (front opens no files).
+ * No reply: a record lost with the link is one message less in a
+ * report. */
+static void
+send_dmarc_records(struct auth_job *j)
+{
+	struct ipc_peer *queue = child_peer(j->f->ctx, "queue");
+	struct buf b;
+
+	if (queue == NULL || j->ndmarc_recs == 0)
+		return;
+	buf_init(&b, 0);
+	for (size_t i = 0; i < j->ndmarc_recs; i++) {
+		buf_reset(&b);
+		if (dmarc_agg_record_put(&b, &j->dmarc_recs[i]) == 0)
+			ipc_send(queue, IPC_MSG_DMARC_RECORD, 0, -1, b.data,
+			         b.len);
+	}
+	buf_free(&b);
+}
+
 static void
 auth_job_done(void *arg)
 {
@@ -245,6 +307,7 @@ auth_job_done(void *arg)
 		         j->verdict == FRONT_AUTH_REJECT ? "reject"
 		         : j->verdict == FRONT_AUTH_JUNK ? "junk"
 		                                         : "accept");
+		send_dmarc_records(j);
 		j->done(c,
 		        buf_cstr(&j->headers) != NULL
 		            ? (const char *)j->headers.data

@@ -4,7 +4,7 @@
  * share one directory fsync and one transaction), and delivers: local
  * recipients through store, the others by SMTP (queue_send.c), retrying
  * temporary failures with growing waits until queue_lifetime, and sending
- * DSNs (queue_dsn.c).
+ * DSNs (queue_dsn.c) and DMARC aggregate reports (queue_dmarc.c).
  * SECURITY: runs as its own unprivileged user. Requests come from front
  * (parsed envelope fields, never paths: spool ids are made here), results
  * from store and from remote servers (through the SMTP client). */
@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "queue/spool.h"
+#include "roles/queue_dmarc.h"
 #include "roles/queue_int.h"
 #include "roles/queue_limits.h"
 #include "roles/roles.h"
@@ -40,6 +41,8 @@ static const struct ipc_rule front_rules[] = {
     {IPC_MSG_SPOOL_CREATE, 0, 0, IPC_FD_NEVER},
     {IPC_MSG_SPOOL_COMMIT, 20, IPC_MAX_PAYLOAD, IPC_FD_NEVER},
     {IPC_MSG_SPOOL_ABORT, 4, 64, IPC_FD_NEVER},
+    {IPC_MSG_DMARC_RECORD, QUEUE_DMARC_RECORD_MIN, QUEUE_DMARC_RECORD_MAX,
+     IPC_FD_NEVER},
     {IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
     {IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
     {0, 0, 0, IPC_FD_NEVER},
@@ -636,12 +639,17 @@ queue_peer_message(struct child_ctx *ctx, struct child_link *link,
 	case IPC_MSG_SPOOL_ABORT:
 		spool_file_abort(q, msg);
 		break;
+	case IPC_MSG_DMARC_RECORD:
+		queue_dmarc_record(ctx, msg);
+		break;
 	case IPC_MSG_DELIVERED:
 		delivered(ctx, msg);
 		break;
 	case IPC_MSG_RCPT_REPLY:
-		/* Where postmaster lives (a notice), or a DSN's sender. */
-		if (!queue_limits_reply(ctx, msg))
+		/* Where postmaster lives (a notice), a DMARC report's rua
+		 * address, or a DSN's sender. */
+		if (!queue_limits_reply(ctx, msg) &&
+		    !queue_dmarc_reply(ctx, msg))
 			queue_dsn_reply(ctx, msg);
 		break;
 	default:
@@ -673,8 +681,10 @@ queue_peer_down(struct child_ctx *ctx, struct child_link *link)
 				i++;
 		}
 	}
-	if (strcmp(link->name, "lookup") == 0)
+	if (strcmp(link->name, "lookup") == 0) {
 		queue_dsn_link_down(ctx);
+		queue_dmarc_link_down(ctx);
+	}
 }
 
 static void
@@ -712,7 +722,10 @@ queue_start(struct child_ctx *ctx, char **error_r)
 		return -1;
 	}
 	event_add(q->tick, &tv);
-	return queue_send_start(ctx, error_r);
+	if (queue_send_start(ctx, error_r) < 0)
+		return -1;
+	queue_dmarc_start(ctx);
+	return 0;
 }
 
 static void
@@ -720,6 +733,7 @@ queue_reload(struct child_ctx *ctx, const struct config *old)
 {
 	(void)old;
 	queue_send_reload(ctx);
+	queue_dmarc_reload(ctx);
 }
 
 static void
@@ -745,6 +759,7 @@ queue_finish(struct child_ctx *ctx)
 	event_free(q->commit_ev);
 	event_free(q->tick);
 	event_free(q->kick);
+	queue_dmarc_stop(ctx);
 	spool_close(&q->spool);
 	child_exit(ctx);
 }

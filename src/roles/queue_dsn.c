@@ -161,7 +161,7 @@ dsn_send(struct child_ctx *ctx, const char *id, char **finals,
 	struct buf orig, msg;
 	char newid[SPOOL_ID_SIZE], msgid[128], *error = NULL;
 	size_t nrc = 0;
-	int fd = -1, ret = -1;
+	int ret = -1;
 
 	memset(&env, 0, sizeof(env));
 	memset(&denv, 0, sizeof(denv));
@@ -230,25 +230,10 @@ dsn_send(struct child_ctx *ctx, const char *id, char **finals,
 		}
 		buf_free(&full);
 	}
-	if ((fd = spool_create(q->spool, newid, &error)) < 0)
-		goto out;
-	for (size_t off = 0; off < msg.len;) {
-		ssize_t w = write(fd, msg.data + off, msg.len - off);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			error = xasprintf("write: %s", strerror(errno));
-			spool_discard(q->spool, newid);
-			goto out;
-		}
-		off += (size_t)w;
-	}
 	denv.mail_from = "";
 	denv.helo = ctx->cfg->hostname;
 	denv.client_ip = "";
 	denv.smtputf8 = env.smtputf8;
-	denv.size = msg.len;
 	denv.rcpts = xcalloc(nfinals, sizeof(*denv.rcpts));
 	denv.nrcpts = nfinals;
 	for (size_t i = 0; i < nfinals; i++) {
@@ -256,8 +241,7 @@ dsn_send(struct child_ctx *ctx, const char *id, char **finals,
 		denv.rcpts[i].notify = 0x1; /* NEVER: no DSN about a DSN */
 		denv.rcpts[i].local = locals[i];
 	}
-	if (spool_commit(q->spool, newid, &denv, &error) < 0) {
-		spool_discard(q->spool, newid);
+	if (queue_inject(q, msg.data, msg.len, &denv, newid, &error) < 0) {
 		free(denv.rcpts);
 		goto out;
 	}
@@ -279,8 +263,6 @@ dsn_send(struct child_ctx *ctx, const char *id, char **finals,
 out:
 	if (ret < 0 && error != NULL)
 		log_error(id, "event=dsn-failed error=%s", error);
-	if (fd >= 0)
-		close(fd);
 	free(error);
 	free(dr);
 	spool_dsn_rcpts_free(&rc, nrc);

@@ -1,6 +1,8 @@
 /* The queue role's shared state, for its files: queue.c (spool commits,
  * the schedule, local delivery through store), queue_send.c (outbound
- * jobs on worker threads) and queue_dsn.c (bounces and other DSNs). */
+ * jobs on worker threads), queue_dsn.c (bounces and other DSNs),
+ * queue_inject.c (committing messages of its own) and queue_dmarc.c
+ * (DMARC aggregate reports). */
 #ifndef TERN_ROLES_QUEUE_INT_H
 #define TERN_ROLES_QUEUE_INT_H
 
@@ -94,6 +96,13 @@ void queue_send_reload(struct child_ctx *ctx);
  * (due: the whole batch; only id's entries are used). */
 void queue_out_dispatch(struct child_ctx *ctx, const char *id,
                         const struct spool_due *due, size_t n);
+
+/* queue_inject.c: write msg into a new spool file and commit it with env
+ * (env->size is set here); the id in newid_r. 0, or -1 with *error_r
+ * (malloc'd) and nothing left in the spool. */
+int queue_inject(struct queue *q, const void *msg, size_t len,
+                 struct spool_envelope *env, char newid_r[SPOOL_ID_SIZE],
+                 char **error_r);
 
 /* queue_dsn.c */
 void queue_dsn_run(struct child_ctx *ctx);

@@ -1,0 +1,739 @@
+/* queue, DMARC aggregate reports (see queue_dmarc.h). A run, when a period
+ * has ended (and once soon after start): the finished periods are read
+ * from the store on the loop; on a worker thread each report's XML is
+ * built and gzipped, each rua mailto: URI is checked (an external
+ * destination must publish <policy domain>._report._dmarc.<its domain>
+ * TXT "v=DMARC1", §7.1) and its message built within the URI's size
+ * limit; back on the loop lookup says where each address lives (as for a
+ * DSN), each message is committed to the spool from the report address,
+ * and the period's rows go once a report went out (or could not go
+ * anywhere). A run that failed only temporarily leaves the rows for the
+ * next one; rows older than a week are forgotten.
+ * SECURITY: the records came from front and the rua URIs from DNS
+ * (untrusted): records are checked on decode (dmarc_agg_record_get),
+ * addresses parsed strictly (dmarc_agg_mailto), external destinations
+ * verified before anything is sent to them, and reports to an address are
+ * bounded by its !size and by DMARC_AGG_XML_MAX; reports never ask for a
+ * DSN (NOTIFY=NEVER), so no report can bounce into a loop. */
+#include "roles/queue_dmarc.h"
+
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/workpool.h"
+#include "core/xmalloc.h"
+#include "mailauth/dmarc_agg.h"
+#include "mailauth/dnsif.h"
+#include "mailauth/psl.h"
+#include "queue/dmarc_store.h"
+#include "roles/mailauth_dns.h"
+#include "roles/queue_int.h"
+
+/* The first run after start, for periods that ended while we were down. */
+#define START_DELAY_MS 5000
+/* A run that found no lookup to ask tries again this much later. */
+#define RETRY_MS 30000
+/* After a period ends, its run starts this much later. */
+#define AFTER_END_MS 1000
+/* Periods (reports) and rows one run loads (a row is some 5 KiB); more
+ * go in the next run. The first report is always loaded whole (at most
+ * DMARC_STORE_PERIOD_ROWS_MAX rows). */
+#define RUN_REPORTS_MAX 32
+#define RUN_ROWS_MAX 10000
+/* A run still waiting for lookup after this long is given up. */
+#define RUN_TIMEOUT_MS (5 * 60 * 1000)
+/* Unsent periods are forgotten this long after they ended. */
+#define KEEP_S (7 * 24 * 3600)
+#define GZIP_MAX (16u * 1024 * 1024)
+#define MESSAGE_MAX (24u * 1024 * 1024)
+/* Our RCPT_CHECK request ids: this bit set, the top bit clear (that one
+ * is queue_limits.c's; DSNs count up from 1). */
+#define REQID_BIT 0x40000000u
+
+enum rua_state {
+	RUA_SEND,     /* the worker built its message */
+	RUA_ASKED,    /* lookup was asked where it lives */
+	RUA_SENT,     /* committed to the spool */
+	RUA_DROPPED,  /* never will be sent (why says so) */
+	RUA_TEMPFAIL, /* not now (why says so) */
+};
+
+struct rua_out {
+	char uri[DMARC_URI_MAX + 1];
+	uint64_t size_max;
+	char address[DMARC_AGG_ADDRESS_MAX + 1];
+	enum rua_state state;
+	const char *why;
+	struct buf msg;
+	uint32_t reqid;
+};
+
+struct report_out {
+	struct dmarc_store_period period;
+	struct dmarc_store_report rep;
+	char report_id[DMARC_AGG_REPORT_ID_MAX + 1];
+	size_t nrua;
+	struct rua_out rua[DMARC_AGG_RUA_MAX];
+	bool finished;
+};
+
+struct run {
+	struct child_ctx *ctx;
+	char *hostname, *from;
+	struct ma_dns dns;
+	uint64_t started_ms;
+	bool working; /* the worker has it */
+	size_t n;
+	struct report_out *reports;
+};
+
+/* One queue per process. */
+static struct {
+	struct dmarc_store *store;
+	struct event *timer;
+	struct run *run;
+	uint32_t reqid;
+	uint64_t dropped_logged;
+} dm;
+
+static void schedule(struct child_ctx *ctx, uint64_t delay_ms);
+
+/* ------------------------------------------------------------ the store */
+
+static struct dmarc_store *
+store_get(struct child_ctx *ctx)
+{
+	char *path, *error = NULL;
+
+	if (dm.store != NULL)
+		return dm.store;
+	path = xasprintf("%s/queue/dmarc.db", ctx->cfg->data_dir);
+	dm.store = dmarc_store_open(path, &error);
+	if (dm.store == NULL) {
+		log_error(NULL, "event=dmarc-store-failed error=%s", error);
+		free(error);
+	}
+	free(path);
+	return dm.store;
+}
+
+static int64_t
+interval_s(const struct child_ctx *ctx)
+{
+	uint64_t s = ctx->cfg->dmarc_report_interval_ms / 1000;
+
+	return s > 0 ? (int64_t)s : 1;
+}
+
+void
+queue_dmarc_record(struct child_ctx *ctx, struct ipc_msg *msg)
+{
+	struct dmarc_agg_record rec;
+	struct dmarc_store *st;
+	const char *why;
+	char *error = NULL;
+	int64_t now = (int64_t)(clock_wall_ms() / 1000), len = interval_s(ctx);
+	int64_t begin = now - now % len;
+
+	if (dmarc_agg_record_get(msg->data, msg->len, &rec, &why) < 0) {
+		log_warn(NULL, "event=bad-dmarc-record error=%s", why);
+		return;
+	}
+	if ((st = store_get(ctx)) == NULL)
+		return;
+	switch (dmarc_store_add(st, &rec, begin, begin + len, &error)) {
+	case -1:
+		log_error(NULL, "event=dmarc-store-failed error=%s", error);
+		free(error);
+		break;
+	case 1:
+		/* Over a cap: said once, then every thousandth time. */
+		if (dmarc_store_dropped(st) > dm.dropped_logged) {
+			log_warn(NULL,
+			         "event=dmarc-record-dropped domain=%s "
+			         "reason=limit dropped=%" PRIu64,
+			         rec.policy.domain, dmarc_store_dropped(st));
+			dm.dropped_logged = dmarc_store_dropped(st) + 999;
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+/* ------------------------------------------------- the worker's part */
+
+/* The same organizational domain (§7.1 needs no verification then). */
+static bool
+same_org(const struct psl *psl, const char *a, const char *b)
+{
+	char oa[PSL_NAME_MAX + 1], ob[PSL_NAME_MAX + 1];
+
+	if (strcmp(a, b) == 0)
+		return true;
+	if (psl == NULL || psl_registrable_domain(psl, a, oa, sizeof(oa)) < 0 ||
+	    psl_registrable_domain(psl, b, ob, sizeof(ob)) < 0)
+		return false;
+	return strcmp(oa, ob) == 0;
+}
+
+/* §7.1: the rua domain agrees to get policy's reports. */
+static void
+verify_destination(const struct run *run, const char *policy,
+                   const char *domain, struct rua_out *o)
+{
+	struct ma_dns_answer ans;
+	char name[DMARC_DOMAIN_MAX + 1];
+
+	if (dmarc_agg_auth_name(policy, domain, name, sizeof(name)) < 0) {
+		o->state = RUA_DROPPED;
+		o->why = "unauthorized";
+		return;
+	}
+	memset(&ans, 0, sizeof(ans));
+	if (run->dns.lookup(run->dns.arg, name, MA_DNS_TXT, &ans) < 0 ||
+	    ans.status == MA_DNS_TEMPFAIL) {
+		o->state = RUA_TEMPFAIL;
+		o->why = "dns";
+	} else if (ans.status != MA_DNS_OK ||
+	           !dmarc_agg_auth_ok(ans.rr, ans.count)) {
+		o->state = RUA_DROPPED;
+		o->why = "unauthorized";
+	}
+	ma_dns_answer_clear(&ans);
+}
+
+static void
+build_report(struct run *run, const struct psl *psl, struct report_out *r)
+{
+	const struct dmarc_store_report *rep = &r->rep;
+	struct dmarc_agg_meta meta = {
+	    .org_name = run->hostname,
+	    .email = run->from,
+	    .report_id = r->report_id,
+	    .begin = r->period.begin,
+	    .end = r->period.end - 1,
+	};
+	struct buf xml, gz;
+	const char *fail = NULL;
+
+	buf_init(&xml, DMARC_AGG_XML_MAX);
+	buf_init(&gz, GZIP_MAX);
+	if (dmarc_agg_xml(&meta, &rep->policy, rep->rows, rep->nrows, &xml) <
+	        0 ||
+	    dmarc_agg_gzip(xml.data, xml.len, &gz) < 0)
+		fail = "too-big";
+	for (size_t i = 0; i < r->nrua; i++) {
+		struct rua_out *o = &r->rua[i];
+		char domain[DMARC_DOMAIN_MAX + 1], msgid[DMARC_DOMAIN_MAX + 96];
+		struct dmarc_agg_mail m = {
+		    .from = run->from,
+		    .to = o->address,
+		    .hostname = run->hostname,
+		    .domain = rep->policy.domain,
+		    .report_id = r->report_id,
+		    .message_id = msgid,
+		    .begin = meta.begin,
+		    .end = meta.end,
+		    .date = time(NULL),
+		};
+
+		o->state = RUA_SEND;
+		if (fail != NULL) {
+			o->state = RUA_DROPPED;
+			o->why = fail;
+			continue;
+		}
+		if (dmarc_agg_mailto(o->uri, o->address, domain) < 0) {
+			o->state = RUA_DROPPED;
+			o->why = "bad-uri";
+			continue;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(r->rua[j].address, o->address) == 0) {
+				o->state = RUA_DROPPED;
+				o->why = "duplicate";
+			}
+		if (o->state != RUA_SEND)
+			continue;
+		if (!same_org(psl, rep->policy.domain, domain)) {
+			verify_destination(run, rep->policy.domain, domain, o);
+			if (o->state != RUA_SEND)
+				continue;
+		}
+		snprintf(msgid, sizeof(msgid), "<%s.%zu@%s>", r->report_id, i,
+		         run->hostname);
+		buf_init(&o->msg, MESSAGE_MAX);
+		if (dmarc_agg_message(&m, gz.data, gz.len, &o->msg) < 0 ||
+		    (o->size_max > 0 && o->msg.len > o->size_max)) {
+			o->state = RUA_DROPPED;
+			o->why = "too-big";
+			buf_free(&o->msg);
+		}
+	}
+	buf_free(&xml);
+	buf_free(&gz);
+}
+
+static void
+run_job(void *arg)
+{
+	struct run *run = arg;
+	char *error = NULL;
+	/* Read each run: a run is rare, the list small enough. */
+	struct psl *psl = psl_load(PSL_DEFAULT_PATH, &error);
+
+	free(error); /* without it, every other domain is verified */
+	for (size_t i = 0; i < run->n; i++)
+		build_report(run, psl, &run->reports[i]);
+	psl_free(&psl);
+}
+
+/* ---------------------------------------------------- back on the loop */
+
+static void
+run_free(struct run **runp)
+{
+	struct run *run = *runp;
+
+	if (run == NULL)
+		return;
+	for (size_t i = 0; i < run->n; i++) {
+		dmarc_store_report_clear(&run->reports[i].rep);
+		for (size_t j = 0; j < run->reports[i].nrua; j++)
+			buf_free(&run->reports[i].rua[j].msg);
+	}
+	free(run->reports);
+	free(run->hostname);
+	free(run->from);
+	free(run);
+	*runp = NULL;
+}
+
+/* When the next period ends, a little after. */
+static uint64_t
+next_run_delay(const struct child_ctx *ctx)
+{
+	uint64_t len = (uint64_t)interval_s(ctx) * 1000, now = clock_wall_ms();
+
+	return (now / len + 1) * len + AFTER_END_MS - now;
+}
+
+/* Every rua of r answered: the rows go when a report went out, or when
+ * nothing failed only for now; else they wait for the next run. */
+static void
+report_finish(struct report_out *r)
+{
+	struct dmarc_store *st = dm.store;
+	bool sent = false, later = false;
+	char *error = NULL;
+
+	if (r->finished)
+		return;
+	for (size_t i = 0; i < r->nrua; i++) {
+		if (r->rua[i].state == RUA_ASKED)
+			return;
+		sent |= r->rua[i].state == RUA_SENT;
+		later |= r->rua[i].state == RUA_TEMPFAIL;
+	}
+	r->finished = true;
+	if (later && !sent) {
+		log_notice(NULL,
+		           "event=dmarc-report-deferred domain=%s "
+		           "report_id=%s",
+		           r->period.domain, r->report_id);
+		return;
+	}
+	if (st != NULL && dmarc_store_delete(st, r->period.domain,
+	                                     r->period.begin, &error) < 0) {
+		log_error(NULL, "event=dmarc-store-failed error=%s", error);
+		free(error);
+	}
+}
+
+/* Every report finished: the run is over; the next at the next period. */
+static void
+run_maybe_over(struct child_ctx *ctx)
+{
+	struct run *run = dm.run;
+
+	if (run == NULL || run->working)
+		return;
+	for (size_t i = 0; i < run->n; i++)
+		if (!run->reports[i].finished)
+			return;
+	run_free(&dm.run);
+	if (!ctx->stopping)
+		schedule(ctx, next_run_delay(ctx));
+}
+
+/* o is not sent, for good or for this run. */
+static void
+log_dropped(const struct report_out *r, const struct rua_out *o)
+{
+	log_notice(NULL,
+	           "event=dmarc-report-not-sent domain=%s rua=%s reason=%s "
+	           "retry=%s report_id=%s",
+	           r->period.domain,
+	           o->address[0] != '\0' ? o->address : o->uri, o->why,
+	           o->state == RUA_TEMPFAIL ? "yes" : "no", r->report_id);
+}
+
+static void
+run_done(void *arg)
+{
+	struct run *run = arg;
+	struct child_ctx *ctx = run->ctx;
+	struct ipc_peer *lookup = child_peer(ctx, "lookup");
+
+	run->working = false;
+	if (ctx->stopping || dm.run != run) {
+		if (dm.run == run)
+			dm.run = NULL;
+		run_free(&run);
+		return;
+	}
+	for (size_t i = 0; i < run->n; i++) {
+		struct report_out *r = &run->reports[i];
+
+		for (size_t j = 0; j < r->nrua; j++) {
+			struct rua_out *o = &r->rua[j];
+			struct buf b;
+
+			if (o->state == RUA_DROPPED ||
+			    o->state == RUA_TEMPFAIL) {
+				log_dropped(r, o);
+				continue;
+			}
+			if (lookup == NULL) {
+				o->state = RUA_TEMPFAIL;
+				o->why = "lookup-down";
+				log_dropped(r, o);
+				continue;
+			}
+			buf_init(&b, 0);
+			ipc_put_str(&b, o->address);
+			ipc_put_u32(&b, 1); /* as if authenticated */
+			o->reqid = REQID_BIT | (++dm.reqid & (REQID_BIT - 1));
+			if (ipc_send(lookup, IPC_MSG_RCPT_CHECK, o->reqid, -1,
+			             b.data, b.len) == 0) {
+				o->state = RUA_ASKED;
+			} else {
+				o->state = RUA_TEMPFAIL;
+				o->why = "lookup-down";
+				log_dropped(r, o);
+			}
+			buf_free(&b);
+		}
+		report_finish(r);
+	}
+	run_maybe_over(ctx);
+}
+
+/* Commit o's message for finals (n of them). */
+static void
+report_send(struct child_ctx *ctx, struct report_out *r, struct rua_out *o,
+            char **finals, const bool *locals, size_t n)
+{
+	struct queue *q = ctx->role;
+	struct spool_envelope env;
+	char newid[SPOOL_ID_SIZE], *error = NULL;
+
+	memset(&env, 0, sizeof(env));
+	env.mail_from = dm.run->from;
+	env.helo = ctx->cfg->hostname;
+	env.client_ip = "";
+	env.rcpts = xcalloc(n, sizeof(*env.rcpts));
+	env.nrcpts = n;
+	for (size_t i = 0; i < n; i++) {
+		env.rcpts[i].address = finals[i];
+		env.rcpts[i].notify = 0x1; /* NEVER: nothing comes back */
+		env.rcpts[i].local = locals[i];
+	}
+	if (queue_inject(q, o->msg.data, o->msg.len, &env, newid, &error) < 0) {
+		log_error(NULL,
+		          "event=dmarc-report-failed domain=%s rua=%s "
+		          "error=%s",
+		          r->period.domain, o->address, error);
+		free(error);
+		o->state = RUA_TEMPFAIL;
+		o->why = "spool";
+	} else {
+		o->state = RUA_SENT;
+		log_info(newid,
+		         "event=queued from=<%s> size=%zu rcpts=%zu "
+		         "dmarc-report=%s",
+		         env.mail_from, o->msg.len, n, r->period.domain);
+		for (size_t i = 0; i < n; i++)
+			log_info(
+			    newid, "event=rcpt to=<%s> orcpt=<%s> local=%s",
+			    finals[i], o->address, locals[i] ? "yes" : "no");
+		log_info(newid,
+		         "event=dmarc-report-sent domain=%s rua=%s records=%zu "
+		         "messages=%" PRIu64 " report_id=%s begin=%" PRId64
+		         " end=%" PRId64,
+		         r->period.domain, o->address, r->rep.nrows,
+		         r->rep.messages, r->report_id, r->period.begin,
+		         r->period.end - 1);
+		queue_kick(q);
+	}
+	free(env.rcpts);
+	buf_free(&o->msg);
+}
+
+bool
+queue_dmarc_reply(struct child_ctx *ctx, struct ipc_msg *msg)
+{
+	struct run *run = dm.run;
+	struct report_out *r = NULL;
+	struct rua_out *o = NULL;
+	struct ipc_reader rd;
+	uint32_t result, n;
+	char **finals = NULL;
+	bool *locals = NULL;
+	size_t got = 0;
+
+	if ((msg->reqid & REQID_BIT) == 0 || (msg->reqid & 0x80000000u) != 0)
+		return false;
+	for (size_t i = 0; run != NULL && i < run->n && o == NULL; i++)
+		for (size_t j = 0; j < run->reports[i].nrua && o == NULL; j++)
+			if (run->reports[i].rua[j].state == RUA_ASKED &&
+			    run->reports[i].rua[j].reqid == msg->reqid) {
+				r = &run->reports[i];
+				o = &r->rua[j];
+			}
+	if (o == NULL)
+		return true; /* given up since */
+	ipc_reader_init(&rd, msg);
+	result = ipc_get_u32(&rd);
+	n = ipc_get_u32(&rd);
+	if (rd.error || n > 1000) {
+		n = 0;
+		rd.error = true;
+	}
+	if (n > 0) {
+		finals = xcalloc(n, sizeof(*finals));
+		locals = xcalloc(n, sizeof(*locals));
+	}
+	for (; got < n && !rd.error; got++) {
+		finals[got] = ipc_get_str(&rd);
+		locals[got] = ipc_get_u32(&rd) != 0;
+		if (finals[got] == NULL)
+			break;
+	}
+	if (ipc_reader_done(&rd) < 0 || got != n) {
+		log_error(NULL, "event=bad-rcpt-reply");
+		o->state = RUA_TEMPFAIL;
+		o->why = "lookup";
+	} else if (result == 0 && n > 0) {
+		report_send(ctx, r, o, finals, locals, n);
+	} else if (result == 4) {
+		o->state = RUA_TEMPFAIL;
+		o->why = "lookup";
+	} else {
+		o->state = RUA_DROPPED;
+		o->why = "undeliverable";
+	}
+	if (o->state == RUA_TEMPFAIL || o->state == RUA_DROPPED)
+		log_dropped(r, o);
+	for (size_t i = 0; i < got && finals != NULL; i++)
+		free(finals[i]);
+	free(finals);
+	free(locals);
+	report_finish(r);
+	run_maybe_over(ctx);
+	return true;
+}
+
+/* Questions lookup will not answer: asked again at the next run. */
+static void
+run_abandon(struct child_ctx *ctx, const char *why)
+{
+	struct run *run = dm.run;
+
+	if (run == NULL || run->working)
+		return;
+	for (size_t i = 0; i < run->n; i++) {
+		struct report_out *r = &run->reports[i];
+
+		for (size_t j = 0; j < r->nrua; j++)
+			if (r->rua[j].state == RUA_ASKED) {
+				r->rua[j].state = RUA_TEMPFAIL;
+				r->rua[j].why = why;
+				log_dropped(r, &r->rua[j]);
+			}
+		report_finish(r);
+	}
+	run_maybe_over(ctx);
+}
+
+void
+queue_dmarc_link_down(struct child_ctx *ctx)
+{
+	run_abandon(ctx, "lookup-down");
+}
+
+/* ------------------------------------------------------------- the run */
+
+static void
+run_start(struct child_ctx *ctx)
+{
+	struct queue *q = ctx->role;
+	struct dmarc_store_period *due = NULL;
+	struct dmarc_store *st;
+	struct run *run;
+	char *error = NULL;
+	size_t n = 0, pruned = 0, rows = 0;
+	int64_t now = (int64_t)(clock_wall_ms() / 1000);
+
+	if ((st = store_get(ctx)) == NULL || q->pool == NULL) {
+		schedule(ctx, next_run_delay(ctx));
+		return;
+	}
+	if (child_peer(ctx, "lookup") == NULL) {
+		schedule(ctx, RETRY_MS);
+		return;
+	}
+	if (dmarc_store_prune(st, now - KEEP_S, &pruned, &error) < 0) {
+		log_error(NULL, "event=dmarc-store-failed error=%s", error);
+		xfree(&error);
+	} else if (pruned > 0) {
+		log_warn(NULL, "event=dmarc-reports-expired periods=%zu",
+		         pruned);
+	}
+	if (dmarc_store_due(st, now, RUN_REPORTS_MAX, &due, &n, &error) < 0) {
+		log_error(NULL, "event=dmarc-store-failed error=%s", error);
+		free(error);
+		schedule(ctx, next_run_delay(ctx));
+		return;
+	}
+	if (n == 0) {
+		schedule(ctx, next_run_delay(ctx));
+		return;
+	}
+	run = xcalloc(1, sizeof(*run));
+	run->ctx = ctx;
+	run->hostname = xstrdup(ctx->cfg->hostname);
+	run->from = ctx->cfg->dmarc_report_from[0] != '\0'
+	                ? xstrdup(ctx->cfg->dmarc_report_from)
+	                : xasprintf("postmaster@%s", ctx->cfg->hostname);
+	run->started_ms = clock_wall_ms();
+	run->reports = xcalloc(n, sizeof(*run->reports));
+	mailauth_dns_init(&run->dns, q->resolver);
+	for (size_t i = 0; i < n && rows < RUN_ROWS_MAX; i++) {
+		struct report_out *r = &run->reports[run->n];
+		int rc = dmarc_store_report(st, due[i].domain, due[i].begin,
+		                            &r->rep, &error);
+
+		if (rc < 0) {
+			log_error(NULL, "event=dmarc-store-failed error=%s",
+			          error);
+			xfree(&error);
+			continue;
+		}
+		if (rc == 0 && (r->rep.nrows == 0 || r->rep.nrua == 0)) {
+			dmarc_store_report_clear(&r->rep);
+			rc = 1;
+		}
+		if (rc == 1) {
+			/* Nothing to say: the period goes. */
+			if (dmarc_store_delete(st, due[i].domain, due[i].begin,
+			                       &error) < 0) {
+				log_error(NULL,
+				          "event=dmarc-store-failed error=%s",
+				          error);
+				xfree(&error);
+			}
+			continue;
+		}
+		r->period = due[i];
+		rows += r->rep.nrows;
+		snprintf(r->report_id, sizeof(r->report_id),
+		         "%" PRId64 ".%08x%08x", r->period.begin, arc4random(),
+		         arc4random());
+		r->nrua = r->rep.nrua;
+		for (size_t j = 0; j < r->nrua; j++) {
+			snprintf(r->rua[j].uri, sizeof(r->rua[j].uri), "%s",
+			         r->rep.rua[j].uri);
+			r->rua[j].size_max = r->rep.rua[j].size_max;
+		}
+		run->n++;
+	}
+	free(due);
+	if (run->n == 0) {
+		run_free(&run);
+		schedule(ctx, next_run_delay(ctx));
+		return;
+	}
+	log_info(NULL, "event=dmarc-reports-due reports=%zu", run->n);
+	run->working = true;
+	dm.run = run;
+	workpool_submit(q->pool, NULL, run_job, run_done, run);
+	/* Should lookup never answer. */
+	schedule(ctx, RUN_TIMEOUT_MS);
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct child_ctx *ctx = arg;
+
+	(void)fd;
+	(void)what;
+	if (ctx->stopping)
+		return;
+	if (dm.run != NULL) {
+		if (dm.run->working)
+			schedule(ctx, RUN_TIMEOUT_MS);
+		else
+			run_abandon(ctx, "timeout");
+		return;
+	}
+	run_start(ctx);
+}
+
+static void
+schedule(struct child_ctx *ctx, uint64_t delay_ms)
+{
+	struct timeval tv = {
+	    .tv_sec = (time_t)(delay_ms / 1000),
+	    .tv_usec = (suseconds_t)(delay_ms % 1000) * 1000,
+	};
+
+	if (dm.timer == NULL)
+		dm.timer = evtimer_new(ctx->base, timer_cb, ctx);
+	if (dm.timer != NULL)
+		evtimer_add(dm.timer, &tv);
+}
+
+void
+queue_dmarc_start(struct child_ctx *ctx)
+{
+	schedule(ctx, START_DELAY_MS);
+}
+
+void
+queue_dmarc_reload(struct child_ctx *ctx)
+{
+	/* The interval may have changed: the next run at its new end. */
+	if (dm.run == NULL)
+		schedule(ctx, next_run_delay(ctx));
+}
+
+void
+queue_dmarc_stop(struct child_ctx *ctx)
+{
+	(void)ctx;
+	if (dm.timer != NULL)
+		event_free(dm.timer);
+	dm.timer = NULL;
+	/* A run on a worker keeps its memory until exit; it never touches
+	 * the store. */
+	dmarc_store_close(&dm.store);
+}

@@ -493,11 +493,7 @@ queue_dmarc_reply(struct child_ctx *ctx, struct ipc_msg *msg)
 	struct run *run = dm.run;
 	struct report_out *r = NULL;
 	struct rua_out *o = NULL;
-	struct ipc_reader rd;
-	uint32_t result, n;
-	char **finals = NULL;
-	bool *locals = NULL;
-	size_t got = 0;
+	struct queue_finals f;
 
 	if ((msg->reqid & REQID_BIT) == 0 || (msg->reqid & 0x80000000u) != 0)
 		return false;
@@ -510,30 +506,13 @@ queue_dmarc_reply(struct child_ctx *ctx, struct ipc_msg *msg)
 			}
 	if (o == NULL)
 		return true; /* given up since */
-	ipc_reader_init(&rd, msg);
-	result = ipc_get_u32(&rd);
-	n = ipc_get_u32(&rd);
-	if (rd.error || n > 1000) {
-		n = 0;
-		rd.error = true;
-	}
-	if (n > 0) {
-		finals = xcalloc(n, sizeof(*finals));
-		locals = xcalloc(n, sizeof(*locals));
-	}
-	for (; got < n && !rd.error; got++) {
-		finals[got] = ipc_get_str(&rd);
-		locals[got] = ipc_get_u32(&rd) != 0;
-		if (finals[got] == NULL)
-			break;
-	}
-	if (ipc_reader_done(&rd) < 0 || got != n) {
+	if (queue_finals_read(msg, 1000, &f) < 0) {
 		log_error(NULL, "event=bad-rcpt-reply");
 		o->state = RUA_TEMPFAIL;
 		o->why = "lookup";
-	} else if (result == 0 && n > 0) {
-		report_send(ctx, r, o, finals, locals, n);
-	} else if (result == 4) {
+	} else if (f.result == 0 && f.n > 0) {
+		report_send(ctx, r, o, f.addr, f.local, f.n);
+	} else if (f.result == 4) {
 		o->state = RUA_TEMPFAIL;
 		o->why = "lookup";
 	} else {
@@ -542,10 +521,7 @@ queue_dmarc_reply(struct child_ctx *ctx, struct ipc_msg *msg)
 	}
 	if (o->state == RUA_TEMPFAIL || o->state == RUA_DROPPED)
 		log_dropped(r, o);
-	for (size_t i = 0; i < got && finals != NULL; i++)
-		free(finals[i]);
-	free(finals);
-	free(locals);
+	queue_finals_clear(&f);
 	report_finish(r);
 	run_maybe_over(ctx);
 	return true;

@@ -278,11 +278,8 @@ queue_dsn_reply(struct child_ctx *ctx, struct ipc_msg *msg)
 {
 	struct queue *q = ctx->role;
 	struct dsn_pending *p = NULL;
-	struct ipc_reader r;
-	uint32_t result, n;
-	char **finals = NULL, *error = NULL;
-	bool *locals = NULL;
-	size_t got = 0;
+	struct queue_finals f;
+	char *error = NULL;
 
 	for (size_t i = 0; i < DSN_PENDING_MAX && p == NULL; i++)
 		if (q->dsn[i].active && q->dsn[i].reqid == msg->reqid)
@@ -290,28 +287,13 @@ queue_dsn_reply(struct child_ctx *ctx, struct ipc_msg *msg)
 	if (p == NULL)
 		return; /* asked before a link reset */
 	p->active = false;
-	ipc_reader_init(&r, msg);
-	result = ipc_get_u32(&r);
-	n = ipc_get_u32(&r);
-	if (r.error || n > 1000) {
+	if (queue_finals_read(msg, 1000, &f) < 0) {
 		log_error(p->id, "event=bad-rcpt-reply");
 		return;
 	}
-	if (n > 0) {
-		finals = xcalloc(n, sizeof(*finals));
-		locals = xcalloc(n, sizeof(*locals));
-	}
-	for (; got < n && !r.error; got++) {
-		finals[got] = ipc_get_str(&r);
-		locals[got] = ipc_get_u32(&r) != 0;
-		if (finals[got] == NULL)
-			break;
-	}
-	if (ipc_reader_done(&r) < 0 || got != n) {
-		log_error(p->id, "event=bad-rcpt-reply");
-	} else if (result == 0 && n > 0) {
-		(void)dsn_send(ctx, p->id, finals, locals, n);
-	} else if (result == 4) {
+	if (f.result == 0 && f.n > 0) {
+		(void)dsn_send(ctx, p->id, f.addr, f.local, f.n);
+	} else if (f.result == 4) {
 		/* lookup could not tell now: asked again on a later look */
 	} else {
 		/* The sender cannot receive mail here (unknown local
@@ -319,15 +301,12 @@ queue_dsn_reply(struct child_ctx *ctx, struct ipc_msg *msg)
 		log_notice(p->id,
 		           "event=dsn-dropped reason=sender-"
 		           "undeliverable result=%u",
-		           result);
+		           f.result);
 		if (spool_dsn_done(q->spool, p->id, &error) < 0) {
 			log_error(p->id, "event=spool-update-failed error=%s",
 			          error);
 			free(error);
 		}
 	}
-	for (size_t i = 0; i < got && finals != NULL; i++)
-		free(finals[i]);
-	free(finals);
-	free(locals);
+	queue_finals_clear(&f);
 }

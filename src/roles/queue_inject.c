@@ -43,3 +43,44 @@ queue_inject(struct queue *q, const void *msg, size_t len,
 	}
 	return 0;
 }
+
+int
+queue_finals_read(struct ipc_msg *msg, size_t max, struct queue_finals *f)
+{
+	struct ipc_reader r;
+	uint32_t n;
+
+	memset(f, 0, sizeof(*f));
+	ipc_reader_init(&r, msg);
+	f->result = ipc_get_u32(&r);
+	n = ipc_get_u32(&r);
+	if (r.error || n > max)
+		return -1;
+	if (n > 0) {
+		f->addr = xcalloc(n, sizeof(*f->addr));
+		f->local = xcalloc(n, sizeof(*f->local));
+	}
+	while (f->n < n && !r.error) {
+		char *a = ipc_get_str(&r);
+
+		f->local[f->n] = ipc_get_u32(&r) != 0;
+		if (a == NULL)
+			break;
+		f->addr[f->n++] = a;
+	}
+	if (ipc_reader_done(&r) < 0 || f->n != n) {
+		queue_finals_clear(f);
+		return -1;
+	}
+	return 0;
+}
+
+void
+queue_finals_clear(struct queue_finals *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		free(f->addr[i]);
+	free(f->addr);
+	free(f->local);
+	memset(f, 0, sizeof(*f));
+}

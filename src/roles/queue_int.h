@@ -104,6 +104,20 @@ int queue_inject(struct queue *q, const void *msg, size_t len,
                  struct spool_envelope *env, char newid_r[SPOOL_ID_SIZE],
                  char **error_r);
 
+/* lookup's answer to IPC_MSG_RCPT_CHECK: the result (0 accept, 1
+ * unknown, 2 relay denied, 3 disabled, 4 temporary) and the final
+ * addresses with their local flags. */
+struct queue_finals {
+	uint32_t result;
+	char **addr;
+	bool *local;
+	size_t n;
+};
+/* 0, or -1 when the reply is malformed or names more than max addresses
+ * (f is then empty). */
+int queue_finals_read(struct ipc_msg *msg, size_t max, struct queue_finals *f);
+void queue_finals_clear(struct queue_finals *f);
+
 /* queue_dsn.c */
 void queue_dsn_run(struct child_ctx *ctx);
 void queue_dsn_reply(struct child_ctx *ctx, struct ipc_msg *msg);

@@ -418,11 +418,7 @@ bool
 queue_limits_reply(struct child_ctx *ctx, struct ipc_msg *msg)
 {
 	struct pending *p = NULL;
-	struct ipc_reader r;
-	uint32_t result, n;
-	char **finals = NULL;
-	bool *locals = NULL;
-	size_t got = 0;
+	struct queue_finals f;
 
 	if (!(msg->reqid & REQID_BIT))
 		return false;
@@ -433,42 +429,22 @@ queue_limits_reply(struct child_ctx *ctx, struct ipc_msg *msg)
 	if (p == NULL)
 		return true; /* asked again since, or done */
 	p->asked = false;
-	ipc_reader_init(&r, msg);
-	result = ipc_get_u32(&r);
-	n = ipc_get_u32(&r);
-	if (r.error || n > NOTICE_FINALS_MAX) {
+	if (queue_finals_read(msg, NOTICE_FINALS_MAX, &f) < 0) {
 		log_error(p->id, "event=bad-rcpt-reply");
-		return true;
-	}
-	if (n > 0) {
-		finals = xcalloc(n, sizeof(*finals));
-		locals = xcalloc(n, sizeof(*locals));
-	}
-	for (; got < n && !r.error; got++) {
-		finals[got] = ipc_get_str(&r);
-		locals[got] = ipc_get_u32(&r) != 0;
-		if (finals[got] == NULL)
-			break;
-	}
-	if (ipc_reader_done(&r) < 0 || got != n) {
-		log_error(p->id, "event=bad-rcpt-reply");
-	} else if (result == 0 && n > 0) {
-		if (notice_send(ctx, p, finals, locals, n) == 0 ||
+	} else if (f.result == 0 && f.n > 0) {
+		if (notice_send(ctx, p, f.addr, f.local, f.n) == 0 ||
 		    ++p->tries == NOTICE_TRIES_MAX)
 			xfree(&p->body);
-	} else if (result == 4) {
+	} else if (f.result == 4) {
 		/* lookup could not tell now: asked again later */
 	} else {
 		log_warn(p->id,
 		         "event=notice-dropped user=%s reason=no-postmaster "
 		         "result=%u",
-		         p->user, result);
+		         p->user, f.result);
 		xfree(&p->body);
 	}
-	for (size_t i = 0; i < got && finals != NULL; i++)
-		free(finals[i]);
-	free(finals);
-	free(locals);
+	queue_finals_clear(&f);
 	if (pending_done(p))
 		pending_clear(p);
 	else

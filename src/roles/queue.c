@@ -356,7 +356,7 @@ delay_notice_due(const struct config *cfg, uint64_t created_ms, uint64_t now)
  * started by queue_dsn_run() on the next look. */
 static void
 record_result(struct queue *q, const char *id, const char *rcpt,
-              const struct spool_result *res)
+              const struct spool_result *res, const char *tls)
 {
 	char *error = NULL;
 	int rc = spool_rcpt_update(q->spool, id, rcpt, res, &error);
@@ -370,11 +370,14 @@ record_result(struct queue *q, const char *id, const char *rcpt,
 	if (res->state == SPOOL_RCPT_DELIVERED)
 		log_info(id,
 		         "event=delivered to=<%s> relay=%s status=%s "
-		         "reply=%s",
+		         "reply=%s tls=%s",
 		         rcpt,
 		         res->remote_mta != NULL ? res->remote_mta : "local",
 		         res->status != NULL ? res->status : "2.0.0",
-		         res->diagnostic != NULL ? res->diagnostic : "");
+		         res->diagnostic != NULL ? res->diagnostic : "",
+		         tls != NULL && tls[0] != '\0' ? tls
+		         : tls != NULL                 ? "none"
+		                                       : "-");
 	else
 		log_notice(
 		    id,
@@ -460,7 +463,7 @@ expire(struct queue *q, const struct config *cfg, const struct spool_due *d)
 	         "delivery time expired: still undelivered after %llu hours "
 	         "in the queue",
 	         (unsigned long long)(cfg->queue_lifetime_ms / 3600000));
-	record_result(q, d->id, d->address, &res);
+	record_result(q, d->id, d->address, &res, NULL);
 }
 
 static void
@@ -569,7 +572,7 @@ delivered(struct child_ctx *ctx, struct ipc_msg *msg)
 		    clock_wall_ms() + queue_retry_delay(ctx->cfg, attempts);
 		res.delay_notice =
 		    delay_notice_due(ctx->cfg, f->created_ms, clock_wall_ms());
-		record_result(q, id, rcpt, &res);
+		record_result(q, id, rcpt, &res, NULL);
 		free(rcpt);
 		free(why);
 	}
@@ -603,7 +606,7 @@ queue_out_done(struct child_ctx *ctx, struct out_job *job,
 		    .delay_notice = delay_notice_due(ctx->cfg, created_ms, now),
 		};
 
-		record_result(q, job->id, o->address, &res);
+		record_result(q, job->id, o->address, &res, job->tls_info);
 	}
 	inflight_part_done(q, job->id);
 	queue_kick(q);

@@ -211,8 +211,8 @@ def test_dane_ee_match_is_delivered_and_logged(sender, remote):
                     rf"\[127\.0\.0\.1\]:{port} "
                     rf'matched="DANE-EE\(3\) SPKI\(1\) SHA2-256\(1\) '
                     rf'depth 0"', since=mark)
-    sender.wait_log(rf"event=delivered to=<{BOB}> relay=mx\.dane\.example",
-                    since=mark)
+    sender.wait_log(rf"event=delivered to=<{BOB}> relay=mx\.dane\.example"
+                    rf' .* tls="TLSv1\.\d \S+ dane"', since=mark)
 
 
 def test_tlsa_mismatch_defers_and_sends_nothing(sender, remote):

@@ -206,7 +206,8 @@ def test_enforced_policy_verified_delivery(sender, remote):
     wait_until(lambda: arrived(remote, "sts.example", "sts enforced"), 20,
                interval=0.2, what="delivery under MTA-STS")
     assert sender.wait_log(r"event=delivered to=<bob@sts\.example> "
-                           r"relay=mx\.sts\.example", timeout=5)
+                           r"relay=mx\.sts\.example .* "
+                           r'tls="TLSv1\.\d \S+ mta-sts"', timeout=5)
     assert sender.wait_log(r"mta-sts=enforce", timeout=5)
 
 

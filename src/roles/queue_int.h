@@ -42,6 +42,7 @@ struct dsn_pending {
 
 struct commit_req;
 struct mtasts_cache;
+struct tlsrpt;
 struct dns_resolver;
 struct workpool;
 
@@ -65,6 +66,7 @@ struct queue {
 	SSL_CTX *mx_ctx;
 	SSL_CTX *sts_ctx; /* verifying, for MTA-STS hosts */
 	struct mtasts_cache *sts_cache;
+	struct tlsrpt *tlsrpt; /* TLS-RPT data, data/queue/tlsrpt.db */
 	struct {
 		char *name;
 		SSL_CTX *ctx;

@@ -35,6 +35,7 @@
 #include "core/xmalloc.h"
 #include "queue/dane.h"
 #include "queue/mtasts.h"
+#include "queue/tlsrpt.h"
 #include "queue/mx.h"
 #include "smtp/client.h"
 
@@ -812,6 +813,39 @@ out:
 
 /* ---- hosts ---- */
 
+/* ---- TLS-RPT (RFC 8460) ---- */
+
+/* Count one outcome for the recipients' domain (MX delivery only). */
+static void
+tls_note(struct attempt *a, const char *mx, enum tlsrpt_policy policy,
+         enum tlsrpt_result result, const char *detail)
+{
+	struct out_job *job = a->job;
+	char *error = NULL;
+
+	if (job->tlsrpt == NULL || job->relay != NULL)
+		return;
+	if (tlsrpt_record(job->tlsrpt, clock_wall_ms(), job->domain, policy, mx,
+	                  result, detail, &error) < 0) {
+		log_warn(job->id, "event=tlsrpt-failed error=%s", error);
+		free(error);
+	}
+}
+
+/* What a failed TLS session was, in RFC 8460 4.3 terms. */
+static enum tlsrpt_result
+tls_failure_kind(const char *error, bool dane)
+{
+	if (strstr(error, "did not start TLS") != NULL ||
+	    strstr(error, "(starttls)") != NULL)
+		return TLSRPT_STARTTLS_NOT_SUPPORTED;
+	if (dane)
+		return TLSRPT_VALIDATION_FAILURE;
+	if (strstr(error, "hostname mismatch") != NULL)
+		return TLSRPT_CERTIFICATE_HOST_MISMATCH;
+	return TLSRPT_CERTIFICATE_NOT_TRUSTED;
+}
+
 /* DANE for one MX host (RFC 7672 2.2): its TLSA records when its MX and
  * address answers were secure. Returns false when the host is to be
  * skipped for now (the lookup failed); else *tls_r is what the host gets
@@ -828,6 +862,11 @@ host_dane(struct attempt *a, const struct mx_host *host, uint16_t port,
 	switch (pol->status) {
 	case DANE_TEMPFAIL:
 		attempt_error(a, false, "4.7.5", "%s", pol->why);
+		tls_note(a, host->name, TLSRPT_POLICY_TLSA,
+		         strstr(pol->why, "bogus") != NULL
+		             ? TLSRPT_DNSSEC_INVALID
+		             : TLSRPT_TLSA_INVALID,
+		         pol->why);
 		log_info(job->id, "event=dane-tempfail host=%s error=%s",
 		         host->name, pol->why);
 		return false;
@@ -864,6 +903,7 @@ try_hosts(struct attempt *a, const struct mx_list *hosts, uint16_t port,
 		struct dane_policy pol;
 		SSL_CTX *ctx = ctx_default;
 		bool sts_host = false;
+		enum tlsrpt_policy policy = TLSRPT_POLICY_NONE;
 
 		if (job->relay == NULL &&
 		    !host_dane(a, host, port, &pol, &tls, &dane))
@@ -879,6 +919,9 @@ try_hosts(struct attempt *a, const struct mx_list *hosts, uint16_t port,
 			         host->name, job->domain,
 			         sts->mode == MTASTS_ENFORCE ? "enforce"
 			                                     : "testing");
+			tls_note(a, host->name, TLSRPT_POLICY_STS,
+			         TLSRPT_VALIDATION_FAILURE,
+			         "MX host not in the policy");
 			if (sts->mode == MTASTS_ENFORCE) {
 				attempt_error(a, false, "4.7.5",
 				              "MTA-STS: MX host %s is not in "
@@ -892,6 +935,10 @@ try_hosts(struct attempt *a, const struct mx_list *hosts, uint16_t port,
 			ctx = job->sts_ctx;
 			sts_host = true;
 		}
+		if (dane != NULL)
+			policy = TLSRPT_POLICY_TLSA;
+		else if (sts != NULL && sts->mode != MTASTS_NONE)
+			policy = TLSRPT_POLICY_STS;
 		for (size_t i = 0; i < host->naddrs; i++) {
 			struct conn cn = {
 			    .fd = -1, .dane = dane, .sts = sts_host};
@@ -910,6 +957,7 @@ try_hosts(struct attempt *a, const struct mx_list *hosts, uint16_t port,
 				         cn.what, strerror(errno));
 				continue;
 			}
+			job->tls_info[0] = '\0';
 			end = session_run(
 			    a, &cn, host->name, tls, ctx,
 			    verify || sts_host ? host->name : NULL, NULL);
@@ -933,6 +981,17 @@ try_hosts(struct attempt *a, const struct mx_list *hosts, uint16_t port,
 					                  ctx, NULL, NULL);
 			}
 			conn_close(&cn);
+			if (end == SESSION_DONE)
+				tls_note(a, host->name, policy,
+				         job->tls_info[0] != '\0'
+				             ? TLSRPT_SUCCESS
+				             : TLSRPT_STARTTLS_NOT_SUPPORTED,
+				         NULL);
+			else if (strcmp(a->last_status, "4.7.5") == 0)
+				tls_note(a, host->name, policy,
+				         tls_failure_kind(a->last_error,
+				                          dane != NULL),
+				         a->last_error);
 			if (end == SESSION_DONE) {
 				free(job->remote_mta);
 				job->remote_mta = xstrdup(host->name);

@@ -17,6 +17,7 @@
 #include "mailauth/dnsif.h"
 
 struct mtasts_cache;
+struct tlsrpt;
 
 enum out_outcome {
 	OUT_DELIVERED,
@@ -71,6 +72,8 @@ struct out_job {
 	 * context that verifies MX certificates against the WebPKI (or
 	 * mta_sts_ca_file; referenced), how to fetch policies */
 	struct mtasts_cache *sts_cache;
+	/* TLS-RPT data (RFC 8460), shared; NULL: not recorded */
+	struct tlsrpt *tlsrpt;
 	SSL_CTX *sts_ctx;
 	char *sts_ca_file; /* or NULL: the system store */
 	uint16_t sts_port;

@@ -23,6 +23,7 @@
 #include "queue/dane.h"
 #include "queue/mtasts.h"
 #include "queue/route.h"
+#include "queue/tlsrpt.h"
 #include "roles/mailauth_dns.h"
 #include "roles/queue_int.h"
 
@@ -283,6 +284,7 @@ dispatch_group(struct child_ctx *ctx, const char *id,
 	SSL_CTX_up_ref(q->sts_ctx);
 	job->sts_ctx = q->sts_ctx;
 	job->sts_cache = q->sts_cache;
+	job->tlsrpt = q->tlsrpt;
 	job->sts_port = cfg->mta_sts_port;
 	if (cfg->mta_sts_ca_file[0] != '\0')
 		job->sts_ca_file = xstrdup(cfg->mta_sts_ca_file);
@@ -424,6 +426,11 @@ queue_send_start(struct child_ctx *ctx, char **error_r)
 	q->sts_cache = mtasts_cache_open(path, error_r);
 	free(path);
 	if (q->sts_cache == NULL)
+		return -1;
+	path = xasprintf("%s/queue/tlsrpt.db", cfg->data_dir);
+	q->tlsrpt = tlsrpt_open(path, error_r);
+	free(path);
+	if (q->tlsrpt == NULL)
 		return -1;
 	q->pool = workpool_new(ctx->base, cfg->outbound_concurrency);
 	return 0;

@@ -9,6 +9,7 @@ import glob
 import http.server
 import os
 import shutil
+import sqlite3
 import ssl
 import tempfile
 import threading
@@ -227,6 +228,30 @@ def test_no_matching_mx_defers(sender, remote):
     assert sender.wait_log(r"event=deferred to=<bob@nomatch\.example> .*"
                            r"MTA-STS", timeout=20, since=mark)
     assert not arrived(remote, "nomatch.example", "sts no match")
+
+
+def tlsrpt_rows(t, domain):
+    """The TLS-RPT data the queue recorded for domain: {(policy, result)}."""
+    db = sqlite3.connect(f"file:{t.data / 'queue' / 'tlsrpt.db'}?mode=ro",
+                         uri=True)
+    try:
+        return {(p, r): c for p, r, c in db.execute(
+            "SELECT policy, result, sum(count) FROM sessions"
+            " WHERE domain = ? GROUP BY policy, result", (domain,))}
+    finally:
+        db.close()
+
+
+def test_tls_reporting_data_is_recorded(sender, remote):
+    """RFC 8460: successes and failures per policy domain, by type."""
+    wait_until(lambda: tlsrpt_rows(sender, "sts.example")
+               .get(("sts", "success"), 0) >= 1, 20, interval=0.2,
+               what="a recorded success for sts.example")
+    submit(sender, ["bob@badcert.example"], "sts bad cert again")
+    wait_until(lambda: tlsrpt_rows(sender, "badcert.example")
+               .get(("sts", "certificate-host-mismatch"), 0) >= 1, 20,
+               interval=0.2, what="a recorded host mismatch")
+    assert ("sts", "success") not in tlsrpt_rows(sender, "badcert.example")
 
 
 def test_testing_mode_delivers_anyway(sender, remote):

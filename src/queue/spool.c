@@ -29,7 +29,6 @@
 /* EEXIST retries in spool_create(): with 64 random bits, more than one
  * means the random source is broken. */
 #define SPOOL_CREATE_TRIES 16
-#define MIN_MS (60 * (uint64_t)1000)
 
 /* Stored as integers; the CHECK in the schema keeps them in range. */
 #define STATE_PENDING 0
@@ -1470,26 +1469,6 @@ fail:
 	return -1;
 }
 
-int
-spool_rcpt_result(struct spool *sp, const char *id, const char *address,
-                  enum spool_rcpt_state state, const char *diagnostic,
-                  uint64_t next_try_ms, char **error_r)
-{
-	const struct spool_result res = {
-	    .state = state,
-	    .diagnostic = diagnostic,
-	    .next_try_ms = next_try_ms,
-	};
-	int rc = spool_rcpt_update(sp, id, address, &res, error_r);
-
-	if (rc == 1) {
-		*error_r = xasprintf("%s: no pending recipient %s", id,
-		                     address != NULL ? address : "");
-		return -1;
-	}
-	return rc;
-}
-
 /* ---------------------------------------------------------- DSNs due */
 
 int
@@ -1921,17 +1900,14 @@ spool_hold_user(struct spool *sp, const char *user, bool hold, size_t *n_r,
 }
 
 uint64_t
-spool_retry_delay_ms(unsigned attempts)
+spool_retry_delay_ms(uint64_t first_ms, uint64_t max_ms, unsigned attempts)
 {
-	static const uint64_t schedule[] = {1 * MIN_MS, 5 * MIN_MS, 15 * MIN_MS,
-	                                    30 * MIN_MS};
+	uint64_t d = first_ms;
 
-	/* Giving up (after 5 days in the queue) is the caller's decision. */
-	if (attempts == 0)
-		attempts = 1;
-	if (attempts <= sizeof(schedule) / sizeof(schedule[0]))
-		return schedule[attempts - 1];
-	return 60 * MIN_MS;
+	/* Doubling stops at max_ms, long before d could overflow. */
+	for (unsigned i = 1; i < attempts && d < max_ms; i++)
+		d *= 2;
+	return d < max_ms ? d : max_ms;
 }
 
 /* *pending_r counts pending recipients (every message has at least one). */

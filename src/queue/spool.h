@@ -99,12 +99,6 @@ int spool_open_message(struct spool *sp, const char *id, char **error_r);
 int spool_envelope(struct spool *sp, const char *id,
                    struct spool_envelope *env_r, char **error_r);
 void spool_envelope_clear(struct spool_envelope *env);
-/* Record an attempt's outcome for one recipient: delivered, failed for
- * good, or (SPOOL_RCPT_PENDING) retry at next_try_ms. When no recipient
- * of the message is pending any more, the file and rows go. */
-int spool_rcpt_result(struct spool *sp, const char *id, const char *address,
-                      enum spool_rcpt_state state, const char *diagnostic,
-                      uint64_t next_try_ms, char **error_r);
 /* An attempt's outcome for one recipient, with what a DSN needs. */
 struct spool_result {
 	enum spool_rcpt_state state;
@@ -121,7 +115,8 @@ struct spool_result {
 	 * (NOTIFY=DELAY, or no NOTIFY); one is marked due, once. */
 	bool delay_notice;
 };
-/* spool_rcpt_result with the details. Marks a DSN as due when the
+/* Record an attempt's outcome for one recipient: delivered, failed for
+ * good, or (PENDING) retry at next_try_ms. Marks a DSN as due when the
  * recipient's NOTIFY asks for one (FAILED: unless NOTIFY=NEVER or NOTIFY
  * without FAILURE; DELIVERED: NOTIFY has SUCCESS and !dsn_passed) and the
  * envelope sender is not <>. The message stays while a DSN is due, even
@@ -204,8 +199,10 @@ int spool_delete(struct spool *sp, const char *id, char **error_r);
 int spool_hold_user(struct spool *sp, const char *user, bool hold, size_t *n_r,
                     char **error_r);
 
-/* The retry schedule: the wait after attempt n (1-based). */
-uint64_t spool_retry_delay_ms(unsigned attempts);
+/* The retry schedule: the wait after the nth failed attempt (1-based;
+ * 0 counts as 1) is first_ms, doubling, at most max_ms. */
+uint64_t spool_retry_delay_ms(uint64_t first_ms, uint64_t max_ms,
+                              unsigned attempts);
 
 /* Counts for `tern queue list` and the logs. */
 int spool_count(struct spool *sp, size_t *messages_r, size_t *pending_r,

@@ -330,16 +330,12 @@ inflight_part_done(struct queue *q, const char *id)
 		*f = q->inflight[--q->ninflight];
 }
 
-/* The wait after the nth failed attempt: queue_retry_first, doubling, at
- * most queue_retry_max. */
+/* The wait after the nth failed attempt (tern.conf's schedule). */
 uint64_t
 queue_retry_delay(const struct config *cfg, unsigned attempts)
 {
-	uint64_t d = cfg->queue_retry_first_ms;
-
-	for (unsigned i = 1; i < attempts && d < cfg->queue_retry_max_ms; i++)
-		d *= 2;
-	return d < cfg->queue_retry_max_ms ? d : cfg->queue_retry_max_ms;
+	return spool_retry_delay_ms(cfg->queue_retry_first_ms,
+	                            cfg->queue_retry_max_ms, attempts);
 }
 
 /* Has a message queued since created_ms waited long enough for a delay

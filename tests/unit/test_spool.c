@@ -27,6 +27,31 @@ struct fixture {
 	struct spool *sp;
 };
 
+/* The wait the tests retry after (the queue computes its own). */
+#define RETRY_MS (60 * (uint64_t)1000)
+
+/* One recipient's outcome without DSN details; a recipient that is not
+ * pending (or not there) is an error here. */
+static int
+rcpt_result(struct spool *sp, const char *id, const char *address,
+            enum spool_rcpt_state state, const char *diagnostic,
+            uint64_t next_try_ms, char **error_r)
+{
+	const struct spool_result res = {
+	    .state = state,
+	    .diagnostic = diagnostic,
+	    .next_try_ms = next_try_ms,
+	};
+	int rc = spool_rcpt_update(sp, id, address, &res, error_r);
+
+	if (rc == 1) {
+		*error_r = xasprintf("%s: no pending recipient %s", id,
+		                     address != NULL ? address : "");
+		return -1;
+	}
+	return rc;
+}
+
 static uint64_t
 wall_ms(void)
 {
@@ -267,22 +292,19 @@ test_lifecycle(void **state)
 	assert_true(write(fd, "x", 1) < 0);
 	close(fd);
 
-	assert_int_equal(spool_rcpt_result(f->sp, id, "a@example.com",
-	                                   SPOOL_RCPT_DELIVERED, "250 ok", 0,
-	                                   &error),
+	assert_int_equal(rcpt_result(f->sp, id, "a@example.com",
+	                             SPOOL_RCPT_DELIVERED, "250 ok", 0, &error),
 	                 0);
 	assert_true(file_exists(f, id));
 	check_counts(f, 1, 1);
 	/* Not pending any more: a second result is refused. */
-	assert_int_equal(spool_rcpt_result(f->sp, id, "a@example.com",
-	                                   SPOOL_RCPT_DELIVERED, NULL, 0,
-	                                   &error),
+	assert_int_equal(rcpt_result(f->sp, id, "a@example.com",
+	                             SPOOL_RCPT_DELIVERED, NULL, 0, &error),
 	                 -1);
 	free(error);
 	error = NULL;
-	assert_int_equal(spool_rcpt_result(f->sp, id, "b@example.net",
-	                                   SPOOL_RCPT_DELIVERED, "250 ok", 0,
-	                                   &error),
+	assert_int_equal(rcpt_result(f->sp, id, "b@example.net",
+	                             SPOOL_RCPT_DELIVERED, "250 ok", 0, &error),
 	                 0);
 	assert_false(file_exists(f, id));
 	check_counts(f, 0, 0);
@@ -313,9 +335,9 @@ test_deferred(void **state)
 	assert_int_equal(n, 2);
 	spool_due_free(&due, n);
 
-	assert_int_equal(spool_rcpt_result(f->sp, id, "a@example.com",
-	                                   SPOOL_RCPT_PENDING, "451 try later",
-	                                   t + spool_retry_delay_ms(1), &error),
+	assert_int_equal(rcpt_result(f->sp, id, "a@example.com",
+	                             SPOOL_RCPT_PENDING, "451 try later",
+	                             t + RETRY_MS, &error),
 	                 0);
 	assert_true(file_exists(f, id));
 	check_counts(f, 1, 2);
@@ -325,16 +347,14 @@ test_deferred(void **state)
 	assert_int_equal(n, 1);
 	assert_string_equal(due[0].address, "b@example.com");
 	spool_due_free(&due, n);
-	assert_int_equal(spool_due(f->sp, t + spool_retry_delay_ms(1) - 1, 10,
-	                           &due, &n, &error),
-	                 0);
+	assert_int_equal(
+	    spool_due(f->sp, t + RETRY_MS - 1, 10, &due, &n, &error), 0);
 	assert_int_equal(n, 1);
 	spool_due_free(&due, n);
 
 	/* Both due later, in next_try order, with the attempt counted. */
-	assert_int_equal(
-	    spool_due(f->sp, t + spool_retry_delay_ms(1), 10, &due, &n, &error),
-	    0);
+	assert_int_equal(spool_due(f->sp, t + RETRY_MS, 10, &due, &n, &error),
+	                 0);
 	assert_int_equal(n, 2);
 	assert_string_equal(due[0].address, "b@example.com");
 	assert_int_equal(due[0].attempts, 0);
@@ -350,15 +370,14 @@ test_deferred(void **state)
 
 	/* A permanent failure and a delivery: the message stays for the
 	 * bounce (NOTIFY not given means FAILURE), then goes. */
-	assert_int_equal(spool_rcpt_result(f->sp, id, "b@example.com",
-	                                   SPOOL_RCPT_FAILED,
-	                                   "550 no such user", 0, &error),
+	assert_int_equal(rcpt_result(f->sp, id, "b@example.com",
+	                             SPOOL_RCPT_FAILED, "550 no such user", 0,
+	                             &error),
 	                 0);
 	assert_true(file_exists(f, id));
 	check_counts(f, 1, 1);
-	assert_int_equal(spool_rcpt_result(f->sp, id, "a@example.com",
-	                                   SPOOL_RCPT_DELIVERED, NULL, 0,
-	                                   &error),
+	assert_int_equal(rcpt_result(f->sp, id, "a@example.com",
+	                             SPOOL_RCPT_DELIVERED, NULL, 0, &error),
 	                 0);
 	assert_true(file_exists(f, id));
 	check_counts(f, 1, 0);
@@ -375,33 +394,28 @@ test_rcpt_result_errors(void **state)
 	char id[SPOOL_ID_SIZE], *error = NULL;
 
 	spool_message(f, "x\r\n", rcpts, 1, id);
-	assert_int_equal(spool_rcpt_result(f->sp, id, "nobody@example.com",
-	                                   SPOOL_RCPT_DELIVERED, NULL, 0,
-	                                   &error),
+	assert_int_equal(rcpt_result(f->sp, id, "nobody@example.com",
+	                             SPOOL_RCPT_DELIVERED, NULL, 0, &error),
 	                 -1);
 	assert_non_null(error);
 	xfree(&error);
-	assert_int_equal(
-	    spool_rcpt_result(f->sp, "0123456789abcdef", "a@example.com",
-	                      SPOOL_RCPT_DELIVERED, NULL, 0, &error),
-	    -1);
+	assert_int_equal(rcpt_result(f->sp, "0123456789abcdef", "a@example.com",
+	                             SPOOL_RCPT_DELIVERED, NULL, 0, &error),
+	                 -1);
 	xfree(&error);
-	assert_int_equal(
-	    spool_rcpt_result(f->sp, "../../etc/passwd", "a@example.com",
-	                      SPOOL_RCPT_DELIVERED, NULL, 0, &error),
-	    -1);
+	assert_int_equal(rcpt_result(f->sp, "../../etc/passwd", "a@example.com",
+	                             SPOOL_RCPT_DELIVERED, NULL, 0, &error),
+	                 -1);
 	xfree(&error);
-	assert_int_equal(spool_rcpt_result(f->sp, id, "a@example.com",
-	                                   (enum spool_rcpt_state)7, NULL, 0,
-	                                   &error),
+	assert_int_equal(rcpt_result(f->sp, id, "a@example.com",
+	                             (enum spool_rcpt_state)7, NULL, 0, &error),
 	                 -1);
 	xfree(&error);
 	/* Nothing changed, and no transaction was left open. */
 	check_counts(f, 1, 1);
 	assert_true(file_exists(f, id));
-	assert_int_equal(spool_rcpt_result(f->sp, id, "a@example.com",
-	                                   SPOOL_RCPT_DELIVERED, NULL, 0,
-	                                   &error),
+	assert_int_equal(rcpt_result(f->sp, id, "a@example.com",
+	                             SPOOL_RCPT_DELIVERED, NULL, 0, &error),
 	                 0);
 	check_counts(f, 0, 0);
 }
@@ -697,9 +711,9 @@ test_envelope_round_trip(void **state)
 	spool_envelope_clear(&got);
 	check_counts(f, 1, 2);
 
-	assert_int_equal(spool_rcpt_result(f->sp, id, evil, SPOOL_RCPT_FAILED,
-	                                   evil, 0, &error),
-	                 0);
+	assert_int_equal(
+	    rcpt_result(f->sp, id, evil, SPOOL_RCPT_FAILED, evil, 0, &error),
+	    0);
 	check_counts(f, 1, 1);
 	reopen(f);
 	check_counts(f, 1, 1);
@@ -754,17 +768,29 @@ test_ids_unique(void **state)
 static void
 test_retry_delay(void **state)
 {
+	/* The defaults (5 minutes doubling to 1 hour) and a short one. */
 	static const struct {
+		uint64_t first, max;
 		unsigned attempts;
-		uint64_t minutes;
-	} cases[] = {{0, 1},  {1, 1},  {2, 5},     {3, 15},         {4, 30},
-	             {5, 60}, {6, 60}, {1000, 60}, {UINT32_MAX, 60}};
+		uint64_t want;
+	} cases[] = {
+	    {300000, 3600000, 0, 300000},
+	    {300000, 3600000, 1, 300000},
+	    {300000, 3600000, 2, 600000},
+	    {300000, 3600000, 4, 2400000},
+	    {300000, 3600000, 5, 3600000},
+	    {300000, 3600000, UINT32_MAX, 3600000},
+	    {1000, 2000, 3, 2000},
+	    {5000, 1000, 1, 1000},
+	};
 	size_t i;
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		assert_int_equal(spool_retry_delay_ms(cases[i].attempts),
-		                 cases[i].minutes * 60 * 1000);
+		assert_int_equal(spool_retry_delay_ms(cases[i].first,
+		                                      cases[i].max,
+		                                      cases[i].attempts),
+		                 cases[i].want);
 }
 
 static void

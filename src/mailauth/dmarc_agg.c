@@ -14,6 +14,8 @@
 
 #include <zlib.h>
 
+#include <openssl/crypto.h>
+
 #include "core/base64.h"
 #include "core/ipc.h"
 #include "mailauth/dmarc_report.h"
@@ -306,18 +308,6 @@ dmarc_agg_record_get(const void *data, size_t len,
 
 /* --------------------------------------------------- URIs and names */
 
-static int
-hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* RFC 5322 atext, and '.' (a dot-atom, checked for dots below). */
 static bool
 local_char(char c)
@@ -344,8 +334,10 @@ dmarc_agg_mailto(const char *uri, char *addr_r, char *domain_r)
 		if (n == sizeof(dec) - 1)
 			return -1;
 		if (c == '%') {
-			int hi = hex_value(p[1]),
-			    lo = hi < 0 ? -1 : hex_value(p[2]);
+			int hi = OPENSSL_hexchar2int((unsigned char)p[1]),
+			    lo = hi < 0
+			             ? -1
+			             : OPENSSL_hexchar2int((unsigned char)p[2]);
 
 			if (lo < 0)
 				return -1;

@@ -16,6 +16,8 @@
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
+#include <openssl/crypto.h>
+
 #include "core/xmalloc.h"
 
 #define DANE_NAME_MAX 300 /* "_65535._tcp." and a 253-byte host */
@@ -103,18 +105,6 @@ parse_u8(const char **pp, uint8_t *out)
 	return 0;
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* "USAGE SELECTOR MTYPE HEX" (dnsif.h). 0, or -1 when malformed or the
  * data is longer than DANE_DATA_MAX. */
 static int
@@ -130,7 +120,8 @@ parse_tlsa(const char *text, struct dane_tlsa *t)
 	if (hexlen == 0 || hexlen % 2 != 0 || hexlen / 2 > DANE_DATA_MAX)
 		return -1;
 	for (size_t i = 0; i < hexlen / 2; i++) {
-		int hi = hexval(p[2 * i]), lo = hexval(p[2 * i + 1]);
+		int hi = OPENSSL_hexchar2int((unsigned char)p[2 * i]),
+		    lo = OPENSSL_hexchar2int((unsigned char)p[2 * i + 1]);
 
 		if (hi < 0 || lo < 0)
 			return -1;

@@ -81,6 +81,27 @@ def free_udp_port():
     return port
 
 
+def txt_strings(value):
+    """A TXT value as quoted character-strings of at most 255 bytes."""
+    parts = [value[i:i + 255] for i in range(0, len(value), 255)]
+    return " ".join(f'"{p}"' for p in parts)
+
+
+def dkim_rsa_key():
+    """A fresh RSA-2048 key: (private key PEM, base64 public key for p=)."""
+    import base64
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM,
+                            serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption())
+    pub = key.public_key().public_bytes(
+        serialization.Encoding.DER,
+        serialization.PublicFormat.SubjectPublicKeyInfo)
+    return pem, base64.b64encode(pub).decode()
+
+
 class UnboundServer:
     """A real unbound on 127.0.0.1 answering only from local-data (the
     zones are "static": any other name in them is NXDOMAIN). Use *.example

@@ -7,7 +7,6 @@ xml.etree reads, with the right counts, policy and source address, and
 `tern dmarc report` summarizes it. An external rua address that does not
 authorize the reports gets none."""
 
-import base64
 import email
 import email.policy
 import gzip
@@ -20,10 +19,9 @@ import xml.etree.ElementTree as ET
 
 import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conftest import DOMAIN, HOSTNAME, UnboundServer, run_tern, wait_until
+from conftest import (DOMAIN, HOSTNAME, UnboundServer, dkim_rsa_key,
+                      run_tern, txt_strings, wait_until)
 
 ALICE = f"alice@{DOMAIN}"
 READER = "dmarc@reports.example"
@@ -31,21 +29,9 @@ PW = "dmarc send password"
 INTERVAL = 10
 
 
-def txt_strings(value):
-    parts = [value[i:i + 255] for i in range(0, len(value), 255)]
-    return " ".join(f'"{p}"' for p in parts)
-
-
 @pytest.fixture(scope="module")
 def keys():
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM,
-                            serialization.PrivateFormat.TraditionalOpenSSL,
-                            serialization.NoEncryption())
-    pub = key.public_key().public_bytes(
-        serialization.Encoding.DER,
-        serialization.PublicFormat.SubjectPublicKeyInfo)
-    return pem, base64.b64encode(pub).decode()
+    return dkim_rsa_key()
 
 
 @pytest.fixture(scope="module")

@@ -6,42 +6,24 @@ and Received-SPF fields."""
 import base64
 import email
 import imaplib
-import os
 import re
 import smtplib
-import socket
-import subprocess
-import tempfile
-import time
 
 import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conftest import (DOMAIN, HOSTNAME, UnboundServer, client_tls_context,
-                      run_tern, wait_until)
+from conftest import (DOMAIN, HOSTNAME, client_tls_context, dkim_rsa_key,
+                      run_tern, txt_strings, UnboundServer, wait_until)
 
 ALICE = f"alice@{DOMAIN}"
 PW = "mail auth password"
 
 
-def txt_strings(value):
-    """A TXT value as quoted character-strings of at most 255 bytes."""
-    parts = [value[i:i + 255] for i in range(0, len(value), 255)]
-    return " ".join(f'"{p}"' for p in parts)
-
-
 @pytest.fixture(scope="module")
 def keys():
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM,
-                            serialization.PrivateFormat.TraditionalOpenSSL,
-                            serialization.NoEncryption())
-    pub = key.public_key().public_bytes(
-        serialization.Encoding.DER,
-        serialization.PublicFormat.SubjectPublicKeyInfo)
-    return pem, base64.b64encode(pub).decode()
+    return dkim_rsa_key()
 
 
 @pytest.fixture(scope="module")

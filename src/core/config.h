@@ -154,6 +154,9 @@ struct config {
 	/* DMARC aggregate reports we send (roles/queue_dmarc.c). */
 	uint64_t dmarc_report_interval_ms;
 	char *dmarc_report_from; /* "" = postmaster@hostname */
+	/* Forwarding to external aliases (roles/lookup.c, mail/srs.c). */
+	bool srs;
+	char *srs_domain; /* "" = the alias's own domain */
 
 	/* Outbound delivery (src/queue, roles/queue*.c). */
 	uint64_t queue_retry_first_ms;

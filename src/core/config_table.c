@@ -1055,6 +1055,24 @@ static const struct config_setting root_settings[] = {
      .check = check_report_from,
      .help = "The address DMARC aggregate reports come from, envelope and "
              "From: (\"\" is postmaster@ the hostname)."},
+    {.name = "srs",
+     .type = CONFIG_BOOL,
+     .def = "yes",
+     FIELD(struct config, srs),
+     .help = "Rewrite the envelope sender of mail an alias forwards to an "
+             "external address (SRS), so that SPF passes at the "
+             "destination, and accept bounces to those addresses for the "
+             "original sender. The secrets are in DATA/srs.keys."},
+    {.name = "srs_domain",
+     .type = CONFIG_STRING,
+     .flags = CONFIG_F_EMPTY_OK,
+     .def = "",
+     .example = "example.org",
+     FIELD(struct config, srs_domain),
+     .check = check_hostname,
+     .help = "The domain of the rewritten senders: one of ours whose SPF "
+             "record allows this server (\"\" is the forwarding alias's "
+             "own domain)."},
     {.name = "queue_retry_first",
      .type = CONFIG_DURATION,
      .def = "5m",

@@ -34,6 +34,10 @@ struct event_base;
 /* Output queued beyond this marks the peer broken (it stopped reading). */
 #define IPC_MAX_OUTPUT (16 * 1024 * 1024)
 
+/* How a final recipient is reached (RCPT_REPLY, SPOOL_COMMIT). */
+#define IPC_RCPT_LOCAL 0x1     /* a mailbox here */
+#define IPC_RCPT_FORWARDED 0x2 /* an alias of ours sends it on outside */
+
 /* Message types. Each role's table of accepted types lives in that role. */
 enum ipc_msg_type {
 	IPC_MSG_HELLO = 1,	 /* u32 protocol version, str role name */
@@ -55,10 +59,12 @@ enum ipc_msg_type {
 	 * canonical user, bytes salt, u32 iterations, bytes server signature
 	 * (empty where they do not apply). */
 	IPC_MSG_AUTH_REPLY,
-	/* front → lookup: str address as given, u32 1 if authenticated.
+	/* front (or queue) → lookup: str address as given, u32 1 if
+	 * authenticated, str the envelope sender ("" for <>).
 	 * Reply RCPT_REPLY: u32 result (0 accept, 1 unknown user, 2 relay
 	 * denied, 3 disabled, 4 temporary), u32 n, n × (str final address,
-	 * u32 1 if local). */
+	 * u32 IPC_RCPT_* bits, str the envelope sender to use for it (SRS)
+	 * or ""). The same bits go in the envelope of SPOOL_COMMIT. */
 	IPC_MSG_RCPT_CHECK,
 	IPC_MSG_RCPT_REPLY,
 	/* front → lookup: str user, str address. Reply SENDER_REPLY: u32

@@ -25,7 +25,7 @@
 
 #define SPOOL_DB_NAME "queue.db"
 #define SPOOL_BUSY_MS 5000
-#define SPOOL_SCHEMA_VERSION 5
+#define SPOOL_SCHEMA_VERSION 6
 /* EEXIST retries in spool_create(): with 64 random bits, more than one
  * means the random source is broken. */
 #define SPOOL_CREATE_TRIES 16
@@ -56,7 +56,8 @@ static const char spool_schema[] =
     " created_ms INTEGER NOT NULL,"
     " headers TEXT,"
     " flags INTEGER NOT NULL DEFAULT 0,"
-    " held INTEGER NOT NULL DEFAULT 0);"
+    " held INTEGER NOT NULL DEFAULT 0,"
+    " fwd_headers TEXT);"
     "CREATE TABLE IF NOT EXISTS rcpts ("
     " id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
     " address TEXT NOT NULL,"
@@ -73,6 +74,8 @@ static const char spool_schema[] =
     " last_try_ms INTEGER NOT NULL DEFAULT 0,"
     " relayed INTEGER NOT NULL DEFAULT 0,"
     " delayed INTEGER NOT NULL DEFAULT 0,"
+    " sender TEXT,"
+    " forwarded INTEGER NOT NULL DEFAULT 0,"
     " PRIMARY KEY (id, address));";
 
 /* After the tables exist with every column (created, or altered from an
@@ -93,6 +96,13 @@ static const char spool_migrate_4[] =
 /* From version 4 to 5: a delay notice was sent for the recipient. */
 static const char spool_migrate_5[] =
     "ALTER TABLE rcpts ADD COLUMN delayed INTEGER NOT NULL DEFAULT 0;";
+
+/* From version 5 to 6: forwarding (SRS sender, ARC set for the copies
+ * that leave for an alias's external destination). */
+static const char spool_migrate_6[] =
+    "ALTER TABLE messages ADD COLUMN fwd_headers TEXT;"
+    "ALTER TABLE rcpts ADD COLUMN sender TEXT;"
+    "ALTER TABLE rcpts ADD COLUMN forwarded INTEGER NOT NULL DEFAULT 0;";
 
 enum spool_stmt {
 	ST_BEGIN,
@@ -134,23 +144,25 @@ static const char *const spool_sql[ST_COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_MSG_INSERT] = "INSERT INTO messages (id, mail_from, helo, client_ip,"
                       " auth_user, ret, envid, smtputf8, size, created_ms,"
-                      " headers, flags)"
+                      " headers, flags, fwd_headers)"
                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
-                      " ?12)",
+                      " ?12, ?13)",
     /* A repeated RCPT TO is delivered once: the first one wins. */
     [ST_RCPT_INSERT] =
         "INSERT INTO rcpts (id, address, orcpt, notify, local, state,"
-        " attempts, next_try_ms, diagnostic)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, ?6, NULL)"
+        " attempts, next_try_ms, diagnostic, sender, forwarded)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, ?6, NULL, ?7, ?8)"
         " ON CONFLICT (id, address) DO NOTHING",
     [ST_MSG_EXISTS] = "SELECT 1 FROM messages WHERE id = ?1",
     [ST_MSG_GET] = "SELECT mail_from, helo, client_ip, auth_user, ret,"
-                   " envid, smtputf8, size, headers, flags FROM messages"
+                   " envid, smtputf8, size, headers, flags, fwd_headers"
+                   " FROM messages"
                    " WHERE id = ?1",
-    [ST_RCPT_LIST] = "SELECT address, orcpt, notify, local FROM rcpts"
+    [ST_RCPT_LIST] = "SELECT address, orcpt, notify, local, sender,"
+                     " forwarded FROM rcpts"
                      " WHERE id = ?1 ORDER BY rowid",
     [ST_DUE] = "SELECT r.id, r.address, r.local, r.attempts, m.created_ms,"
-               " r.notify, r.orcpt"
+               " r.notify, r.orcpt, r.sender, r.forwarded"
                " FROM rcpts r JOIN messages m ON m.id = r.id"
                " WHERE r.state = 0 AND r.next_try_ms <= ?1 AND m.held = 0"
                " ORDER BY r.next_try_ms, r.rowid LIMIT ?2",
@@ -616,11 +628,12 @@ open_db(struct spool *sp, char **error_r)
 	}
 	/* Version 2 added messages.headers (the header fields front adds
 	 * after its checks), version 3 messages.flags, version 4 holds and
-	 * DSNs (spool_migrate_4), version 5 delay notices. The version is a
+	 * DSNs (spool_migrate_4), version 5 delay notices, version 6
+	 * forwarding (spool_migrate_6). The version is a
 	 * constant: no parameter can reach this text. */
 	if (sqlite3_exec(sp->db,
 	                 "BEGIN IMMEDIATE;"
-	                 "PRAGMA user_version = 5;",
+	                 "PRAGMA user_version = 6;",
 	                 NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_exec(sp->db, spool_schema, NULL, NULL, NULL) != SQLITE_OK ||
 	    (version >= 1 && version < 2 &&
@@ -637,6 +650,9 @@ open_db(struct spool *sp, char **error_r)
 	         SQLITE_OK) ||
 	    (version >= 1 && version < 5 &&
 	     sqlite3_exec(sp->db, spool_migrate_5, NULL, NULL, NULL) !=
+	         SQLITE_OK) ||
+	    (version >= 1 && version < 6 &&
+	     sqlite3_exec(sp->db, spool_migrate_6, NULL, NULL, NULL) !=
 	         SQLITE_OK) ||
 	    sqlite3_exec(sp->db, spool_indexes, NULL, NULL, NULL) !=
 	        SQLITE_OK ||
@@ -860,6 +876,7 @@ insert_message(struct spool *sp, const char *id,
 	sqlite3_bind_int64(st, 10, to_i64(now));
 	bind_text(st, 11, env->headers);
 	sqlite3_bind_int64(st, 12, (sqlite3_int64)env->flags);
+	bind_text(st, 13, env->fwd_headers);
 	if (st_exec(sp, ST_MSG_INSERT, error_r) < 0)
 		return -1;
 	st = sp->st[ST_RCPT_INSERT];
@@ -872,6 +889,8 @@ insert_message(struct spool *sp, const char *id,
 		sqlite3_bind_int64(st, 4, r->notify);
 		sqlite3_bind_int(st, 5, r->local ? 1 : 0);
 		sqlite3_bind_int64(st, 6, to_i64(now));
+		bind_text(st, 7, r->sender);
+		sqlite3_bind_int(st, 8, r->forwarded ? 1 : 0);
 		if (st_exec(sp, ST_RCPT_INSERT, error_r) < 0)
 			return -1;
 	}
@@ -1106,8 +1125,11 @@ spool_due(struct spool *sp, uint64_t now, size_t max, struct spool_due **due_r,
 		d->created_ms = created < 0 ? 0 : (uint64_t)created;
 		d->notify = (unsigned)sqlite3_column_int64(st, 5);
 		d->orcpt = NULL;
+		d->sender = NULL;
+		d->forwarded = sqlite3_column_int(st, 8) != 0;
 		n++; /* counted now: spool_due_free() frees address */
-		if (col_strdup(st, 6, &d->orcpt) < 0) {
+		if (col_strdup(st, 6, &d->orcpt) < 0 ||
+		    col_strdup(st, 7, &d->sender) < 0) {
 			*error_r = xstrdup("out of memory reading queue.db");
 			st_done(st);
 			spool_due_free(&due, n);
@@ -1136,6 +1158,7 @@ spool_due_free(struct spool_due **due, size_t n)
 	for (i = 0; i < n; i++) {
 		free((*due)[i].address);
 		free((*due)[i].orcpt);
+		free((*due)[i].sender);
 	}
 	xfree(due);
 }
@@ -1178,13 +1201,15 @@ read_recipients(struct spool *sp, const char *id, struct spool_envelope *env,
 		r = &env->rcpts[env->nrcpts++];
 		memset(r, 0, sizeof(*r));
 		if (col_strdup(st, 0, &r->address) < 0 ||
-		    col_strdup(st, 1, &r->orcpt) < 0) {
+		    col_strdup(st, 1, &r->orcpt) < 0 ||
+		    col_strdup(st, 4, &r->sender) < 0) {
 			*error_r = xstrdup("out of memory reading queue.db");
 			st_done(st);
 			return -1;
 		}
 		r->notify = (unsigned)sqlite3_column_int64(st, 2);
 		r->local = sqlite3_column_int(st, 3) != 0;
+		r->forwarded = sqlite3_column_int(st, 5) != 0;
 	}
 	if (rc != SQLITE_DONE) {
 		db_error(sp, spool_sql[ST_RCPT_LIST], error_r);
@@ -1224,7 +1249,8 @@ spool_envelope(struct spool *sp, const char *id, struct spool_envelope *env_r,
 	    col_strdup(st, 3, &env_r->auth_user) < 0 ||
 	    col_strdup(st, 4, &env_r->ret) < 0 ||
 	    col_strdup(st, 5, &env_r->envid) < 0 ||
-	    col_strdup(st, 8, &env_r->headers) < 0) {
+	    col_strdup(st, 8, &env_r->headers) < 0 ||
+	    col_strdup(st, 10, &env_r->fwd_headers) < 0) {
 		*error_r = xstrdup("out of memory reading queue.db");
 		st_done(st);
 		spool_envelope_clear(env_r);
@@ -1254,9 +1280,11 @@ spool_envelope_clear(struct spool_envelope *env)
 	free(env->ret);
 	free(env->envid);
 	free(env->headers);
+	free(env->fwd_headers);
 	for (i = 0; i < env->nrcpts; i++) {
 		free(env->rcpts[i].address);
 		free(env->rcpts[i].orcpt);
+		free(env->rcpts[i].sender);
 	}
 	free(env->rcpts);
 	memset(env, 0, sizeof(*env));

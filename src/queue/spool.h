@@ -26,6 +26,12 @@ struct spool_rcpt {
 	char *orcpt;     /* the address as the client gave it, or NULL */
 	unsigned notify; /* DSN NOTIFY bits, as smtp/server.h */
 	bool local;      /* deliver to a mailbox here (else: outbound) */
+	/* Forwarded: an alias of ours sends the message on to this
+	 * external address (its copy carries fwd_headers, the ARC set). */
+	bool forwarded;
+	/* The envelope sender for this recipient (SRS), or NULL for the
+	 * message's mail_from. */
+	char *sender;
 };
 
 /* What front's checks decided about the message. */
@@ -44,6 +50,9 @@ struct spool_envelope {
 	 * Received-SPF, DKIM-Signature…), CRLF-terminated, to be put before
 	 * the message wherever it goes; or NULL. */
 	char *headers;
+	/* Header fields to put before those for forwarded recipients only
+	 * (the ARC set), or NULL. */
+	char *fwd_headers;
 	uint32_t flags; /* SPOOL_FLAG_* */
 	struct spool_rcpt *rcpts;
 	size_t nrcpts;
@@ -58,6 +67,8 @@ struct spool_due {
 	uint64_t created_ms; /* when the message was committed */
 	unsigned notify;     /* DSN NOTIFY bits given at RCPT */
 	char *orcpt;         /* or NULL */
+	char *sender;        /* SRS envelope sender, or NULL (mail_from) */
+	bool forwarded;      /* see spool_rcpt */
 };
 
 struct spool;

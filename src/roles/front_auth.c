@@ -56,6 +56,8 @@ struct auth_job {
 	char dmarc[16];
 	char arc[16];
 	char **trusted; /* arc_trusted_sealers, NULL-terminated copy */
+	char *authres;  /* the Authentication-Results value */
+	int arc_chain;  /* see front_auth_outcome */
 	/* For queue's aggregate reports: one per From domain with a rua. */
 	struct dmarc_agg_record *dmarc_recs;
 	size_t ndmarc_recs;
@@ -73,6 +75,7 @@ job_free(struct auth_job *j)
 	for (size_t i = 0; j->trusted != NULL && j->trusted[i] != NULL; i++)
 		free(j->trusted[i]);
 	free(j->trusted);
+	free(j->authres);
 	buf_free(&j->headers);
 	free(j->dmarc_recs);
 	free(j);
@@ -174,7 +177,8 @@ auth_dmarc(struct auth_job *j, const struct ma_dns *dns, const void *msg,
 	         dmarc_result_name(o->result));
 	if (o->result == DMARC_FAIL && arc_vouches(j, arc)) {
 		arc_ok = true;
-		buf_append_str(ar, " (overridden: trusted ARC sealer saw pass)");
+		buf_append_str(ar,
+		               " (overridden: trusted ARC sealer saw pass)");
 		snprintf(j->dmarc, sizeof(j->dmarc), "fail-arc-ok");
 	} else if (j->enforce && o->result == DMARC_FAIL && o->ndomains > 0) {
 		d = &o->domains[o->decisive];
@@ -251,17 +255,23 @@ auth_job_run(void *arg)
 		arc_ar_append(&ar, arc, j->ip);
 		snprintf(j->arc, sizeof(j->arc), "%s",
 		         arc_status_str(arc->status));
+		j->arc_chain = arc->ended || arc->count >= ARC_INSTANCE_MAX
+		                   ? -1
+		                   : (int)arc->status;
 		arc_verify_result_free(&arc);
 	} else {
 		snprintf(j->arc, sizeof(j->arc), "none");
+		j->arc_chain = -1; /* not read: do not seal */
 	}
 	if (map != MAP_FAILED)
 		munmap(map, len);
 	spf_outcome_free(&spf);
 
-	if (buf_cstr(&ar) != NULL)
+	if (buf_cstr(&ar) != NULL) {
 		append_folded(&j->headers, "Authentication-Results",
 		              (const char *)ar.data);
+		j->authres = xstrdup((const char *)ar.data);
+	}
 	if (rs.len > 0 && buf_cstr(&rs) != NULL)
 		append_folded(&j->headers, "Received-SPF",
 		              (const char *)rs.data);
@@ -307,12 +317,18 @@ auth_job_done(void *arg)
 		         j->verdict == FRONT_AUTH_REJECT ? "reject"
 		         : j->verdict == FRONT_AUTH_JUNK ? "junk"
 		                                         : "accept");
+		struct front_auth_outcome o = {
+		    .headers = buf_cstr(&j->headers) != NULL
+		                   ? (const char *)j->headers.data
+		                   : "",
+		    .verdict = j->verdict,
+		    .reason = j->reason,
+		    .authres = j->authres != NULL ? j->authres : "",
+		    .arc_chain = j->authres != NULL ? j->arc_chain : -1,
+		};
+
 		send_dmarc_records(j);
-		j->done(c,
-		        buf_cstr(&j->headers) != NULL
-		            ? (const char *)j->headers.data
-		            : "",
-		        j->verdict, j->reason);
+		j->done(c, &o);
 	}
 	job_free(j);
 }
@@ -343,17 +359,25 @@ front_auth_check(struct front_conn *c, int spool_fd, const char *helo,
 	{
 		const struct config *cfg = c->front->ctx->cfg;
 
-		j->trusted = xcalloc(cfg->narc_trusted_sealers + 1,
-		                     sizeof(*j->trusted));
+		j->trusted =
+		    xcalloc(cfg->narc_trusted_sealers + 1, sizeof(*j->trusted));
 		for (size_t i = 0; i < cfg->narc_trusted_sealers; i++)
 			j->trusted[i] = xstrdup(cfg->arc_trusted_sealers[i]);
 	}
 	j->pct_sample = arc4random_uniform(100);
 	buf_init(&j->headers, AUTH_HEADERS_MAX);
 	if (j->fd < 0) {
+		struct front_auth_outcome o = {
+		    .headers = "",
+		    .verdict = FRONT_AUTH_ACCEPT,
+		    .reason = "",
+		    .authres = "",
+		    .arc_chain = -1,
+		};
+
 		log_error(c->id, "event=mail-auth-failed error=%s",
 		          strerror(errno));
-		done(c, "", FRONT_AUTH_ACCEPT, "");
+		done(c, &o);
 		job_free(j);
 		return;
 	}

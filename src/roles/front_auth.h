@@ -17,11 +17,20 @@ enum front_auth_verdict {
 	FRONT_AUTH_REJECT, /* DMARC reject: 550 5.7.1 reason */
 };
 
-/* The header fields to put before the message ("" when none), the
- * verdict, and for a rejection the reason for the client. */
-typedef void front_auth_done_fn(struct front_conn *c, const char *headers,
-                                enum front_auth_verdict verdict,
-                                const char *reason);
+struct front_auth_outcome {
+	const char *headers; /* to put before the message ("" when none) */
+	enum front_auth_verdict verdict;
+	const char *reason; /* for a rejection, for the client */
+	/* For an ARC set on forwarded copies: the Authentication-Results
+	 * value (authserv-id first; "" when none), and the chain as found
+	 * (enum arc_status), or -1 when no set may be added (the chain
+	 * ended with cv=fail, or is at its longest). */
+	const char *authres;
+	int arc_chain;
+};
+
+typedef void front_auth_done_fn(struct front_conn *c,
+                                const struct front_auth_outcome *o);
 
 /* Resolver (before the privilege drop: it reads resolv.conf) and worker
  * threads. */

@@ -27,6 +27,7 @@
 #include "directory/sasl.h"
 #include "roles/front.h"
 #include "roles/front_conn.h"
+#include "roles/front_arc.h"
 #include "roles/front_sign.h"
 #include "roles/front_proto.h"
 #include "smtp/server.h"
@@ -70,6 +71,7 @@ conn_free(struct front_conn *c)
 		event_free(c->req_ev);
 	front_smtp_free(c);
 	front_sign_abandon(c);
+	front_arc_abandon(c);
 	front_relay_free(c);
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
@@ -652,7 +654,8 @@ conn_start_session(struct front_conn *c)
 static void
 conn_start_proto(struct front_conn *c, const struct config_listener *l)
 {
-	struct front_io io = {conn_io_write, conn_io_starttls, conn_io_close, c,
+	struct front_io io = {conn_io_write,    conn_io_starttls,
+	                      conn_io_close,    c,
 	                      conn_verifier(c), NULL};
 
 	if (c->service == SERVICE_IMAP || c->service == SERVICE_IMAPS)

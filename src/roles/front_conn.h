@@ -20,6 +20,7 @@ struct front_proto;
 struct smtp_server;
 struct front_smtp;
 struct front_sign;
+struct front_arc;
 
 enum conn_state {
 	CONN_PROXY,     /* waiting for the PROXY v2 header */
@@ -56,8 +57,9 @@ struct front_conn {
 	struct smtp_server *smtp; /* SMTP, submission, LMTP sessions */
 	struct front_smtp *tx;    /* their transaction state in front */
 	struct sasl_verifier verifier; /* lookup, for this connection */
-	struct bufferevent *relay; /* CONN_RELAY: the socketpair to store */
-	struct front_sign *sign;   /* DKIM signing under way */
+	struct bufferevent *relay;     /* CONN_RELAY: the socketpair to store */
+	struct front_sign *sign;       /* DKIM signing under way */
+	struct front_arc *arc;         /* ARC sealing under way */
 	struct front_conn *prev, *next;
 };
 

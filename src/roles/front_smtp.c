@@ -14,7 +14,9 @@
 #include "core/ipc.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "mail/address.h"
 #include "queue/spool.h"
+#include "roles/front_arc.h"
 #include "roles/front_auth.h"
 #include "roles/front_conn.h"
 #include "roles/front_sign.h"
@@ -26,7 +28,8 @@
 struct expansion {
 	char *rcpt;
 	char **finals;
-	bool *local;
+	uint32_t *how; /* IPC_RCPT_* */
+	char **sender; /* SRS sender, or NULL */
 	size_t n;
 };
 
@@ -43,8 +46,9 @@ struct front_smtp {
 	struct expansion *exp;
 	size_t nexp;
 	/* Header fields to put before the message (the checks' results), or
-	 * NULL. */
+	 * NULL; and before those in forwarded copies (the ARC set). */
 	char *headers;
+	char *fwd_headers;
 	const struct smtp_envelope *env; /* while the checks run */
 	uint32_t flags;                  /* SPOOL_FLAG_* from the checks */
 };
@@ -52,10 +56,13 @@ struct front_smtp {
 static void
 expansion_clear(struct expansion *e)
 {
-	for (size_t i = 0; i < e->n; i++)
+	for (size_t i = 0; i < e->n; i++) {
 		free(e->finals[i]);
+		free(e->sender[i]);
+	}
 	free(e->finals);
-	free(e->local);
+	free(e->how);
+	free(e->sender);
 	free(e->rcpt);
 	memset(e, 0, sizeof(*e));
 }
@@ -117,6 +124,7 @@ smtp_check_rcpt(void *arg, const char *address)
 	buf_init(&b, 0);
 	ipc_put_str(&b, address);
 	ipc_put_u32(&b, smtp_server_auth_user(c->smtp) != NULL);
+	ipc_put_str(&b, smtp_server_mail_from(c->smtp));
 	conn_request(c, "lookup", IPC_MSG_RCPT_CHECK, &b);
 }
 
@@ -186,6 +194,7 @@ envelope_write(struct front_conn *c, const struct smtp_envelope *env,
 	ipc_put_u32(b, env->smtputf8);
 	ipc_put_u64(b, (uint64_t)lseek(tx->spool_fd, 0, SEEK_END));
 	ipc_put_str(b, tx->headers != NULL ? tx->headers : "");
+	ipc_put_str(b, tx->fwd_headers != NULL ? tx->fwd_headers : "");
 	ipc_put_u32(b, tx->flags);
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct expansion *e =
@@ -206,7 +215,9 @@ envelope_write(struct front_conn *c, const struct smtp_envelope *env,
 			                   ? env->rcpts[i].orcpt
 			                   : env->rcpts[i].address);
 			ipc_put_u32(b, env->rcpts[i].notify);
-			ipc_put_u32(b, e->local[j]);
+			ipc_put_u32(b, e->how[j]);
+			ipc_put_str(b,
+			            e->sender[j] != NULL ? e->sender[j] : "");
 		}
 	}
 	return 0;
@@ -236,25 +247,69 @@ commit_now(struct front_conn *c, const struct smtp_envelope *env)
 	conn_request(c, "queue", IPC_MSG_SPOOL_COMMIT, &b);
 }
 
-/* The checks are done: their results go with the envelope, or the
- * message is refused. */
+/* The domain of the first recipient an alias of ours forwards outside
+ * (the one whose key seals), or false when none is forwarded. */
+static bool
+forwarding_domain(const struct front_smtp *tx, const struct smtp_envelope *env,
+                  char domain[ADDRESS_DOMAIN_MAX + 1])
+{
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const struct expansion *e =
+		    expansion_find(tx, env->rcpts[i].address);
+		struct address a;
+		const char *why;
+
+		for (size_t j = 0; e != NULL && j < e->n; j++) {
+			if (!(e->how[j] & IPC_RCPT_FORWARDED) ||
+			    address_parse(e->rcpt, strlen(e->rcpt), &a, &why) <
+			        0)
+				continue;
+			snprintf(domain, ADDRESS_DOMAIN_MAX + 1, "%s",
+			         a.domain);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The ARC set for the forwarded copies is made (or not: ""). */
 static void
-auth_checked(struct front_conn *c, const char *headers,
-             enum front_auth_verdict verdict, const char *reason)
+arc_sealed(struct front_conn *c, const char *fields)
 {
 	struct front_smtp *tx = c->tx;
 
-	if (verdict == FRONT_AUTH_REJECT) {
+	xfree(&tx->fwd_headers);
+	if (fields[0] != '\0')
+		tx->fwd_headers = xstrdup(fields);
+	commit_now(c, tx->env);
+}
+
+/* The checks are done: their results go with the envelope, or the
+ * message is refused. Copies that an alias forwards outside get an ARC
+ * set first. */
+static void
+auth_checked(struct front_conn *c, const struct front_auth_outcome *o)
+{
+	struct front_smtp *tx = c->tx;
+	char domain[ADDRESS_DOMAIN_MAX + 1];
+
+	if (o->verdict == FRONT_AUTH_REJECT) {
 		spool_abort(c);
 		expansions_reset(tx);
-		smtp_server_commit_refused(c->smtp, reason);
+		smtp_server_commit_refused(c->smtp, o->reason);
 		conn_resume(c);
 		return;
 	}
 	xfree(&tx->headers);
-	if (headers[0] != '\0')
-		tx->headers = xstrdup(headers);
-	tx->flags = verdict == FRONT_AUTH_JUNK ? SPOOL_FLAG_JUNK : 0;
+	if (o->headers[0] != '\0')
+		tx->headers = xstrdup(o->headers);
+	tx->flags = o->verdict == FRONT_AUTH_JUNK ? SPOOL_FLAG_JUNK : 0;
+	if (o->arc_chain >= 0 && o->authres[0] != '\0' && tx->spool_fd >= 0 &&
+	    forwarding_domain(tx, tx->env, domain)) {
+		front_arc_start(c, tx->spool_fd, domain, o->authres,
+		                o->arc_chain, arc_sealed);
+		return;
+	}
 	commit_now(c, tx->env);
 }
 
@@ -262,6 +317,14 @@ auth_checked(struct front_conn *c, const char *headers,
 static void
 signed_done(struct front_conn *c, const char *fields, const char *refusal)
 {
+	struct front_auth_outcome o = {
+	    .headers = fields,
+	    .verdict = FRONT_AUTH_ACCEPT,
+	    .reason = "",
+	    .authres = "",
+	    .arc_chain = -1,
+	};
+
 	if (refusal != NULL) {
 		spool_abort(c);
 		expansions_reset(c->tx);
@@ -269,7 +332,7 @@ signed_done(struct front_conn *c, const char *fields, const char *refusal)
 		conn_resume(c);
 		return;
 	}
-	auth_checked(c, fields, FRONT_AUTH_ACCEPT, "");
+	auth_checked(c, &o);
 }
 
 /* End of data: on the MX, check SPF and DKIM first; on submission, sign
@@ -281,6 +344,7 @@ smtp_data_commit(void *arg, const struct smtp_envelope *env)
 	struct front_conn *c = arg;
 
 	xfree(&c->tx->headers);
+	xfree(&c->tx->fwd_headers);
 	c->tx->flags = 0;
 	if (front_auth_wanted(c) && c->tx->spool_fd >= 0) {
 		c->tx->env = env;
@@ -320,12 +384,23 @@ rcpt_reply(struct front_conn *c, struct ipc_reader *r)
 		return;
 	}
 	e.finals = n > 0 ? xcalloc(n, sizeof(char *)) : NULL;
-	e.local = n > 0 ? xcalloc(n, sizeof(bool)) : NULL;
+	e.how = n > 0 ? xcalloc(n, sizeof(uint32_t)) : NULL;
+	e.sender = n > 0 ? xcalloc(n, sizeof(char *)) : NULL;
 	for (uint32_t i = 0; i < n; i++) {
-		e.finals[e.n] = ipc_get_str(r);
-		e.local[e.n] = ipc_get_u32(r) != 0;
-		if (e.finals[e.n] != NULL)
-			e.n++;
+		char *final = ipc_get_str(r), *sender;
+
+		e.how[e.n] =
+		    ipc_get_u32(r) & (IPC_RCPT_LOCAL | IPC_RCPT_FORWARDED);
+		sender = ipc_get_str(r);
+		if (final == NULL || sender == NULL) {
+			free(final);
+			free(sender);
+			continue;
+		}
+		e.finals[e.n] = final;
+		if (sender[0] == '\0')
+			xfree(&sender);
+		e.sender[e.n++] = sender;
 	}
 	if (ipc_reader_done(r) < 0 || e.n != n || tx->pending_rcpt == NULL) {
 		expansion_clear(&e);
@@ -453,10 +528,16 @@ front_smtp_reply(struct front *f, struct ipc_msg *msg)
 		spool_committed(c, &r);
 		break;
 	case IPC_MSG_DKIM_KEYS_REPLY:
-		front_sign_keys_reply(c, &r);
+		if (c->arc != NULL)
+			front_arc_keys_reply(c, &r);
+		else
+			front_sign_keys_reply(c, &r);
 		break;
 	case IPC_MSG_DKIM_SIGNATURES:
-		front_sign_signatures_reply(c, &r);
+		if (c->arc != NULL)
+			front_arc_signatures_reply(c, &r);
+		else
+			front_sign_signatures_reply(c, &r);
 		break;
 	default:
 		return;
@@ -478,7 +559,10 @@ front_smtp_failed(struct front_conn *c, uint16_t type)
 		break;
 	case IPC_MSG_DKIM_KEYS:
 	case IPC_MSG_DKIM_SIGN:
-		front_sign_failed(c);
+		if (c->arc != NULL)
+			front_arc_failed(c);
+		else
+			front_sign_failed(c);
 		break;
 	case IPC_MSG_SPOOL_CREATE:
 		smtp_server_data_ready(c->smtp, -1);
@@ -551,5 +635,6 @@ front_smtp_free(struct front_conn *c)
 	free(c->tx->log_from);
 	free(c->tx->log_auth);
 	free(c->tx->headers);
+	free(c->tx->fwd_headers);
 	xfree(&c->tx);
 }

@@ -2,6 +2,8 @@
  * It alone opens the directory database and state.db, verifies passwords
  * and SCRAM proofs, and applies the login limits; front asks over its link.
  * queue asks where a DSN goes and has users over the sending limits suspended.
+ * It keeps the SRS secrets: the sender of forwarded mail is rewritten at
+ * RCPT, and a bounce to such an address is turned back here.
  * SECURITY: runs as its own unprivileged user. It takes structured
  * requests only (front has parsed the client's bytes), answers a failure
  * for an unknown user after the same work as for a wrong password, and
@@ -24,6 +26,7 @@
 #include "directory/directory.h"
 #include "directory/password.h"
 #include "mail/address.h"
+#include "mail/srs.h"
 #include "roles/lookup_dkim.h"
 #include "roles/roles.h"
 
@@ -35,6 +38,7 @@ struct lookup {
 	struct authlimit *limits;
 	struct password_policy policy;
 	uint8_t scram_secret[32]; /* fake SCRAM salts for unknown users */
+	struct srs_keys srs;      /* n == 0: no SRS (off, or no secrets) */
 };
 
 /* A login answer waiting out its delay. */
@@ -51,7 +55,7 @@ static const struct ipc_rule front_rules[] = {
     {IPC_MSG_AUTH_PASSWORD, 16, 8192, IPC_FD_NEVER},
     {IPC_MSG_AUTH_SCRAM_PARAMS, 12, 4096, IPC_FD_NEVER},
     {IPC_MSG_AUTH_SCRAM_CHECK, 20, 16384, IPC_FD_NEVER},
-    {IPC_MSG_RCPT_CHECK, 8, 2048, IPC_FD_NEVER},
+    {IPC_MSG_RCPT_CHECK, 12, 4096, IPC_FD_NEVER},
     {IPC_MSG_SENDER_CHECK, 8, 4096, IPC_FD_NEVER},
     {IPC_MSG_DKIM_KEYS, 4, 512, IPC_FD_NEVER},
     {IPC_MSG_DKIM_SIGN, 8, 8192, IPC_FD_NEVER},
@@ -61,7 +65,7 @@ static const struct ipc_rule front_rules[] = {
 };
 
 static const struct ipc_rule queue_rules[] = {
-    {IPC_MSG_RCPT_CHECK, 8, 2048, IPC_FD_NEVER},
+    {IPC_MSG_RCPT_CHECK, 12, 4096, IPC_FD_NEVER},
     {IPC_MSG_USER_SUSPEND, 8, 2048, IPC_FD_NEVER},
     {IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
     {IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
@@ -438,21 +442,55 @@ enum rcpt_result {
 	RCPT_TEMP
 };
 
+/* Where one recipient goes: its final addresses, how each is reached
+ * (IPC_RCPT_*) and the sender to use for it (SRS) or NULL. */
+struct rcpt_finals {
+	char **addr;
+	uint32_t *how;
+	char **sender;
+	size_t n;
+};
+
+static void
+rcpt_finals_clear(struct rcpt_finals *f)
+{
+	directory_strings_free(&f->addr, f->n);
+	for (size_t i = 0; f->sender != NULL && i < f->n; i++)
+		free(f->sender[i]);
+	free(f->sender);
+	free(f->how);
+	memset(f, 0, sizeof(*f));
+}
+
+/* One final address the caller owns (not an alias expansion). */
+static void
+rcpt_finals_one(struct rcpt_finals *f, const char *addr, uint32_t how)
+{
+	f->addr = xcalloc(1, sizeof(char *));
+	f->addr[0] = xstrdup(addr);
+	f->how = xcalloc(1, sizeof(uint32_t));
+	f->how[0] = how;
+	f->n = 1;
+}
+
 static void
 rcpt_reply(struct ipc_peer *peer, uint32_t reqid, enum rcpt_result r,
-           char **finals, const bool *local, size_t n)
+           const struct rcpt_finals *f)
 {
 	struct buf b;
 
 	buf_init(&b, 0);
 	ipc_put_u32(&b, r);
-	ipc_put_u32(&b, (uint32_t)n);
-	for (size_t i = 0; i < n; i++) {
-		ipc_put_str(&b, finals[i]);
-		ipc_put_u32(&b, local[i]);
+	ipc_put_u32(&b, (uint32_t)f->n);
+	for (size_t i = 0; i < f->n; i++) {
+		ipc_put_str(&b, f->addr[i]);
+		ipc_put_u32(&b, f->how[i]);
+		ipc_put_str(&b, f->sender != NULL && f->sender[i] != NULL
+		                    ? f->sender[i]
+		                    : "");
 	}
 	if (ipc_send(peer, IPC_MSG_RCPT_REPLY, reqid, -1, b.data, b.len) < 0)
-		log_error(NULL, "event=rcpt-reply-too-large n=%zu", n);
+		log_error(NULL, "event=rcpt-reply-too-large n=%zu", f->n);
 	buf_free(&b);
 }
 
@@ -490,14 +528,43 @@ user_refuses_mail(struct lookup *l, const struct config *cfg,
 	return refuse;
 }
 
+/* Today for SRS: days since the epoch. */
+static uint64_t
+srs_today(void)
+{
+	return (uint64_t)time(NULL) / 86400;
+}
+
+/* A bounce to one of our SRS addresses: back to the original sender (or
+ * the first forwarder), forwarded from here. RCPT_UNKNOWN when it is not
+ * one we made or has expired (never relayed). */
+static enum rcpt_result
+rcpt_srs_reverse(struct lookup *l, const struct address *addr,
+                 struct rcpt_finals *f)
+{
+	char orig[ADDRESS_MAX + 1];
+	enum srs_reverse_result r =
+	    srs_reverse(&l->srs, addr->local, srs_today(), orig, sizeof(orig));
+
+	if (r != SRS_OK) {
+		log_warn(NULL, "event=srs-refused address=%s@%s reason=%s",
+		         addr->local, addr->domain,
+		         r == SRS_BAD_HASH  ? "hash"
+		         : r == SRS_EXPIRED ? "expired"
+		                            : "malformed");
+		return RCPT_UNKNOWN;
+	}
+	rcpt_finals_one(f, orig, IPC_RCPT_FORWARDED);
+	return RCPT_OK;
+}
+
 static enum rcpt_result
 rcpt_resolve(struct lookup *l, const struct config *cfg,
-             const struct address *addr, bool authenticated, char ***finals_r,
-             bool **local_r, size_t *n_r)
+             const struct address *addr, bool authenticated,
+             struct rcpt_finals *f)
 {
 	struct address base = *addr;
-	char key[ADDRESS_MAX * 4 + 2], *error = NULL, **finals = NULL;
-	size_t n = 0;
+	char key[ADDRESS_MAX * 4 + 2], *error = NULL;
 	int rc;
 
 	if ((rc = domain_local(l, addr->domain)) < 0)
@@ -507,15 +574,14 @@ rcpt_resolve(struct lookup *l, const struct config *cfg,
 		if (!authenticated)
 			return RCPT_RELAY;
 		address_key(addr, key, sizeof(key));
-		*finals_r = xcalloc(1, sizeof(char *));
-		(*finals_r)[0] = xstrdup(key);
-		*local_r = xcalloc(1, sizeof(bool));
-		*n_r = 1;
+		rcpt_finals_one(f, key, 0);
 		return RCPT_OK;
 	}
+	if (l->srs.n > 0 && srs_is_srs(addr->local))
+		return rcpt_srs_reverse(l, addr, f);
 	address_strip_subaddress(&base, cfg->subaddress_separator);
 	address_key(&base, key, sizeof(key));
-	rc = directory_resolve(l->dir, key, &finals, &n, &error);
+	rc = directory_resolve(l->dir, key, &f->addr, &f->n, &error);
 	if (rc < 0) {
 		log_error(NULL, "event=resolve-failed address=%s error=%s", key,
 		          error);
@@ -524,20 +590,53 @@ rcpt_resolve(struct lookup *l, const struct config *cfg,
 	}
 	if (rc == 0)
 		return RCPT_UNKNOWN;
-	*local_r = xcalloc(n, sizeof(bool));
-	for (size_t i = 0; i < n; i++) {
-		const char *at = strrchr(finals[i], '@');
+	f->how = xcalloc(f->n, sizeof(uint32_t));
+	for (size_t i = 0; i < f->n; i++) {
+		const char *at = strrchr(f->addr[i], '@');
+		bool local = at != NULL && domain_local(l, at + 1) > 0;
 
-		(*local_r)[i] = at != NULL && domain_local(l, at + 1) > 0;
-		if ((*local_r)[i] && user_refuses_mail(l, cfg, finals[i])) {
-			directory_strings_free(&finals, n);
-			xfree(local_r);
+		/* An external address reached through one of our domains:
+		 * an alias forwards it. */
+		f->how[i] = local ? IPC_RCPT_LOCAL : IPC_RCPT_FORWARDED;
+		if (local && user_refuses_mail(l, cfg, f->addr[i])) {
+			rcpt_finals_clear(f);
 			return RCPT_DISABLED;
 		}
 	}
-	*finals_r = finals;
-	*n_r = n;
 	return RCPT_OK;
+}
+
+/* The senders of forwarded recipients, rewritten with SRS (RFC 7208
+ * §1.2.3 leaves forwarders this choice) unless the sender is <> or one
+ * of our own domains, which SPF already allows from here. The rewritten
+ * address is at srs_domain, or else at the recipient's (our) domain. */
+static void
+rcpt_srs_senders(struct lookup *l, const struct config *cfg,
+                 const struct address *rcpt, const char *mail_from,
+                 struct rcpt_finals *f)
+{
+	const char *at = strrchr(mail_from, '@'), *why;
+	char srs[ADDRESS_MAX + 1];
+	bool any = false;
+
+	for (size_t i = 0; i < f->n; i++)
+		any |= (f->how[i] & IPC_RCPT_FORWARDED) != 0;
+	if (!any || l->srs.n == 0 || at == NULL || at[1] == '\0' ||
+	    domain_local(l, at + 1) != 0)
+		return;
+	if (srs_forward(&l->srs, mail_from,
+	                cfg->srs_domain[0] != '\0' ? cfg->srs_domain
+	                                           : rcpt->domain,
+	                srs_today(), srs, sizeof(srs), &why) < 0) {
+		/* Forwarded as it is: SPF may fail at the destination. */
+		log_warn(NULL, "event=srs-failed sender=<%s> reason=%s",
+		         mail_from, why);
+		return;
+	}
+	f->sender = xcalloc(f->n, sizeof(char *));
+	for (size_t i = 0; i < f->n; i++)
+		if (f->how[i] & IPC_RCPT_FORWARDED)
+			f->sender[i] = xstrdup(srs);
 }
 
 /* RFC 5321 4.5.1: <postmaster> with no domain must be accepted: it is the
@@ -566,9 +665,8 @@ rcpt_check(struct child_ctx *ctx, struct ipc_peer *peer, struct ipc_msg *msg)
 	struct lookup *l = ctx->role;
 	struct ipc_reader r;
 	struct address addr;
-	char *text, **finals = NULL;
-	bool *local = NULL;
-	size_t n = 0;
+	struct rcpt_finals f = {0};
+	char *text, *mail_from;
 	uint32_t authenticated;
 	const char *why;
 	enum rcpt_result res;
@@ -576,25 +674,27 @@ rcpt_check(struct child_ctx *ctx, struct ipc_peer *peer, struct ipc_msg *msg)
 	ipc_reader_init(&r, msg);
 	text = ipc_get_str(&r);
 	authenticated = ipc_get_u32(&r);
-	if (ipc_reader_done(&r) < 0 || text == NULL) {
+	mail_from = ipc_get_str(&r);
+	if (ipc_reader_done(&r) < 0 || text == NULL || mail_from == NULL) {
 		log_error(NULL, "event=bad-rcpt-request");
 		free(text);
+		free(mail_from);
 		return;
 	}
 	if (strcasecmp(text, "postmaster") == 0)
 		res = rcpt_postmaster(l, &addr) == 0
-		          ? rcpt_resolve(l, ctx->cfg, &addr, authenticated,
-		                         &finals, &local, &n)
+		          ? rcpt_resolve(l, ctx->cfg, &addr, authenticated, &f)
 		          : RCPT_TEMP;
 	else if (address_parse(text, strlen(text), &addr, &why) < 0)
 		res = RCPT_UNKNOWN;
 	else
-		res = rcpt_resolve(l, ctx->cfg, &addr, authenticated, &finals,
-		                   &local, &n);
-	rcpt_reply(peer, msg->reqid, res, finals, local, n);
-	directory_strings_free(&finals, n);
-	free(local);
+		res = rcpt_resolve(l, ctx->cfg, &addr, authenticated, &f);
+	if (res == RCPT_OK)
+		rcpt_srs_senders(l, ctx->cfg, &addr, mail_from, &f);
+	rcpt_reply(peer, msg->reqid, res, &f);
+	rcpt_finals_clear(&f);
 	free(text);
+	free(mail_from);
 }
 
 /* 1 suspended, 0 not (or no such user: the login said otherwise), -1
@@ -809,6 +909,29 @@ lookup_open(struct child_ctx *ctx, char **error_r)
 	return 0;
 }
 
+/* The SRS secrets (made at the first start). Without them forwarding
+ * still works, unrewritten: said loudly, as SPF will fail for it. */
+static void
+lookup_srs_load(struct lookup *l, const struct config *cfg)
+{
+	char *path, *error = NULL;
+	struct srs_keys keys;
+
+	OPENSSL_cleanse(&l->srs, sizeof(l->srs));
+	if (!cfg->srs)
+		return;
+	path = xasprintf("%s/srs.keys", cfg->data_dir);
+	if (srs_keys_load(path, true, &keys, &error) < 0) {
+		log_error(NULL, "event=srs-keys-failed error=%s action=no-srs",
+		          error);
+		free(error);
+	} else {
+		l->srs = keys;
+	}
+	OPENSSL_cleanse(&keys, sizeof(keys));
+	free(path);
+}
+
 static int
 lookup_start(struct child_ctx *ctx, char **error_r)
 {
@@ -819,6 +942,7 @@ lookup_start(struct child_ctx *ctx, char **error_r)
 		*error_r = xstrdup("no random bytes for the SCRAM secret");
 		return -1;
 	}
+	lookup_srs_load(l, ctx->cfg);
 	return lookup_open(ctx, error_r);
 }
 
@@ -844,6 +968,8 @@ lookup_reload(struct child_ctx *ctx, const struct config *old)
 	}
 	directory_close(&saved.dir);
 	authlimit_close(&saved.limits);
+	lookup_srs_load(l, ctx->cfg);
+	OPENSSL_cleanse(&saved, sizeof(saved));
 }
 
 static void

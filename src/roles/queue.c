@@ -105,6 +105,7 @@ envelope_read(struct ipc_reader *r, struct spool_envelope *env)
 	env->smtputf8 = ipc_get_u32(r) != 0;
 	env->size = ipc_get_u64(r);
 	env->headers = ipc_get_str(r);
+	env->fwd_headers = ipc_get_str(r);
 	env->flags = ipc_get_u32(r) & SPOOL_FLAG_JUNK;
 	n = ipc_get_u32(r);
 	if (r->error || n == 0 || n > 10000)
@@ -114,8 +115,16 @@ envelope_read(struct ipc_reader *r, struct spool_envelope *env)
 	for (uint32_t i = 0; i < n && !r->error; i++) {
 		env->rcpts[i].address = ipc_get_str(r);
 		env->rcpts[i].orcpt = ipc_get_str(r);
+		uint32_t how;
+
 		env->rcpts[i].notify = ipc_get_u32(r);
-		env->rcpts[i].local = ipc_get_u32(r) != 0;
+		how = ipc_get_u32(r);
+		env->rcpts[i].local = (how & IPC_RCPT_LOCAL) != 0;
+		env->rcpts[i].forwarded = (how & IPC_RCPT_FORWARDED) != 0;
+		env->rcpts[i].sender = ipc_get_str(r);
+		if (env->rcpts[i].sender != NULL &&
+		    env->rcpts[i].sender[0] == '\0')
+			xfree(&env->rcpts[i].sender);
 	}
 	/* Empty strings on the wire stand for "none". */
 	if (env->auth_user != NULL && env->auth_user[0] == '\0')
@@ -126,6 +135,8 @@ envelope_read(struct ipc_reader *r, struct spool_envelope *env)
 		xfree(&env->envid);
 	if (env->headers != NULL && env->headers[0] == '\0')
 		xfree(&env->headers);
+	if (env->fwd_headers != NULL && env->fwd_headers[0] == '\0')
+		xfree(&env->fwd_headers);
 	return ipc_reader_done(r);
 }
 
@@ -162,10 +173,15 @@ log_queued(const char *id, const struct spool_envelope *env)
 	         env->mail_from, (unsigned long long)env->size, env->nrcpts,
 	         env->client_ip, env->auth_user != NULL ? env->auth_user : "-");
 	for (size_t i = 0; i < env->nrcpts; i++)
-		log_info(id, "event=rcpt to=<%s> orcpt=<%s> local=%s",
+		log_info(id,
+		         "event=rcpt to=<%s> orcpt=<%s> local=%s forwarded=%s "
+		         "sender=<%s>",
 		         env->rcpts[i].address,
 		         env->rcpts[i].orcpt != NULL ? env->rcpts[i].orcpt : "",
-		         env->rcpts[i].local ? "yes" : "no");
+		         env->rcpts[i].local ? "yes" : "no",
+		         env->rcpts[i].forwarded ? "yes" : "no",
+		         env->rcpts[i].sender != NULL ? env->rcpts[i].sender
+		                                      : env->mail_from);
 }
 
 /* Make up to COMMIT_BATCH pending commits durable together, then answer

@@ -420,6 +420,7 @@ run_done(void *arg)
 			buf_init(&b, 0);
 			ipc_put_str(&b, o->address);
 			ipc_put_u32(&b, 1); /* as if authenticated */
+			ipc_put_str(&b, "");
 			o->reqid = REQID_BIT | (++dm.reqid & (REQID_BIT - 1));
 			if (ipc_send(lookup, IPC_MSG_RCPT_CHECK, o->reqid, -1,
 			             b.data, b.len) == 0) {

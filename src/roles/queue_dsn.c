@@ -68,7 +68,8 @@ dsn_ask(struct child_ctx *ctx, struct ipc_peer *lookup, const char *id)
 	}
 	buf_init(&b, 0);
 	ipc_put_str(&b, env.mail_from);
-	ipc_put_u32(&b, 1); /* as if authenticated: any domain resolves */
+	ipc_put_u32(&b, 1);  /* as if authenticated: any domain resolves */
+	ipc_put_str(&b, ""); /* a DSN's sender is <> */
 	p->reqid = ++q->dsn_reqid;
 	if (ipc_send(lookup, IPC_MSG_RCPT_CHECK, p->reqid, -1, b.data, b.len) ==
 	    0) {

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/ipc.h"
 #include "core/xmalloc.h"
 #include "roles/queue_int.h"
 
@@ -61,9 +62,13 @@ queue_finals_read(struct ipc_msg *msg, size_t max, struct queue_finals *f)
 		f->local = xcalloc(n, sizeof(*f->local));
 	}
 	while (f->n < n && !r.error) {
-		char *a = ipc_get_str(&r);
+		char *a = ipc_get_str(&r), *sender;
 
-		f->local[f->n] = ipc_get_u32(&r) != 0;
+		f->local[f->n] = (ipc_get_u32(&r) & IPC_RCPT_LOCAL) != 0;
+		/* An SRS sender for a forwarded address is not used: queue's
+		 * own messages come from <> or a postmaster of ours. */
+		sender = ipc_get_str(&r);
+		free(sender);
 		if (a == NULL)
 			break;
 		f->addr[f->n++] = a;

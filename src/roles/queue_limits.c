@@ -383,6 +383,7 @@ pending_run(struct child_ctx *ctx)
 			buf_init(&b, 0);
 			ipc_put_str(&b, "postmaster");
 			ipc_put_u32(&b, 1); /* any domain resolves */
+			ipc_put_str(&b, "");
 			p->reqid = REQID_BIT | (++limits.reqid & ~REQID_BIT);
 			p->asked = ipc_send(lookup, IPC_MSG_RCPT_CHECK,
 			                    p->reqid, -1, b.data, b.len) == 0;

@@ -236,6 +236,14 @@ orcpt_param(const char *orcpt)
 	return s;
 }
 
+/* The envelope sender for a recipient: its SRS address when forwarded
+ * with one, else the message's. */
+static const char *
+due_sender(const struct spool_envelope *env, const struct spool_due *due)
+{
+	return due->sender != NULL ? due->sender : env->mail_from;
+}
+
 static void
 dispatch_group(struct child_ctx *ctx, const char *id,
                const struct spool_envelope *env, const struct spool_due *due,
@@ -268,8 +276,20 @@ dispatch_group(struct child_ctx *ctx, const char *id,
 		jc->created_ms = due[i].created_ms;
 		job->nrcpts++;
 	}
-	job->headers = env->headers != NULL ? xstrdup(env->headers) : NULL;
-	job->mail_from = xstrdup(env->mail_from);
+	/* A forwarded copy carries the ARC set above the other fields, and
+	 * goes out from its SRS sender (the group shares both). */
+	for (size_t i = 0; i < n; i++) {
+		if (!take[i])
+			continue;
+		if (due[i].forwarded && env->fwd_headers != NULL)
+			job->headers =
+			    xasprintf("%s%s", env->fwd_headers,
+			              env->headers != NULL ? env->headers : "");
+		job->mail_from = xstrdup(due_sender(env, &due[i]));
+		break;
+	}
+	if (job->headers == NULL && env->headers != NULL)
+		job->headers = xstrdup(env->headers);
 	job->smtputf8 = env->smtputf8;
 	job->ret = env->ret != NULL ? xstrdup(env->ret) : NULL;
 	job->envid = env->envid != NULL ? xstrdup(env->envid) : NULL;
@@ -362,13 +382,14 @@ queue_out_dispatch(struct child_ctx *ctx, const char *id,
 		}
 		dom = route_address_domain(due[i].address);
 		domain_ascii(dom, domain);
-		route_choose(cfg, env.mail_from, domain, &ch);
+		route_choose(cfg, due_sender(&env, &due[i]), domain, &ch);
 		if (ch.relay != NULL)
 			snprintf(key, sizeof(key), "relay:%s", ch.relay->name);
 		else
 			snprintf(key, sizeof(key), "mx:%s", domain);
 		/* The group: every due recipient of this message that goes
-		 * the same way (for MX, the same domain). */
+		 * the same way (for MX, the same domain) with the same
+		 * sender and headers. */
 		memset(take, 0, n * sizeof(*take));
 		for (size_t j = i; j < n; j++) {
 			struct route_choice cj;
@@ -377,8 +398,12 @@ queue_out_dispatch(struct child_ctx *ctx, const char *id,
 			if (done[j] || due[j].local ||
 			    strcmp(due[j].id, id) != 0)
 				continue;
+			if (due[j].forwarded != due[i].forwarded ||
+			    strcmp(due_sender(&env, &due[j]),
+			           due_sender(&env, &due[i])) != 0)
+				continue;
 			domain_ascii(route_address_domain(due[j].address), dj);
-			route_choose(cfg, env.mail_from, dj, &cj);
+			route_choose(cfg, due_sender(&env, &due[j]), dj, &cj);
 			if (cj.relay != ch.relay ||
 			    (ch.relay == NULL && strcmp(dj, domain) != 0))
 				continue;

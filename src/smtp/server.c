@@ -983,6 +983,12 @@ smtp_server_helo(const struct smtp_server *s)
 }
 
 const char *
+smtp_server_mail_from(const struct smtp_server *s)
+{
+	return s->env.mail_from != NULL ? s->env.mail_from : "";
+}
+
+const char *
 smtp_server_auth_user(const struct smtp_server *s)
 {
 	return s->logged_in ? s->user : NULL;

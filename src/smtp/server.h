@@ -158,5 +158,7 @@ void smtp_server_auth_scram_check_result(struct smtp_server *s, int result,
 /* For the connection log line. */
 const char *smtp_server_helo(const struct smtp_server *s);
 const char *smtp_server_auth_user(const struct smtp_server *s);
+/* The current transaction's MAIL FROM ("" for <> or none yet). */
+const char *smtp_server_mail_from(const struct smtp_server *s);
 
 #endif

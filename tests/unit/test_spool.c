@@ -662,7 +662,9 @@ test_envelope_round_trip(void **state)
 	    "x'); DROP TABLE messages; -- \"%s\\ ? ?1 :a @b $c";
 	struct spool_rcpt r[3] = {
 	    {.address = (char *)evil, .orcpt = (char *)evil},
-	    {.address = (char *)"\xc3\xa9t\xc3\xa9@exemple.fr"},
+	    {.address = (char *)"\xc3\xa9t\xc3\xa9@exemple.fr",
+	     .forwarded = true,
+	     .sender = (char *)"SRS0=abcdef=aa=exemple.fr=x@example.org"},
 	    /* a repeated recipient is delivered once */
 	    {.address = (char *)evil, .local = true},
 	};
@@ -679,6 +681,8 @@ test_envelope_round_trip(void **state)
 	                              .headers = (char *)"Authentication-"
 	                                                 "Results: h; spf=pass"
 	                                                 "\r\n",
+	                              .fwd_headers =
+	                                  (char *)"ARC-Seal: i=1\r\n",
 	                              .rcpts = r,
 	                              .nrcpts = 3,
 	                          },
@@ -701,15 +705,40 @@ test_envelope_round_trip(void **state)
 	assert_int_equal(got.size, 0);
 	assert_string_equal(got.headers,
 	                    "Authentication-Results: h; spf=pass\r\n");
+	assert_string_equal(got.fwd_headers, "ARC-Seal: i=1\r\n");
 	assert_int_equal(got.nrcpts, 2);
 	assert_string_equal(got.rcpts[0].address, evil);
 	assert_string_equal(got.rcpts[0].orcpt, evil);
 	assert_false(got.rcpts[0].local);
+	assert_false(got.rcpts[0].forwarded);
+	assert_null(got.rcpts[0].sender);
 	assert_string_equal(got.rcpts[1].address,
 	                    "\xc3\xa9t\xc3\xa9@exemple.fr");
 	assert_null(got.rcpts[1].orcpt);
+	assert_true(got.rcpts[1].forwarded);
+	assert_string_equal(got.rcpts[1].sender,
+	                    "SRS0=abcdef=aa=exemple.fr=x@example.org");
 	spool_envelope_clear(&got);
 	check_counts(f, 1, 2);
+	{
+		/* The queue sees each recipient's sender when it is due. */
+		struct spool_due *due = NULL;
+		size_t n = 0;
+
+		assert_int_equal(
+		    spool_due(f->sp, UINT64_MAX, 10, &due, &n, &error), 0);
+		assert_int_equal(n, 2);
+		for (size_t i = 0; i < n; i++) {
+			bool fwd = strcmp(due[i].address, evil) != 0;
+
+			assert_int_equal(due[i].forwarded, fwd);
+			if (fwd)
+				assert_string_equal(due[i].sender, r[1].sender);
+			else
+				assert_null(due[i].sender);
+		}
+		spool_due_free(&due, n);
+	}
 
 	assert_int_equal(
 	    rcpt_result(f->sp, id, evil, SPOOL_RCPT_FAILED, evil, 0, &error),
@@ -1721,6 +1750,8 @@ test_migration(void **state)
 		assert_int_equal(n, 1);
 		assert_int_equal(due[0].notify, 4);
 		assert_string_equal(due[0].orcpt, "rfc822;A@example.com");
+		assert_false(due[0].forwarded); /* version 6's columns */
+		assert_null(due[0].sender);
 		spool_due_free(&due, n);
 
 		/* The new columns work: a hold, then a DSN due. */
@@ -1740,7 +1771,7 @@ test_migration(void **state)
 		                                    -1, &st, NULL),
 		                 SQLITE_OK);
 		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-		assert_int_equal(sqlite3_column_int(st, 0), 5);
+		assert_int_equal(sqlite3_column_int(st, 0), 6);
 		sqlite3_finalize(st);
 		sqlite3_close(db);
 
@@ -1772,7 +1803,7 @@ test_newer_schema(void **state)
 	xfree(&error);
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
 	assert_int_equal(
-	    sqlite3_exec(db, "PRAGMA user_version = 5", NULL, NULL, NULL),
+	    sqlite3_exec(db, "PRAGMA user_version = 6", NULL, NULL, NULL),
 	    SQLITE_OK);
 	sqlite3_close(db);
 	reopen(f);

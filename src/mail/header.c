@@ -7,6 +7,7 @@
 #include "mail/header.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -894,4 +895,39 @@ header_address_list_clear(struct header_address_list *list)
 	list->v = NULL;
 	list->n = list->cap = 0;
 	header_pool_clear(&list->pool);
+}
+
+int
+header_single_from(const void *msg, size_t len, size_t *nfrom_r, char *addr,
+                   size_t addrlen, char *domain, size_t domlen)
+{
+	struct header_iter it;
+	struct header_field f;
+	struct header_address_list list = {0};
+	struct buf v;
+	size_t nfrom = 0;
+	int rc = -1;
+
+	buf_init(&v, 64 * 1024);
+	header_iter_init(&it, msg, len);
+	while (header_iter_next(&it, &f)) {
+		if (!header_field_is(&f, "From"))
+			continue;
+		nfrom++;
+		buf_reset(&v);
+		header_field_unfold(&f, &v);
+		/* Two addresses are enough to know there is not one. */
+		header_address_parse(&list, (const char *)v.data, v.len, 2);
+	}
+	if (nfrom == 1 && list.n == 1 && !list.v[0].invalid &&
+	    list.v[0].domain != NULL && list.v[0].mailbox != NULL) {
+		snprintf(addr, addrlen, "%s@%s", list.v[0].mailbox,
+		         list.v[0].domain);
+		snprintf(domain, domlen, "%s", list.v[0].domain);
+		rc = 0;
+	}
+	*nfrom_r = nfrom;
+	header_address_list_clear(&list);
+	buf_free(&v);
+	return rc;
 }

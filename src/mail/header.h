@@ -111,4 +111,12 @@ void header_address_parse(struct header_address_list *list, const char *value,
                           size_t len, size_t max_addresses);
 void header_address_list_clear(struct header_address_list *list);
 
+/* The author of a message (its header block, CRLF or LF), as DKIM signing
+ * and the submission policy need it: *nfrom_r is the number of From:
+ * fields; with exactly one field holding exactly one valid address, 0
+ * with "mailbox@domain" in addr and the domain as written in domain
+ * (truncated to the sizes given), else -1 (RFC 5322 3.6.2). */
+int header_single_from(const void *msg, size_t len, size_t *nfrom_r, char *addr,
+                       size_t addrlen, char *domain, size_t domlen);
+
 #endif

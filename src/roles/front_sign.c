@@ -119,12 +119,8 @@ static void
 from_domain_job(void *arg)
 {
 	struct front_sign *s = arg;
-	struct header_iter it;
-	struct header_field f;
-	struct header_address_list list = {0};
 	struct stat sb;
-	struct buf v;
-	size_t nfrom = 0;
+	char domain[ADDRESS_DOMAIN_MAX * 4 + 1];
 
 	if (fstat(s->fd, &sb) < 0 || sb.st_size <= 0)
 		return;
@@ -134,31 +130,14 @@ from_domain_job(void *arg)
 		s->map = NULL;
 		return;
 	}
-	buf_init(&v, 64 * 1024);
-	header_iter_init(&it, (const char *)s->map, s->len);
-	while (header_iter_next(&it, &f)) {
-		if (!header_field_is(&f, "From"))
-			continue;
-		nfrom++;
-		buf_reset(&v);
-		header_field_unfold(&f, &v);
-		header_address_parse(&list, (const char *)v.data, v.len, 2);
-	}
 	/* Exactly one From: field with exactly one address (RFC 5322). */
-	if (nfrom == 1 && list.n == 1 && !list.v[0].invalid &&
-	    list.v[0].domain != NULL && list.v[0].mailbox != NULL)
-		snprintf(s->from, sizeof(s->from), "%s@%s", list.v[0].mailbox,
-		         list.v[0].domain);
-	if (nfrom == 1 && list.n == 1 && !list.v[0].invalid &&
-	    list.v[0].domain != NULL &&
-	    address_domain_normalize(list.v[0].domain, strlen(list.v[0].domain),
-	                             s->domain, NULL) < 0)
+	if (header_single_from(s->map, s->len, &s->nfrom, s->from,
+	                       sizeof(s->from), domain, sizeof(domain)) < 0 ||
+	    address_domain_normalize(domain, strlen(domain), s->domain, NULL) <
+	        0) {
+		s->from[0] = '\0';
 		s->domain[0] = '\0';
-	if (nfrom != 1 || list.n != 1)
-		s->domain[0] = '\0';
-	s->nfrom = nfrom;
-	header_address_list_clear(&list);
-	buf_free(&v);
+	}
 }
 
 static void

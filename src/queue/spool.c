@@ -133,6 +133,8 @@ enum spool_stmt {
 	ST_HELD,
 	ST_RETRY_NOW,
 	ST_HOLD_USER,
+	ST_SIGN_DUE,
+	ST_SIGN_DONE,
 	ST_COUNT
 };
 
@@ -165,6 +167,7 @@ static const char *const spool_sql[ST_COUNT] = {
                " r.notify, r.orcpt, r.sender, r.forwarded"
                " FROM rcpts r JOIN messages m ON m.id = r.id"
                " WHERE r.state = 0 AND r.next_try_ms <= ?1 AND m.held = 0"
+               " AND (m.flags & 2) = 0" /* SPOOL_FLAG_SIGN: not yet */
                " ORDER BY r.next_try_ms, r.rowid LIMIT ?2",
     [ST_RCPT_GET] = "SELECT r.state, r.notify, m.mail_from, r.delayed"
                     " FROM rcpts r JOIN messages m ON m.id = r.id"
@@ -206,6 +209,12 @@ static const char *const spool_sql[ST_COUNT] = {
                      " WHERE id = ?1 AND state = 0",
     [ST_HOLD_USER] = "UPDATE messages SET held = ?2"
                      " WHERE auth_user = ?1 AND held != ?2",
+    [ST_SIGN_DUE] = "SELECT id FROM messages WHERE (flags & 2) != 0"
+                    " ORDER BY created_ms, rowid LIMIT ?1",
+    /* The signatures go on top of the other fields. */
+    [ST_SIGN_DONE] = "UPDATE messages SET flags = flags & ~2,"
+                     " headers = nullif(?2 || coalesce(headers, ''), '')"
+                     " WHERE id = ?1 AND (flags & 2) != 0",
 };
 
 struct spool {
@@ -1499,11 +1508,12 @@ fail:
 
 /* ---------------------------------------------------------- DSNs due */
 
-int
-spool_dsn_due(struct spool *sp, size_t max, char (**ids_r)[SPOOL_ID_SIZE],
-              size_t *n_r, char **error_r)
+/* The message ids a statement with a LIMIT ?1 selects. */
+static int
+select_ids(struct spool *sp, enum spool_stmt which, size_t max,
+           char (**ids_r)[SPOOL_ID_SIZE], size_t *n_r, char **error_r)
 {
-	sqlite3_stmt *st = sp->st[ST_DSN_DUE];
+	sqlite3_stmt *st = sp->st[which];
 	char(*ids)[SPOOL_ID_SIZE] = NULL;
 	size_t n = 0;
 	int rc;
@@ -1525,7 +1535,7 @@ spool_dsn_due(struct spool *sp, size_t max, char (**ids_r)[SPOOL_ID_SIZE],
 		memcpy(ids[n++], id, SPOOL_ID_SIZE);
 	}
 	if (rc != SQLITE_DONE) {
-		db_error(sp, spool_sql[ST_DSN_DUE], error_r);
+		db_error(sp, spool_sql[which], error_r);
 		st_done(st);
 		free(ids);
 		return -1;
@@ -1534,6 +1544,33 @@ spool_dsn_due(struct spool *sp, size_t max, char (**ids_r)[SPOOL_ID_SIZE],
 	*ids_r = ids;
 	*n_r = n;
 	return 0;
+}
+
+int
+spool_dsn_due(struct spool *sp, size_t max, char (**ids_r)[SPOOL_ID_SIZE],
+              size_t *n_r, char **error_r)
+{
+	return select_ids(sp, ST_DSN_DUE, max, ids_r, n_r, error_r);
+}
+
+int
+spool_sign_due(struct spool *sp, size_t max, char (**ids_r)[SPOOL_ID_SIZE],
+               size_t *n_r, char **error_r)
+{
+	return select_ids(sp, ST_SIGN_DUE, max, ids_r, n_r, error_r);
+}
+
+int
+spool_sign_done(struct spool *sp, const char *id, const char *fields,
+                char **error_r)
+{
+	if (check_id(id, error_r) < 0)
+		return -1;
+	bind_text(sp->st[ST_SIGN_DONE], 1, id);
+	bind_text(sp->st[ST_SIGN_DONE], 2, fields);
+	if (st_exec(sp, ST_SIGN_DONE, error_r) < 0)
+		return -1;
+	return sqlite3_changes(sp->db) > 0 ? 0 : 1;
 }
 
 int

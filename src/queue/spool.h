@@ -36,6 +36,9 @@ struct spool_rcpt {
 
 /* What front's checks decided about the message. */
 #define SPOOL_FLAG_JUNK 0x1 /* deliver to the Junk mailbox (DMARC) */
+/* A message of queue's own, to be DKIM-signed before it is due: no
+ * recipient is looked at until spool_sign_done. */
+#define SPOOL_FLAG_SIGN 0x2
 
 struct spool_envelope {
 	char *mail_from; /* "" for <> */
@@ -162,6 +165,15 @@ void spool_dsn_rcpts_free(struct spool_dsn_rcpt **rcpts, size_t n);
  * recipient is pending any more. 0, 1 when there is no such message
  * (deleted meanwhile), -1 with *error_r. */
 int spool_dsn_done(struct spool *sp, const char *id, char **error_r);
+
+/* Messages waiting to be signed (SPOOL_FLAG_SIGN), oldest first. */
+int spool_sign_due(struct spool *sp, size_t max, char (**ids_r)[SPOOL_ID_SIZE],
+                   size_t *n_r, char **error_r);
+/* Put fields ("" for none: the message goes unsigned) on top of the
+ * message's header fields and make it due. 0, 1 when there is no such
+ * message waiting, -1 with *error_r. */
+int spool_sign_done(struct spool *sp, const char *id, const char *fields,
+                    char **error_r);
 
 /* ---- the operator's view (tern queue) ---- */
 struct spool_rcpt_info {

@@ -66,6 +66,8 @@ static const struct ipc_rule front_rules[] = {
 
 static const struct ipc_rule queue_rules[] = {
     {IPC_MSG_RCPT_CHECK, 12, 4096, IPC_FD_NEVER},
+    {IPC_MSG_DKIM_KEYS, 4, 512, IPC_FD_NEVER},
+    {IPC_MSG_DKIM_SIGN, 8, 8192, IPC_FD_NEVER},
     {IPC_MSG_USER_SUSPEND, 8, 2048, IPC_FD_NEVER},
     {IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
     {IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
@@ -830,7 +832,8 @@ lookup_peer_rules(const char *peer)
 	if (strcmp(peer, "front") == 0)
 		return front_rules;
 	/* queue asks where a DSN's recipient (a message's sender) lives,
-	 * and has users over the sending limits suspended. */
+	 * has users over the sending limits suspended, and has its own
+	 * messages (DSNs, reports) signed. */
 	if (strcmp(peer, "queue") == 0)
 		return queue_rules;
 	return NULL;

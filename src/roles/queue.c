@@ -50,6 +50,8 @@ static const struct ipc_rule front_rules[] = {
 
 static const struct ipc_rule lookup_rules[] = {
     {IPC_MSG_RCPT_REPLY, 8, IPC_MAX_PAYLOAD, IPC_FD_NEVER},
+    {IPC_MSG_DKIM_KEYS_REPLY, 4, 8192, IPC_FD_NEVER},
+    {IPC_MSG_DKIM_SIGNATURES, 4, 65536, IPC_FD_NEVER},
     {IPC_MSG_PING, 0, 0, IPC_FD_NEVER},
     {IPC_MSG_PONG, 0, 0, IPC_FD_NEVER},
     {0, 0, 0, IPC_FD_NEVER},
@@ -525,6 +527,7 @@ queue_run(struct child_ctx *ctx)
 	}
 	spool_due_free(&due, n);
 	queue_dsn_run(ctx);
+	queue_sign_run(ctx);
 }
 
 static void
@@ -667,6 +670,10 @@ queue_peer_message(struct child_ctx *ctx, struct child_link *link,
 		    !queue_dmarc_reply(ctx, msg))
 			queue_dsn_reply(ctx, msg);
 		break;
+	case IPC_MSG_DKIM_KEYS_REPLY:
+	case IPC_MSG_DKIM_SIGNATURES:
+		queue_sign_reply(ctx, msg);
+		break;
 	default:
 		break;
 	}
@@ -699,6 +706,7 @@ queue_peer_down(struct child_ctx *ctx, struct child_link *link)
 	if (strcmp(link->name, "lookup") == 0) {
 		queue_dsn_link_down(ctx);
 		queue_dmarc_link_down(ctx);
+		queue_sign_link_down(ctx);
 	}
 }
 

@@ -38,6 +38,8 @@ queue_inject(struct queue *q, const void *msg, size_t len,
 	}
 	close(fd);
 	env->size = len;
+	/* Due once queue_sign.c has had it signed. */
+	env->flags |= SPOOL_FLAG_SIGN;
 	if (spool_commit(q->spool, newid_r, env, error_r) < 0) {
 		spool_discard(q->spool, newid_r);
 		return -1;

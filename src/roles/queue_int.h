@@ -120,6 +120,13 @@ struct queue_finals {
 int queue_finals_read(struct ipc_msg *msg, size_t max, struct queue_finals *f);
 void queue_finals_clear(struct queue_finals *f);
 
+/* queue_sign.c: DKIM signatures for queue's own messages (those
+ * queue_inject commits with SPOOL_FLAG_SIGN), made by lookup. */
+void queue_sign_run(struct child_ctx *ctx);
+/* IPC_MSG_DKIM_KEYS_REPLY and IPC_MSG_DKIM_SIGNATURES from lookup. */
+void queue_sign_reply(struct child_ctx *ctx, struct ipc_msg *msg);
+void queue_sign_link_down(struct child_ctx *ctx);
+
 /* queue_dsn.c */
 void queue_dsn_run(struct child_ctx *ctx);
 void queue_dsn_reply(struct child_ctx *ctx, struct ipc_msg *msg);

@@ -102,6 +102,58 @@ def dkim_rsa_key():
     return pem, base64.b64encode(pub).decode()
 
 
+def dkim_records(t, domain=DOMAIN):
+    """The DNS records of an instance's DKIM keys for domain (those
+    quickstart made): name → TXT value (bytes)."""
+    import base64
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    records = {}
+    for path in sorted((t.data / "dkim" / domain).glob("*.key")):
+        key = serialization.load_pem_private_key(path.read_bytes(), None)
+        pub = key.public_key()
+        if isinstance(pub, rsa.RSAPublicKey):
+            der = pub.public_bytes(
+                serialization.Encoding.DER,
+                serialization.PublicFormat.SubjectPublicKeyInfo)
+            value = "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
+        else:
+            raw = pub.public_bytes(serialization.Encoding.Raw,
+                                   serialization.PublicFormat.Raw)
+            value = "v=DKIM1; k=ed25519; p=" + base64.b64encode(raw).decode()
+        records[f"{path.stem}._domainkey.{domain}."] = value.encode()
+    return records
+
+
+def as_sent(raw, also=()):
+    """A delivered message (Maildir: LF line ends) as it was sent, CRLF,
+    without the fields local delivery put on top (Return-Path,
+    Delivered-To) and the header fields named in also."""
+    drop = {b"return-path", b"delivered-to", *(a.lower() for a in also)}
+    lines = raw.replace(b"\r\n", b"\n").split(b"\n")
+    while lines and (lines[0].split(b":")[0].lower() in drop or
+                     lines[0].startswith((b"\t", b" "))):
+        lines.pop(0)
+    return b"\r\n".join(lines)
+
+
+def dkim_signatures_verify(message, records):
+    """The d= of each DKIM-Signature of message, after checking that every
+    one verifies with dkimpy against records (name → TXT value)."""
+    import re as _re
+    import dkim
+
+    def dnsfunc(name, timeout=5):
+        return records.get(name.decode() if isinstance(name, bytes)
+                           else name, b"")
+    d = dkim.DKIM(message)
+    sigs = [v for k, v in d.headers if k.lower() == b"dkim-signature"]
+    for i, sig in enumerate(sigs):
+        assert d.verify(idx=i, dnsfunc=dnsfunc), (i, sig)
+    return [_re.search(rb"\bd=([^;\s]+)", s).group(1).decode()
+            for s in sigs]
+
+
 class UnboundServer:
     """A real unbound on 127.0.0.1 answering only from local-data (the
     zones are "static": any other name in them is NXDOMAIN). Use *.example

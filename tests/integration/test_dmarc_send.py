@@ -20,7 +20,8 @@ import xml.etree.ElementTree as ET
 import dkim
 import pytest
 
-from conftest import (DOMAIN, HOSTNAME, UnboundServer, dkim_rsa_key,
+from conftest import (DOMAIN, HOSTNAME, UnboundServer, as_sent,
+                      dkim_records, dkim_rsa_key, dkim_signatures_verify,
                       run_tern, txt_strings, wait_until)
 
 ALICE = f"alice@{DOMAIN}"
@@ -156,6 +157,17 @@ def test_report_message(sent):
                                        f"{end}.xml.gz")
         # The envelope sender is the report address.
         assert str(msg["Return-Path"]).strip("<>") == f"postmaster@{HOSTNAME}"
+
+
+def test_report_is_dkim_signed(sent):
+    """RFC 7489 7.2.1.1: reports must pass DMARC themselves; lookup signs
+    them for queue with the keys of DOMAIN (the From: is postmaster@ a
+    host name in it: relaxed alignment)."""
+    records = dkim_records(sent)
+    assert inbox(sent)
+    for path in inbox(sent):
+        raw = as_sent(path.read_bytes())
+        assert dkim_signatures_verify(raw, records) == [DOMAIN, DOMAIN]
 
 
 def test_report_contents(sent):

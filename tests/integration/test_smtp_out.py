@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from conftest import (DOMAIN, UnboundServer, client_tls_context, run_tern,
+from conftest import (DOMAIN, UnboundServer, as_sent, client_tls_context,
+                      dkim_records, dkim_signatures_verify, run_tern,
                       wait_until)
 
 ALICE = f"alice@{DOMAIN}"
@@ -97,14 +98,19 @@ def sender(tern_module_instance, dns, remote):
     return t
 
 
-def maildir_messages(t, domain, local):
+def maildir_raw(t, domain, local):
     base = t.data / "mail" / domain / local
     out = []
     for path in sorted(glob.glob(str(base / "new" / "*")) +
                        glob.glob(str(base / "cur" / "*"))):
         with open(path, "rb") as f:
-            out.append(email.message_from_bytes(f.read()))
+            out.append(f.read())
     return out
+
+
+def maildir_messages(t, domain, local):
+    return [email.message_from_bytes(r)
+            for r in maildir_raw(t, domain, local)]
 
 
 def wait_message(t, domain, local, subject, timeout=20):
@@ -243,6 +249,12 @@ def test_remote_5xx_bounces_with_the_reply(sender, remote):
         assert f["Remote-MTA"] == "dns; mx.hard.example"
         assert f["Diagnostic-Code"].startswith("smtp; 5")
         assert sink.messages() == []
+        # Signed (by lookup, for queue) with the keys of the parent of
+        # the From: domain, MAILER-DAEMON@mail.example.test.
+        (raw,) = [r for r in maildir_raw(sender, DOMAIN, "alice")
+                  if b"hard failure" in r and b"multipart/report" in r]
+        assert dkim_signatures_verify(as_sent(raw), dkim_records(sender)) \
+            == [DOMAIN, DOMAIN]
     finally:
         sink.close()
 

@@ -1062,6 +1062,58 @@ due_of(struct fixture *f, const char *id, uint64_t now)
 	return k;
 }
 
+/* A message of queue's own waits for its signatures: nothing of it is
+ * due until spool_sign_done, which puts the fields on top. */
+static void
+test_sign_first(void **state)
+{
+	struct fixture *f = *state;
+	struct spool_rcpt r = {.address = (char *)"a@example.com"};
+	struct spool_envelope env = {
+	    .mail_from = (char *)"",
+	    .headers = (char *)"X-Old: 1\r\n",
+	    .flags = SPOOL_FLAG_SIGN,
+	    .rcpts = &r,
+	    .nrcpts = 1,
+	};
+	struct spool_envelope got;
+	char id[SPOOL_ID_SIZE], other[SPOOL_ID_SIZE], *error = NULL;
+	char(*ids)[SPOOL_ID_SIZE] = NULL;
+	size_t n = 0;
+	int fd;
+
+	fd = spool_create(f->sp, id, &error);
+	assert_true(fd >= 0);
+	write_all(fd, "x\r\n");
+	close(fd);
+	assert_int_equal(spool_commit(f->sp, id, &env, &error), 0);
+	spool_from(f, "s@example.org", NULL,
+	           (const char *const[]){"b@example.com"}, NULL, 1, other);
+
+	assert_int_equal(due_of(f, id, UINT64_MAX), 0);
+	assert_int_equal(due_of(f, other, UINT64_MAX), 1);
+	assert_int_equal(spool_sign_due(f->sp, 10, &ids, &n, &error), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(ids[0], id);
+	free(ids);
+
+	reopen(f); /* still waiting after a restart */
+	assert_int_equal(due_of(f, id, UINT64_MAX), 0);
+	assert_int_equal(
+	    spool_sign_done(f->sp, id, "DKIM-Signature: a\r\n", &error), 0);
+	assert_int_equal(due_of(f, id, UINT64_MAX), 1);
+	assert_int_equal(spool_envelope(f->sp, id, &got, &error), 0);
+	assert_string_equal(got.headers, "DKIM-Signature: a\r\nX-Old: 1\r\n");
+	assert_int_equal(got.flags, 0);
+	spool_envelope_clear(&got);
+	/* Once only; an unknown id is not an error. */
+	assert_int_equal(spool_sign_done(f->sp, id, "X: 2\r\n", &error), 1);
+	assert_int_equal(spool_sign_done(f->sp, other, "X: 2\r\n", &error), 1);
+	assert_int_equal(spool_sign_due(f->sp, 10, &ids, &n, &error), 0);
+	assert_int_equal(n, 0);
+	free(ids);
+}
+
 static void
 test_dsn_rules(void **state)
 {
@@ -1849,6 +1901,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_migration, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_newer_schema, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_delay_notice, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sign_first, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_rate, setup, teardown),
 	};
 

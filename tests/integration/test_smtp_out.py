@@ -354,10 +354,13 @@ def test_connection_reuse(tern_instance, dns, remote):
     assert 1 <= connects < 5, connects
 
 
-def test_relay_with_auth_and_verified_tls(tern_instance, dns, remote):
+@pytest.mark.parametrize("tls,service", [("starttls", "submission"),
+                                         ("tls", "submissions")])
+def test_relay_with_auth_and_verified_tls(tern_instance, dns, remote, tls,
+                                          service):
     """quickstart --relay: everything leaves through the remote's
-    submission port, STARTTLS verified against its certificate, AUTH as
-    bob."""
+    submission port (STARTTLS) or submissions port (implicit TLS, as SES
+    and others offer on 465), the certificate verified, AUTH as bob."""
     pwfile = tempfile.NamedTemporaryFile("w", delete=False)
     pwfile.write(BOB_PW + "\n")
     pwfile.close()
@@ -366,7 +369,8 @@ def test_relay_with_auth_and_verified_tls(tern_instance, dns, remote):
             start=False,
             extra_config=[f"resolver {dns}"],
             quickstart_args=[
-                "--relay", f"mail.remote.example:{remote.port('submission')}",
+                "--relay", f"mail.remote.example:{remote.port(service)}",
+                "--relay-tls", tls,
                 "--relay-user", BOB, "--relay-password-file", pwfile.name])
     finally:
         os.unlink(pwfile.name)
@@ -379,14 +383,15 @@ def test_relay_with_auth_and_verified_tls(tern_instance, dns, remote):
                                    f"relay main {{\n\tca_file {ca}\n"))
     add_user(t, ALICE, PW)
     t.start()
-    submit(t, [BOB], "through the relay")
-    (m,) = wait_message(remote, "remote.example", "bob",
-                        "through the relay")
+    subject = f"through the relay ({tls})"
+    submit(t, [BOB], subject)
+    (m,) = wait_message(remote, "remote.example", "bob", subject)
     # The relay saw an authenticated submission from bob over TLS.
     assert any("bob@remote.example" in r or "Authenticated" in r
                or "auth" in r.lower() for r in m.get_all("Received"))
     assert t.wait_log(r"event=delivered to=<bob@remote\.example> "
-                      r"relay=mail\.remote\.example", timeout=5)
+                      r"relay=mail\.remote\.example .* tls=\"TLSv1\.3",
+                      timeout=5)
 
 
 def test_relay_with_untrusted_certificate_defers(tern_instance, dns,

@@ -152,6 +152,7 @@ struct config {
 	char **arc_trusted_sealers;
 	size_t narc_trusted_sealers;
 	/* DMARC aggregate reports we send (roles/queue_dmarc.c). */
+	bool dmarc_reports;
 	uint64_t dmarc_report_interval_ms;
 	char *dmarc_report_from; /* "" = postmaster@hostname */
 	/* Forwarding to external aliases (roles/lookup.c, mail/srs.c). */

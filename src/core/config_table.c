@@ -1037,6 +1037,13 @@ static const struct config_setting root_settings[] = {
      COUNT(struct config, narc_trusted_sealers),
      .help = "Forwarders (ARC sealer domains) whose ARC result overrides "
              "a DMARC failure when they saw DMARC pass (\"\" is none)."},
+    {.name = "dmarc_reports",
+     .type = CONFIG_BOOL,
+     .def = "yes",
+     FIELD(struct config, dmarc_reports),
+     .help = "Record the DMARC results of inbound mail and send aggregate "
+             "reports to the rua addresses of sender domains that ask for "
+             "them (RFC 7489 7.2)."},
     {.name = "dmarc_report_interval",
      .type = CONFIG_DURATION,
      .def = "24h",

@@ -288,7 +288,8 @@ send_dmarc_records(struct auth_job *j)
 	struct ipc_peer *queue = child_peer(j->f->ctx, "queue");
 	struct buf b;
 
-	if (queue == NULL || j->ndmarc_recs == 0)
+	if (queue == NULL || j->ndmarc_recs == 0 ||
+	    !j->f->ctx->cfg->dmarc_reports)
 		return;
 	buf_init(&b, 0);
 	for (size_t i = 0; i < j->ndmarc_recs; i++) {

@@ -141,6 +141,8 @@ queue_dmarc_record(struct child_ctx *ctx, struct ipc_msg *msg)
 	int64_t now = (int64_t)(clock_wall_ms() / 1000), len = interval_s(ctx);
 	int64_t begin = now - now % len;
 
+	if (!ctx->cfg->dmarc_reports)
+		return; /* turned off since front sent it */
 	if (dmarc_agg_record_get(msg->data, msg->len, &rec, &why) < 0) {
 		log_warn(NULL, "event=bad-dmarc-record error=%s", why);
 		return;
@@ -569,7 +571,8 @@ run_start(struct child_ctx *ctx)
 	size_t n = 0, pruned = 0, rows = 0;
 	int64_t now = (int64_t)(clock_wall_ms() / 1000);
 
-	if ((st = store_get(ctx)) == NULL || q->pool == NULL) {
+	if (!ctx->cfg->dmarc_reports || (st = store_get(ctx)) == NULL ||
+	    q->pool == NULL) {
 		schedule(ctx, next_run_delay(ctx));
 		return;
 	}

@@ -257,3 +257,28 @@ def test_cli_reads_the_reports(sent):
     assert d["disposition"]["reject"] == 1
     assert [s["source_ip"] for s in d["sources"]] == ["127.0.0.1"]
     assert {rep["org_name"] for rep in d["reports"]} == {HOSTNAME}
+
+
+def test_reports_can_be_turned_off(tern_instance, dns_server, keys):
+    """dmarc_reports no: the same mail is checked as before, but nothing
+    is recorded and no report leaves (the test waits out two periods)."""
+    t = tern_instance(start=False,
+                      extra_config=[f"resolver {dns_server}",
+                                    f"dmarc_report_interval {INTERVAL}s",
+                                    "dmarc_reports no"])
+    for args, stdin in ((("user", "add", ALICE, "--password-stdin"),
+                         PW + "\n"),
+                        (("domain", "add", "reports.example"), None),
+                        (("user", "add", READER, "--password-stdin"),
+                         PW + "\n")):
+        r = run_tern(*args, conf=t.conf, input=stdin)
+        assert r.returncode == 0, r.stderr
+    t.start()
+    with smtplib.SMTP("127.0.0.1", t.port("smtp"), timeout=30) as s:
+        s.ehlo("client.rpt.example")
+        s.sendmail("a@rpt.example", [ALICE],
+                   signed("off-1", "a@rpt.example", keys))
+    assert t.wait_log(r"event=mail-auth spf=pass dkim=pass dmarc=pass")
+    time.sleep(2 * INTERVAL + 2)
+    assert inbox(t) == []
+    assert "event=dmarc-report" not in t.log()

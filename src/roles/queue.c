@@ -528,6 +528,7 @@ queue_run(struct child_ctx *ctx)
 	spool_due_free(&due, n);
 	queue_dsn_run(ctx);
 	queue_sign_run(ctx);
+	queue_outbox_run(ctx);
 }
 
 static void
@@ -664,10 +665,10 @@ queue_peer_message(struct child_ctx *ctx, struct child_link *link,
 		delivered(ctx, msg);
 		break;
 	case IPC_MSG_RCPT_REPLY:
-		/* Where postmaster lives (a notice), a DMARC report's rua
-		 * address, or a DSN's sender. */
+		/* Where postmaster lives (a notice), a report's rua
+		 * address (the outbox), or a DSN's sender. */
 		if (!queue_limits_reply(ctx, msg) &&
-		    !queue_dmarc_reply(ctx, msg))
+		    !queue_outbox_reply(ctx, msg))
 			queue_dsn_reply(ctx, msg);
 		break;
 	case IPC_MSG_DKIM_KEYS_REPLY:
@@ -705,7 +706,7 @@ queue_peer_down(struct child_ctx *ctx, struct child_link *link)
 	}
 	if (strcmp(link->name, "lookup") == 0) {
 		queue_dsn_link_down(ctx);
-		queue_dmarc_link_down(ctx);
+		queue_outbox_link_down(ctx);
 		queue_sign_link_down(ctx);
 	}
 }

@@ -4,9 +4,10 @@
  * built and gzipped, each rua mailto: URI is checked (an external
  * destination must publish <policy domain>._report._dmarc.<its domain>
  * TXT "v=DMARC1", §7.1) and its message built within the URI's size
- * limit; back on the loop lookup says where each address lives (as for a
- * DSN), each message is committed to the spool from the report address,
- * and the period's rows go once a report went out (or could not go
+ * limit; back on the loop each message goes to queue_outbox.c (lookup
+ * says where the address lives, the message is committed to the spool
+ * from the report address), and the period's rows go once a report went
+ * out (or could not go
  * anywhere). A run that failed only temporarily leaves the rows for the
  * next one; rows older than a week are forgotten.
  * SECURITY: the records came from front and the rua URIs from DNS
@@ -52,13 +53,9 @@
 #define KEEP_S (7 * 24 * 3600)
 #define GZIP_MAX (16u * 1024 * 1024)
 #define MESSAGE_MAX (24u * 1024 * 1024)
-/* Our RCPT_CHECK request ids: this bit set, the top bit clear (that one
- * is queue_limits.c's; DSNs count up from 1). */
-#define REQID_BIT 0x40000000u
-
 enum rua_state {
 	RUA_SEND,     /* the worker built its message */
-	RUA_ASKED,    /* lookup was asked where it lives */
+	RUA_ASKED,    /* with queue_outbox.c */
 	RUA_SENT,     /* committed to the spool */
 	RUA_DROPPED,  /* never will be sent (why says so) */
 	RUA_TEMPFAIL, /* not now (why says so) */
@@ -71,7 +68,7 @@ struct rua_out {
 	enum rua_state state;
 	const char *why;
 	struct buf msg;
-	uint32_t reqid;
+	struct report_out *report;
 };
 
 struct report_out {
@@ -98,7 +95,6 @@ static struct {
 	struct dmarc_store *store;
 	struct event *timer;
 	struct run *run;
-	uint32_t reqid;
 	uint64_t dropped_logged;
 } dm;
 
@@ -387,12 +383,15 @@ log_dropped(const struct report_out *r, const struct rua_out *o)
 	           o->state == RUA_TEMPFAIL ? "yes" : "no", r->report_id);
 }
 
+static void rua_done(struct child_ctx *ctx, void *arg,
+                     enum queue_outbox_result res, const char *why,
+                     const char *queue_id);
+
 static void
 run_done(void *arg)
 {
 	struct run *run = arg;
 	struct child_ctx *ctx = run->ctx;
-	struct ipc_peer *lookup = child_peer(ctx, "lookup");
 
 	run->working = false;
 	if (ctx->stopping || dm.run != run) {
@@ -401,164 +400,71 @@ run_done(void *arg)
 		run_free(&run);
 		return;
 	}
+	/* Each report's messages go to the outbox (its answers may come
+	 * at once, so every state is set before the first is sent). */
 	for (size_t i = 0; i < run->n; i++) {
 		struct report_out *r = &run->reports[i];
 
 		for (size_t j = 0; j < r->nrua; j++) {
 			struct rua_out *o = &r->rua[j];
-			struct buf b;
 
-			if (o->state == RUA_DROPPED ||
-			    o->state == RUA_TEMPFAIL) {
+			o->report = r;
+			if (o->state == RUA_DROPPED || o->state == RUA_TEMPFAIL)
 				log_dropped(r, o);
-				continue;
-			}
-			if (lookup == NULL) {
-				o->state = RUA_TEMPFAIL;
-				o->why = "lookup-down";
-				log_dropped(r, o);
-				continue;
-			}
-			buf_init(&b, 0);
-			ipc_put_str(&b, o->address);
-			ipc_put_u32(&b, 1); /* as if authenticated */
-			ipc_put_str(&b, "");
-			o->reqid = REQID_BIT | (++dm.reqid & (REQID_BIT - 1));
-			if (ipc_send(lookup, IPC_MSG_RCPT_CHECK, o->reqid, -1,
-			             b.data, b.len) == 0) {
+			else
 				o->state = RUA_ASKED;
-			} else {
-				o->state = RUA_TEMPFAIL;
-				o->why = "lookup-down";
-				log_dropped(r, o);
-			}
-			buf_free(&b);
 		}
-		report_finish(r);
 	}
+	run->working = true; /* no run_maybe_over() until all are out */
+	for (size_t i = 0; i < run->n; i++)
+		for (size_t j = 0; j < run->reports[i].nrua; j++) {
+			struct rua_out *o = &run->reports[i].rua[j];
+
+			if (o->state == RUA_ASKED)
+				queue_outbox_send(ctx, run->from, o->address,
+				                  &o->msg, rua_done, o);
+		}
+	run->working = false;
+	for (size_t i = 0; i < run->n; i++)
+		report_finish(&run->reports[i]);
 	run_maybe_over(ctx);
 }
 
-/* Commit o's message for finals (n of them). */
+/* The outbox's answer about o. */
 static void
-report_send(struct child_ctx *ctx, struct report_out *r, struct rua_out *o,
-            char **finals, const bool *locals, size_t n)
+rua_done(struct child_ctx *ctx, void *arg, enum queue_outbox_result res,
+         const char *why, const char *queue_id)
 {
-	struct queue *q = ctx->role;
-	struct spool_envelope env;
-	char newid[SPOOL_ID_SIZE], *error = NULL;
+	struct rua_out *o = arg;
+	struct report_out *r = o->report;
 
-	memset(&env, 0, sizeof(env));
-	env.mail_from = dm.run->from;
-	env.helo = ctx->cfg->hostname;
-	env.client_ip = "";
-	env.rcpts = xcalloc(n, sizeof(*env.rcpts));
-	env.nrcpts = n;
-	for (size_t i = 0; i < n; i++) {
-		env.rcpts[i].address = finals[i];
-		env.rcpts[i].notify = 0x1; /* NEVER: nothing comes back */
-		env.rcpts[i].local = locals[i];
-	}
-	if (queue_inject(q, o->msg.data, o->msg.len, &env, newid, &error) < 0) {
-		log_error(NULL,
-		          "event=dmarc-report-failed domain=%s rua=%s "
-		          "error=%s",
-		          r->period.domain, o->address, error);
-		free(error);
-		o->state = RUA_TEMPFAIL;
-		o->why = "spool";
-	} else {
+	switch (res) {
+	case QUEUE_OUTBOX_SENT:
 		o->state = RUA_SENT;
-		log_info(newid,
-		         "event=queued from=<%s> size=%zu rcpts=%zu "
-		         "dmarc-report=%s",
-		         env.mail_from, o->msg.len, n, r->period.domain);
-		for (size_t i = 0; i < n; i++)
-			log_info(
-			    newid, "event=rcpt to=<%s> orcpt=<%s> local=%s",
-			    finals[i], o->address, locals[i] ? "yes" : "no");
-		log_info(newid,
+		log_info(queue_id,
 		         "event=dmarc-report-sent domain=%s rua=%s records=%zu "
 		         "messages=%" PRIu64 " report_id=%s begin=%" PRId64
 		         " end=%" PRId64,
 		         r->period.domain, o->address, r->rep.nrows,
 		         r->rep.messages, r->report_id, r->period.begin,
 		         r->period.end - 1);
-		queue_kick(q);
-	}
-	free(env.rcpts);
-	buf_free(&o->msg);
-}
-
-bool
-queue_dmarc_reply(struct child_ctx *ctx, struct ipc_msg *msg)
-{
-	struct run *run = dm.run;
-	struct report_out *r = NULL;
-	struct rua_out *o = NULL;
-	struct queue_finals f;
-
-	if ((msg->reqid & REQID_BIT) == 0 || (msg->reqid & 0x80000000u) != 0)
-		return false;
-	for (size_t i = 0; run != NULL && i < run->n && o == NULL; i++)
-		for (size_t j = 0; j < run->reports[i].nrua && o == NULL; j++)
-			if (run->reports[i].rua[j].state == RUA_ASKED &&
-			    run->reports[i].rua[j].reqid == msg->reqid) {
-				r = &run->reports[i];
-				o = &r->rua[j];
-			}
-	if (o == NULL)
-		return true; /* given up since */
-	if (queue_finals_read(msg, 1000, &f) < 0) {
-		log_error(NULL, "event=bad-rcpt-reply");
+		break;
+	case QUEUE_OUTBOX_LATER:
 		o->state = RUA_TEMPFAIL;
-		o->why = "lookup";
-	} else if (f.result == 0 && f.n > 0) {
-		report_send(ctx, r, o, f.addr, f.local, f.n);
-	} else if (f.result == 4) {
-		o->state = RUA_TEMPFAIL;
-		o->why = "lookup";
-	} else {
-		o->state = RUA_DROPPED;
-		o->why = "undeliverable";
-	}
-	if (o->state == RUA_TEMPFAIL || o->state == RUA_DROPPED)
+		o->why = why;
 		log_dropped(r, o);
-	queue_finals_clear(&f);
+		break;
+	case QUEUE_OUTBOX_NEVER:
+		o->state = RUA_DROPPED;
+		o->why = why;
+		log_dropped(r, o);
+		break;
+	}
+	if (dm.run != NULL && dm.run->working)
+		return; /* run_done finishes the reports */
 	report_finish(r);
 	run_maybe_over(ctx);
-	return true;
 }
-
-/* Questions lookup will not answer: asked again at the next run. */
-static void
-run_abandon(struct child_ctx *ctx, const char *why)
-{
-	struct run *run = dm.run;
-
-	if (run == NULL || run->working)
-		return;
-	for (size_t i = 0; i < run->n; i++) {
-		struct report_out *r = &run->reports[i];
-
-		for (size_t j = 0; j < r->nrua; j++)
-			if (r->rua[j].state == RUA_ASKED) {
-				r->rua[j].state = RUA_TEMPFAIL;
-				r->rua[j].why = why;
-				log_dropped(r, &r->rua[j]);
-			}
-		report_finish(r);
-	}
-	run_maybe_over(ctx);
-}
-
-void
-queue_dmarc_link_down(struct child_ctx *ctx)
-{
-	run_abandon(ctx, "lookup-down");
-}
-
-/* ------------------------------------------------------------- the run */
 
 static void
 run_start(struct child_ctx *ctx)
@@ -669,10 +575,9 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (ctx->stopping)
 		return;
 	if (dm.run != NULL) {
-		if (dm.run->working)
-			schedule(ctx, RUN_TIMEOUT_MS);
-		else
-			run_abandon(ctx, "timeout");
+		/* Still building, or waiting for the outbox (which gives
+		 * up on a silent lookup by itself). */
+		schedule(ctx, RUN_TIMEOUT_MS);
 		return;
 	}
 	run_start(ctx);

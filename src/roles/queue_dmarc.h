@@ -23,10 +23,5 @@ void queue_dmarc_reload(struct child_ctx *ctx);
 void queue_dmarc_stop(struct child_ctx *ctx);
 /* IPC_MSG_DMARC_RECORD from front. */
 void queue_dmarc_record(struct child_ctx *ctx, struct ipc_msg *msg);
-/* A RCPT_REPLY from lookup: true when it answers one of ours (where a
- * report's rua address lives). */
-bool queue_dmarc_reply(struct child_ctx *ctx, struct ipc_msg *msg);
-/* lookup went away: questions out with it are answered "later". */
-void queue_dmarc_link_down(struct child_ctx *ctx);
 
 #endif

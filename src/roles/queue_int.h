@@ -9,6 +9,7 @@
 #include <openssl/ssl.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "queue/spool.h"
 #include "roles/queue_out.h"
 #include "roles/roles.h"
@@ -119,6 +120,25 @@ struct queue_finals {
  * (f is then empty). */
 int queue_finals_read(struct ipc_msg *msg, size_t max, struct queue_finals *f);
 void queue_finals_clear(struct queue_finals *f);
+
+/* queue_outbox.c: a report of queue's own (msg, taken) to one address:
+ * lookup resolves it, then the message is committed from `from`. done
+ * runs on the loop, always once, with the new queue id when sent. */
+enum queue_outbox_result {
+	QUEUE_OUTBOX_SENT,
+	QUEUE_OUTBOX_LATER, /* not now (why says so): try at the next run */
+	QUEUE_OUTBOX_NEVER, /* the address is not deliverable */
+};
+typedef void queue_outbox_done_fn(struct child_ctx *ctx, void *arg,
+                                  enum queue_outbox_result r, const char *why,
+                                  const char *queue_id);
+void queue_outbox_send(struct child_ctx *ctx, const char *from, const char *to,
+                       struct buf *msg, queue_outbox_done_fn *done, void *arg);
+/* An RCPT_REPLY of ours? (then it is handled) */
+bool queue_outbox_reply(struct child_ctx *ctx, struct ipc_msg *msg);
+/* Each queue run: questions lookup left unanswered are given up. */
+void queue_outbox_run(struct child_ctx *ctx);
+void queue_outbox_link_down(struct child_ctx *ctx);
 
 /* queue_sign.c: DKIM signatures for queue's own messages (those
  * queue_inject commits with SPOOL_FLAG_SIGN), made by lookup. */

@@ -222,11 +222,71 @@ dkim_body_eol(struct dkim_body *b)
 	b->wsp = false; /* relaxed: WSP at the end of a line goes */
 }
 
+/* Bytes that canonicalize to themselves wherever they are: not CR, and
+ * (relaxed) not WSP. LF alone is data here, as in dkim_body_update. */
+static bool
+dkim_body_plain(const struct dkim_body *b, uint8_t c)
+{
+	return c != '\r' && (b->canon != DKIM_CANON_RELAXED || !dkim_is_wsp(c));
+}
+
+/* How many bytes from data on go to the hash unchanged: plain bytes and,
+ * relaxed, single spaces between plain bytes (a lone SP stays one SP). */
+static size_t
+dkim_body_span(const struct dkim_body *b, const uint8_t *data, size_t len)
+{
+	size_t j = 0;
+
+	while (j < len) {
+		if (dkim_body_plain(b, data[j]))
+			j++;
+		else if (data[j] == ' ' && b->canon == DKIM_CANON_RELAXED &&
+		         j + 1 < len && dkim_body_plain(b, data[j + 1]))
+			j += 2;
+		else
+			break;
+	}
+	return j;
+}
+
+/* A span of canonical bytes as they are: counted always, hashed while
+ * under the limit; long spans skip the stage. */
+static void
+dkim_body_emit_span(struct dkim_body *b, const uint8_t *p, size_t n)
+{
+	uint64_t room = b->total < b->limit ? b->limit - b->total : 0;
+	size_t h = (uint64_t)n < room ? n : (size_t)room;
+
+	b->total += n;
+	if (h == 0)
+		return;
+	if (h <= sizeof(b->stage) - b->staged) {
+		memcpy(b->stage + b->staged, p, h);
+		b->staged += h;
+		return;
+	}
+	dkim_body_flush(b);
+	(void)EVP_DigestUpdate(b->md, p, h);
+}
+
 void
 dkim_body_update(struct dkim_body *b, const uint8_t *data, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
 		uint8_t c = data[i];
+
+		/* The common case first: nothing held back, a run of bytes
+		 * that need no change (most of a line) goes as it is. */
+		if (!b->cr && !b->wsp && b->empty_lines == 0) {
+			size_t n = dkim_body_span(b, data + i, len - i);
+
+			if (n > 0) {
+				dkim_body_emit_span(b, data + i, n);
+				b->line = true;
+				i += n - 1;
+				continue;
+			}
+		}
 
 		if (b->cr) {
 			b->cr = false;

@@ -1,6 +1,7 @@
 /* DMARC aggregate reports that we send (see dmarc_agg.h): records from
  * evaluations and their wire form, the appendix C XML, gzip through zlib,
- * rua mailto: URIs, external destination names and the report message.
+ * rua mailto: URIs, external destination names and the report message
+ * (report_mail_build, shared with the TLS reports of tlsrpt_report.c).
  * SECURITY: decoded records are checked field by field (lengths, enums,
  * printable ASCII); every string written into XML is escaped and every
  * header value is checked; all output is appended to bounded buffers. */
@@ -631,13 +632,13 @@ header_value_ok(const char *s)
 	return true;
 }
 
-/* It goes into the MIME boundary too: letters, digits, '.', '-', '_'. */
+/* A part of the MIME boundary: letters, digits, '.', '-', '_'. */
 static bool
-report_id_ok(const char *id)
+boundary_part_ok(const char *id, size_t max)
 {
 	size_t n = strlen(id);
 
-	if (n == 0 || n > DMARC_AGG_REPORT_ID_MAX)
+	if (n == 0 || n > max)
 		return false;
 	for (; *id != '\0'; id++)
 		if (!((*id >= 'a' && *id <= 'z') ||
@@ -689,65 +690,184 @@ append_base64(struct buf *out, const unsigned char *data, size_t len)
 	return 0;
 }
 
-int
-dmarc_agg_message(const struct dmarc_agg_mail *m, const void *gz, size_t gzlen,
-                  struct buf *out)
+/* A field name: printable ASCII without space or ':' (RFC 5322 ftext). */
+static bool
+header_name_ok(const char *s)
 {
-	char file[3 * 256 + 64], date[64], begin[32], end[32];
-	size_t subject;
+	if (s == NULL || *s == '\0')
+		return false;
+	for (; *s != '\0'; s++)
+		if (*s <= 0x20 || *s >= 0x7f || *s == ':')
+			return false;
+	return true;
+}
 
-	if (!header_value_ok(m->from) || !header_value_ok(m->to) ||
-	    !header_value_ok(m->hostname) || !header_value_ok(m->domain) ||
-	    !header_value_ok(m->report_id) || !header_value_ok(m->message_id) ||
-	    !report_id_ok(m->report_id) ||
-	    dmarc_agg_filename(m, file, sizeof(file)) < 0 ||
-	    strpbrk(file, "\"\\ ") != NULL)
-		return -1;
-	format_utc((int64_t)m->date, "%a, %d %b %Y %H:%M:%S +0000", date,
+/* Everything that comes from outside the module, before writing (what
+ * the callers write themselves is checked in the result). */
+static bool
+mail_spec_ok(const struct report_mail_spec *s)
+{
+	if (s->content_type == NULL || s->preamble == NULL || s->text == NULL ||
+	    s->attachment_type == NULL || s->boundary_tag == NULL ||
+	    s->boundary_id == NULL || !boundary_part_ok(s->boundary_tag, 16) ||
+	    !boundary_part_ok(s->boundary_id, s->boundary_id_max) ||
+	    !header_value_ok(s->from) || !header_value_ok(s->to) ||
+	    !header_value_ok(s->submitter) || !header_value_ok(s->domain) ||
+	    !header_value_ok(s->report_id) || !header_value_ok(s->message_id) ||
+	    strpbrk(s->report_id, " <>") != NULL ||
+	    !header_value_ok(s->filename) ||
+	    strpbrk(s->filename, "\"\\ ") != NULL)
+		return false;
+	for (size_t i = 0; i < s->nheaders; i++)
+		if (!header_name_ok(s->headers[i].name) ||
+		    !header_value_ok(s->headers[i].value))
+			return false;
+	return true;
+}
+
+/* What was written, whatever the values: printable ASCII in CRLF lines
+ * of at most 998 characters (RFC 5322 §2.1.1). */
+static bool
+mail_lines_ok(const uint8_t *p, size_t len)
+{
+	size_t line = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] == '\r') {
+			if (i + 1 == len || p[i + 1] != '\n')
+				return false;
+			i++;
+			line = 0;
+		} else if (p[i] < 0x20 || p[i] >= 0x7f || ++line > 998) {
+			return false;
+		}
+	}
+	return line == 0;
+}
+
+static int
+mail_header(const struct report_mail_spec *s, struct buf *out)
+{
+	char date[64];
+	/* The Subject of RFC 7489 §7.2.1.1 and RFC 8460 §5.3, folded before
+	 * "Submitter:" and "Report-ID:" when the line would be long (1*FWS
+	 * allows it). */
+	size_t subject =
+	    strlen("Subject: Report Domain:  Submitter:  Report-ID: <>") +
+	    strlen(s->domain) + strlen(s->submitter) + strlen(s->report_id);
+	const char *fold = subject > 78 ? "\r\n " : " ";
+
+	format_utc((int64_t)s->date, "%a, %d %b %Y %H:%M:%S +0000", date,
 	           sizeof(date));
-	format_utc(m->begin, "%Y-%m-%d %H:%M:%S", begin, sizeof(begin));
-	format_utc(m->end, "%Y-%m-%d %H:%M:%S", end, sizeof(end));
-	/* The Subject of §7.2.1.1, folded before "Submitter:" and
-	 * "Report-ID:" when the line would be long (1*FWS allows it). */
-	subject = strlen("Subject: Report Domain:  Submitter:  Report-ID: <>") +
-	          strlen(m->domain) + strlen(m->hostname) +
-	          strlen(m->report_id);
 	if (buf_printf(out,
 	               "From: <%s>\r\n"
 	               "To: <%s>\r\n"
 	               "Date: %s\r\n"
 	               "Subject: Report Domain: %s%sSubmitter: %s%s"
-	               "Report-ID: <%s>\r\n"
-	               "Message-ID: %s\r\n"
-	               "Auto-Submitted: auto-generated\r\n"
-	               "MIME-Version: 1.0\r\n"
-	               "Content-Type: multipart/mixed;\r\n"
-	               " boundary=\"=_tern_dmarc_%s\"\r\n"
+	               "Report-ID: <%s>\r\n",
+	               s->from, s->to, date, s->domain, fold, s->submitter,
+	               fold, s->report_id) < 0)
+		return -1;
+	for (size_t i = 0; i < s->nheaders; i++)
+		if (buf_printf(out, "%s: %s\r\n", s->headers[i].name,
+		               s->headers[i].value) < 0)
+			return -1;
+	return buf_printf(out,
+	                  "Message-ID: %s\r\n"
+	                  "Auto-Submitted: auto-generated\r\n"
+	                  "MIME-Version: 1.0\r\n"
+	                  "Content-Type: %s;\r\n"
+	                  " boundary=\"=_tern_%s_%s\"\r\n"
+	                  "\r\n",
+	                  s->message_id, s->content_type, s->boundary_tag,
+	                  s->boundary_id);
+}
+
+static int
+mail_body(const struct report_mail_spec *s, const void *gz, size_t gzlen,
+          struct buf *out)
+{
+	if (buf_printf(out,
+	               "%s\r\n"
 	               "\r\n"
-	               "This is a DMARC aggregate report in MIME format.\r\n"
-	               "\r\n"
-	               "--=_tern_dmarc_%s\r\n"
+	               "--=_tern_%s_%s\r\n"
 	               "Content-Type: text/plain; charset=us-ascii\r\n"
 	               "Content-Transfer-Encoding: 7bit\r\n"
 	               "\r\n"
-	               "This is a DMARC aggregate report (RFC 7489) for %s\r\n"
-	               "from %s, for mail received from %s\r\n"
-	               "to %s UTC.\r\n"
+	               "%s"
 	               "\r\n"
-	               "--=_tern_dmarc_%s\r\n"
-	               "Content-Type: application/gzip;\r\n"
+	               "--=_tern_%s_%s\r\n"
+	               "Content-Type: %s;\r\n"
 	               " name=\"%s\"\r\n"
 	               "Content-Disposition: attachment;\r\n"
 	               " filename=\"%s\"\r\n"
 	               "Content-Transfer-Encoding: base64\r\n"
 	               "\r\n",
-	               m->from, m->to, date, m->domain,
-	               subject > 78 ? "\r\n " : " ", m->hostname,
-	               subject > 78 ? "\r\n " : " ", m->report_id,
-	               m->message_id, m->report_id, m->report_id, m->domain,
-	               m->hostname, begin, end, m->report_id, file, file) < 0 ||
-	    append_base64(out, gz, gzlen) < 0 ||
-	    buf_printf(out, "--=_tern_dmarc_%s--\r\n", m->report_id) < 0)
+	               s->preamble, s->boundary_tag, s->boundary_id, s->text,
+	               s->boundary_tag, s->boundary_id, s->attachment_type,
+	               s->filename, s->filename) < 0 ||
+	    append_base64(out, gz, gzlen) < 0)
 		return -1;
+	return buf_printf(out, "--=_tern_%s_%s--\r\n", s->boundary_tag,
+	                  s->boundary_id);
+}
+
+int
+report_mail_build(const struct report_mail_spec *s, const void *gz,
+                  size_t gzlen, struct buf *out)
+{
+	size_t start = out->len;
+
+	if (!mail_spec_ok(s))
+		return -1;
+	if (mail_header(s, out) < 0 || mail_body(s, gz, gzlen, out) < 0 ||
+	    !mail_lines_ok(out->data + start, out->len - start)) {
+		out->len = start;
+		return -1;
+	}
 	return 0;
+}
+
+int
+dmarc_agg_message(const struct dmarc_agg_mail *m, const void *gz, size_t gzlen,
+                  struct buf *out)
+{
+	char file[3 * 256 + 64], begin[32], end[32];
+	struct buf text;
+	struct report_mail_spec s = {
+	    .from = m->from,
+	    .to = m->to,
+	    .message_id = m->message_id,
+	    .date = m->date,
+	    .domain = m->domain,
+	    .submitter = m->hostname,
+	    .report_id = m->report_id,
+	    .boundary_tag = "dmarc",
+	    .boundary_id = m->report_id, /* a token: checked there */
+	    .boundary_id_max = DMARC_AGG_REPORT_ID_MAX,
+	    .content_type = "multipart/mixed",
+	    .preamble = "This is a DMARC aggregate report in MIME format.",
+	    .attachment_type = "application/gzip",
+	    .filename = file,
+	};
+	int rc;
+
+	/* The file name and the text hold them: checked before either. */
+	if (!header_value_ok(m->hostname) || !header_value_ok(m->domain) ||
+	    dmarc_agg_filename(m, file, sizeof(file)) < 0)
+		return -1;
+	format_utc(m->begin, "%Y-%m-%d %H:%M:%S", begin, sizeof(begin));
+	format_utc(m->end, "%Y-%m-%d %H:%M:%S", end, sizeof(end));
+	buf_init(&text, 4096);
+	if (buf_printf(&text,
+	               "This is a DMARC aggregate report (RFC 7489) for %s\r\n"
+	               "from %s, for mail received from %s\r\n"
+	               "to %s UTC.\r\n",
+	               m->domain, m->hostname, begin, end) < 0 ||
+	    (s.text = buf_cstr(&text)) == NULL)
+		rc = -1;
+	else
+		rc = report_mail_build(&s, gz, gzlen, out);
+	buf_free(&text);
+	return rc;
 }

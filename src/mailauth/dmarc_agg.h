@@ -158,4 +158,47 @@ int dmarc_agg_filename(const struct dmarc_agg_mail *m, char *out,
 int dmarc_agg_message(const struct dmarc_agg_mail *m, const void *gz,
                       size_t gzlen, struct buf *out);
 
+/* ------------------------------------------------------ report mail */
+
+/* The mail that carries a gzipped report, shared by the DMARC aggregate
+ * reports (dmarc_agg_message) and the SMTP TLS reports
+ * (tlsrpt_report_message): one place checks the header values and folds
+ * the base64. */
+struct report_mail_header {
+	const char *name;  /* a field name: printable ASCII, no ':' */
+	const char *value; /* printable ASCII */
+};
+
+struct report_mail_spec {
+	const char *from;       /* the report address */
+	const char *to;         /* the rua address */
+	const char *message_id; /* "<...>" */
+	time_t date;
+	/* Subject "Report Domain: D Submitter: S Report-ID: <ID>"; the id
+	 * without space, '<' or '>'. */
+	const char *domain, *submitter, *report_id;
+	/* The boundary "=_tern_<tag>_<id>": both letters, digits, '.',
+	 * '-', '_'; the id at most boundary_id_max of them. */
+	const char *boundary_tag, *boundary_id;
+	size_t boundary_id_max;
+	const struct report_mail_header *headers; /* after Subject */
+	size_t nheaders;
+	/* The top-level type with its parameters but the boundary, e.g.
+	 * "multipart/mixed". */
+	const char *content_type;
+	const char *preamble;        /* one line before the first part */
+	const char *text;            /* the text/plain part: CRLF lines */
+	const char *attachment_type; /* e.g. "application/gzip" */
+	const char *filename;        /* no '"', '\\' or space */
+};
+
+/* From, To, Date, Subject, the extra headers, Message-ID,
+ * Auto-Submitted, MIME; the text part, and the gzip as a base64
+ * attachment (76-character lines). Appended to out (bounded by the
+ * caller). 0, or -1 with out as it was when out is full, a header value
+ * is missing, empty or holds anything but printable ASCII, the boundary
+ * does not fit, or a line would be over RFC 5322's 998 characters. */
+int report_mail_build(const struct report_mail_spec *s, const void *gz,
+                      size_t gzlen, struct buf *out);
+
 #endif

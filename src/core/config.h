@@ -155,6 +155,9 @@ struct config {
 	bool dmarc_reports;
 	uint64_t dmarc_report_interval_ms;
 	char *dmarc_report_from; /* "" = postmaster@hostname */
+	/* TLS-RPT reports we send (roles/queue_tlsrpt.c). */
+	bool tlsrpt_reports;
+	char *tlsrpt_report_from; /* "" = postmaster@hostname */
 	/* Forwarding to external aliases (roles/lookup.c, mail/srs.c). */
 	bool srs;
 	char *srs_domain; /* "" = the alias's own domain */

@@ -1062,6 +1062,22 @@ static const struct config_setting root_settings[] = {
      .check = check_report_from,
      .help = "The address DMARC aggregate reports come from, envelope and "
              "From: (\"\" is postmaster@ the hostname)."},
+    {.name = "tlsrpt_reports",
+     .type = CONFIG_BOOL,
+     .def = "yes",
+     FIELD(struct config, tlsrpt_reports),
+     .help = "Send the daily SMTP TLS reports (RFC 8460) about our "
+             "outbound sessions to the domains that publish an "
+             "_smtp._tls record."},
+    {.name = "tlsrpt_report_from",
+     .type = CONFIG_STRING,
+     .flags = CONFIG_F_EMPTY_OK,
+     .def = "",
+     .example = "tls-reports@example.org",
+     FIELD(struct config, tlsrpt_report_from),
+     .check = check_report_from,
+     .help = "The address TLS reports come from, envelope and From: "
+             "(\"\" is postmaster@ the hostname)."},
     {.name = "srs",
      .type = CONFIG_BOOL,
      .def = "yes",

@@ -52,4 +52,35 @@ int tlsrpt_record(struct tlsrpt *t, uint64_t now_ms, const char *domain,
 int tlsrpt_counts(struct tlsrpt *t, const char *day, const char *domain,
                   uint64_t *success_r, uint64_t *failure_r, char **error_r);
 
+/* "YYYY-MM-DD", the UTC day of now_ms. */
+void tlsrpt_day(uint64_t now_ms, char day[11]);
+
+/* A day's data about one recipient domain: one report. */
+struct tlsrpt_key {
+	char day[11];
+	char domain[TLSRPT_TEXT_MAX + 1];
+};
+
+/* The (day, domain) pairs of days before before_day, oldest first, at
+ * most max. 0 with *keys_r (free()), or -1 with *error_r. */
+int tlsrpt_due(struct tlsrpt *t, const char *before_day, size_t max,
+               struct tlsrpt_key **keys_r, size_t *n_r, char **error_r);
+
+/* The rows of one report. */
+struct tlsrpt_entry {
+	char *policy, *mx, *result, *detail;
+	uint64_t count;
+};
+int tlsrpt_entries(struct tlsrpt *t, const struct tlsrpt_key *key,
+                   struct tlsrpt_entry **entries_r, size_t *n_r,
+                   char **error_r);
+void tlsrpt_entries_free(struct tlsrpt_entry **entries, size_t n);
+
+/* The report is sent (or never will be): its rows go. */
+int tlsrpt_forget(struct tlsrpt *t, const struct tlsrpt_key *key,
+                  char **error_r);
+/* Rows of days before before_day go (unsent reports given up). The
+ * number of rows removed, or -1 with *error_r. */
+int tlsrpt_prune(struct tlsrpt *t, const char *before_day, char **error_r);
+
 #endif

@@ -749,6 +749,7 @@ queue_start(struct child_ctx *ctx, char **error_r)
 	if (queue_send_start(ctx, error_r) < 0)
 		return -1;
 	queue_dmarc_start(ctx);
+	queue_tlsrpt_start(ctx);
 	return 0;
 }
 
@@ -784,6 +785,7 @@ queue_finish(struct child_ctx *ctx)
 	event_free(q->tick);
 	event_free(q->kick);
 	queue_dmarc_stop(ctx);
+	queue_tlsrpt_stop(ctx);
 	spool_close(&q->spool);
 	child_exit(ctx);
 }

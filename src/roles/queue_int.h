@@ -140,6 +140,10 @@ bool queue_outbox_reply(struct child_ctx *ctx, struct ipc_msg *msg);
 void queue_outbox_run(struct child_ctx *ctx);
 void queue_outbox_link_down(struct child_ctx *ctx);
 
+/* queue_tlsrpt.c: the daily TLS-RPT reports (RFC 8460). */
+void queue_tlsrpt_start(struct child_ctx *ctx);
+void queue_tlsrpt_stop(struct child_ctx *ctx);
+
 /* queue_sign.c: DKIM signatures for queue's own messages (those
  * queue_inject commits with SPOOL_FLAG_SIGN), made by lookup. */
 void queue_sign_run(struct child_ctx *ctx);

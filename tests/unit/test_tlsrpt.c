@@ -171,6 +171,70 @@ test_threads(void **state)
 	assert_int_equal(ko, 0);
 }
 
+/* The report side: days before a given one, their rows, forgetting. */
+static void
+test_reports(void **state)
+{
+	struct fixture *f = *state;
+	struct tlsrpt_key *keys = NULL;
+	struct tlsrpt_entry *e = NULL;
+	char *error = NULL, day1[11], day2[11];
+	size_t n = 0;
+
+	tlsrpt_day(DAY1_MS, day1);
+	tlsrpt_day(DAY2_MS, day2);
+	assert_string_not_equal(day1, day2);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(
+		    tlsrpt_record(f->t, DAY1_MS, "a.example", TLSRPT_POLICY_STS,
+		                  "mx.a.example", TLSRPT_SUCCESS, NULL, &error),
+		    0);
+	assert_int_equal(tlsrpt_record(f->t, DAY1_MS, "a.example",
+	                               TLSRPT_POLICY_STS, "mx.a.example",
+	                               TLSRPT_CERTIFICATE_NOT_TRUSTED,
+	                               "self-signed", &error),
+	                 0);
+	assert_int_equal(tlsrpt_record(f->t, DAY1_MS, "b.example",
+	                               TLSRPT_POLICY_NONE, "mx.b.example",
+	                               TLSRPT_SUCCESS, NULL, &error),
+	                 0);
+	assert_int_equal(tlsrpt_record(f->t, DAY2_MS, "a.example",
+	                               TLSRPT_POLICY_STS, "mx.a.example",
+	                               TLSRPT_SUCCESS, NULL, &error),
+	                 0);
+
+	/* Before day2: day1's two domains, in order; nothing before day1. */
+	assert_int_equal(tlsrpt_due(f->t, day2, 10, &keys, &n, &error), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(keys[0].day, day1);
+	assert_string_equal(keys[0].domain, "a.example");
+	assert_string_equal(keys[1].domain, "b.example");
+	assert_int_equal(tlsrpt_entries(f->t, &keys[0], &e, &n, &error), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(e[0].policy, "sts");
+	assert_string_equal(e[0].result, "certificate-not-trusted");
+	assert_string_equal(e[0].detail, "self-signed");
+	assert_int_equal(e[0].count, 1);
+	assert_string_equal(e[1].result, "success");
+	assert_string_equal(e[1].detail, "");
+	assert_int_equal(e[1].count, 3);
+	tlsrpt_entries_free(&e, n);
+
+	assert_int_equal(tlsrpt_forget(f->t, &keys[0], &error), 0);
+	free(keys);
+	assert_int_equal(tlsrpt_due(f->t, day2, 10, &keys, &n, &error), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(keys[0].domain, "b.example");
+	free(keys);
+	/* Pruning before day2 drops b's row, not day2's. */
+	assert_int_equal(tlsrpt_prune(f->t, day2, &error), 1);
+	assert_int_equal(tlsrpt_due(f->t, "9999-12-31", 10, &keys, &n, &error),
+	                 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(keys[0].day, day2);
+	free(keys);
+}
+
 int
 main(void)
 {
@@ -179,6 +243,7 @@ main(void)
 	                                    setup, teardown),
 	    cmocka_unit_test(test_names),
 	    cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reports, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

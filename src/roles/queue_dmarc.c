@@ -53,22 +53,9 @@
 #define KEEP_S (7 * 24 * 3600)
 #define GZIP_MAX (16u * 1024 * 1024)
 #define MESSAGE_MAX (24u * 1024 * 1024)
-enum rua_state {
-	RUA_SEND,     /* the worker built its message */
-	RUA_ASKED,    /* with queue_outbox.c */
-	RUA_SENT,     /* committed to the spool */
-	RUA_DROPPED,  /* never will be sent (why says so) */
-	RUA_TEMPFAIL, /* not now (why says so) */
-};
-
 struct rua_out {
 	char uri[DMARC_URI_MAX + 1];
 	uint64_t size_max;
-	char address[DMARC_AGG_ADDRESS_MAX + 1];
-	enum rua_state state;
-	const char *why;
-	struct buf msg;
-	struct report_out *report;
 };
 
 struct report_out {
@@ -77,17 +64,15 @@ struct report_out {
 	char report_id[DMARC_AGG_REPORT_ID_MAX + 1];
 	size_t nrua;
 	struct rua_out rua[DMARC_AGG_RUA_MAX];
-	bool finished;
 };
 
 struct run {
 	struct child_ctx *ctx;
 	char *hostname, *from;
 	struct ma_dns dns;
-	uint64_t started_ms;
-	bool working; /* the worker has it */
 	size_t n;
 	struct report_out *reports;
+	struct report_batch *batch; /* the messages, built on the worker */
 };
 
 /* One queue per process. */
@@ -181,35 +166,36 @@ same_org(const struct psl *psl, const char *a, const char *b)
 	return strcmp(oa, ob) == 0;
 }
 
-/* §7.1: the rua domain agrees to get policy's reports. */
-static void
+/* §7.1: the rua domain agrees to get policy's reports: NULL, or why not
+ * (with *later when DNS could not say now). */
+static const char *
 verify_destination(const struct run *run, const char *policy,
-                   const char *domain, struct rua_out *o)
+                   const char *domain, bool *later)
 {
 	struct ma_dns_answer ans;
 	char name[DMARC_DOMAIN_MAX + 1];
+	const char *why = NULL;
 
-	if (dmarc_agg_auth_name(policy, domain, name, sizeof(name)) < 0) {
-		o->state = RUA_DROPPED;
-		o->why = "unauthorized";
-		return;
-	}
+	*later = false;
+	if (dmarc_agg_auth_name(policy, domain, name, sizeof(name)) < 0)
+		return "unauthorized";
 	memset(&ans, 0, sizeof(ans));
 	if (run->dns.lookup(run->dns.arg, name, MA_DNS_TXT, &ans) < 0 ||
 	    ans.status == MA_DNS_TEMPFAIL) {
-		o->state = RUA_TEMPFAIL;
-		o->why = "dns";
+		*later = true;
+		why = "dns";
 	} else if (ans.status != MA_DNS_OK ||
 	           !dmarc_agg_auth_ok(ans.rr, ans.count)) {
-		o->state = RUA_DROPPED;
-		o->why = "unauthorized";
+		why = "unauthorized";
 	}
 	ma_dns_answer_clear(&ans);
+	return why;
 }
 
 static void
-build_report(struct run *run, const struct psl *psl, struct report_out *r)
+build_report(struct run *run, const struct psl *psl, size_t ri)
 {
+	struct report_out *r = &run->reports[ri];
 	const struct dmarc_store_report *rep = &r->rep;
 	struct dmarc_agg_meta meta = {
 	    .org_name = run->hostname,
@@ -228,11 +214,13 @@ build_report(struct run *run, const struct psl *psl, struct report_out *r)
 	    dmarc_agg_gzip(xml.data, xml.len, &gz) < 0)
 		fail = "too-big";
 	for (size_t i = 0; i < r->nrua; i++) {
-		struct rua_out *o = &r->rua[i];
+		const struct rua_out *o = &r->rua[i];
 		char domain[DMARC_DOMAIN_MAX + 1], msgid[DMARC_DOMAIN_MAX + 96];
+		char address[DMARC_AGG_ADDRESS_MAX + 1];
+		bool seen = false;
 		struct dmarc_agg_mail m = {
 		    .from = run->from,
-		    .to = o->address,
+		    .to = address,
 		    .hostname = run->hostname,
 		    .domain = rep->policy.domain,
 		    .report_id = r->report_id,
@@ -241,39 +229,49 @@ build_report(struct run *run, const struct psl *psl, struct report_out *r)
 		    .end = meta.end,
 		    .date = time(NULL),
 		};
+		const char *why;
+		bool later;
+		struct buf msg;
 
-		o->state = RUA_SEND;
 		if (fail != NULL) {
-			o->state = RUA_DROPPED;
-			o->why = fail;
+			report_batch_skip(run->batch, ri, o->uri, false, fail);
 			continue;
 		}
-		if (dmarc_agg_mailto(o->uri, o->address, domain) < 0) {
-			o->state = RUA_DROPPED;
-			o->why = "bad-uri";
+		if (dmarc_agg_mailto(o->uri, address, domain) < 0) {
+			report_batch_skip(run->batch, ri, o->uri, false,
+			                  "bad-uri");
 			continue;
 		}
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(r->rua[j].address, o->address) == 0) {
-				o->state = RUA_DROPPED;
-				o->why = "duplicate";
-			}
-		if (o->state != RUA_SEND)
+		for (size_t j = 0; j < i; j++) {
+			char other[DMARC_AGG_ADDRESS_MAX + 1];
+			char od[DMARC_DOMAIN_MAX + 1];
+
+			if (dmarc_agg_mailto(r->rua[j].uri, other, od) == 0 &&
+			    strcmp(other, address) == 0)
+				seen = true;
+		}
+		if (seen) {
+			report_batch_skip(run->batch, ri, address, false,
+			                  "duplicate");
 			continue;
-		if (!same_org(psl, rep->policy.domain, domain)) {
-			verify_destination(run, rep->policy.domain, domain, o);
-			if (o->state != RUA_SEND)
-				continue;
+		}
+		if (!same_org(psl, rep->policy.domain, domain) &&
+		    (why = verify_destination(run, rep->policy.domain, domain,
+		                              &later)) != NULL) {
+			report_batch_skip(run->batch, ri, address, later, why);
+			continue;
 		}
 		snprintf(msgid, sizeof(msgid), "<%s.%zu@%s>", r->report_id, i,
 		         run->hostname);
-		buf_init(&o->msg, MESSAGE_MAX);
-		if (dmarc_agg_message(&m, gz.data, gz.len, &o->msg) < 0 ||
-		    (o->size_max > 0 && o->msg.len > o->size_max)) {
-			o->state = RUA_DROPPED;
-			o->why = "too-big";
-			buf_free(&o->msg);
+		buf_init(&msg, MESSAGE_MAX);
+		if (dmarc_agg_message(&m, gz.data, gz.len, &msg) < 0 ||
+		    (o->size_max > 0 && msg.len > o->size_max)) {
+			buf_free(&msg);
+			report_batch_skip(run->batch, ri, address, false,
+			                  "too-big");
+			continue;
 		}
+		report_batch_add(run->batch, ri, address, &msg);
 	}
 	buf_free(&xml);
 	buf_free(&gz);
@@ -289,7 +287,7 @@ run_job(void *arg)
 
 	free(error); /* without it, every other domain is verified */
 	for (size_t i = 0; i < run->n; i++)
-		build_report(run, psl, &run->reports[i]);
+		build_report(run, psl, i);
 	psl_free(&psl);
 }
 
@@ -302,11 +300,9 @@ run_free(struct run **runp)
 
 	if (run == NULL)
 		return;
-	for (size_t i = 0; i < run->n; i++) {
+	for (size_t i = 0; i < run->n; i++)
 		dmarc_store_report_clear(&run->reports[i].rep);
-		for (size_t j = 0; j < run->reports[i].nrua; j++)
-			buf_free(&run->reports[i].rua[j].msg);
-	}
+	report_batch_free(&run->batch);
 	free(run->reports);
 	free(run->hostname);
 	free(run->from);
@@ -323,24 +319,42 @@ next_run_delay(const struct child_ctx *ctx)
 	return (now / len + 1) * len + AFTER_END_MS - now;
 }
 
-/* Every rua of r answered: the rows go when a report went out, or when
- * nothing failed only for now; else they wait for the next run. */
 static void
-report_finish(struct report_out *r)
+batch_log(struct child_ctx *ctx, void *owner, const struct report_msg *m,
+          const char *queue_id)
 {
-	struct dmarc_store *st = dm.store;
-	bool sent = false, later = false;
+	struct run *run = owner;
+	const struct report_out *r = &run->reports[m->report];
+
+	(void)ctx;
+	if (m->state == REPORT_SENT)
+		log_info(queue_id,
+		         "event=dmarc-report-sent domain=%s rua=%s records=%zu "
+		         "messages=%" PRIu64 " report_id=%s begin=%" PRId64
+		         " end=%" PRId64,
+		         r->period.domain, m->address, r->rep.nrows,
+		         r->rep.messages, r->report_id, r->period.begin,
+		         r->period.end - 1);
+	else
+		log_notice(NULL,
+		           "event=dmarc-report-not-sent domain=%s rua=%s "
+		           "reason=%s retry=%s report_id=%s",
+		           r->period.domain, m->address, m->why,
+		           m->state == REPORT_LATER ? "yes" : "no",
+		           r->report_id);
+}
+
+/* The rows go when a report went out, or when nothing failed only for
+ * now; else they wait for the next run. */
+static void
+batch_report_done(struct child_ctx *ctx, void *owner, size_t i, bool sent,
+                  bool later)
+{
+	struct run *run = owner;
+	const struct report_out *r = &run->reports[i];
 	char *error = NULL;
 
-	if (r->finished)
-		return;
-	for (size_t i = 0; i < r->nrua; i++) {
-		if (r->rua[i].state == RUA_ASKED)
-			return;
-		sent |= r->rua[i].state == RUA_SENT;
-		later |= r->rua[i].state == RUA_TEMPFAIL;
-	}
-	r->finished = true;
+	(void)ctx;
 	if (later && !sent) {
 		log_notice(NULL,
 		           "event=dmarc-report-deferred domain=%s "
@@ -348,8 +362,9 @@ report_finish(struct report_out *r)
 		           r->period.domain, r->report_id);
 		return;
 	}
-	if (st != NULL && dmarc_store_delete(st, r->period.domain,
-	                                     r->period.begin, &error) < 0) {
+	if (dm.store != NULL &&
+	    dmarc_store_delete(dm.store, r->period.domain, r->period.begin,
+	                       &error) < 0) {
 		log_error(NULL, "event=dmarc-store-failed error=%s", error);
 		free(error);
 	}
@@ -357,35 +372,22 @@ report_finish(struct report_out *r)
 
 /* Every report finished: the run is over; the next at the next period. */
 static void
-run_maybe_over(struct child_ctx *ctx)
+batch_done(struct child_ctx *ctx, void *owner)
 {
-	struct run *run = dm.run;
+	struct run *run = owner;
 
-	if (run == NULL || run->working)
-		return;
-	for (size_t i = 0; i < run->n; i++)
-		if (!run->reports[i].finished)
-			return;
-	run_free(&dm.run);
+	if (dm.run == run)
+		dm.run = NULL;
+	run_free(&run);
 	if (!ctx->stopping)
 		schedule(ctx, next_run_delay(ctx));
 }
 
-/* o is not sent, for good or for this run. */
-static void
-log_dropped(const struct report_out *r, const struct rua_out *o)
-{
-	log_notice(NULL,
-	           "event=dmarc-report-not-sent domain=%s rua=%s reason=%s "
-	           "retry=%s report_id=%s",
-	           r->period.domain,
-	           o->address[0] != '\0' ? o->address : o->uri, o->why,
-	           o->state == RUA_TEMPFAIL ? "yes" : "no", r->report_id);
-}
-
-static void rua_done(struct child_ctx *ctx, void *arg,
-                     enum queue_outbox_result res, const char *why,
-                     const char *queue_id);
+static const struct report_batch_ops batch_ops = {
+    .log = batch_log,
+    .report_done = batch_report_done,
+    .done = batch_done,
+};
 
 static void
 run_done(void *arg)
@@ -393,77 +395,13 @@ run_done(void *arg)
 	struct run *run = arg;
 	struct child_ctx *ctx = run->ctx;
 
-	run->working = false;
 	if (ctx->stopping || dm.run != run) {
 		if (dm.run == run)
 			dm.run = NULL;
 		run_free(&run);
 		return;
 	}
-	/* Each report's messages go to the outbox (its answers may come
-	 * at once, so every state is set before the first is sent). */
-	for (size_t i = 0; i < run->n; i++) {
-		struct report_out *r = &run->reports[i];
-
-		for (size_t j = 0; j < r->nrua; j++) {
-			struct rua_out *o = &r->rua[j];
-
-			o->report = r;
-			if (o->state == RUA_DROPPED || o->state == RUA_TEMPFAIL)
-				log_dropped(r, o);
-			else
-				o->state = RUA_ASKED;
-		}
-	}
-	run->working = true; /* no run_maybe_over() until all are out */
-	for (size_t i = 0; i < run->n; i++)
-		for (size_t j = 0; j < run->reports[i].nrua; j++) {
-			struct rua_out *o = &run->reports[i].rua[j];
-
-			if (o->state == RUA_ASKED)
-				queue_outbox_send(ctx, run->from, o->address,
-				                  &o->msg, rua_done, o);
-		}
-	run->working = false;
-	for (size_t i = 0; i < run->n; i++)
-		report_finish(&run->reports[i]);
-	run_maybe_over(ctx);
-}
-
-/* The outbox's answer about o. */
-static void
-rua_done(struct child_ctx *ctx, void *arg, enum queue_outbox_result res,
-         const char *why, const char *queue_id)
-{
-	struct rua_out *o = arg;
-	struct report_out *r = o->report;
-
-	switch (res) {
-	case QUEUE_OUTBOX_SENT:
-		o->state = RUA_SENT;
-		log_info(queue_id,
-		         "event=dmarc-report-sent domain=%s rua=%s records=%zu "
-		         "messages=%" PRIu64 " report_id=%s begin=%" PRId64
-		         " end=%" PRId64,
-		         r->period.domain, o->address, r->rep.nrows,
-		         r->rep.messages, r->report_id, r->period.begin,
-		         r->period.end - 1);
-		break;
-	case QUEUE_OUTBOX_LATER:
-		o->state = RUA_TEMPFAIL;
-		o->why = why;
-		log_dropped(r, o);
-		break;
-	case QUEUE_OUTBOX_NEVER:
-		o->state = RUA_DROPPED;
-		o->why = why;
-		log_dropped(r, o);
-		break;
-	}
-	if (dm.run != NULL && dm.run->working)
-		return; /* run_done finishes the reports */
-	report_finish(r);
-	run_maybe_over(ctx);
+	report_batch_send(ctx, run->batch);
 }
 
 static void
@@ -509,8 +447,8 @@ run_start(struct child_ctx *ctx)
 	run->from = ctx->cfg->dmarc_report_from[0] != '\0'
 	                ? xstrdup(ctx->cfg->dmarc_report_from)
 	                : xasprintf("postmaster@%s", ctx->cfg->hostname);
-	run->started_ms = clock_wall_ms();
 	run->reports = xcalloc(n, sizeof(*run->reports));
+	run->batch = report_batch_new(&batch_ops, run, run->from, n);
 	mailauth_dns_init(&run->dns, q->resolver);
 	for (size_t i = 0; i < n && rows < RUN_ROWS_MAX; i++) {
 		struct report_out *r = &run->reports[run->n];
@@ -558,7 +496,7 @@ run_start(struct child_ctx *ctx)
 		return;
 	}
 	log_info(NULL, "event=dmarc-reports-due reports=%zu", run->n);
-	run->working = true;
+	run->batch->nreports = run->n;
 	dm.run = run;
 	workpool_submit(q->pool, NULL, run_job, run_done, run);
 	/* Should lookup never answer. */
@@ -586,15 +524,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 static void
 schedule(struct child_ctx *ctx, uint64_t delay_ms)
 {
-	struct timeval tv = {
-	    .tv_sec = (time_t)(delay_ms / 1000),
-	    .tv_usec = (suseconds_t)(delay_ms % 1000) * 1000,
-	};
-
-	if (dm.timer == NULL)
-		dm.timer = evtimer_new(ctx->base, timer_cb, ctx);
-	if (dm.timer != NULL)
-		evtimer_add(dm.timer, &tv);
+	queue_timer_set(&dm.timer, ctx, timer_cb, delay_ms);
 }
 
 void

@@ -6,6 +6,7 @@
 #ifndef TERN_ROLES_QUEUE_INT_H
 #define TERN_ROLES_QUEUE_INT_H
 
+#include <event2/event.h>
 #include <openssl/ssl.h>
 #include <stdint.h>
 
@@ -143,6 +144,68 @@ void queue_outbox_link_down(struct child_ctx *ctx);
 /* queue_tlsrpt.c: the daily TLS-RPT reports (RFC 8460). */
 void queue_tlsrpt_start(struct child_ctx *ctx);
 void queue_tlsrpt_stop(struct child_ctx *ctx);
+
+/* A run's reports and their messages (queue_outbox.c). */
+enum report_state {
+	REPORT_READY,   /* built, to go */
+	REPORT_ASKED,   /* with the outbox */
+	REPORT_SENT,    /* committed to the spool */
+	REPORT_DROPPED, /* never (why) */
+	REPORT_LATER,   /* not now (why): a next run may */
+};
+
+struct report_batch;
+
+struct report_msg {
+	size_t report;     /* the owner's report index */
+	char address[320]; /* the address, or the URI it could not use */
+	enum report_state state;
+	const char *why;
+	struct buf msg;
+	struct report_batch *batch;
+};
+
+struct report_batch_ops {
+	/* A message's outcome (queue_id when sent), or why it never went
+	 * out, for the log. */
+	void (*log)(struct child_ctx *ctx, void *owner,
+	            const struct report_msg *m, const char *queue_id);
+	/* Every message of report i is answered: one went (sent), or one
+	 * may go at a later run (later). */
+	void (*report_done)(struct child_ctx *ctx, void *owner, size_t i,
+	                    bool sent, bool later);
+	/* Every report is done: the owner may free the batch. */
+	void (*done)(struct child_ctx *ctx, void *owner);
+};
+
+struct report_batch {
+	const struct report_batch_ops *ops;
+	void *owner;
+	char *from;
+	size_t nreports;
+	struct report_msg *msgs;
+	size_t nmsgs;
+	bool *finished; /* per report */
+	bool sending;
+};
+
+struct report_batch *report_batch_new(const struct report_batch_ops *ops,
+                                      void *owner, const char *from,
+                                      size_t nreports);
+/* A message for report i (msg taken); or one that will not go now
+ * (later) or ever. Any thread, before report_batch_send. */
+void report_batch_add(struct report_batch *b, size_t report,
+                      const char *address, struct buf *msg);
+void report_batch_skip(struct report_batch *b, size_t report,
+                       const char *address, bool later, const char *why);
+/* Send them all (on the loop); the callbacks may run before it returns.
+ * A report without messages is done at once (neither sent nor later). */
+void report_batch_send(struct child_ctx *ctx, struct report_batch *b);
+void report_batch_free(struct report_batch **b);
+
+/* (Re)arm a one-shot timer made on first use. */
+void queue_timer_set(struct event **ev, struct child_ctx *ctx,
+                     event_callback_fn cb, uint64_t delay_ms);
 
 /* queue_sign.c: DKIM signatures for queue's own messages (those
  * queue_inject commits with SPOOL_FLAG_SIGN), made by lookup. */

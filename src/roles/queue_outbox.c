@@ -3,9 +3,13 @@
  * here, an alias, or another domain, as for a DSN), then the message is
  * committed to the spool from the report address with NOTIFY=NEVER (no
  * report may bounce into a loop) and queue_sign.c signs it. The caller
- * learns the outcome through its callback, on the loop.
+ * learns the outcome through its callback, on the loop. A batch is one
+ * run's reports with their messages: its owner hears when each report's
+ * messages are all answered, and when all reports are.
  * SECURITY: the address was parsed by the caller (dmarc_agg_mailto,
  * tlsrpt_mailto); lookup resolves it like any recipient. */
+#include <event2/event.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -174,4 +178,160 @@ queue_outbox_link_down(struct child_ctx *ctx)
 		if (ob.item[i].active)
 			item_finish(ctx, &ob.item[i], QUEUE_OUTBOX_LATER,
 			            "lookup-down", NULL);
+}
+
+/* ------------------------------------------------------------- batches */
+
+struct report_batch *
+report_batch_new(const struct report_batch_ops *ops, void *owner,
+                 const char *from, size_t nreports)
+{
+	struct report_batch *b = xcalloc(1, sizeof(*b));
+
+	b->ops = ops;
+	b->owner = owner;
+	b->from = xstrdup(from);
+	b->nreports = nreports;
+	b->finished = xcalloc(nreports > 0 ? nreports : 1, sizeof(bool));
+	return b;
+}
+
+static struct report_msg *
+batch_msg(struct report_batch *b, size_t report, const char *address)
+{
+	struct report_msg *m;
+
+	b->msgs = xreallocarray(b->msgs, b->nmsgs + 1, sizeof(*b->msgs));
+	m = &b->msgs[b->nmsgs++];
+	memset(m, 0, sizeof(*m));
+	m->report = report;
+	snprintf(m->address, sizeof(m->address), "%s", address);
+	return m;
+}
+
+void
+report_batch_add(struct report_batch *b, size_t report, const char *address,
+                 struct buf *msg)
+{
+	struct report_msg *m = batch_msg(b, report, address);
+
+	m->state = REPORT_READY;
+	m->msg = *msg;
+	memset(msg, 0, sizeof(*msg));
+}
+
+void
+report_batch_skip(struct report_batch *b, size_t report, const char *address,
+                  bool later, const char *why)
+{
+	struct report_msg *m = batch_msg(b, report, address);
+
+	m->state = later ? REPORT_LATER : REPORT_DROPPED;
+	m->why = why;
+}
+
+/* Report i is done when none of its messages waits: the owner hears
+ * whether one went, and whether one may go at a later run. */
+static void
+batch_report_check(struct child_ctx *ctx, struct report_batch *b, size_t i)
+{
+	bool sent = false, later = false;
+
+	if (b->finished[i])
+		return;
+	for (size_t k = 0; k < b->nmsgs; k++) {
+		const struct report_msg *m = &b->msgs[k];
+
+		if (m->report != i)
+			continue;
+		if (m->state == REPORT_READY || m->state == REPORT_ASKED)
+			return;
+		sent |= m->state == REPORT_SENT;
+		later |= m->state == REPORT_LATER;
+	}
+	b->finished[i] = true;
+	b->ops->report_done(ctx, b->owner, i, sent, later);
+}
+
+static void
+batch_check(struct child_ctx *ctx, struct report_batch *b)
+{
+	if (b->sending)
+		return; /* report_batch_send checks when all are out */
+	for (size_t i = 0; i < b->nreports; i++)
+		batch_report_check(ctx, b, i);
+	for (size_t i = 0; i < b->nreports; i++)
+		if (!b->finished[i])
+			return;
+	b->ops->done(ctx, b->owner);
+}
+
+static void
+batch_msg_done(struct child_ctx *ctx, void *arg, enum queue_outbox_result r,
+               const char *why, const char *queue_id)
+{
+	struct report_msg *m = arg;
+	struct report_batch *b = m->batch;
+
+	m->state = r == QUEUE_OUTBOX_SENT    ? REPORT_SENT
+	           : r == QUEUE_OUTBOX_LATER ? REPORT_LATER
+	                                     : REPORT_DROPPED;
+	m->why = why;
+	b->ops->log(ctx, b->owner, m, queue_id);
+	batch_check(ctx, b);
+}
+
+void
+report_batch_send(struct child_ctx *ctx, struct report_batch *b)
+{
+	/* Answers may come at once: every state is set, and the batch
+	 * marked sending, before the first message goes. */
+	b->sending = true;
+	for (size_t k = 0; k < b->nmsgs; k++) {
+		struct report_msg *m = &b->msgs[k];
+
+		m->batch = b;
+		if (m->state == REPORT_READY)
+			m->state = REPORT_ASKED;
+		else
+			b->ops->log(ctx, b->owner, m, NULL);
+	}
+	for (size_t k = 0; k < b->nmsgs; k++)
+		if (b->msgs[k].state == REPORT_ASKED)
+			queue_outbox_send(ctx, b->from, b->msgs[k].address,
+			                  &b->msgs[k].msg, batch_msg_done,
+			                  &b->msgs[k]);
+	b->sending = false;
+	batch_check(ctx, b);
+}
+
+void
+report_batch_free(struct report_batch **bp)
+{
+	struct report_batch *b = *bp;
+
+	if (b == NULL)
+		return;
+	for (size_t k = 0; k < b->nmsgs; k++)
+		buf_free(&b->msgs[k].msg);
+	free(b->msgs);
+	free(b->finished);
+	free(b->from);
+	free(b);
+	*bp = NULL;
+}
+
+void
+queue_timer_set(struct event **ev, struct child_ctx *ctx, event_callback_fn cb,
+                uint64_t delay_ms)
+{
+	struct timeval tv = {
+	    .tv_sec = (time_t)(delay_ms / 1000),
+	    .tv_usec = (suseconds_t)(delay_ms % 1000) * 1000,
+	};
+
+	if (*ev == NULL)
+		*ev = evtimer_new(ctx->base, cb, ctx);
+	if (*ev != NULL)
+		evtimer_add(*ev, &tv);
 }

@@ -43,34 +43,13 @@
 #define GZIP_MAX (4u * 1024 * 1024)
 #define MESSAGE_MAX (8u * 1024 * 1024)
 
-enum out_state {
-	OUT_SEND,    /* built, to go to the outbox */
-	OUT_ASKED,   /* with the outbox */
-	OUT_SENT,    /* committed to the spool */
-	OUT_DROPPED, /* never (why) */
-	OUT_LATER,   /* not now (why) */
-};
-
-struct report;
-
-struct out {
-	char uri[TLSRPT_URI_MAX + 1];
-	char address[TLSRPT_ADDRESS_MAX + 1];
-	enum out_state state;
-	const char *why;
-	struct buf msg;
-	struct report *r;
-};
-
 struct report {
 	struct tlsrpt_key key;
 	struct tlsrpt_entry *entries;
 	size_t nentries;
 	char report_id[TLSRPT_TEXT_MAX + 64];
 	bool dns_later; /* the record could not be read now */
-	size_t nout;
-	struct out out[TLSRPT_RUA_MAX];
-	bool finished;
+	struct tlsrpt_policy_record rec;
 };
 
 struct run {
@@ -78,10 +57,10 @@ struct run {
 	char *hostname, *from;
 	struct ma_dns dns;
 	struct mtasts_cache *sts_cache;
-	bool working;
 	bool later; /* something is left for the next run */
 	size_t n;
 	struct report *reports;
+	struct report_batch *batch; /* the messages, built on the worker */
 };
 
 static struct {
@@ -129,12 +108,12 @@ sts_text_clear(struct sts_text *t)
 	mtasts_policy_clear(&t->p);
 }
 
-/* The record at _smtp._tls.DOMAIN: its rua URIs into r, or why not. */
+/* The record at _smtp._tls.DOMAIN into r->rec: -1 when there is none
+ * (nobody wants the report) or it could not be read now (dns_later). */
 static int
 read_record(struct run *run, struct report *r)
 {
 	struct ma_dns_answer ans;
-	struct tlsrpt_policy_record rec;
 	char name[TLSRPT_TEXT_MAX + 16];
 	int rc = 0;
 
@@ -146,21 +125,17 @@ read_record(struct run *run, struct report *r)
 		rc = -1;
 	} else if (ans.status != MA_DNS_OK ||
 	           tlsrpt_policy_parse((const char *const *)ans.rr, ans.count,
-	                               &rec) < 0) {
-		rc = -1; /* no record: nobody wants the report */
-	} else {
-		r->nout = rec.nrua;
-		for (size_t i = 0; i < rec.nrua; i++)
-			snprintf(r->out[i].uri, sizeof(r->out[i].uri), "%s",
-			         rec.rua[i]);
+	                               &r->rec) < 0) {
+		rc = -1;
 	}
 	ma_dns_answer_clear(&ans);
 	return rc;
 }
 
 static void
-build_report(struct run *run, struct report *r)
+build_report(struct run *run, size_t ri)
 {
+	struct report *r = &run->reports[ri];
 	struct tlsrpt_row *rows = xcalloc(r->nentries, sizeof(*rows));
 	struct sts_text sts;
 	struct tlsrpt_report_meta meta = {
@@ -203,12 +178,13 @@ build_report(struct run *run, struct report *r)
 	if (tlsrpt_report_json(&meta, rows, r->nentries, &json) < 0 ||
 	    dmarc_agg_gzip(json.data, json.len, &gz) < 0)
 		fail = "too-big";
-	for (size_t i = 0; i < r->nout; i++) {
-		struct out *o = &r->out[i];
+	for (size_t i = 0; i < r->rec.nrua; i++) {
+		const char *uri = r->rec.rua[i];
+		char address[TLSRPT_ADDRESS_MAX + 1];
 		char msgid[TLSRPT_TEXT_MAX + 128];
 		struct tlsrpt_mail m = {
 		    .from = run->from,
-		    .to = o->address,
+		    .to = address,
 		    .submitter = run->hostname,
 		    .domain = r->key.domain,
 		    .report_id = r->report_id,
@@ -217,35 +193,34 @@ build_report(struct run *run, struct report *r)
 		    .end = meta.end,
 		    .date = time(NULL),
 		};
+		struct buf msg;
+		bool seen = false;
 
-		o->state = OUT_SEND;
 		if (fail != NULL) {
-			o->state = OUT_DROPPED;
-			o->why = fail;
+			report_batch_skip(run->batch, ri, uri, false, fail);
 			continue;
 		}
-		if (tlsrpt_mailto(o->uri, o->address) < 0) {
-			o->state = OUT_DROPPED;
-			o->why = strncasecmp(o->uri, "https:", 6) == 0
-			             ? "https-not-supported"
-			             : "bad-uri";
+		if (tlsrpt_mailto(uri, address) < 0) {
+			report_batch_skip(run->batch, ri, uri, false,
+			                  strncasecmp(uri, "https:", 6) == 0
+			                      ? "https-not-supported"
+			                      : "bad-uri");
 			continue;
 		}
 		for (size_t j = 0; j < i; j++)
-			if (strcmp(r->out[j].address, o->address) == 0) {
-				o->state = OUT_DROPPED;
-				o->why = "duplicate";
-			}
-		if (o->state != OUT_SEND)
-			continue;
+			seen |= strcmp(r->rec.rua[j], uri) == 0;
+		if (seen)
+			continue; /* tlsrpt_policy_parse keeps each URI once */
 		snprintf(msgid, sizeof(msgid), "<%s.%zu@%s>", r->report_id, i,
 		         run->hostname);
-		buf_init(&o->msg, MESSAGE_MAX);
-		if (tlsrpt_report_message(&m, gz.data, gz.len, &o->msg) < 0) {
-			o->state = OUT_DROPPED;
-			o->why = "too-big";
-			buf_free(&o->msg);
+		buf_init(&msg, MESSAGE_MAX);
+		if (tlsrpt_report_message(&m, gz.data, gz.len, &msg) < 0) {
+			buf_free(&msg);
+			report_batch_skip(run->batch, ri, address, false,
+			                  "too-big");
+			continue;
 		}
+		report_batch_add(run->batch, ri, address, &msg);
 	}
 	sts_text_clear(&sts);
 	buf_free(&json);
@@ -259,7 +234,7 @@ run_job(void *arg)
 	struct run *run = arg;
 
 	for (size_t i = 0; i < run->n; i++)
-		build_report(run, &run->reports[i]);
+		build_report(run, i);
 }
 
 /* ---------------------------------------------------- back on the loop */
@@ -271,12 +246,10 @@ run_free(struct run **runp)
 
 	if (run == NULL)
 		return;
-	for (size_t i = 0; i < run->n; i++) {
+	for (size_t i = 0; i < run->n; i++)
 		tlsrpt_entries_free(&run->reports[i].entries,
 		                    run->reports[i].nentries);
-		for (size_t j = 0; j < run->reports[i].nout; j++)
-			buf_free(&run->reports[i].out[j].msg);
-	}
+	report_batch_free(&run->batch);
 	free(run->reports);
 	free(run->hostname);
 	free(run->from);
@@ -294,40 +267,41 @@ next_day_delay(void)
 }
 
 static void
-log_not_sent(const struct report *r, const struct out *o)
+batch_log(struct child_ctx *ctx, void *owner, const struct report_msg *m,
+          const char *queue_id)
 {
-	log_notice(NULL,
-	           "event=tlsrpt-report-not-sent domain=%s day=%s rua=%s "
-	           "reason=%s retry=%s",
-	           r->key.domain, r->key.day,
-	           o->address[0] != '\0' ? o->address : o->uri, o->why,
-	           o->state == OUT_LATER ? "yes" : "no");
+	struct run *run = owner;
+	const struct report *r = &run->reports[m->report];
+
+	(void)ctx;
+	if (m->state == REPORT_SENT)
+		log_info(queue_id,
+		         "event=tlsrpt-report-sent domain=%s day=%s rua=%s "
+		         "report_id=%s",
+		         r->key.domain, r->key.day, m->address, r->report_id);
+	else
+		log_notice(NULL,
+		           "event=tlsrpt-report-not-sent domain=%s day=%s "
+		           "rua=%s reason=%s retry=%s",
+		           r->key.domain, r->key.day, m->address, m->why,
+		           m->state == REPORT_LATER ? "yes" : "no");
 }
 
-/* Every rua answered: the rows go when a report went out or none ever
- * will; else they wait for the next run. */
+/* The rows go when a report went out or none ever will; else they wait
+ * for the next run. */
 static void
-report_finish(struct queue *q, struct run *run, struct report *r)
+batch_report_done(struct child_ctx *ctx, void *owner, size_t i, bool sent,
+                  bool later)
 {
-	bool sent = false, later = r->dns_later;
+	struct queue *q = ctx->role;
+	struct run *run = owner;
+	struct report *r = &run->reports[i];
 	char *error = NULL;
 
-	if (r->finished)
-		return;
-	for (size_t i = 0; i < r->nout; i++) {
-		if (r->out[i].state == OUT_ASKED || r->out[i].state == OUT_SEND)
-			return;
-		sent |= r->out[i].state == OUT_SENT;
-		later |= r->out[i].state == OUT_LATER;
-	}
-	r->finished = true;
-	if (later && !sent) {
+	if (r->dns_later || (later && !sent)) {
 		run->later = true;
 		return;
 	}
-	if (r->nout == 0 && !r->dns_later)
-		log_debug(NULL, "event=tlsrpt-no-record domain=%s day=%s",
-		          r->key.domain, r->key.day);
 	if (tlsrpt_forget(q->tlsrpt, &r->key, &error) < 0) {
 		log_error(NULL, "event=tlsrpt-store-failed error=%s", error);
 		free(error);
@@ -335,53 +309,23 @@ report_finish(struct queue *q, struct run *run, struct report *r)
 }
 
 static void
-run_maybe_over(struct child_ctx *ctx)
+batch_done(struct child_ctx *ctx, void *owner)
 {
-	struct run *run = tr.run;
-	bool later;
+	struct run *run = owner;
+	bool later = run->later;
 
-	if (run == NULL || run->working)
-		return;
-	for (size_t i = 0; i < run->n; i++)
-		if (!run->reports[i].finished)
-			return;
-	later = run->later;
-	run_free(&tr.run);
+	if (tr.run == run)
+		tr.run = NULL;
+	run_free(&run);
 	if (!ctx->stopping)
 		schedule(ctx, later ? RETRY_MS : next_day_delay());
 }
 
-static void
-out_done(struct child_ctx *ctx, void *arg, enum queue_outbox_result res,
-         const char *why, const char *queue_id)
-{
-	struct out *o = arg;
-	struct report *r = o->r;
-
-	switch (res) {
-	case QUEUE_OUTBOX_SENT:
-		o->state = OUT_SENT;
-		log_info(queue_id,
-		         "event=tlsrpt-report-sent domain=%s day=%s rua=%s "
-		         "report_id=%s",
-		         r->key.domain, r->key.day, o->address, r->report_id);
-		break;
-	case QUEUE_OUTBOX_LATER:
-		o->state = OUT_LATER;
-		o->why = why;
-		log_not_sent(r, o);
-		break;
-	case QUEUE_OUTBOX_NEVER:
-		o->state = OUT_DROPPED;
-		o->why = why;
-		log_not_sent(r, o);
-		break;
-	}
-	if (tr.run == NULL || tr.run->working)
-		return; /* run_done finishes the reports */
-	report_finish(ctx->role, tr.run, r);
-	run_maybe_over(ctx);
-}
+static const struct report_batch_ops batch_ops = {
+    .log = batch_log,
+    .report_done = batch_report_done,
+    .done = batch_done,
+};
 
 static void
 run_done(void *arg)
@@ -395,30 +339,7 @@ run_done(void *arg)
 		run_free(&run);
 		return;
 	}
-	/* working stays set while the messages go out: answers may come at
-	 * once, and the reports are finished here after. */
-	for (size_t i = 0; i < run->n; i++)
-		for (size_t j = 0; j < run->reports[i].nout; j++) {
-			struct out *o = &run->reports[i].out[j];
-
-			o->r = &run->reports[i];
-			if (o->state == OUT_SEND)
-				o->state = OUT_ASKED;
-			else
-				log_not_sent(o->r, o);
-		}
-	for (size_t i = 0; i < run->n; i++)
-		for (size_t j = 0; j < run->reports[i].nout; j++) {
-			struct out *o = &run->reports[i].out[j];
-
-			if (o->state == OUT_ASKED)
-				queue_outbox_send(ctx, run->from, o->address,
-				                  &o->msg, out_done, o);
-		}
-	run->working = false;
-	for (size_t i = 0; i < run->n; i++)
-		report_finish(ctx->role, run, &run->reports[i]);
-	run_maybe_over(ctx);
+	report_batch_send(ctx, run->batch);
 }
 
 static void
@@ -467,6 +388,7 @@ run_start(struct child_ctx *ctx)
 	                : xasprintf("postmaster@%s", ctx->cfg->hostname);
 	run->sts_cache = q->sts_cache;
 	run->reports = xcalloc(n, sizeof(*run->reports));
+	run->batch = report_batch_new(&batch_ops, run, run->from, n);
 	mailauth_dns_init(&run->dns, q->resolver);
 	for (size_t i = 0; i < n; i++) {
 		struct report *r = &run->reports[run->n];
@@ -486,7 +408,7 @@ run_start(struct child_ctx *ctx)
 	}
 	free(keys);
 	log_info(NULL, "event=tlsrpt-reports-due reports=%zu", run->n);
-	run->working = true;
+	run->batch->nreports = run->n;
 	tr.run = run;
 	workpool_submit(q->pool, NULL, run_job, run_done, run);
 }
@@ -512,15 +434,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 static void
 schedule(struct child_ctx *ctx, uint64_t delay_ms)
 {
-	struct timeval tv = {
-	    .tv_sec = (time_t)(delay_ms / 1000),
-	    .tv_usec = (suseconds_t)(delay_ms % 1000) * 1000,
-	};
-
-	if (tr.timer == NULL)
-		tr.timer = evtimer_new(ctx->base, timer_cb, ctx);
-	if (tr.timer != NULL)
-		evtimer_add(tr.timer, &tv);
+	queue_timer_set(&tr.timer, ctx, timer_cb, delay_ms);
 }
 
 void

@@ -635,6 +635,15 @@ rcpt_srs_senders(struct lookup *l, const struct config *cfg,
 		         mail_from, why);
 		return;
 	}
+	if (strrchr(srs, '@') - srs > ADDRESS_LOCAL_MAX) {
+		/* A bounce to it would not pass our own RCPT (RFC 5321
+		 * 4.5.3.1.1: 64 octets of local part): as it is, too. */
+		log_warn(NULL,
+		         "event=srs-failed sender=<%s> "
+		         "reason=local-part-too-long",
+		         mail_from);
+		return;
+	}
 	f->sender = xcalloc(f->n, sizeof(char *));
 	for (size_t i = 0; i < f->n; i++)
 		if (f->how[i] & IPC_RCPT_FORWARDED)

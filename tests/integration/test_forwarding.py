@@ -126,9 +126,9 @@ def wait_raw(t, domain, local, subject, timeout=20):
     return found[0]
 
 
-def original(subject, keys):
+def original(subject, keys, sender=BOSS):
     pem, _ = keys
-    msg = (f"From: {BOSS}\r\nTo: {ALIAS}\r\nSubject: {subject}\r\n"
+    msg = (f"From: {sender}\r\nTo: {ALIAS}\r\nSubject: {subject}\r\n"
            f"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
            f"Message-ID: <{subject}@origin.example>\r\n\r\n"
            f"A message for the team.\r\n").encode()
@@ -258,3 +258,17 @@ def test_local_sender_is_not_rewritten_nor_sealed(fwd, dest):
     raw = wait_raw(dest, "dest.example", "carol", "fwd-4")
     assert fields(raw, "Return-Path") == [f"<{DAN}>"]
     assert fields(raw, "ARC-Seal") == []
+
+
+def test_sender_too_long_for_srs_goes_as_it_is(fwd, dest, keys):
+    """An SRS address whose local part would pass 64 octets could not come
+    back through our own RCPT: the copy keeps its sender (logged)."""
+    long_sender = "a-rather-long-mailbox-name-for-testing.srs@origin.example"
+    mark = fwd.log_mark()
+    # Signed by origin.example: DMARC still passes at dest through DKIM.
+    send_mx(fwd, long_sender, [ALIAS],
+            original("fwd-5", keys, sender=long_sender))
+    raw = wait_raw(dest, "dest.example", "carol", "fwd-5")
+    assert fields(raw, "Return-Path") == [f"<{long_sender}>"]
+    assert fwd.wait_log(r"event=srs-failed sender=<a-rather-long[^>]*> "
+                        r"reason=local-part-too-long", since=mark)

@@ -143,7 +143,8 @@ json_message(const struct spool_info *m, const char *indent)
 	cli_json_string(stdout, m->mail_from);
 	printf(", \"size\": %llu, \"arrival\": ", (unsigned long long)m->size);
 	json_time(m->created_ms);
-	printf(", \"held\": %s, \"auth_user\": ", m->held ? "true" : "false");
+	printf(", \"held\": %s, \"signing\": %s, \"auth_user\": ",
+	       m->held ? "true" : "false", m->signing ? "true" : "false");
 	json_str_or_null(m->auth_user);
 	fputs(", \"client_ip\": ", stdout);
 	json_str_or_null(m->client_ip);
@@ -175,7 +176,11 @@ json_message(const struct spool_info *m, const char *indent)
 		json_str_or_null(r->diagnostic);
 		fputs(", \"remote_mta\": ", stdout);
 		json_str_or_null(r->remote_mta);
-		printf(", \"local\": %s}", r->local ? "true" : "false");
+		fputs(", \"sender\": ", stdout);
+		json_str_or_null(r->sender);
+		printf(", \"forwarded\": %s, \"local\": %s}",
+		       r->forwarded ? "true" : "false",
+		       r->local ? "true" : "false");
 	}
 	if (m->nrcpts > 0)
 		printf("\n%s]}", indent);
@@ -203,6 +208,8 @@ text_message_line(const struct spool_info *m)
 	text_sender(m->mail_from);
 	if (m->held)
 		fputs("  HELD", stdout);
+	if (m->signing)
+		fputs("  SIGNING", stdout);
 	putchar('\n');
 }
 
@@ -247,6 +254,8 @@ text_show(const struct spool_info *m)
 	format_time(m->created_ms, t);
 	printf("\nsize: %llu\narrival: %s\nheld: %s\n",
 	       (unsigned long long)m->size, t, m->held ? "yes" : "no");
+	if (m->signing)
+		fputs("signing: waiting for its DKIM signatures\n", stdout);
 	text_field("auth_user", m->auth_user);
 	text_field("client_ip", m->client_ip);
 	for (size_t i = 0; i < m->nrcpts; i++) {
@@ -271,6 +280,13 @@ text_show(const struct spool_info *m)
 		if (r->orcpt != NULL) {
 			fputs("  ", stdout);
 			text_field("orcpt", r->orcpt);
+		}
+		if (r->forwarded)
+			fputs("  forwarded: yes\n", stdout);
+		if (r->sender != NULL) {
+			fputs("  sender: ", stdout);
+			text_sender(r->sender);
+			putchar('\n');
 		}
 		if (r->remote_mta != NULL) {
 			fputs("  ", stdout);

@@ -200,12 +200,13 @@ static const char *const spool_sql[ST_COUNT] = {
                      " WHERE id = ?1 AND dsn = 1 ORDER BY rowid",
     [ST_DSN_CLEAR] = "UPDATE rcpts SET dsn = 0 WHERE id = ?1 AND dsn = 1",
     [ST_INFO_LIST] = "SELECT id, mail_from, auth_user, client_ip, size,"
-                     " created_ms, held FROM messages"
+                     " created_ms, held, flags FROM messages"
                      " ORDER BY created_ms, rowid",
     [ST_INFO_GET] = "SELECT id, mail_from, auth_user, client_ip, size,"
-                    " created_ms, held FROM messages WHERE id = ?1",
+                    " created_ms, held, flags FROM messages WHERE id = ?1",
     [ST_INFO_RCPTS] = "SELECT address, orcpt, local, state, attempts,"
-                      " next_try_ms, last_try_ms, diagnostic, remote_mta"
+                      " next_try_ms, last_try_ms, diagnostic, remote_mta,"
+                      " sender, forwarded"
                       " FROM rcpts WHERE id = ?1 ORDER BY rowid",
     [ST_HOLD] = "UPDATE messages SET held = ?2 WHERE id = ?1",
     [ST_HELD] = "SELECT held FROM messages WHERE id = ?1",
@@ -1680,6 +1681,7 @@ rcpt_info_clear(struct spool_rcpt_info *r)
 	free(r->orcpt);
 	free(r->diagnostic);
 	free(r->remote_mta);
+	free(r->sender);
 }
 
 void
@@ -1725,12 +1727,14 @@ info_rcpts(struct spool *sp, struct spool_info *info, char **error_r)
 		if (col_strdup(st, 0, &r->address) < 0 || r->address == NULL ||
 		    col_strdup(st, 1, &r->orcpt) < 0 ||
 		    col_strdup(st, 7, &r->diagnostic) < 0 ||
-		    col_strdup(st, 8, &r->remote_mta) < 0) {
+		    col_strdup(st, 8, &r->remote_mta) < 0 ||
+		    col_strdup(st, 9, &r->sender) < 0) {
 			*error_r = xstrdup("out of memory reading queue.db");
 			st_done(st);
 			return -1;
 		}
 		r->local = sqlite3_column_int(st, 2) != 0;
+		r->forwarded = sqlite3_column_int(st, 10) != 0;
 		r->state = state_of_db(sqlite3_column_int64(st, 3));
 		r->attempts = col_uint(st, 4);
 		r->next_try_ms = col_u64(st, 5);
@@ -1776,6 +1780,7 @@ info_read(struct spool *sp, sqlite3_stmt *st, struct spool_info *info,
 	info->size = col_u64(st, 4);
 	info->created_ms = col_u64(st, 5);
 	info->held = sqlite3_column_int(st, 6) != 0;
+	info->signing = (sqlite3_column_int64(st, 7) & SPOOL_FLAG_SIGN) != 0;
 	return info_rcpts(sp, info, error_r);
 }
 

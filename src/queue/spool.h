@@ -186,6 +186,8 @@ struct spool_rcpt_info {
 	uint64_t last_try_ms;
 	char *diagnostic; /* the last attempt's outcome, or NULL */
 	char *remote_mta; /* or NULL */
+	bool forwarded;   /* an alias of ours sends it on outside */
+	char *sender;     /* its SRS envelope sender, or NULL */
 };
 struct spool_info {
 	char id[SPOOL_ID_SIZE];
@@ -195,6 +197,7 @@ struct spool_info {
 	uint64_t size;
 	uint64_t created_ms;
 	bool held;
+	bool signing;         /* queue's own, waiting for its signatures */
 	size_t npending;      /* recipients still pending */
 	uint64_t next_try_ms; /* earliest of the pending ones, 0: none */
 	struct spool_rcpt_info *rcpts;

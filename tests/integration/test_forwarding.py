@@ -14,6 +14,8 @@ import re
 import shutil
 import smtplib
 
+import json
+
 import dkim
 import pytest
 
@@ -48,6 +50,9 @@ def dns(keys):
         f"arc._domainkey.fwd.example. TXT {key}",
         "dest.example. MX 10 mx.dest.example.",
         "mx.dest.example. A 127.0.0.1",
+        # nothing listens there: mail for it stays queued
+        "slow.example. MX 10 mx.slow.example.",
+        "mx.slow.example. A 127.0.0.4",
     ]
     d = UnboundServer(records, probe=("dest.example", "MX"))
     yield d.address
@@ -99,6 +104,9 @@ def fwd(tern_module_instance, dns, dest, keys):
     rsa_key.unlink()
     add_user(t, DAN)
     r = run_tern("alias", "add", ALIAS, CAROL, DAN, conf=t.conf)
+    assert r.returncode == 0, r.stderr
+    r = run_tern("alias", "add", "later@fwd.example", "erin@slow.example",
+                 conf=t.conf)
     assert r.returncode == 0, r.stderr
     t.start()
     return t
@@ -272,3 +280,27 @@ def test_sender_too_long_for_srs_goes_as_it_is(fwd, dest, keys):
     assert fields(raw, "Return-Path") == [f"<{long_sender}>"]
     assert fwd.wait_log(r"event=srs-failed sender=<a-rather-long[^>]*> "
                         r"reason=local-part-too-long", since=mark)
+
+
+def test_queue_show_tells_the_srs_sender(fwd, keys):
+    """A forwarded copy that waits in the queue: `tern queue show` says it
+    is forwarded and from which SRS sender it goes."""
+    mark = fwd.log_mark()
+    msg = original("fwd-6", keys).replace(ALIAS.encode(),
+                                          b"later@fwd.example")
+    send_mx(fwd, BOSS, ["later@fwd.example"], msg)
+    m = fwd.wait_log(r"event=accepted queue_id=(\w+)", since=mark)
+    qid = m.group(1)
+    fwd.wait_log(r"event=deferred to=<erin@slow\.example>", since=mark,
+                 timeout=20)
+    r = run_tern("queue", "show", qid, "--json", conf=fwd.conf)
+    assert r.returncode == 0, r.stderr
+    (rcpt,) = json.loads(r.stdout)["recipients"]
+    assert rcpt["address"] == "erin@slow.example"
+    assert rcpt["forwarded"] is True and rcpt["local"] is False
+    assert re.fullmatch(r"SRS0=[a-z2-7]{6}=[a-z2-7]{2}=origin\.example="
+                        r"boss@fwd\.example", rcpt["sender"]), rcpt
+    r = run_tern("queue", "show", qid, conf=fwd.conf)
+    assert f"sender: <{rcpt['sender']}>" in r.stdout, r.stdout
+    assert "forwarded: yes" in r.stdout
+    run_tern("queue", "delete", qid, conf=fwd.conf)

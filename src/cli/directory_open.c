@@ -19,6 +19,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "core/utf8.h"
 #include "core/proc.h"
 #include "core/xmalloc.h"
 
@@ -609,40 +610,6 @@ cli_password_make(const struct cli_admin *a, const char *password, size_t len,
 
 /* ------------------------------------------------------------ output */
 
-/* The length of the valid UTF-8 sequence at p (1-4), or 0 when it is not
- * one (overlong, surrogate, past U+10FFFF, cut short). */
-static size_t
-utf8_len(const unsigned char *p)
-{
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t n;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		n = 2;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef)
-		n = 3;
-	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	if (p[0] == 0xe0)
-		lo = 0xa0;
-	else if (p[0] == 0xed)
-		hi = 0x9f;
-	else if (p[0] == 0xf0)
-		lo = 0x90;
-	else if (p[0] == 0xf4)
-		hi = 0x8f;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return n;
-}
-
 void
 cli_json_string(FILE *out, const char *s)
 {
@@ -651,7 +618,7 @@ cli_json_string(FILE *out, const char *s)
 
 	putc('"', out);
 	while (*p != '\0') {
-		if ((n = utf8_len(p)) == 0) {
+		if ((n = utf8_seq_len(p, strnlen((const char *)p, 4))) == 0) {
 			fputs("\\ufffd", out);
 			p++;
 			continue;
@@ -704,7 +671,8 @@ cli_text_valid(const char *s)
 	size_t n;
 
 	while (*p != '\0') {
-		if ((n = utf8_len(p)) == 0 || !printable_at(p, n))
+		if ((n = utf8_seq_len(p, strnlen((const char *)p, 4))) == 0 ||
+		    !printable_at(p, n))
 			return false;
 		p += n;
 	}
@@ -718,7 +686,7 @@ cli_text_width(const char *s)
 	size_t width = 0, n;
 
 	while (*p != '\0') {
-		n = utf8_len(p);
+		n = utf8_seq_len(p, strnlen((const char *)p, 4));
 		p += n == 0 ? 1 : n;
 		width++;
 	}
@@ -732,7 +700,7 @@ cli_text_cell(FILE *out, const char *s, size_t width)
 	size_t used = 0, n;
 
 	while (*p != '\0') {
-		n = utf8_len(p);
+		n = utf8_seq_len(p, strnlen((const char *)p, 4));
 		if (n == 0 || !printable_at(p, n)) {
 			putc('?', out);
 			p += n == 0 ? 1 : n;

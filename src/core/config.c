@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/utf8.h"
 #include "core/xmalloc.h"
 
 /* One value, once made absolute; keeps every canonical line short. */
@@ -465,37 +466,6 @@ config_free(struct config **cfg)
 	xfree(cfg);
 }
 
-/* UTF-8 sequence length at s, or 0 when it is not valid UTF-8 (overlong
- * forms, surrogates and values past U+10FFFF included). */
-static size_t
-utf8_len(const uint8_t *s, size_t len)
-{
-	uint32_t cp, min;
-	size_t n;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		n = 2, cp = s[0] & 0x1f, min = 0x80;
-	} else if ((s[0] & 0xf0) == 0xe0) {
-		n = 3, cp = s[0] & 0x0f, min = 0x800;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		n = 4, cp = s[0] & 0x07, min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (len < n)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 /* Text only: tab is the one control character allowed (C1 included, as
  * they are as invisible as C0). */
 static int
@@ -510,7 +480,7 @@ check_bytes(struct parser *p, const struct src *f, int lineno, const uint8_t *s,
 		if ((s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7f)
 			return fail(p, f->name, lineno,
 			            "control character 0x%02x", s[i]);
-		if ((n = utf8_len(s + i, len - i)) == 0)
+		if ((n = utf8_seq_len(s + i, len - i)) == 0)
 			return fail(p, f->name, lineno, "invalid UTF-8");
 		if (n == 2 && s[i] == 0xc2 && s[i + 1] < 0xa0)
 			return fail(p, f->name, lineno,

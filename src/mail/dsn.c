@@ -7,6 +7,7 @@
  * global DSN), lengths are bounded, and long fields are folded at spaces,
  * so no input can start a field or a line of its own. The boundary is
  * checked against every byte of every part. */
+#include "core/utf8.h"
 #include "mail/dsn.h"
 
 #include <stdio.h>
@@ -47,43 +48,6 @@ crlf(struct dsn_out *o)
 	put(o, "\r\n", 2);
 }
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0. No
- * overlong forms, no surrogates, nothing past U+10FFFF. */
-static size_t
-utf8_len(const unsigned char *p, size_t n)
-{
-	unsigned int c = p[0], min;
-	size_t len;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		min = 0x80;
-		c &= 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		min = 0x800;
-		c &= 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		min = 0x10000;
-		c &= 0x07;
-	} else {
-		return 0;
-	}
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		c = c << 6 | (p[i] & 0x3f);
-	}
-	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	return len;
-}
-
 /* Clean an untrusted text into out (size max + 1): controls (C0, DEL,
  * and C1 in UTF-8) become spaces, whitespace runs collapse to one space,
  * leading and trailing spaces go; non-ASCII becomes '?' unless utf8 and
@@ -104,7 +68,7 @@ clean(const char *in, size_t max, bool utf8, char *out)
 		if (p[i] < 0x20 || p[i] == 0x7f) {
 			rep = ' ';
 		} else if (p[i] >= 0x80) {
-			len = utf8 ? utf8_len(p + i, n - i) : 0;
+			len = utf8 ? utf8_seq_len(p + i, n - i) : 0;
 			if (len == 0) {
 				len = 1;
 				rep = '?';

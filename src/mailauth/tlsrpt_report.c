@@ -14,6 +14,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+
+#include "core/utf8.h"
 #include "core/xmalloc.h"
 #include "mailauth/dmarc_agg.h"
 
@@ -161,18 +164,6 @@ tlsrpt_policy_parse(const char *const *txt, size_t n,
 
 /* ------------------------------------------------------------ mailto: */
 
-static int
-hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Printable ASCII, and nothing that would end or quote an address. */
 static bool
 address_char(int c)
@@ -194,8 +185,10 @@ tlsrpt_mailto(const char *uri, char out[TLSRPT_ADDRESS_MAX + 1])
 		int c = (unsigned char)*p;
 
 		if (c == '%') {
-			int hi = hex_value(p[1]);
-			int lo = hi < 0 ? -1 : hex_value(p[2]);
+			int hi = OPENSSL_hexchar2int((unsigned char)p[1]);
+			int lo = hi < 0
+			             ? -1
+			             : OPENSSL_hexchar2int((unsigned char)p[2]);
 
 			if (lo < 0)
 				goto fail;
@@ -248,38 +241,6 @@ json_indent(struct json *j)
 		json_put(j, "  ");
 }
 
-/* The length of the valid UTF-8 sequence (RFC 3629: no overlong forms,
- * no surrogates, at most U+10FFFF) at the NUL-terminated p, or 0. */
-static size_t
-utf8_len(const unsigned char *p)
-{
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t n;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-		n = 2;
-	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-		n = 3;
-		lo = p[0] == 0xe0 ? 0xa0 : 0x80;
-		hi = p[0] == 0xed ? 0x9f : 0xbf;
-	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-		n = 4;
-		lo = p[0] == 0xf0 ? 0x90 : 0x80;
-		hi = p[0] == 0xf4 ? 0x8f : 0xbf;
-	} else {
-		return 0;
-	}
-	/* A NUL is no continuation byte: the loop stops before the end. */
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return n;
-}
-
 /* A JSON string (RFC 8259 §7): '"' and '\\' escaped, control characters
  * as \u00XX, valid UTF-8 as it is, any other byte as U+FFFD. */
 static void
@@ -289,7 +250,7 @@ json_string(struct json *j, const char *s)
 
 	json_put(j, "\"");
 	while (*p != '\0') {
-		size_t n = utf8_len(p);
+		size_t n = utf8_seq_len(p, strnlen((const char *)p, 4));
 		char esc[8];
 
 		if (*p == '"' || *p == '\\') {

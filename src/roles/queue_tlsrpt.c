@@ -194,7 +194,6 @@ build_report(struct run *run, size_t ri)
 		    .date = time(NULL),
 		};
 		struct buf msg;
-		bool seen = false;
 
 		if (fail != NULL) {
 			report_batch_skip(run->batch, ri, uri, false, fail);
@@ -207,10 +206,6 @@ build_report(struct run *run, size_t ri)
 			                      : "bad-uri");
 			continue;
 		}
-		for (size_t j = 0; j < i; j++)
-			seen |= strcmp(r->rec.rua[j], uri) == 0;
-		if (seen)
-			continue; /* tlsrpt_policy_parse keeps each URI once */
 		snprintf(msgid, sizeof(msgid), "<%s.%zu@%s>", r->report_id, i,
 		         run->hostname);
 		buf_init(&msg, MESSAGE_MAX);

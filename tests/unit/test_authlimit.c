@@ -8,7 +8,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,13 +18,14 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "directory/authlimit.h"
+#include "test_tmpdir.h"
 
 #define T0 1700000000000ULL /* an epoch in ms, like the callers' clock */
 #define WINDOW (10 * 60 * 1000ULL)
 #define BAN (60 * 60 * 1000ULL)
 
 struct fixture {
-	char dir[32];
+	char *dir;
 	char *db;
 	struct authlimit *al;
 };
@@ -51,21 +51,11 @@ open_ok(const char *db, const struct authlimit_policy *policy)
 }
 
 static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static int
 setup(void **state)
 {
 	struct fixture *f = xcalloc(1, sizeof(*f));
 
-	memcpy(f->dir, "/tmp/tern-authlimit-XXXXXX", 27);
-	if (mkdtemp(f->dir) == NULL) {
+	if ((f->dir = tmpdir_make("authlimit")) == NULL) {
 		free(f);
 		return -1;
 	}
@@ -82,7 +72,7 @@ teardown(void **state)
 
 	authlimit_close(&f->al);
 	assert_null(f->al);
-	nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(&f->dir);
 	free(f->db);
 	free(f);
 	return 0;

@@ -10,7 +10,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,13 +18,14 @@
 #include "core/xmalloc.h"
 #include "mailauth/dmarc_report.h"
 #include "queue/dmarc_store.h"
+#include "test_tmpdir.h"
 
 #define DAY 86400
 #define B0 1704067200 /* 2024-01-01T00:00:00Z */
 #define E0 (B0 + DAY)
 
 struct fixture {
-	char dir[32];
+	char *dir;
 	char *path;
 	struct dmarc_store *st;
 };
@@ -43,21 +43,11 @@ open_ok(const char *path)
 }
 
 static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static int
 setup(void **state)
 {
 	struct fixture *f = xcalloc(1, sizeof(*f));
 
-	memcpy(f->dir, "/tmp/tern-dmarcst-XXXXXX", 25);
-	if (mkdtemp(f->dir) == NULL) {
+	if ((f->dir = tmpdir_make("dmarcst")) == NULL) {
 		free(f);
 		return -1;
 	}
@@ -74,7 +64,7 @@ teardown(void **state)
 
 	dmarc_store_close(&f->st);
 	assert_null(f->st);
-	nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(&f->dir);
 	free(f->path);
 	free(f);
 	return 0;

@@ -10,7 +10,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +18,7 @@
 
 #include "core/xmalloc.h"
 #include "queue/sendlog.h"
+#include "test_tmpdir.h"
 
 /* A whole hour on the clock (an epoch in ms, like the callers' clock). */
 #define H SENDLOG_HOUR_MS
@@ -28,7 +28,7 @@
 #define BOB "bob@example.test"
 
 struct fixture {
-	char dir[32];
+	char *dir;
 	char *path;
 	struct sendlog *log;
 };
@@ -46,21 +46,11 @@ open_ok(const char *path)
 }
 
 static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static int
 setup(void **state)
 {
 	struct fixture *f = xcalloc(1, sizeof(*f));
 
-	memcpy(f->dir, "/tmp/tern-sendlog-XXXXXX", 25);
-	if (mkdtemp(f->dir) == NULL) {
+	if ((f->dir = tmpdir_make("sendlog")) == NULL) {
 		free(f);
 		return -1;
 	}
@@ -77,7 +67,7 @@ teardown(void **state)
 
 	sendlog_close(&f->log);
 	assert_null(f->log);
-	nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(&f->dir);
 	free(f->path);
 	free(f);
 	return 0;

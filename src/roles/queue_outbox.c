@@ -21,8 +21,8 @@
 #include "roles/queue_int.h"
 
 /* Our RCPT_CHECK request ids: this bit set and the two above it clear
- * (0x80000000 is queue_limits.c's, 0x40000000 was queue_dmarc.c's;
- * DSNs count up from 1). */
+ * (0x80000000 is queue_limits.c's, 0x40000000 is kept free; DSNs count
+ * up from 1). */
 #define REQID_BIT 0x20000000u
 #define PENDING_MAX 256
 /* lookup answers at once; a question out this long is given up. */

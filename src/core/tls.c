@@ -252,6 +252,9 @@ tls_ctx_harden(SSL_CTX *ctx)
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
 	                             SSL_OP_NO_RENEGOTIATION |
 	                             SSL_OP_CIPHER_SERVER_PREFERENCE);
+	/* An idle connection (IMAP IDLE, hours long) keeps no 17 KB read
+	 * and write buffers: they are allocated while records flow. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	return SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) == 1 &&
 	       SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) == 1 &&
 	       SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) == 1 &&

@@ -21,7 +21,14 @@
 void
 imap_set_state(struct imap_session *s, enum imap_state st)
 {
-	/* No log line: the role logs per command (session.h). */
+	/* No log line: the role logs per command (session.h). Only IDLE
+	 * lets the view sleep: every other state may need all of it. */
+	if (st != IMAP_STATE_IDLE && st != IMAP_STATE_LOGOUT &&
+	    imap_view_wake(s) < 0) {
+		imap_printf(s, "* BYE [UNAVAILABLE] Mailbox unavailable, try "
+		               "again later\r\n");
+		st = IMAP_STATE_LOGOUT;
+	}
 	s->state = st;
 }
 
@@ -400,9 +407,11 @@ imap_view_close(struct imap_session *s)
 		return;
 	recent_remember(s, v);
 	mbox_close(&v->box);
-	for (size_t i = 0; i < v->n; i++)
-		free(v->msgs[i].keywords);
+	if (v->msgs != NULL)
+		for (size_t i = 0; i < v->n; i++)
+			free(v->msgs[i].keywords);
 	free(v->msgs);
+	free(v->asleep);
 	for (size_t i = 0; i < v->nkw; i++)
 		free(v->kw[i]);
 	free(v->kw);
@@ -432,6 +441,20 @@ imap_view_sync(struct imap_session *s)
 	}
 	if (peek_modseq <= v->modseq && peek_uidnext <= v->uidnext)
 		return;
+	if (v->asleep != NULL) {
+		/* Waking reads the whole mailbox: it is the sync. */
+		if (imap_view_wake(s) < 0) {
+			imap_printf(s, "* BYE [UNAVAILABLE] Mailbox "
+			               "unavailable, try again later\r\n");
+			imap_set_state(s, IMAP_STATE_LOGOUT);
+			return;
+		}
+		if (peek_modseq > v->modseq)
+			v->modseq = peek_modseq;
+		if (peek_uidnext > v->uidnext)
+			v->uidnext = peek_uidnext;
+		return;
+	}
 	if (mbox_changes(v->box, v->modseq, &ch, &nch, &xp, &nxp, &err) != 0) {
 		free(err);
 		return;
@@ -473,6 +496,87 @@ imap_view_sync(struct imap_session *s)
 		v->uidnext = peek_uidnext;
 	mbox_msg_free_list(&ch, nch);
 	free(xp);
+}
+
+void
+imap_view_sleep(struct imap_session *s)
+{
+	struct imap_view *v = &s->view;
+	size_t nr = 0;
+
+	if (v->box == NULL || v->asleep != NULL || v->xp_active ||
+	    v->n_expunged > 0 || v->notify_pos < v->nnotify || v->kw_changed ||
+	    v->told_exists != v->n || v->n == 0)
+		return;
+	for (size_t i = 0; i < v->n; i++)
+		if (i == 0 || v->msgs[i].uid != v->msgs[i - 1].uid + 1)
+			nr++;
+	v->asleep = xreallocarray(NULL, nr, 2 * sizeof(*v->asleep));
+	nr = 0;
+	for (size_t i = 0; i < v->n; i++) {
+		if (i == 0 || v->msgs[i].uid != v->msgs[i - 1].uid + 1)
+			v->asleep[2 * nr++] = v->msgs[i].uid;
+		v->asleep[2 * nr - 1] = v->msgs[i].uid;
+		free(v->msgs[i].keywords);
+	}
+	v->nasleep = nr;
+	xfree(&v->msgs);
+	v->cap = 0;
+	v->nnotify = v->notify_pos = v->notify_cap = 0;
+	xfree(&v->notify);
+}
+
+/* The view again from the store, as a sync would leave it: messages gone
+ * meanwhile are marked expunged (still counted until reported), changed
+ * ones (MODSEQ past the view's) are to be told, new ones appended. */
+int
+imap_view_wake(struct imap_session *s)
+{
+	struct imap_view *v = &s->view;
+	struct mbox_msg *list = NULL;
+	size_t n = 0, k = 0, want = v->n;
+	uint64_t modseq = v->modseq;
+	uint32_t uidnext = v->uidnext;
+	char *err = NULL;
+
+	if (v->asleep == NULL)
+		return 0;
+	if (mbox_messages(v->box, &list, &n, &err) != 0) {
+		free(err);
+		return -1;
+	}
+	v->n = 0;
+	v->cap = want > n ? want : n;
+	v->msgs =
+	    xreallocarray(NULL, v->cap > 0 ? v->cap : 1, sizeof(*v->msgs));
+	for (size_t r = 0; r < v->nasleep; r++) {
+		uint32_t last = v->asleep[2 * r + 1];
+
+		for (uint32_t uid = v->asleep[2 * r];; uid++) {
+			while (k < n && list[k].uid < uid)
+				k++; /* not ours to tell (never seen) */
+			if (k < n && list[k].uid == uid) {
+				bool changed = list[k].modseq > modseq;
+
+				view_push(v, &list[k++]);
+				if (changed)
+					mark_dirty(v, &v->msgs[v->n - 1]);
+			} else {
+				view_push(v, &(struct mbox_msg){.uid = uid});
+				v->msgs[v->n - 1].flags |= IMAP_MSG_EXPUNGED;
+				v->n_expunged++;
+			}
+			if (uid == last)
+				break;
+		}
+	}
+	for (; k < n; k++)
+		if (list[k].uid >= uidnext)
+			view_push(v, &list[k]);
+	mbox_msg_free_list(&list, n);
+	xfree(&v->asleep);
+	v->nasleep = 0;
+	return 0;
 }
 
 void
@@ -943,6 +1047,20 @@ imap_session_free(struct imap_session **sp)
 }
 
 void
+imap_session_trim(struct imap_session *s)
+{
+	/* Statements are made again per command (tens of microseconds each),
+	 * so only a session entering IDLE gives them back; its polls then
+	 * keep the one or two they use. */
+	if (s->state == IMAP_STATE_IDLE) {
+		imap_view_sleep(s);
+		mbox_user_trim(s->store, MBOX_TRIM_STATEMENTS);
+	} else {
+		mbox_user_trim(s->store, MBOX_TRIM_CACHE);
+	}
+}
+
+void
 imap_session_login_reply(struct imap_session *s, const char *tag,
                          struct buf *out)
 {
@@ -1128,6 +1246,8 @@ imap_session_idle_poll(struct imap_session *s, struct buf *out)
 	imap_view_sync(s);
 	/* What does not fit in this slice goes out on the next poll. */
 	(void)imap_view_notify(s, true);
+	imap_view_sleep(s);
+	mbox_user_trim(s->store, MBOX_TRIM_CACHE);
 }
 
 void

@@ -72,8 +72,13 @@ struct imap_view {
 	uint64_t modseq;     /* every change up to here is in msgs[] */
 	uint32_t recent_min; /* UIDs >= this are \Recent to this session */
 
-	struct imap_msg *msgs; /* ascending UIDs */
+	struct imap_msg *msgs; /* ascending UIDs; NULL while asleep */
 	size_t n, cap;
+	/* Asleep (in IDLE with nothing left to tell): msgs[] is given back
+	 * and only its UIDs are kept, as ranges first..last (pairs), n still
+	 * counting them; woken from the store when anything needs more. */
+	uint32_t *asleep;
+	size_t nasleep;
 	size_t n_expunged; /* marked IMAP_MSG_EXPUNGED */
 
 	/* What the client was told. */
@@ -188,6 +193,11 @@ int imap_view_open(struct imap_session *s, const char *name, bool readonly,
 void imap_view_close(struct imap_session *s);
 /* Take in what changed in the store (no output). */
 void imap_view_sync(struct imap_session *s);
+/* Give msgs[] back when the client has heard everything (an IDLE that may
+ * last hours); imap_view_wake() makes it again from the store. */
+void imap_view_sleep(struct imap_session *s);
+/* 0, or -1 when the store could not be read (the session must end). */
+int imap_view_wake(struct imap_session *s);
 /* Mark uids[0..n) expunged (our own EXPUNGE or MOVE). */
 void imap_view_mark_expunged(struct imap_session *s, const uint32_t *uids,
                              size_t n);

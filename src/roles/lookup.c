@@ -10,6 +10,7 @@
  * logs each failed login with the stable line
  * "event=auth-failed ip=IP user=USER service=SERVICE reason=REASON". */
 #include <event2/event.h>
+#include <malloc.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
@@ -950,6 +951,12 @@ lookup_start(struct child_ctx *ctx, char **error_r)
 	struct lookup *l = xcalloc(1, sizeof(*l));
 
 	ctx->role = l;
+	/* Argon2 verifies allocate argon2_memory (64 MiB by default) per
+	 * login. A fixed mmap threshold makes every such block a mapping of
+	 * its own, unmapped when freed; glibc's adaptive threshold would
+	 * otherwise move it to the heap after the first free and keep the
+	 * largest one resident for good. */
+	(void)mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 	if (RAND_bytes(l->scram_secret, sizeof(l->scram_secret)) != 1) {
 		*error_r = xstrdup("no random bytes for the SCRAM secret");
 		return -1;

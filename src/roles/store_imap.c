@@ -115,7 +115,9 @@ session_flush(struct store_session *s)
 {
 	if (s->out.len > 0)
 		bufferevent_write(s->bev, s->out.data, s->out.len);
-	buf_reset(&s->out);
+	/* Freed rather than kept: a big FETCH's slices would otherwise stay
+	 * allocated for as long as the session lives. */
+	buf_free(&s->out);
 	if (s->closing) {
 		bufferevent_disable(s->bev, EV_READ);
 		if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
@@ -193,6 +195,16 @@ open_done(void *arg)
 
 /* ---- run ---- */
 
+/* On the pool, when the session waits for its client: what an idle
+ * session keeps is what a thousand of them cost. */
+static void
+session_trim(struct store_session *s)
+{
+	if (s->in.len == 0)
+		buf_free(&s->in);
+	imap_session_trim(s->imap);
+}
+
 static void
 run_job(void *arg)
 {
@@ -202,6 +214,8 @@ run_job(void *arg)
 	s->last = imap_session_run(s->imap, s->in.data, s->in.len, &used,
 	                           &s->out);
 	buf_consume(&s->in, used);
+	if (s->last == IMAP_RUN_INPUT || s->last == IMAP_RUN_IDLE)
+		session_trim(s);
 }
 
 static void

@@ -308,6 +308,22 @@ mbox_user_close(struct mbox_user **user)
 	*user = NULL;
 }
 
+void
+mbox_user_trim(struct mbox_user *u, enum mbox_trim what)
+{
+	if (u->db == NULL)
+		return;
+	if (what == MBOX_TRIM_STATEMENTS) {
+		/* About 40 KB for the ones a session uses. */
+		for (size_t i = 0; i < MI_ST_COUNT; i++) {
+			sqlite3_finalize(u->st[i]);
+			u->st[i] = NULL;
+		}
+	}
+	/* The page cache's first bulk allocation alone is about 85 KB. */
+	(void)sqlite3_db_release_memory(u->db);
+}
+
 /* The checks every name from a client gets; *canon_r malloc'd. */
 static int
 mi_name_check(const char *name, char **canon_r, char **error_r)

@@ -69,6 +69,12 @@ struct mbox;
 int mbox_user_open(const char *dir, uint64_t quota_bytes,
                    struct mbox_user **user_r, char **error_r);
 void mbox_user_close(struct mbox_user **user);
+/* Give back the memory kept only to make the next call faster: SQLite's
+ * page cache, and with MBOX_TRIM_STATEMENTS the prepared statements too
+ * (made again when next used). For a session that now waits for its
+ * client, perhaps for hours in IDLE. */
+enum mbox_trim { MBOX_TRIM_CACHE, MBOX_TRIM_STATEMENTS };
+void mbox_user_trim(struct mbox_user *u, enum mbox_trim what);
 
 /* Whether name (UTF-8, "/" hierarchy) may be a mailbox: not empty, at most
  * MBOX_NAME_MAX bytes and MBOX_DEPTH_MAX levels, valid UTF-8, no control

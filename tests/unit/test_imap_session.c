@@ -16,6 +16,7 @@
 
 #include "core/buf.h"
 #include "imap/session.h"
+#include "imap/session_int.h"
 #include "store/mailbox.h"
 
 #define APPEND_MAX (1024 * 1024)
@@ -1050,6 +1051,68 @@ test_idle(void **state)
 	imap_session_free(&s);
 }
 
+/* A view asleep in IDLE (msgs[] given back) wakes to what a sync would
+ * have told: expunges with the old numbers, flags changed, new mail; and
+ * DONE after changes the polls did not see yet reports them at the next
+ * command. */
+static void
+test_idle_asleep(void **state)
+{
+	struct env *e = *state;
+	struct imap_session *s, *b;
+	struct buf out;
+	char *o;
+
+	deliver(e, "INBOX", MSG1, 0);
+	deliver(e, "INBOX", MSG2, 0);
+	deliver(e, "INBOX", MSG3, 0);
+	deliver(e, "INBOX", MSG1, 0);
+	s = sess_new(e);
+	b = sess_new(e);
+	free(run(b, "b1 SELECT INBOX\r\n"));
+	/* Not contiguous: UIDs 1, 2, 4 (ranges 1-2 and 4); B numbers its
+	 * messages as S does. */
+	free(run(b, "b2 STORE 3 +FLAGS.SILENT (\\Deleted)\r\nb3 EXPUNGE\r\n"));
+	free(run(s, "s1 SELECT INBOX\r\ns2 IDLE\r\n"));
+	imap_session_trim(s);
+	assert_null(s->view.msgs);
+	assert_int_equal(s->view.nasleep, 2);
+	assert_int_equal(s->view.n, 3);
+
+	buf_init(&out, 0);
+	imap_session_idle_poll(s, &out);
+	assert_int_equal(out.len, 0); /* nothing changed: still asleep */
+	assert_null(s->view.msgs);
+
+	free(run(b, "b4 STORE 1 +FLAGS.SILENT (\\Deleted)\r\nb5 EXPUNGE\r\n"
+	            "b6 STORE 2 +FLAGS.SILENT (\\Flagged)\r\n"));
+	deliver(e, "INBOX", MSG2, 0);
+	imap_session_idle_poll(s, &out);
+	assert_non_null(buf_cstr(&out));
+	/* New mail counted first (the expunged one still has its number),
+	 * then the expunge, then the flags under the new numbering. */
+	HAS((char *)out.data, "* 4 EXISTS\r\n* 1 RECENT\r\n"
+	                      "* 1 EXPUNGE\r\n"
+	                      "* 2 FETCH (FLAGS (\\Flagged))\r\n");
+	assert_null(s->view.msgs); /* told everything: asleep again */
+	buf_reset(&out);
+	imap_session_idle_poll(s, &out);
+	assert_int_equal(out.len, 0);
+	buf_free(&out);
+
+	/* Changes the polls have not seen, then DONE. */
+	free(run(b, "b7 NOOP\r\nb8 STORE 2 +FLAGS.SILENT (\\Seen)\r\n"));
+	o = run(s, "DONE\r\ns3 FETCH 1:* (UID FLAGS)\r\n");
+	HAS(o, "s2 OK Idle completed\r\n");
+	HAS(o, "* 1 FETCH (UID 2 FLAGS ())\r\n"
+	       "* 2 FETCH (UID 4 FLAGS (\\Flagged \\Seen))\r\n"
+	       "* 3 FETCH (UID 5 FLAGS (\\Recent))\r\ns3 OK");
+	free(o);
+	assert_non_null(s->view.msgs);
+	imap_session_free(&s);
+	imap_session_free(&b);
+}
+
 /* ---- the same script one byte at a time ---- */
 
 /* The numbers that differ between two stores (UIDVALIDITY is a time). */
@@ -1214,6 +1277,7 @@ main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_two_sessions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_idle, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_idle_asleep, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_trickle, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_large_mailbox, setup,
 	                                    teardown),

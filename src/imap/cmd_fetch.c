@@ -362,7 +362,7 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_command *c)
 {
 	struct fetch_ctx *f = xcalloc(1, sizeof(*f));
 	const char *error = NULL;
-	bool seen = false;
+	bool seen = false, size = false;
 
 	f->uid_cmd = (s->def->flags & IMAP_CMD_UID) != 0;
 	if (imap_view_resolve(s, &c->args[0], f->uid_cmd, &f->idx, &f->n,
@@ -385,7 +385,19 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_command *c)
 		f->has_flags |= it->type == IMAP_FETCH_FLAGS;
 		f->has_modseq |= it->type == IMAP_FETCH_MODSEQ;
 		f->has_content |= item_needs_message(it->type);
+		size |= it->type == IMAP_FETCH_RFC822_SIZE;
 		seen |= item_sets_seen(it);
+	}
+	if (size) {
+		char *err = NULL;
+
+		if (imap_view_sizes(s, f->idx, f->n, &err) != 0) {
+			free(err);
+			imap_reply(s, "NO [UNAVAILABLE] Some messages could "
+			              "not be read, try again later");
+			fetch_ctx_free(f);
+			return;
+		}
 	}
 	if (f->has_modseq)
 		imap_enable_condstore(s);

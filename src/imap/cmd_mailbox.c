@@ -445,7 +445,12 @@ imap_cmd_status(struct imap_session *s, const struct imap_command *c)
 	    0)
 		goto out;
 	memset(&info, 0, sizeof(info));
-	r = mbox_status(s->store, (const char *)name.data, &info, &err);
+	/* SIZE may not be less than the sum of the RFC822.SIZEs (RFC 8438). */
+	r = (mask & ST_SIZE) != 0
+	        ? mbox_sizes_settle(s->store, (const char *)name.data, &err)
+	        : 0;
+	if (r == 0)
+		r = mbox_status(s->store, (const char *)name.data, &info, &err);
 	if (r != 0) {
 		reply_mbox_error(s, r, &err);
 		goto out;
@@ -765,7 +770,9 @@ list_status(struct imap_session *s, const struct list_req *q,
 	char *err = NULL;
 
 	memset(&info, 0, sizeof(info));
-	if (mbox_status(s->store, e->name, &info, &err) != 0) {
+	if (((q->status_mask & ST_SIZE) != 0 &&
+	     mbox_sizes_settle(s->store, e->name, &err) != 0) ||
+	    mbox_status(s->store, e->name, &info, &err) != 0) {
 		free(err);
 		return;
 	}

@@ -272,11 +272,13 @@ eval(struct search_msg *sm, const struct imap_search_key *k, bool can_read)
 	}
 }
 
-/* '*' in the key's sets, and whether MODSEQ is used. */
+/* '*' in the key's sets, and whether MODSEQ and sizes are used. */
 static void
 keys_resolve(const struct imap_view *v, struct imap_search_key *k,
-             bool *modseq_r)
+             bool *modseq_r, bool *size_r)
 {
+	if (k->type == IMAP_SK_LARGER || k->type == IMAP_SK_SMALLER)
+		*size_r = true;
 	if (k->type == IMAP_SK_SEQSET)
 		imap_seqset_resolve(&k->set, (uint32_t)v->n);
 	else if (k->type == IMAP_SK_UID)
@@ -285,7 +287,7 @@ keys_resolve(const struct imap_view *v, struct imap_search_key *k,
 	else if (k->type == IMAP_SK_MODSEQ)
 		*modseq_r = true;
 	for (size_t i = 0; i < k->nchildren; i++)
-		keys_resolve(v, &k->children[i], modseq_r);
+		keys_resolve(v, &k->children[i], modseq_r, size_r);
 }
 
 static void
@@ -386,7 +388,8 @@ imap_cmd_search(struct imap_session *s, const struct imap_command *c)
 	struct search_out *o;
 	uint32_t *uids = NULL;
 	const char *error = NULL;
-	bool modseq = false;
+	bool modseq = false, size = false;
+	char *err = NULL;
 	int r;
 
 	r = imap_search_parse(c->args, c->count, &prog, &error);
@@ -400,7 +403,14 @@ imap_cmd_search(struct imap_session *s, const struct imap_command *c)
 		           error != NULL ? error : "Invalid SEARCH");
 		return;
 	}
-	keys_resolve(v, &prog.root, &modseq);
+	keys_resolve(v, &prog.root, &modseq, &size);
+	if (size && imap_view_sizes(s, NULL, 0, &err) != 0) {
+		free(err);
+		imap_search_program_clear(&prog);
+		imap_reply(s, "NO [UNAVAILABLE] Messages could not be read, "
+		              "try again later");
+		return;
+	}
 	if (modseq)
 		imap_enable_condstore(s);
 

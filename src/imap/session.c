@@ -294,6 +294,8 @@ view_push(struct imap_view *v, struct mbox_msg *src)
 	m->modseq = src->modseq;
 	m->internaldate = src->internaldate;
 	m->size = src->size;
+	if (!src->size_known)
+		m->flags |= IMAP_MSG_SIZE_UNKNOWN;
 	m->keywords = src->keywords;
 	src->keywords = NULL;
 	kw_note(v, m->keywords);
@@ -577,6 +579,45 @@ imap_view_wake(struct imap_session *s)
 	xfree(&v->asleep);
 	v->nasleep = 0;
 	return 0;
+}
+
+int
+imap_view_sizes(struct imap_session *s, const uint32_t *idx, size_t n,
+                char **error_r)
+{
+	struct imap_view *v = &s->view;
+	size_t count = idx != NULL ? n : v->n, nu = 0;
+	uint32_t *uids = NULL;
+	size_t *at = NULL;
+	uint64_t *sizes;
+	int rc;
+
+	for (size_t i = 0; i < count; i++) {
+		size_t x = idx != NULL ? idx[i] : i;
+
+		if ((v->msgs[x].flags & IMAP_MSG_SIZE_UNKNOWN) == 0)
+			continue;
+		if (uids == NULL) {
+			uids = xreallocarray(NULL, count, sizeof(*uids));
+			at = xreallocarray(NULL, count, sizeof(*at));
+		}
+		uids[nu] = v->msgs[x].uid;
+		at[nu++] = x;
+	}
+	if (nu == 0)
+		return 0;
+	sizes = xreallocarray(NULL, nu, sizeof(*sizes));
+	rc = mbox_sizes(v->box, uids, nu, sizes, error_r);
+	if (rc == 0) {
+		for (size_t i = 0; i < nu; i++) {
+			v->msgs[at[i]].size = sizes[i];
+			v->msgs[at[i]].flags &= ~IMAP_MSG_SIZE_UNKNOWN;
+		}
+	}
+	free(sizes);
+	free(uids);
+	free(at);
+	return rc == 0 ? 0 : -1;
 }
 
 void

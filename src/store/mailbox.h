@@ -134,6 +134,7 @@ struct mbox_msg {
 	char *keywords;     /* space-separated, or NULL */
 	int64_t internaldate; /* seconds since the epoch */
 	uint64_t size;      /* RFC822.SIZE: CRLF form */
+	bool size_known;    /* false: size is the file's, see mbox_sizes */
 };
 
 void mbox_msg_clear(struct mbox_msg *m);
@@ -160,6 +161,16 @@ int mbox_changes(struct mbox *box, uint64_t since_modseq,
                  struct mbox_msg **changed_r, size_t *nchanged_r,
                  uint32_t **expunged_r, size_t *nexpunged_r,
                  char **error_r);
+
+/* Messages whose files another tool left get their UIDs without being
+ * read (a first SELECT of 100,000 of them stays fast); their exact
+ * RFC822.SIZE is read from the file when first needed: sizes_r[i] for
+ * uids[i] (0 when it is gone), and recorded in the index. */
+int mbox_sizes(struct mbox *box, const uint32_t *uids, size_t n,
+               uint64_t *sizes_r, char **error_r);
+/* Every size of mailbox name that mbox_sizes has not read yet (STATUS
+ * SIZE must not be less than the sum of the RFC822.SIZEs). */
+int mbox_sizes_settle(struct mbox_user *u, const char *name, char **error_r);
 
 /* The whole message in CRLF form into out (appended). MBOX_ERR_NOTFOUND
  * when it was expunged meanwhile. */

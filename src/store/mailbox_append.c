@@ -56,7 +56,7 @@ mi_add_file(struct mbox_user *u, const char *canon, bool fallback_inbox,
 	uid = b.uidnext;
 	if ((rc = mi_fsync_dir(d.curfd, b.dir, error_r)) != MBOX_OK ||
 	    (rc = mi_msg_insert(u, b.id, uid, b.highestmodseq + 1, flags, kw,
-	                        internaldate, w->crlf_size, filename,
+	                        internaldate, w->crlf_size, true, filename,
 	                        error_r)) != MBOX_OK ||
 	    (rc = mi_box_set_counters(u, b.id, uid + 1, b.highestmodseq + 1,
 	                              error_r)) != MBOX_OK ||
@@ -187,6 +187,7 @@ struct mi_copy {
 	char *keywords;
 	int64_t internaldate;
 	uint64_t size;
+	bool size_known;
 	char *filename; /* in the source's cur/ */
 	char *newname;  /* in the destination's cur/, once made */
 };
@@ -348,6 +349,7 @@ mi_copy_collect(struct mbox_user *u, int64_t id, const uint32_t *uids, size_t n,
 			                    : NULL,
 			    .internaldate = sqlite3_column_int64(st, 3),
 			    .size = (uint64_t)sqlite3_column_int64(st, 4),
+			    .size_known = sqlite3_column_int(st, 6) != 0,
 			    .filename =
 			        xstrdup(fn != NULL ? (const char *)fn : ""),
 			};
@@ -447,7 +449,8 @@ mbox_copy(struct mbox *box, const uint32_t *uids, size_t n, const char *dest,
 		if ((rc = mi_msg_insert(u, dst.id, c[i].newuid, dst_modseq,
 		                        c[i].flags, c[i].keywords,
 		                        c[i].internaldate, c[i].size,
-		                        c[i].newname, error_r)) != MBOX_OK)
+		                        c[i].size_known, c[i].newname,
+		                        error_r)) != MBOX_OK)
 			goto fail;
 		if ((st = mi_st(u, MI_CACHE_COPY, error_r)) == NULL) {
 			rc = MBOX_ERR_TEMP;

@@ -100,9 +100,18 @@ static const char mi_schema_v1[] =
     " WHERE id = NEW.mailbox_id; END;"
     "INSERT INTO schema_version (version) VALUES (1);";
 
-/* mi_migrations[v] takes a version v index to v + 1 (none yet). */
+/* Version 2: a scan of files other tools left reads none of them; the
+ * CRLF size of such a message is read when first asked for. */
+static const char mi_schema_v2[] =
+    "ALTER TABLE messages ADD COLUMN size_known INTEGER NOT NULL DEFAULT 1;"
+    "CREATE INDEX messages_size_todo ON messages (mailbox_id, uid)"
+    " WHERE size_known = 0;"
+    "UPDATE schema_version SET version = 2;";
+
+/* mi_migrations[v] takes a version v index to v + 1. */
 static const char *const mi_migrations[] = {
     [0] = mi_schema_v1,
+    [1] = mi_schema_v2,
 };
 
 static const char *const mi_sql[MI_ST_COUNT] = {
@@ -140,21 +149,29 @@ static const char *const mi_sql[MI_ST_COUNT] = {
                      " WHERE name = ?1 OR (name >= ?2 AND name < ?3)",
     [MI_SUB_RENAME] = "UPDATE OR REPLACE subscriptions SET name = ?2"
                       " WHERE name = ?1",
-    [MI_MSG_LIST] = "SELECT uid, modseq, flags, keywords, internaldate, size"
-                    " FROM messages WHERE mailbox_id = ?1 ORDER BY uid",
+    [MI_MSG_LIST] = "SELECT uid, modseq, flags, keywords, internaldate, size,"
+                    " size_known FROM messages WHERE mailbox_id = ?1"
+                    " ORDER BY uid",
     [MI_MSG_CHANGED] = "SELECT uid, modseq, flags, keywords, internaldate,"
-                       " size FROM messages"
+                       " size, size_known FROM messages"
                        " WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
     [MI_EXP_SINCE] = "SELECT uid FROM expunged"
                      " WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
     [MI_MSG_GET] = "SELECT modseq, flags, keywords, internaldate, size,"
-                   " filename FROM messages"
+                   " filename, size_known FROM messages"
                    " WHERE mailbox_id = ?1 AND uid = ?2",
     [MI_MSG_FILES] = "SELECT uid, flags, filename FROM messages"
                      " WHERE mailbox_id = ?1",
     [MI_MSG_INSERT] = "INSERT INTO messages (mailbox_id, uid, modseq, flags,"
-                      " keywords, internaldate, size, filename)"
-                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                      " keywords, internaldate, size, filename, size_known)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    /* Not a change a client sees: no new MODSEQ. */
+    [MI_MSG_SET_SIZE] = "UPDATE messages SET size = ?3, size_known = 1"
+                        " WHERE mailbox_id = ?1 AND uid = ?2"
+                        " AND size_known = 0",
+    [MI_MSG_SIZE_TODO] = "SELECT uid FROM messages"
+                         " WHERE mailbox_id = ?1 AND size_known = 0"
+                         " ORDER BY uid",
     [MI_MSG_DELETE] = "DELETE FROM messages WHERE mailbox_id = ?1"
                       " AND uid = ?2",
     [MI_EXP_INSERT] = "INSERT OR REPLACE INTO expunged (mailbox_id, uid,"
@@ -724,7 +741,8 @@ mi_keywords_register(struct mbox_user *u, int64_t id, const char *kw,
 int
 mi_msg_insert(struct mbox_user *u, int64_t id, uint32_t uid, uint64_t modseq,
               uint32_t flags, const char *keywords, int64_t internaldate,
-              uint64_t size, const char *filename, char **error_r)
+              uint64_t size, bool size_known, const char *filename,
+              char **error_r)
 {
 	sqlite3_stmt *st = mi_st(u, MI_MSG_INSERT, error_r);
 
@@ -741,6 +759,7 @@ mi_msg_insert(struct mbox_user *u, int64_t id, uint32_t uid, uint64_t modseq,
 	sqlite3_bind_int64(st, 6, internaldate);
 	sqlite3_bind_int64(st, 7, (sqlite3_int64)size);
 	sqlite3_bind_text(st, 8, filename, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 9, size_known);
 	return mi_step_done(u, st, error_r);
 }
 

@@ -18,7 +18,7 @@
 #define MI_DB_NAME "index.db"
 #define MI_UIDV_FILE "tern-uidvalidity"
 #define MI_BUSY_MS 5000
-#define MI_SCHEMA_VERSION 1
+#define MI_SCHEMA_VERSION 2
 #define MI_DIR_FLAGS (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
 #define MI_CHUNK (64 * 1024)
 /* A directory whose mtime is this recent may change again within the same
@@ -76,6 +76,8 @@ enum mi_st {
 	MI_CACHE_SET,
 	MI_CACHE_COPY,
 	MI_RECOUNT,
+	MI_MSG_SET_SIZE,
+	MI_MSG_SIZE_TODO,
 	MI_ST_COUNT
 };
 
@@ -182,11 +184,13 @@ int mi_keywords_register(struct mbox_user *u, int64_t id, const char *kw,
                          char **canon_r, char **error_r);
 /* Syntax only (atom characters, not "\", 1..MBOX_KEYWORD_LEN_MAX). */
 bool mi_keywords_valid(const char *kw);
-/* Rows "uid flags filename" inserted/deleted, with the expunge record. */
+/* Rows "uid flags filename" inserted/deleted, with the expunge record.
+ * size_known false: size is the file's (LF) size, the exact CRLF one is
+ * read from the file when first asked for (mbox_sizes). */
 int mi_msg_insert(struct mbox_user *u, int64_t id, uint32_t uid,
                   uint64_t modseq, uint32_t flags, const char *keywords,
-                  int64_t internaldate, uint64_t size, const char *filename,
-                  char **error_r);
+                  int64_t internaldate, uint64_t size, bool size_known,
+                  const char *filename, char **error_r);
 int mi_msg_expunge(struct mbox_user *u, int64_t id, uint32_t uid,
                    uint64_t modseq, char **error_r);
 

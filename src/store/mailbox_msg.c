@@ -141,6 +141,7 @@ mi_msg_rows(struct mbox_user *u, sqlite3_stmt *st, size_t hint,
 		                    : NULL,
 		    .internaldate = sqlite3_column_int64(st, 4),
 		    .size = (uint64_t)sqlite3_column_int64(st, 5),
+		    .size_known = sqlite3_column_int(st, 6) != 0,
 		};
 	}
 	mi_done(st);
@@ -223,6 +224,7 @@ struct mi_msgrow {
 	char *keywords;
 	int64_t internaldate;
 	uint64_t size;
+	bool size_known;
 	char *filename;
 };
 
@@ -259,6 +261,7 @@ mi_msg_get(struct mbox_user *u, int64_t id, uint32_t uid, struct mi_msgrow *r,
 		                  : NULL;
 		r->internaldate = sqlite3_column_int64(st, 3);
 		r->size = (uint64_t)sqlite3_column_int64(st, 4);
+		r->size_known = sqlite3_column_int(st, 6) != 0;
 		r->filename = xstrdup(fn != NULL ? (const char *)fn : "");
 		mi_done(st);
 		return MBOX_OK;
@@ -269,19 +272,19 @@ mi_msg_get(struct mbox_user *u, int64_t id, uint32_t uid, struct mi_msgrow *r,
 	return mi_err(error_r, MBOX_ERR_NOTFOUND, "no message UID %u", uid);
 }
 
-int
-mbox_read(struct mbox *box, uint32_t uid, struct buf *out, char **error_r)
+/* The row of uid and its file, open; *fd_r < 0 on error. */
+static int
+mi_msg_open(struct mbox *box, uint32_t uid, struct mi_msgrow *r, int *fd_r,
+            char **error_r)
 {
-	struct mi_msgrow r;
-	size_t start = out->len;
-	uint64_t n;
 	int fd = -1, rc;
 
+	*fd_r = -1;
 	for (int tries = 0; tries < 2 && fd < 0; tries++) {
-		if ((rc = mi_msg_get(box->u, box->id, uid, &r, error_r)) !=
+		if ((rc = mi_msg_get(box->u, box->id, uid, r, error_r)) !=
 		    MBOX_OK)
 			return rc;
-		fd = openat(box->dirs.curfd, r.filename,
+		fd = openat(box->dirs.curfd, r->filename,
 		            O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd >= 0)
 			break;
@@ -290,16 +293,135 @@ mbox_read(struct mbox *box, uint32_t uid, struct buf *out, char **error_r)
 			         ? mi_err(error_r, MBOX_ERR_NOTFOUND,
 			                  "message UID %u is gone", uid)
 			         : mi_syserr(error_r, "open(%s/cur/%s)",
-			                     box->info.name, r.filename);
-			mi_msgrow_clear(&r);
+			                     box->info.name, r->filename);
+			mi_msgrow_clear(r);
 			return rc;
 		}
 		/* Renamed (flags) or removed by another tool. */
-		mi_msgrow_clear(&r);
+		mi_msgrow_clear(r);
 		if ((rc = mi_sync(box->u, box->id, &box->dirs, false,
 		                  error_r)) != MBOX_OK)
 			return rc;
 	}
+	*fd_r = fd;
+	return MBOX_OK;
+}
+
+int
+mbox_sizes(struct mbox *box, const uint32_t *uids, size_t n, uint64_t *sizes_r,
+           char **error_r)
+{
+	struct mbox_user *u = box->u;
+	bool *read = n > 0 ? xcalloc(n, sizeof(*read)) : NULL;
+	size_t nread = 0;
+	int rc = MBOX_OK;
+
+	for (size_t i = 0; i < n && rc == MBOX_OK; i++) {
+		struct mi_msgrow r;
+		char *err = NULL;
+		int fd;
+
+		sizes_r[i] = 0;
+		rc = mi_msg_open(box, uids[i], &r, &fd, &err);
+		if (rc == MBOX_ERR_NOTFOUND) {
+			free(err);
+			rc = MBOX_OK;
+			continue;
+		}
+		if (rc != MBOX_OK) {
+			if (error_r != NULL)
+				*error_r = err;
+			else
+				free(err);
+			break;
+		}
+		if (r.size_known) {
+			sizes_r[i] = r.size;
+		} else if (mi_file_crlf_size(fd, &sizes_r[i]) < 0) {
+			rc = mi_syserr(error_r, "read(%s/cur/%s)",
+			               box->info.name, r.filename);
+		} else {
+			read[i] = true;
+			nread++;
+		}
+		close(fd);
+		mi_msgrow_clear(&r);
+	}
+	/* Recorded in one transaction: one fsync for the lot. */
+	if (rc == MBOX_OK && nread > 0 && !box->readonly &&
+	    (rc = mi_begin(u, error_r)) == MBOX_OK) {
+		for (size_t i = 0; i < n && rc == MBOX_OK; i++) {
+			sqlite3_stmt *st;
+
+			if (!read[i])
+				continue;
+			if ((st = mi_st(u, MI_MSG_SET_SIZE, error_r)) == NULL) {
+				rc = MBOX_ERR_TEMP;
+				break;
+			}
+			sqlite3_bind_int64(st, 1, box->id);
+			sqlite3_bind_int64(st, 2, uids[i]);
+			sqlite3_bind_int64(st, 3, (sqlite3_int64)sizes_r[i]);
+			rc = mi_step_done(u, st, error_r);
+		}
+		if (rc == MBOX_OK)
+			rc = mi_commit(u, error_r);
+		else
+			mi_rollback(u);
+		if (rc == MBOX_OK)
+			rc = mi_box_refresh(box, error_r);
+	}
+	free(read);
+	return rc;
+}
+
+int
+mbox_sizes_settle(struct mbox_user *u, const char *name, char **error_r)
+{
+	struct mbox *box;
+	sqlite3_stmt *st;
+	uint32_t *uids = NULL;
+	uint64_t *sizes;
+	size_t n = 0, cap = 0;
+	int rc, step;
+
+	if ((rc = mbox_open(u, name, false, &box, error_r)) != MBOX_OK)
+		return rc;
+	if ((st = mi_st(u, MI_MSG_SIZE_TODO, error_r)) == NULL) {
+		mbox_close(&box);
+		return MBOX_ERR_TEMP;
+	}
+	sqlite3_bind_int64(st, 1, box->id);
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap == 0 ? 256 : cap * 2;
+			uids = xreallocarray(uids, cap, sizeof(*uids));
+		}
+		uids[n++] = (uint32_t)sqlite3_column_int64(st, 0);
+	}
+	mi_done(st);
+	if (step != SQLITE_DONE) {
+		rc = mi_dberr(u, error_r, "messages");
+	} else if (n > 0) {
+		sizes = xreallocarray(NULL, n, sizeof(*sizes));
+		rc = mbox_sizes(box, uids, n, sizes, error_r);
+		free(sizes);
+	}
+	free(uids);
+	mbox_close(&box);
+	return rc;
+}
+
+int
+mbox_read(struct mbox *box, uint32_t uid, struct buf *out, char **error_r)
+{
+	struct mi_msgrow r;
+	size_t start = out->len;
+	uint64_t n;
+	int fd, rc;
+
+	if ((rc = mi_msg_open(box, uid, &r, &fd, error_r)) != MBOX_OK)
+		return rc;
 	if (mi_file_read_crlf(fd, out, &n) < 0) {
 		rc = errno == ENOBUFS
 		         ? mi_err(error_r, MBOX_ERR_TEMP,
@@ -312,7 +434,7 @@ mbox_read(struct mbox *box, uint32_t uid, struct buf *out, char **error_r)
 		return rc;
 	}
 	close(fd);
-	if (n != r.size) {
+	if (r.size_known && n != r.size) {
 		/* Changed on disk behind our back: the size a client was told
 		 * no longer holds. */
 		log_error(NULL,

@@ -1113,6 +1113,60 @@ test_idle_asleep(void **state)
 	imap_session_free(&b);
 }
 
+/* Files another tool left are indexed without being read; RFC822.SIZE,
+ * LARGER/SMALLER and STATUS SIZE still see the exact CRLF size. */
+static void
+test_sizes_read_later(void **state)
+{
+	struct env *e = *state;
+	/* 22 bytes with LF, 26 with CRLF. */
+	static const char lf[] = "Subject: a\n\nbody\nmore\n";
+	struct imap_session *s, *b;
+	char path[300], *o;
+	int fd;
+
+	s = sess_new(e);
+	free(run(s, "z0 NOOP\r\n")); /* the store exists now */
+	for (int i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/cur/1700000000.M%dP1.tool:2,S",
+		         e->dir, i);
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, lf, strlen(lf)), (ssize_t)strlen(lf));
+		close(fd);
+	}
+	o = run(s, "z1 SELECT INBOX\r\n");
+	HAS(o, "* 2 EXISTS\r\n");
+	free(o);
+	assert_int_equal(s->view.msgs[0].size, strlen(lf));
+	assert_true((s->view.msgs[0].flags & IMAP_MSG_SIZE_UNKNOWN) != 0);
+
+	o = run(s, "z2 FETCH 2 (RFC822.SIZE)\r\n");
+	HAS(o, "* 2 FETCH (RFC822.SIZE 26)\r\nz2 OK");
+	free(o);
+	assert_true((s->view.msgs[0].flags & IMAP_MSG_SIZE_UNKNOWN) != 0);
+	assert_true((s->view.msgs[1].flags & IMAP_MSG_SIZE_UNKNOWN) == 0);
+
+	/* STATUS SIZE reads what is left (RFC 8438: never less than the sum
+	 * of the RFC822.SIZEs). */
+	b = sess_new(e);
+	o = run(b, "y1 STATUS INBOX (MESSAGES SIZE)\r\n");
+	HAS(o, "* STATUS \"INBOX\" (MESSAGES 2 SIZE 52)\r\n");
+	free(o);
+	o = run(b, "y2 EXAMINE INBOX\r\ny3 FETCH 1:* FAST\r\n");
+	HAS(o, "* 1 FETCH (FLAGS (\\Seen) INTERNALDATE");
+	HAS(o, "RFC822.SIZE 26)\r\n");
+	HASNOT(o, "RFC822.SIZE 22");
+	free(o);
+
+	o = run(s, "z3 SEARCH LARGER 24\r\n");
+	HAS(o, "* SEARCH 1 2\r\nz3 OK");
+	free(o);
+	assert_true((s->view.msgs[0].flags & IMAP_MSG_SIZE_UNKNOWN) == 0);
+	imap_session_free(&b);
+	imap_session_free(&s);
+}
+
 /* ---- the same script one byte at a time ---- */
 
 /* The numbers that differ between two stores (UIDVALIDITY is a time). */
@@ -1278,6 +1332,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_two_sessions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_idle, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_idle_asleep, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sizes_read_later, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_trickle, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_large_mailbox, setup,
 	                                    teardown),

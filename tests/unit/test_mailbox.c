@@ -1277,7 +1277,28 @@ other_tools(void **state)
 	name = cur_file(f->dir, "otherhost");
 	assert_string_equal(name, "1600000000.M1P1.otherhost:2,");
 	free(name);
+	/* The scan read no file: the size is the file's until asked for. */
 	assert_int_equal(mbox_messages(box, &list, &n, &error), MBOX_OK);
+	assert_true(list[0].size_known);
+	assert_false(list[1].size_known);
+	assert_int_equal(list[1].size, strlen("From: tool\n\nbody\n"));
+	mbox_msg_free_list(&list, n);
+	{
+		uint32_t uids[] = {2, 1, 99};
+		uint64_t sizes[3];
+		uint64_t before = mbox_get_info(box)->size;
+
+		assert_int_equal(mbox_sizes(box, uids, 3, sizes, &error),
+		                 MBOX_OK);
+		assert_int_equal(sizes[0],
+		                 strlen("From: tool\r\n\r\nbody\r\n"));
+		assert_int_equal(sizes[1], strlen("ours\r\n"));
+		assert_int_equal(sizes[2], 0); /* no such message */
+		/* Recorded, and the mailbox's SIZE follows. */
+		assert_int_equal(mbox_get_info(box)->size, before + 3);
+	}
+	assert_int_equal(mbox_messages(box, &list, &n, &error), MBOX_OK);
+	assert_true(list[1].size_known);
 	assert_int_equal(list[1].size, strlen("From: tool\r\n\r\nbody\r\n"));
 	mbox_msg_free_list(&list, n);
 
@@ -1995,6 +2016,58 @@ big_mailbox(void **state)
 	free(cur);
 }
 
+/* An index.db of schema version 1 (before size_known) opens as version 2,
+ * its messages' sizes known. */
+static void
+schema_upgrade(void **state)
+{
+	struct fixture *f = *state;
+	struct mbox_user *u = open_user(f, 0);
+	struct mbox_msg *list;
+	struct mbox *box;
+	sqlite3 *db;
+	char *error = NULL, *path;
+	size_t n;
+
+	append(u, "INBOX", "one\r\n", 0, NULL);
+	mbox_user_close(&u);
+	path = xasprintf("%s/index.db", f->dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db,
+	                 "DROP INDEX messages_size_todo;"
+	                 "ALTER TABLE messages DROP COLUMN size_known;"
+	                 "UPDATE schema_version SET version = 1;",
+	                 NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+
+	u = open_user(f, 0);
+	box = open_box(u, "INBOX");
+	assert_int_equal(mbox_messages(box, &list, &n, &error), MBOX_OK);
+	assert_int_equal(n, 1);
+	assert_true(list[0].size_known);
+	assert_int_equal(list[0].size, 5);
+	mbox_msg_free_list(&list, n);
+	mbox_close(&box);
+	mbox_user_close(&u);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	{
+		sqlite3_stmt *st;
+
+		assert_int_equal(sqlite3_prepare_v2(db,
+		                                    "SELECT version FROM "
+		                                    "schema_version",
+		                                    -1, &st, NULL),
+		                 SQLITE_OK);
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		assert_int_equal(sqlite3_column_int(st, 0), MI_SCHEMA_VERSION);
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(db);
+	free(path);
+}
+
 int
 main(void)
 {
@@ -2015,6 +2088,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(copy_and_move, setup, teardown),
 	    cmocka_unit_test_setup_teardown(deliver, setup, teardown),
 	    cmocka_unit_test_setup_teardown(other_tools, setup, teardown),
+	    cmocka_unit_test_setup_teardown(schema_upgrade, setup, teardown),
 	    cmocka_unit_test_setup_teardown(reindex, setup, teardown),
 	    cmocka_unit_test_setup_teardown(rename_crash_recovery, setup,
 	                                    teardown),

@@ -2,8 +2,8 @@
  * keys: see password.h.
  * SECURITY: runs in lookup; the stored hash comes from the database and the
  * password from a peer. Both are bounded before use, every comparison of
- * secret-dependent bytes is constant time (CRYPTO_memcmp, libargon2's
- * compare), cost parameters read from stored hashes are capped, and every
+ * secret-dependent bytes is constant time (CRYPTO_memcmp, libsodium's and
+ * libargon2's compare), cost parameters read from stored hashes are capped, and every
  * copy of a password or derived key is wiped (OPENSSL_cleanse). */
 #include "directory/password.h"
 
@@ -16,6 +16,7 @@
 #include <sysexits.h>
 
 #include <argon2.h>
+#include <sodium.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -240,6 +241,39 @@ argon2_params_ok(const char *p)
 	return 0;
 }
 
+/* libsodium's Argon2 uses the CPU's vector units and takes half the time
+ * of Debian's libargon2 (its portable reference code); it knows version
+ * 19 with one lane, which is what tern and most others write. The rest
+ * goes to libargon2. */
+static bool
+argon2_sodium_can(const char *params)
+{
+	const char *p = strstr(params, ",p=");
+
+	return sodium_init() >= 0 && strncmp(params, "v=19$", 5) == 0 &&
+	       p != NULL && strncmp(p, ",p=1$", 5) == 0;
+}
+
+/* ARGON2_OK, ARGON2_VERIFY_MISMATCH or another libargon2 code. */
+static int
+argon2_check(const char *encoded, size_t prefix_len, const char *password,
+             size_t len, argon2_type type)
+{
+	int rc;
+
+	if (!argon2_sodium_can(encoded + prefix_len))
+		return argon2_verify(encoded, password, len, type);
+	errno = 0;
+	rc = type == Argon2_id
+	         ? crypto_pwhash_argon2id_str_verify(encoded, password, len)
+	         : crypto_pwhash_argon2i_str_verify(encoded, password, len);
+	if (rc == 0)
+		return ARGON2_OK;
+	/* libsodium says EINVAL for a mismatch and nothing for the rest. */
+	return errno == EINVAL ? ARGON2_VERIFY_MISMATCH
+	                       : ARGON2_MEMORY_ALLOCATION_ERROR;
+}
+
 static enum password_result
 verify_argon2(const struct scheme *s, const char *data, const char *password,
               size_t len)
@@ -252,7 +286,7 @@ verify_argon2(const struct scheme *s, const char *data, const char *password,
 	if (strncmp(data, prefix, prefix_len) != 0 ||
 	    argon2_params_ok(data + prefix_len) < 0)
 		return PASSWORD_INVALID_HASH;
-	rc = argon2_verify(data, password, len, s->argon2);
+	rc = argon2_check(data, prefix_len, password, len, s->argon2);
 	switch (rc) {
 	case ARGON2_OK:
 		return PASSWORD_OK;
@@ -280,6 +314,19 @@ argon2id_make(const struct password_policy *policy, const char *password,
 	char *enc;
 	int rc;
 
+	if (policy->argon2_parallelism == 1 && sodium_init() >= 0) {
+		/* The same string libargon2 would make (16-byte salt, 32-byte
+		 * hash), in half the time. */
+		enc = xmalloc(crypto_pwhash_argon2id_STRBYTES);
+		if (crypto_pwhash_argon2id_str(
+		        enc, password, len, policy->argon2_time,
+		        (size_t)policy->argon2_memory_kib * 1024) != 0) {
+			*error_r = xstrdup("argon2id: out of memory");
+			free(enc);
+			return NULL;
+		}
+		return enc;
+	}
 	if (RAND_bytes(salt, sizeof(salt)) != 1) {
 		*error_r = xstrdup("no random bytes for the salt");
 		return NULL;
@@ -622,7 +669,8 @@ password_verify_dummy(const struct password_policy *policy,
 	if (dummy.encoded != NULL && dummy.time == policy->argon2_time &&
 	    dummy.memory_kib == policy->argon2_memory_kib &&
 	    dummy.parallelism == policy->argon2_parallelism) {
-		(void)argon2id_verify(dummy.encoded, password, len);
+		(void)argon2_check(dummy.encoded, strlen("$argon2id$"),
+		                   password, len, Argon2_id);
 		return;
 	}
 	/* First call (or new policy): making the hash costs what verifying

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include <argon2.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
@@ -307,6 +308,50 @@ own_hash_roundtrip(void **state)
 	assert_int_equal(password_verify(&pol, a, "s3cret", 6), PASSWORD_OK);
 	free(a);
 	free(b);
+}
+
+/* One lane, version 19: made and checked by libsodium, and the same
+ * strings libargon2 makes and checks; others (two lanes, version 16)
+ * still verify through libargon2. */
+static void
+argon2_two_libraries(void **state)
+{
+	static const uint8_t salt[16] = "0123456789abcdef";
+	struct password_policy pol;
+	char *error = NULL, *ours, enc[256], stored[300];
+
+	(void)state;
+	small_policy(&pol);
+	ours = password_hash(&pol, "s3cret", 6, &error);
+	assert_non_null(ours);
+	assert_int_equal(strncmp(ours, "{ARGON2ID}$argon2id$v=19$m=8192,t=1,p=1$",
+	                         40),
+	                 0);
+	assert_int_equal(argon2id_verify(ours + 10, "s3cret", 6), ARGON2_OK);
+	assert_int_equal(argon2id_verify(ours + 10, "s3creT", 6),
+	                 ARGON2_VERIFY_MISMATCH);
+	free(ours);
+
+	assert_int_equal(argon2id_hash_encoded(1, 8192, 1, "s3cret", 6, salt,
+	                                       sizeof(salt), 32, enc,
+	                                       sizeof(enc)),
+	                 ARGON2_OK);
+	snprintf(stored, sizeof(stored), "{ARGON2ID}%s", enc);
+	assert_int_equal(password_verify(&pol, stored, "s3cret", 6),
+	                 PASSWORD_OK);
+	assert_int_equal(password_verify(&pol, stored, "s3creT", 6),
+	                 PASSWORD_MISMATCH);
+
+	assert_int_equal(argon2_hash(1, 8192, 1, "s3cret", 6, salt,
+	                             sizeof(salt), NULL, 32, enc, sizeof(enc),
+	                             Argon2_id, ARGON2_VERSION_10),
+	                 ARGON2_OK);
+	assert_null(strstr(enc, "v=19"));
+	snprintf(stored, sizeof(stored), "{ARGON2ID}%s", enc);
+	assert_int_equal(password_verify(&pol, stored, "s3cret", 6),
+	                 PASSWORD_OK);
+	assert_int_equal(password_verify(&pol, stored, "s3creT", 6),
+	                 PASSWORD_MISMATCH);
 }
 
 static void
@@ -884,6 +929,7 @@ main(void)
 	    cmocka_unit_test(doveadm_verifies_ours),
 	    cmocka_unit_test(fixed_vectors),
 	    cmocka_unit_test(own_hash_roundtrip),
+	    cmocka_unit_test(argon2_two_libraries),
 	    cmocka_unit_test(own_hash_refusals),
 	    cmocka_unit_test(plain_needs_policy),
 	    cmocka_unit_test(malformed_hashes),

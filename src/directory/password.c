@@ -10,6 +10,7 @@
 #include <assert.h>
 #include <crypt.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -649,11 +650,12 @@ password_scheme(const char *stored)
 }
 
 /* The hash an unknown user is checked against; remade when the policy
- * changes. Not thread-safe: lookup runs one thread. */
+ * changes. lookup checks passwords on several threads. */
 static struct {
+	pthread_mutex_t lock;
 	char *encoded;
 	uint32_t time, memory_kib, parallelism;
-} dummy;
+} dummy = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 void
 password_verify_dummy(const struct password_policy *policy,
@@ -666,15 +668,21 @@ password_verify_dummy(const struct password_policy *policy,
 	/* The same early refusals as password_verify. */
 	if (!password_acceptable(password, len))
 		return;
+	pthread_mutex_lock(&dummy.lock);
 	if (dummy.encoded != NULL && dummy.time == policy->argon2_time &&
 	    dummy.memory_kib == policy->argon2_memory_kib &&
 	    dummy.parallelism == policy->argon2_parallelism) {
-		(void)argon2_check(dummy.encoded, strlen("$argon2id$"),
-		                   password, len, Argon2_id);
+		char *encoded = xstrdup(dummy.encoded);
+
+		pthread_mutex_unlock(&dummy.lock);
+		(void)argon2_check(encoded, strlen("$argon2id$"), password,
+		                   len, Argon2_id);
+		free(encoded);
 		return;
 	}
 	/* First call (or new policy): making the hash costs what verifying
-	 * it does, so this call is no faster than later ones. */
+	 * it does, so this call is no faster than later ones. Others wait
+	 * for it rather than make their own. */
 	xfree(&dummy.encoded);
 	if (RAND_bytes(secret, sizeof(secret)) != 1)
 		memset(secret, 0x5a, sizeof(secret)); /* only timing needed */
@@ -682,6 +690,7 @@ password_verify_dummy(const struct password_policy *policy,
 	    argon2id_make(policy, (const char *)secret, sizeof(secret), &error);
 	OPENSSL_cleanse(secret, sizeof(secret));
 	if (dummy.encoded == NULL) {
+		pthread_mutex_unlock(&dummy.lock);
 		log_error(NULL, "event=password_dummy_failed error=%s", error);
 		free(error);
 		return;
@@ -689,6 +698,7 @@ password_verify_dummy(const struct password_policy *policy,
 	dummy.time = policy->argon2_time;
 	dummy.memory_kib = policy->argon2_memory_kib;
 	dummy.parallelism = policy->argon2_parallelism;
+	pthread_mutex_unlock(&dummy.lock);
 }
 
 char *

@@ -18,10 +18,12 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/workpool.h"
 #include "core/xmalloc.h"
 #include "directory/authlimit.h"
 #include "directory/directory.h"
@@ -33,11 +35,15 @@
 
 /* Bound on app passwords tried for one login (each is a full hash check). */
 #define APP_PASSWORDS_TRIED_MAX 8
+/* Threads for password checks: each Argon2 verify takes argon2_memory
+ * (64 MiB by default) while it runs. */
+#define LOOKUP_AUTH_THREADS_MAX 4
 
 struct lookup {
 	struct directory *dir;
 	struct authlimit *limits;
 	struct password_policy policy;
+	struct workpool *pool;    /* password checks (auth_job) */
 	uint8_t scram_secret[32]; /* fake SCRAM salts for unknown users */
 	struct srs_keys srs;      /* n == 0: no SRS (off, or no secrets) */
 };
@@ -204,118 +210,204 @@ count_failure(struct lookup *l, const struct auth_request *a,
 		         (unsigned long long)(cfg->auth_ban_time_ms / 1000));
 }
 
-/* Check password against the user's own and app passwords. */
-static enum password_result
-check_user_password(struct lookup *l, const struct dir_user *u,
-                    const struct auth_request *a, const uint8_t *pw,
-                    size_t pwlen)
+/* A password check, run on the pool: an Argon2 verify takes a core for
+ * 0.2 s, and the loop keeps answering RCPT, DKIM and SRS questions (and
+ * other logins, on the other threads) meanwhile. The directory is read on
+ * the loop before, the limits are counted on the loop after. */
+struct auth_job {
+	struct child_ctx *ctx;
+	struct ipc_peer *peer;
+	uint32_t reqid;
+	struct auth_request a;
+	uint8_t *pw;
+	size_t pwlen;
+	uint64_t delay;
+	struct password_policy policy;
+	const char *refused; /* "authzid", "unknown-user": a dummy check */
+	bool suspended;
+	char *hash;        /* the user's own, or NULL */
+	char **app_hashes; /* app passwords for this service */
+	char **app_labels;
+	size_t napps;
+	/* Results. */
+	enum password_result res;
+	const char *app_label; /* the app password that matched */
+};
+
+static void
+auth_job_free(struct auth_job *j)
+{
+	OPENSSL_cleanse(j->pw, j->pwlen);
+	free(j->pw);
+	free(j->hash);
+	for (size_t i = 0; i < j->napps; i++) {
+		free(j->app_hashes[i]);
+		free(j->app_labels[i]);
+	}
+	free(j->app_hashes);
+	free(j->app_labels);
+	auth_request_free(&j->a);
+	free(j);
+}
+
+/* The app passwords of user u that may log in to this service. */
+static void
+auth_job_apps(struct lookup *l, struct auth_job *j, const char *address)
 {
 	struct dir_app_password *apps = NULL;
-	enum password_result res = PASSWORD_MISMATCH;
-	unsigned bit = service_bit(a->service);
-	size_t n = 0, tried = 0;
+	unsigned bit = service_bit(j->a.service);
+	size_t n = 0;
 	char *error = NULL;
 
-	if (u->password_hash != NULL)
-		res = password_verify(&l->policy, u->password_hash,
-		                      (const char *)pw, pwlen);
-	if (res == PASSWORD_OK || bit == 0)
-		return res;
-	if (directory_app_password_list(l->dir, u->address, &apps, &n, &error) <
+	if (bit == 0)
+		return;
+	if (directory_app_password_list(l->dir, address, &apps, &n, &error) <
 	    0) {
 		log_error(NULL, "event=directory-error error=%s", error);
 		free(error);
-		return res;
+		return;
 	}
-	for (size_t i = 0; i < n && tried < APP_PASSWORDS_TRIED_MAX; i++) {
+	for (size_t i = 0; i < n && j->napps < APP_PASSWORDS_TRIED_MAX; i++) {
 		if (!(apps[i].services & bit) || apps[i].password_hash == NULL)
 			continue;
-		tried++;
-		if (password_verify(&l->policy, apps[i].password_hash,
-		                    (const char *)pw, pwlen) == PASSWORD_OK) {
-			log_info(NULL, "event=app-password user=%s label=%s",
-			         u->address, apps[i].label);
-			res = PASSWORD_OK;
-			break;
-		}
+		j->app_hashes = xreallocarray(j->app_hashes, j->napps + 1,
+		                              sizeof(*j->app_hashes));
+		j->app_labels = xreallocarray(j->app_labels, j->napps + 1,
+		                              sizeof(*j->app_labels));
+		j->app_hashes[j->napps] = xstrdup(apps[i].password_hash);
+		j->app_labels[j->napps] = xstrdup(apps[i].label);
+		j->napps++;
 	}
 	dir_app_passwords_free(&apps, n);
-	return res;
+}
+
+/* On a worker: nothing but the hashes and the password. */
+static void
+auth_job_run(void *arg)
+{
+	struct auth_job *j = arg;
+	const char *pw = (const char *)j->pw;
+
+	j->res = PASSWORD_MISMATCH;
+	if (j->refused != NULL) {
+		password_verify_dummy(&j->policy, pw, j->pwlen);
+		return;
+	}
+	if (j->hash != NULL)
+		j->res = password_verify(&j->policy, j->hash, pw, j->pwlen);
+	for (size_t i = 0; i < j->napps && j->res != PASSWORD_OK; i++) {
+		if (password_verify(&j->policy, j->app_hashes[i], pw,
+		                    j->pwlen) == PASSWORD_OK) {
+			j->res = PASSWORD_OK;
+			j->app_label = j->app_labels[i];
+		}
+	}
+}
+
+/* Back on the loop: log, count, answer. */
+static void
+auth_job_done(void *arg)
+{
+	struct auth_job *j = arg;
+	struct lookup *l = j->ctx->role;
+	struct auth_request *a = &j->a;
+	enum password_result res = j->res;
+
+	if (j->refused != NULL) {
+		res = PASSWORD_MISMATCH;
+		log_failure(a, j->refused);
+	} else if (res != PASSWORD_OK) {
+		log_failure(a,
+		            res == PASSWORD_MISMATCH ? "password" : "bad-hash");
+	} else if (j->suspended) {
+		res = PASSWORD_MISMATCH;
+		log_failure(a, "suspended");
+	}
+	if (res == PASSWORD_OK) {
+		if (j->app_label != NULL)
+			log_info(NULL, "event=app-password user=%s label=%s",
+			         a->key, j->app_label);
+		authlimit_success(l->limits, a->ip, a->key, clock_wall_ms());
+		log_info(NULL, "event=auth-ok ip=%s user=%s service=%s", a->ip,
+		         a->key, a->service);
+		reply(j->ctx, j->peer, j->reqid, 0, a->key, NULL, 0, 0, NULL, 0,
+		      j->delay);
+	} else {
+		count_failure(l, a, j->ctx->cfg);
+		reply(j->ctx, j->peer, j->reqid, 1, NULL, NULL, 0, 0, NULL, 0,
+		      j->delay);
+	}
+	auth_job_free(j);
 }
 
 static void
 auth_password(struct child_ctx *ctx, struct ipc_peer *peer, struct ipc_msg *msg)
 {
 	struct lookup *l = ctx->role;
-	struct auth_request a;
+	struct auth_job *j = xcalloc(1, sizeof(*j));
 	struct ipc_reader r;
 	struct dir_user u;
 	const uint8_t *pw;
 	char *authzid, *error = NULL;
-	size_t pwlen = 0;
-	uint64_t delay;
 	int found;
-	enum password_result res = PASSWORD_MISMATCH;
 
 	ipc_reader_init(&r, msg);
-	if (auth_request_read(&r, &a) < 0) {
-		auth_request_free(&a);
+	if (auth_request_read(&r, &j->a) < 0) {
+		auth_job_free(j);
 		log_error(NULL, "event=bad-auth-request");
 		return;
 	}
 	authzid = ipc_get_str(&r);
-	pw = ipc_get_bytes(&r, &pwlen);
+	pw = ipc_get_bytes(&r, &j->pwlen);
 	if (ipc_reader_done(&r) < 0 || authzid == NULL) {
 		log_error(NULL, "event=bad-auth-request");
-		goto out;
+		free(authzid);
+		auth_job_free(j);
+		return;
 	}
-	if (authlimit_banned(l->limits, a.ip, clock_wall_ms()) > 0) {
-		log_failure(&a, "banned");
+	j->ctx = ctx;
+	j->peer = peer;
+	j->reqid = msg->reqid;
+	j->policy = l->policy;
+	j->pw = xmalloc(j->pwlen + 1);
+	if (j->pwlen > 0)
+		memcpy(j->pw, pw, j->pwlen);
+	if (authlimit_banned(l->limits, j->a.ip, clock_wall_ms()) > 0) {
+		log_failure(&j->a, "banned");
 		reply(ctx, peer, msg->reqid, 2, NULL, NULL, 0, 0, NULL, 0, 0);
-		goto out;
+		free(authzid);
+		auth_job_free(j);
+		return;
 	}
-	delay =
-	    authlimit_delay(l->limits, a.ip, account_of(&a), clock_wall_ms());
+	j->delay = authlimit_delay(l->limits, j->a.ip, account_of(&j->a),
+	                           clock_wall_ms());
 	memset(&u, 0, sizeof(u));
-	found = a.key[0] != '\0' ? directory_user_get(l->dir, a.key, &u, &error)
-	                         : 0;
+	found = j->a.key[0] != '\0'
+	            ? directory_user_get(l->dir, j->a.key, &u, &error)
+	            : 0;
 	if (found < 0) {
 		log_error(NULL, "event=directory-error error=%s", error);
 		free(error);
 		reply(ctx, peer, msg->reqid, 2, NULL, NULL, 0, 0, NULL, 0, 0);
-		goto out;
+		free(authzid);
+		auth_job_free(j);
+		return;
 	}
 	/* An authorization identity other than the user is not offered. */
-	if (authzid[0] != '\0' && strcmp(authzid, a.user) != 0 &&
-	    strcmp(authzid, a.key) != 0) {
-		password_verify_dummy(&l->policy, (const char *)pw, pwlen);
-		log_failure(&a, "authzid");
+	if (authzid[0] != '\0' && strcmp(authzid, j->a.user) != 0 &&
+	    strcmp(authzid, j->a.key) != 0) {
+		j->refused = "authzid";
 	} else if (found == 0) {
-		password_verify_dummy(&l->policy, (const char *)pw, pwlen);
-		log_failure(&a, "unknown-user");
-	} else if ((res = check_user_password(l, &u, &a, pw, pwlen)) !=
-	           PASSWORD_OK) {
-		log_failure(&a,
-		            res == PASSWORD_MISMATCH ? "password" : "bad-hash");
-	} else if (u.suspended) {
-		res = PASSWORD_MISMATCH;
-		log_failure(&a, "suspended");
-	}
-	if (res == PASSWORD_OK) {
-		authlimit_success(l->limits, a.ip, a.key, clock_wall_ms());
-		log_info(NULL, "event=auth-ok ip=%s user=%s service=%s", a.ip,
-		         a.key, a.service);
-		reply(ctx, peer, msg->reqid, 0, a.key, NULL, 0, 0, NULL, 0,
-		      delay);
+		j->refused = "unknown-user";
 	} else {
-		count_failure(l, &a, ctx->cfg);
-		reply(ctx, peer, msg->reqid, 1, NULL, NULL, 0, 0, NULL, 0,
-		      delay);
+		j->hash =
+		    u.password_hash != NULL ? xstrdup(u.password_hash) : NULL;
+		j->suspended = u.suspended;
+		auth_job_apps(l, j, u.address);
 	}
 	dir_user_clear(&u);
-out:
 	free(authzid);
-	auth_request_free(&a);
+	workpool_submit(l->pool, NULL, auth_job_run, auth_job_done, j);
 }
 
 /* The user's SCRAM keys, or fake ones that fail every proof. Returns NULL
@@ -962,7 +1054,18 @@ lookup_start(struct child_ctx *ctx, char **error_r)
 		return -1;
 	}
 	lookup_srs_load(l, ctx->cfg);
-	return lookup_open(ctx, error_r);
+	if (lookup_open(ctx, error_r) < 0)
+		return -1;
+	{
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+		l->pool =
+		    workpool_new(ctx->base, cpus < 1 ? 1
+		                            : cpus > LOOKUP_AUTH_THREADS_MAX
+		                                ? LOOKUP_AUTH_THREADS_MAX
+		                                : (unsigned)cpus);
+	}
+	return 0;
 }
 
 /* Limits and the backend may have changed: open both again, keep the old
@@ -1003,8 +1106,10 @@ lookup_shutdown(struct child_ctx *ctx)
 {
 	struct lookup *l = ctx->role;
 
-	/* Checks run to completion inside one callback: nothing is left in
-	 * flight but delayed answers, which front no longer needs. */
+	/* Password checks running finish (their answers are dropped with
+	 * the queued ones); nothing else is in flight but delayed answers,
+	 * which front no longer needs. */
+	workpool_free(&l->pool);
 	directory_close(&l->dir);
 	authlimit_close(&l->limits);
 	child_exit(ctx);

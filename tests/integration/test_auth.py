@@ -352,3 +352,49 @@ def test_swaks_auth(tern, mech, tls):
                           "AUTH"], capture_output=True, text=True, timeout=30)
     assert bad.returncode != 0
     assert "535 5.7.8" in bad.stdout
+
+
+def test_slow_password_check_stalls_nothing_else(tern_instance):
+    """Password checks run on lookup's threads: while a costly Argon2
+    verify runs, RCPT checks on the MX (lookup's other questions) are
+    answered at once."""
+    import threading
+
+    t = tern_instance(start=False,
+                      extra_config=["auth_delay_max 0ms",
+                                    "argon2_memory 64M", "argon2_time 24"])
+    prepare(t)
+    t.start()
+
+    def login(out):
+        began = time.monotonic()
+        m = imaps(t)
+        m.login(ALICE, ALICE_PW)
+        out.append(time.monotonic() - began)
+        m.logout()
+
+    one = []
+    login(one)
+    if one[0] < 0.4:
+        pytest.skip(f"an Argon2 check took only {one[0]:.2f} s here")
+    mx = smtplib.SMTP("127.0.0.1", t.port("smtp"), timeout=30)
+    mx.ehlo("client.test")
+    mx.mail("someone@example.net")
+    both = []
+    threads = [threading.Thread(target=login, args=(both,))
+               for _ in range(2)]
+    began = time.monotonic()
+    for th in threads:
+        th.start()
+    time.sleep(one[0] / 4)
+    asked = time.monotonic()
+    code, _ = mx.rcpt(ALICE)
+    answered = time.monotonic() - asked
+    for th in threads:
+        th.join()
+    pair = time.monotonic() - began
+    mx.quit()
+    assert code == 250
+    assert len(both) == 2
+    # Before, the RCPT waited for both verifies (about 2 x one[0]).
+    assert answered < one[0] / 2, (answered, one[0], pair)

@@ -865,6 +865,8 @@ mi_db_open(struct mbox_user *u, bool *created_r, char **error_r)
 	    sqlite3_exec(u->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) !=
 	        SQLITE_OK ||
 	    sqlite3_exec(u->db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL) !=
+	        SQLITE_OK ||
+	    sqlite3_exec(u->db, "PRAGMA cache_size=-65536", NULL, NULL, NULL) !=
 	        SQLITE_OK)
 		return mi_dberr(u, error_r, "pragma");
 	if ((rc = mi_pragma_check(u, "PRAGMA journal_mode", "wal", error_r)) !=

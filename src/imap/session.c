@@ -1087,18 +1087,30 @@ imap_session_free(struct imap_session **sp)
 	*sp = NULL;
 }
 
+/* In IDLE with everything told: the view sleeps and index.db is closed
+ * until a poll's stat(2)s see a change (mbox_quiet). */
+static void
+idle_rest(struct imap_session *s)
+{
+	imap_view_sleep(s);
+	if (s->view.box != NULL && s->view.asleep == NULL) {
+		mbox_user_trim(s->store, MBOX_TRIM_STATEMENTS);
+		return;
+	}
+	if (s->view.box != NULL)
+		mbox_quiet_mark(s->view.box);
+	mbox_user_trim(s->store, MBOX_TRIM_CLOSE);
+}
+
 void
 imap_session_trim(struct imap_session *s)
 {
 	/* Statements are made again per command (tens of microseconds each),
-	 * so only a session entering IDLE gives them back; its polls then
-	 * keep the one or two they use. */
-	if (s->state == IMAP_STATE_IDLE) {
-		imap_view_sleep(s);
-		mbox_user_trim(s->store, MBOX_TRIM_STATEMENTS);
-	} else {
+	 * so only a session in IDLE gives them back. */
+	if (s->state == IMAP_STATE_IDLE)
+		idle_rest(s);
+	else
 		mbox_user_trim(s->store, MBOX_TRIM_CACHE);
-	}
 }
 
 void
@@ -1284,11 +1296,13 @@ imap_session_idle_poll(struct imap_session *s, struct buf *out)
 	s->out_base = out->len;
 	if (s->state != IMAP_STATE_IDLE || !imap_selected(s))
 		return;
+	if (s->view.asleep != NULL && mbox_quiet(s->view.box))
+		return; /* nothing changed: not even SQLite is needed */
 	imap_view_sync(s);
 	/* What does not fit in this slice goes out on the next poll. */
 	(void)imap_view_notify(s, true);
-	imap_view_sleep(s);
-	mbox_user_trim(s->store, MBOX_TRIM_CACHE);
+	if (s->state == IMAP_STATE_IDLE)
+		idle_rest(s);
 }
 
 void

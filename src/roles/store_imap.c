@@ -174,6 +174,7 @@ open_job(void *arg)
 		s->imap = imap_session_new(s->user, mu, &set);
 		imap_session_login_reply(s->imap, s->tag, &s->out);
 		s->last = IMAP_RUN_INPUT;
+		imap_session_trim(s->imap);
 	}
 	free(error);
 	free(dir);

@@ -313,6 +313,11 @@ mbox_user_trim(struct mbox_user *u, enum mbox_trim what)
 {
 	if (u->db == NULL)
 		return;
+	if (what == MBOX_TRIM_CLOSE) {
+		if (sqlite3_get_autocommit(u->db))
+			mi_db_close(u); /* about 27 KB of schema and state */
+		return;
+	}
 	if (what == MBOX_TRIM_STATEMENTS) {
 		/* About 40 KB for the ones a session uses. */
 		for (size_t i = 0; i < MI_ST_COUNT; i++) {

@@ -70,10 +70,11 @@ int mbox_user_open(const char *dir, uint64_t quota_bytes,
                    struct mbox_user **user_r, char **error_r);
 void mbox_user_close(struct mbox_user **user);
 /* Give back the memory kept only to make the next call faster: SQLite's
- * page cache, and with MBOX_TRIM_STATEMENTS the prepared statements too
- * (made again when next used). For a session that now waits for its
- * client, perhaps for hours in IDLE. */
-enum mbox_trim { MBOX_TRIM_CACHE, MBOX_TRIM_STATEMENTS };
+ * page cache, with MBOX_TRIM_STATEMENTS the prepared statements too (made
+ * again when next used), with MBOX_TRIM_CLOSE index.db's connection itself
+ * (opened again by the next call that needs it; not inside a change). For
+ * a session that now waits for its client, perhaps for hours in IDLE. */
+enum mbox_trim { MBOX_TRIM_CACHE, MBOX_TRIM_STATEMENTS, MBOX_TRIM_CLOSE };
 void mbox_user_trim(struct mbox_user *u, enum mbox_trim what);
 
 /* Whether name (UTF-8, "/" hierarchy) may be a mailbox: not empty, at most
@@ -151,6 +152,13 @@ void mbox_close(struct mbox **box);
 const struct mbox_info *mbox_get_info(const struct mbox *box);
 /* Look at the Maildir again (as mbox_open does) and refresh the info. */
 int mbox_sync(struct mbox *box, char **error_r);
+/* For an IDLE session's polls without SQLite: mark records the stamps of
+ * index.db, its WAL and the mailbox's new/ and cur/ (stat(2) only);
+ * mbox_quiet is true when none changed since (every tern change goes
+ * through the WAL, every other tool's through new/ or cur/). Stamps too
+ * recent to trust (the clock's granularity) make it false. */
+void mbox_quiet_mark(struct mbox *box);
+bool mbox_quiet(struct mbox *box);
 
 /* Every message, in UID order. */
 int mbox_messages(struct mbox *box, struct mbox_msg **list_r, size_t *n_r,

@@ -259,6 +259,22 @@ mi_dberr(struct mbox_user *u, char **error_r, const char *what)
 sqlite3_stmt *
 mi_st(struct mbox_user *u, enum mi_st which, char **error_r)
 {
+	if (u->db == NULL) {
+		/* Closed while its session was idle (mbox_user_trim). */
+		bool created;
+
+		if (mi_db_open(u, &created, error_r) != MBOX_OK) {
+			mi_db_close(u);
+			return NULL;
+		}
+		if (created) {
+			mi_rollback(u);
+			mi_db_close(u);
+			mi_err(error_r, MBOX_ERR_TEMP, "%s/%s vanished", u->dir,
+			       MI_DB_NAME);
+			return NULL;
+		}
+	}
 	if (u->st[which] == NULL &&
 	    sqlite3_prepare_v3(u->db, mi_sql[which], -1,
 	                       SQLITE_PREPARE_PERSISTENT, &u->st[which],
@@ -328,7 +344,7 @@ mi_begin(struct mbox_user *u, char **error_r)
 void
 mi_rollback(struct mbox_user *u)
 {
-	if (sqlite3_get_autocommit(u->db))
+	if (u->db == NULL || sqlite3_get_autocommit(u->db))
 		return; /* SQLite rolled back already */
 	if (mi_exec_st(u, MI_ROLLBACK, NULL) != MBOX_OK)
 		(void)sqlite3_exec(u->db, "ROLLBACK", NULL, NULL, NULL);

@@ -112,12 +112,19 @@ struct mi_dirs {
 	int newfd;
 };
 
+/* What mbox_quiet compares: index.db, its WAL, new/ and cur/ (ns, bytes). */
+struct mi_stamps {
+	int64_t db_mtime, db_size, wal_mtime, wal_size, new_mtime, cur_mtime;
+};
+
 struct mbox {
 	struct mbox_user *u;
 	int64_t id;
 	bool readonly;
 	struct mi_dirs dirs;
 	struct mbox_info info;
+	struct mi_stamps quiet; /* mbox_quiet_mark */
+	bool quiet_valid;
 };
 
 /* ---- errors (mailbox_index.c) ---- */

@@ -6,9 +6,11 @@
  * made them) and are opened relative to the mailbox's cur/ fd with
  * O_NOFOLLOW; keywords are checked (IMAP atoms, bounded count and length). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -86,6 +88,50 @@ const struct mbox_info *
 mbox_get_info(const struct mbox *box)
 {
 	return &box->info;
+}
+
+static void
+mi_stamp_file(int dirfd, const char *name, int64_t *mtime_r, int64_t *size_r)
+{
+	struct stat sb;
+
+	*mtime_r = *size_r = 0;
+	if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+		*mtime_r = (int64_t)sb.st_mtim.tv_sec * 1000000000 +
+		           sb.st_mtim.tv_nsec;
+		*size_r = (int64_t)sb.st_size;
+	}
+}
+
+static bool
+mi_stamps_take(struct mbox *box, struct mi_stamps *st)
+{
+	memset(st, 0, sizeof(*st));
+	mi_stamp_file(box->u->dirfd, MI_DB_NAME, &st->db_mtime, &st->db_size);
+	mi_stamp_file(box->u->dirfd, MI_DB_NAME "-wal", &st->wal_mtime,
+	              &st->wal_size);
+	return mi_mtime_ns(box->dirs.newfd, &st->new_mtime) == 0 &&
+	       mi_mtime_ns(box->dirs.curfd, &st->cur_mtime) == 0;
+}
+
+void
+mbox_quiet_mark(struct mbox *box)
+{
+	int64_t trust = mi_now_ns() - MI_SYNC_SLACK_NS;
+	struct mi_stamps *q = &box->quiet;
+
+	box->quiet_valid = mi_stamps_take(box, q) && q->db_mtime < trust &&
+	                   q->wal_mtime < trust && q->new_mtime < trust &&
+	                   q->cur_mtime < trust;
+}
+
+bool
+mbox_quiet(struct mbox *box)
+{
+	struct mi_stamps now;
+
+	return box->quiet_valid && mi_stamps_take(box, &now) &&
+	       memcmp(&now, &box->quiet, sizeof(now)) == 0;
 }
 
 int

@@ -2016,6 +2016,71 @@ big_mailbox(void **state)
 	free(cur);
 }
 
+/* Age index.db and its WAL too (mbox_quiet trusts no fresh stamp). */
+static void
+age_all(const char *maildir)
+{
+	struct timespec t[2];
+	char *p;
+
+	age_dirs(maildir);
+	clock_gettime(CLOCK_REALTIME, &t[0]);
+	t[0].tv_sec -= 10;
+	t[1] = t[0];
+	p = xasprintf("%s/index.db", maildir);
+	assert_int_equal(utimensat(AT_FDCWD, p, t, 0), 0);
+	free(p);
+	p = xasprintf("%s/index.db-wal", maildir);
+	(void)utimensat(AT_FDCWD, p, t, 0);
+	free(p);
+}
+
+/* An IDLE session's poll without SQLite: quiet until a change made
+ * through the index (another handle) or by another tool (new/); the
+ * closed index opens again on its own. */
+static void
+quiet_and_closed(void **state)
+{
+	struct fixture *f = *state;
+	struct mbox_user *u = open_user(f, 0), *other = open_user(f, 0);
+	struct mbox *box;
+	uint64_t modseq;
+	uint32_t uidnext;
+	char *error = NULL, *p;
+
+	append(u, "INBOX", "one\r\n", 0, NULL);
+	box = open_box(u, "INBOX");
+	mbox_quiet_mark(box);
+	assert_false(mbox_quiet(box)); /* stamps too fresh to trust */
+	age_all(f->dir);
+	mbox_quiet_mark(box);
+	assert_true(mbox_quiet(box));
+	mbox_user_trim(u, MBOX_TRIM_CLOSE);
+	assert_true(mbox_quiet(box));
+
+	append(other, "INBOX", "two\r\n", 0, NULL);
+	assert_false(mbox_quiet(box));
+	/* The closed index opens again for the next question. */
+	assert_int_equal(mbox_peek(u, "INBOX", &modseq, &uidnext, &error),
+	                 MBOX_OK);
+	assert_int_equal(uidnext, 3);
+
+	age_all(f->dir);
+	mbox_quiet_mark(box);
+	mbox_user_trim(u, MBOX_TRIM_CLOSE);
+	assert_true(mbox_quiet(box));
+	p = xasprintf("%s/new/1600000000.M9P9.tool", f->dir);
+	write_file(p, "Subject: x\n\nbody\n");
+	free(p);
+	assert_false(mbox_quiet(box));
+	assert_int_equal(mbox_peek(u, "INBOX", &modseq, &uidnext, &error),
+	                 MBOX_OK);
+	assert_int_equal(uidnext, 4);
+	mbox_close(&box);
+	mbox_user_close(&other);
+	mbox_user_close(&u);
+}
+
 /* An index.db of schema version 1 (before size_known) opens as version 2,
  * its messages' sizes known. */
 static void
@@ -2089,6 +2154,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(deliver, setup, teardown),
 	    cmocka_unit_test_setup_teardown(other_tools, setup, teardown),
 	    cmocka_unit_test_setup_teardown(schema_upgrade, setup, teardown),
+	    cmocka_unit_test_setup_teardown(quiet_and_closed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(reindex, setup, teardown),
 	    cmocka_unit_test_setup_teardown(rename_crash_recovery, setup,
 	                                    teardown),

@@ -508,12 +508,13 @@ imap_view_sleep(struct imap_session *s)
 
 	if (v->box == NULL || v->asleep != NULL || v->xp_active ||
 	    v->n_expunged > 0 || v->notify_pos < v->nnotify || v->kw_changed ||
-	    v->told_exists != v->n || v->n == 0)
+	    v->told_exists != v->n)
 		return;
 	for (size_t i = 0; i < v->n; i++)
 		if (i == 0 || v->msgs[i].uid != v->msgs[i - 1].uid + 1)
 			nr++;
-	v->asleep = xreallocarray(NULL, nr, 2 * sizeof(*v->asleep));
+	/* One pair at least: an empty mailbox sleeps too. */
+	v->asleep = xreallocarray(NULL, nr > 0 ? nr : 1, 2 * sizeof(*v->asleep));
 	nr = 0;
 	for (size_t i = 0; i < v->n; i++) {
 		if (i == 0 || v->msgs[i].uid != v->msgs[i - 1].uid + 1)

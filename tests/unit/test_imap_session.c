@@ -1113,6 +1113,31 @@ test_idle_asleep(void **state)
 	imap_session_free(&b);
 }
 
+/* An empty mailbox sleeps too, and wakes to its first message. */
+static void
+test_idle_asleep_empty(void **state)
+{
+	struct env *e = *state;
+	struct imap_session *s;
+	struct buf out;
+
+	s = sess_new(e);
+	free(run(s, "s1 SELECT INBOX\r\ns2 IDLE\r\n"));
+	imap_session_trim(s);
+	assert_non_null(s->view.asleep);
+	assert_int_equal(s->view.n, 0);
+	deliver(e, "INBOX", MSG1, 0);
+	buf_init(&out, 0);
+	imap_session_idle_poll(s, &out);
+	assert_non_null(buf_cstr(&out));
+	HAS((char *)out.data, "* 1 EXISTS\r\n");
+	buf_free(&out);
+	free(run(s, "DONE\r\n"));
+	assert_non_null(s->view.msgs);
+	assert_int_equal(s->view.n, 1);
+	imap_session_free(&s);
+}
+
 /* Files another tool left are indexed without being read; RFC822.SIZE,
  * LARGER/SMALLER and STATUS SIZE still see the exact CRLF size. */
 static void
@@ -1332,6 +1357,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_two_sessions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_idle, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_idle_asleep, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_idle_asleep_empty, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_sizes_read_later, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_trickle, setup, teardown),

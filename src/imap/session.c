@@ -514,7 +514,8 @@ imap_view_sleep(struct imap_session *s)
 		if (i == 0 || v->msgs[i].uid != v->msgs[i - 1].uid + 1)
 			nr++;
 	/* One pair at least: an empty mailbox sleeps too. */
-	v->asleep = xreallocarray(NULL, nr > 0 ? nr : 1, 2 * sizeof(*v->asleep));
+	v->asleep =
+	    xreallocarray(NULL, nr > 0 ? nr : 1, 2 * sizeof(*v->asleep));
 	nr = 0;
 	for (size_t i = 0; i < v->n; i++) {
 		if (i == 0 || v->msgs[i].uid != v->msgs[i - 1].uid + 1)

@@ -566,7 +566,11 @@ imap_view_wake(struct imap_session *s)
 				if (changed)
 					mark_dirty(v, &v->msgs[v->n - 1]);
 			} else {
-				view_push(v, &(struct mbox_msg){.uid = uid});
+				/* Gone: a placeholder keeps its number. */
+				struct mbox_msg gone = {.uid = uid,
+				                        .size_known = true};
+
+				view_push(v, &gone);
 				v->msgs[v->n - 1].flags |= IMAP_MSG_EXPUNGED;
 				v->n_expunged++;
 			}
@@ -1099,9 +1103,9 @@ idle_rest(struct imap_session *s)
 		mbox_user_trim(s->store, MBOX_TRIM_STATEMENTS);
 		return;
 	}
+	mbox_user_trim(s->store, MBOX_TRIM_CLOSE);
 	if (s->view.box != NULL)
 		mbox_quiet_mark(s->view.box);
-	mbox_user_trim(s->store, MBOX_TRIM_CLOSE);
 }
 
 void

@@ -237,7 +237,8 @@ struct auth_job {
 static void
 auth_job_free(struct auth_job *j)
 {
-	OPENSSL_cleanse(j->pw, j->pwlen);
+	if (j->pw != NULL)
+		OPENSSL_cleanse(j->pw, j->pwlen);
 	free(j->pw);
 	free(j->hash);
 	for (size_t i = 0; i < j->napps; i++) {

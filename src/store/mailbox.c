@@ -314,8 +314,14 @@ mbox_user_trim(struct mbox_user *u, enum mbox_trim what)
 	if (u->db == NULL)
 		return;
 	if (what == MBOX_TRIM_CLOSE) {
-		if (sqlite3_get_autocommit(u->db))
-			mi_db_close(u); /* about 27 KB of schema and state */
+		if (!sqlite3_get_autocommit(u->db))
+			return; /* inside a change */
+		/* The last connection to close would checkpoint the WAL into
+		 * index.db and remove it: work (and an fsync) per IDLE, and
+		 * moved stamps for mbox_quiet. The next one does it. */
+		(void)sqlite3_db_config(u->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+		                        1, NULL);
+		mi_db_close(u); /* about 27 KB of schema and state */
 		return;
 	}
 	if (what == MBOX_TRIM_STATEMENTS) {

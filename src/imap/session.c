@@ -305,6 +305,14 @@ view_push(struct imap_view *v, struct mbox_msg *src)
 		v->modseq = m->modseq;
 }
 
+static void view_free(struct imap_view *v);
+
+static void
+view_push_cb(void *ctx, struct mbox_msg *m)
+{
+	view_push(ctx, m);
+}
+
 static void
 mark_dirty(struct imap_view *v, struct imap_msg *m)
 {
@@ -361,19 +369,12 @@ imap_view_open(struct imap_session *s, const char *name, bool readonly,
 	struct imap_view *v = &s->view;
 	const struct imap_recent_mark *rm;
 	const struct mbox_info *info;
-	struct mbox_msg *list = NULL;
 	struct mbox *box = NULL;
-	size_t n = 0;
 	int r;
 
 	r = mbox_open(s->store, name, readonly, &box, error_r);
 	if (r != 0)
 		return r;
-	r = mbox_messages(box, &list, &n, error_r);
-	if (r != 0) {
-		mbox_close(&box);
-		return r;
-	}
 	info = mbox_get_info(box);
 	memset(v, 0, sizeof(*v));
 	v->box = box;
@@ -382,13 +383,15 @@ imap_view_open(struct imap_session *s, const char *name, bool readonly,
 	v->uidvalidity = info->uidvalidity;
 	v->uidnext = info->uidnext;
 	v->modseq = info->highestmodseq;
-	if (n > 0) {
-		v->cap = n;
-		v->msgs = xreallocarray(NULL, n, sizeof(*v->msgs));
+	if (info->messages > 0) {
+		v->cap = info->messages;
+		v->msgs = xreallocarray(NULL, v->cap, sizeof(*v->msgs));
 	}
-	for (size_t i = 0; i < n; i++)
-		view_push(v, &list[i]);
-	mbox_msg_free_list(&list, n);
+	r = mbox_messages_each(box, view_push_cb, v, error_r);
+	if (r != 0) {
+		view_free(v);
+		return r;
+	}
 	rm = recent_find(s, v->name);
 	if (rm != NULL && rm->uidvalidity == v->uidvalidity)
 		v->recent_min = rm->uidnext;
@@ -408,6 +411,12 @@ imap_view_close(struct imap_session *s)
 	if (v->box == NULL)
 		return;
 	recent_remember(s, v);
+	view_free(v);
+}
+
+static void
+view_free(struct imap_view *v)
+{
 	mbox_close(&v->box);
 	if (v->msgs != NULL)
 		for (size_t i = 0; i < v->n; i++)

@@ -163,6 +163,11 @@ bool mbox_quiet(struct mbox *box);
 /* Every message, in UID order. */
 int mbox_messages(struct mbox *box, struct mbox_msg **list_r, size_t *n_r,
                   char **error_r);
+/* The same, one at a time to fn, without a list (SELECT of 100,000
+ * messages: one array fewer). fn may take m->keywords (set it NULL). */
+typedef void mbox_msg_fn(void *ctx, struct mbox_msg *m);
+int mbox_messages_each(struct mbox *box, mbox_msg_fn *fn, void *ctx,
+                       char **error_r);
 /* What changed since modseq: messages whose MODSEQ is greater (new ones
  * included), in UID order, and the UIDs expunged since then, ascending. */
 int mbox_changes(struct mbox *box, uint64_t since_modseq,

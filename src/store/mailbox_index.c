@@ -876,6 +876,12 @@ mi_db_open(struct mbox_user *u, bool *created_r, char **error_r)
 	sqlite3_busy_timeout(u->db, MI_BUSY_MS);
 	sqlite3_db_config(u->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
 	sqlite3_db_config(u->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+	/* cache_size: a big scan keeps its dirty pages instead of spilling
+	 * them to the WAL again and again (the cache is given back after each
+	 * command, mbox_user_trim). mmap_size: index.db's pages are read from
+	 * the kernel's page cache, shared by every session, instead of being
+	 * copied into each connection's (a warm SELECT of 100,000 messages
+	 * read 7 MB each time). */
 	if (sqlite3_exec(u->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) !=
 	        SQLITE_OK ||
 	    sqlite3_exec(u->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) !=
@@ -883,7 +889,9 @@ mi_db_open(struct mbox_user *u, bool *created_r, char **error_r)
 	    sqlite3_exec(u->db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL) !=
 	        SQLITE_OK ||
 	    sqlite3_exec(u->db, "PRAGMA cache_size=-65536", NULL, NULL, NULL) !=
-	        SQLITE_OK)
+	        SQLITE_OK ||
+	    sqlite3_exec(u->db, "PRAGMA mmap_size=1073741824", NULL, NULL,
+	                 NULL) != SQLITE_OK)
 		return mi_dberr(u, error_r, "pragma");
 	if ((rc = mi_pragma_check(u, "PRAGMA journal_mode", "wal", error_r)) !=
 	        MBOX_OK ||

@@ -161,23 +161,16 @@ mbox_msg_free_list(struct mbox_msg **list, size_t n)
 	xfree(list);
 }
 
-/* Rows of MI_MSG_LIST / MI_MSG_CHANGED (bound) into a list. */
+/* Each row of MI_MSG_LIST / MI_MSG_CHANGED (bound) to fn. */
 static int
-mi_msg_rows(struct mbox_user *u, sqlite3_stmt *st, size_t hint,
-            struct mbox_msg **list_r, size_t *n_r, char **error_r)
+mi_msg_each(struct mbox_user *u, sqlite3_stmt *st, mbox_msg_fn *fn, void *ctx,
+            char **error_r)
 {
-	struct mbox_msg *list = NULL;
-	size_t n = 0, cap = 0;
 	int step;
 
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
 		const unsigned char *kw = sqlite3_column_text(st, 3);
-
-		if (n == cap) {
-			cap = cap == 0 ? (hint > 16 ? hint : 16) : cap * 2;
-			list = xreallocarray(list, cap, sizeof(*list));
-		}
-		list[n++] = (struct mbox_msg){
+		struct mbox_msg m = {
 		    .uid = (uint32_t)sqlite3_column_int64(st, 0),
 		    .modseq = (uint64_t)sqlite3_column_int64(st, 1),
 		    .flags =
@@ -189,15 +182,63 @@ mi_msg_rows(struct mbox_user *u, sqlite3_stmt *st, size_t hint,
 		    .size = (uint64_t)sqlite3_column_int64(st, 5),
 		    .size_known = sqlite3_column_int(st, 6) != 0,
 		};
+
+		fn(ctx, &m);
+		free(m.keywords);
 	}
 	mi_done(st);
-	if (step != SQLITE_DONE) {
-		mbox_msg_free_list(&list, n);
+	if (step != SQLITE_DONE)
 		return mi_dberr(u, error_r, "messages");
-	}
-	*list_r = list;
-	*n_r = n;
 	return MBOX_OK;
+}
+
+struct mi_msg_list {
+	struct mbox_msg *list;
+	size_t n, cap;
+};
+
+static void
+mi_msg_list_add(void *ctx, struct mbox_msg *m)
+{
+	struct mi_msg_list *l = ctx;
+
+	if (l->n == l->cap) {
+		l->cap = l->cap < 16 ? 16 : l->cap * 2;
+		l->list = xreallocarray(l->list, l->cap, sizeof(*l->list));
+	}
+	l->list[l->n++] = *m;
+	m->keywords = NULL;
+}
+
+/* Rows of MI_MSG_LIST / MI_MSG_CHANGED (bound) into a list. */
+static int
+mi_msg_rows(struct mbox_user *u, sqlite3_stmt *st, size_t hint,
+            struct mbox_msg **list_r, size_t *n_r, char **error_r)
+{
+	struct mi_msg_list l = {.cap = hint};
+	int rc;
+
+	if (hint > 0)
+		l.list = xreallocarray(NULL, hint, sizeof(*l.list));
+	rc = mi_msg_each(u, st, mi_msg_list_add, &l, error_r);
+	if (rc != MBOX_OK) {
+		mbox_msg_free_list(&l.list, l.n);
+		return rc;
+	}
+	*list_r = l.list;
+	*n_r = l.n;
+	return MBOX_OK;
+}
+
+int
+mbox_messages_each(struct mbox *box, mbox_msg_fn *fn, void *ctx, char **error_r)
+{
+	sqlite3_stmt *st = mi_st(box->u, MI_MSG_LIST, error_r);
+
+	if (st == NULL)
+		return MBOX_ERR_TEMP;
+	sqlite3_bind_int64(st, 1, box->id);
+	return mi_msg_each(box->u, st, fn, ctx, error_r);
 }
 
 int

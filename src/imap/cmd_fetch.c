@@ -130,7 +130,7 @@ load_message(struct imap_session *s, struct fetch_ctx *f,
 
 	buf_reset(&f->msg);
 	r = mbox_read(s->view.box, m->uid, &f->msg, &err);
-	free(err);
+	imap_store_error(s, r, &err);
 	if (r == 0 && buf_cstr(&f->msg) != NULL)
 		return 0;
 	if (r == MBOX_ERR_NOTFOUND)
@@ -346,10 +346,12 @@ fetch_set_seen(struct imap_session *s, struct fetch_ctx *f)
 		uids[n++] = m->uid;
 	}
 	if (n > 0) {
-		if (mbox_store_flags(v->box, uids, n, MBOX_FLAGS_ADD,
-		                     MBOX_F_SEEN, NULL, 0, &failed, &nfailed,
-		                     &err) != 0)
-			free(err);
+		int r = mbox_store_flags(v->box, uids, n, MBOX_FLAGS_ADD,
+		                         MBOX_F_SEEN, NULL, 0, &failed,
+		                         &nfailed, &err);
+
+		if (r != 0)
+			imap_store_error(s, r, &err);
 		free(failed);
 		imap_view_sync(s);
 		imap_view_flags_notify(s);
@@ -392,7 +394,7 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_command *c)
 		char *err = NULL;
 
 		if (imap_view_sizes(s, f->idx, f->n, &err) != 0) {
-			free(err);
+			imap_store_error(s, MBOX_ERR_TEMP, &err);
 			imap_reply(s, "NO [UNAVAILABLE] Some messages could "
 			              "not be read, try again later");
 			fetch_ctx_free(f);

@@ -52,7 +52,7 @@ static void
 reply_mbox_error(struct imap_session *s, int r, char **err)
 {
 	imap_reply(s, "NO %s", imap_mbox_error(r));
-	xfree(err);
+	imap_store_error(s, r, err);
 }
 
 /* ---- SELECT / EXAMINE ---- */
@@ -531,7 +531,7 @@ list_entries(struct imap_session *s, struct lentry **v_r, size_t *n_r)
 
 	r = mbox_list(s->store, false, &infos, &ninfos, &err);
 	if (r != 0) {
-		xfree(&err);
+		imap_store_error(s, r, &err);
 		return r;
 	}
 	for (size_t i = 0; i < ninfos; i++) {
@@ -768,12 +768,16 @@ list_status(struct imap_session *s, const struct list_req *q,
 {
 	struct mbox_info info;
 	char *err = NULL;
+	int r;
 
 	memset(&info, 0, sizeof(info));
-	if (((q->status_mask & ST_SIZE) != 0 &&
-	     mbox_sizes_settle(s->store, e->name, &err) != 0) ||
-	    mbox_status(s->store, e->name, &info, &err) != 0) {
-		free(err);
+	r = (q->status_mask & ST_SIZE) != 0
+	        ? mbox_sizes_settle(s->store, e->name, &err)
+	        : 0;
+	if (r == 0)
+		r = mbox_status(s->store, e->name, &info, &err);
+	if (r != 0) {
+		imap_store_error(s, r, &err);
 		return;
 	}
 	if (info.name == NULL)

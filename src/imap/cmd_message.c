@@ -73,13 +73,13 @@ imap_cmd_append(struct imap_session *s, const struct imap_command *c)
 	                &uidvalidity, &uid, &err);
 	if (r == MBOX_ERR_NOTFOUND) {
 		imap_reply(s, "NO [TRYCREATE] Mailbox does not exist");
-		xfree(&err);
+		imap_store_error(s, r, &err);
 	} else if (r == MBOX_ERR_BADNAME) {
 		imap_reply(s, "NO [CANNOT] Invalid keyword");
-		xfree(&err);
+		imap_store_error(s, r, &err);
 	} else if (r != 0) {
 		imap_reply(s, "NO %s", imap_mbox_error(r));
-		xfree(&err);
+		imap_store_error(s, r, &err);
 	} else {
 		imap_reply(s,
 		           "OK [APPENDUID %" PRIu32 " %" PRIu32 "] APPEND "
@@ -290,10 +290,10 @@ imap_cmd_store(struct imap_session *s, const struct imap_command *c)
 				imap_reply(s, "BAD Invalid keyword");
 			else
 				imap_reply(s, "NO %s", imap_mbox_error(r));
-			xfree(&err);
+			imap_store_error(s, r, &err);
 			goto fail;
 		}
-		xfree(&err);
+		imap_store_error(s, r, &err);
 	}
 	imap_view_sync(s);
 	/* A new keyword is announced before it is used. */
@@ -419,7 +419,7 @@ copy_common(struct imap_session *s, const struct imap_command *c, bool move)
 			imap_reply(s, "NO [TRYCREATE] Mailbox does not exist");
 		else
 			imap_reply(s, "NO %s", imap_mbox_error(r));
-		xfree(&err);
+		imap_store_error(s, r, &err);
 		goto out;
 	}
 	if (ncopied > 0)
@@ -487,7 +487,7 @@ imap_cmd_expunge(struct imap_session *s, const struct imap_command *c)
 	free(uids);
 	if (r != 0) {
 		imap_reply(s, "NO %s", imap_mbox_error(r));
-		xfree(&err);
+		imap_store_error(s, r, &err);
 		return;
 	}
 	imap_view_mark_expunged(s, xp, nxp);
@@ -503,9 +503,11 @@ deselect(struct imap_session *s, bool expunge)
 	char *err = NULL;
 
 	/* CLOSE removes \Deleted messages silently; it cannot fail. */
-	if (expunge && !s->view.readonly &&
-	    mbox_expunge(s->view.box, NULL, 0, &xp, &nxp, &err) != 0)
-		xfree(&err);
+	if (expunge && !s->view.readonly) {
+		int r = mbox_expunge(s->view.box, NULL, 0, &xp, &nxp, &err);
+
+		imap_store_error(s, r, &err);
+	}
 	free(xp);
 	imap_view_close(s);
 	imap_saved_clear(s);

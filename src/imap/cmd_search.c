@@ -117,9 +117,10 @@ sm_load(struct search_msg *sm)
 	if (!sm->loaded) {
 		sm->loaded = true;
 		buf_reset(&sm->data);
-		sm->readable = mbox_read(sm->s->view.box, sm->m->uid, &sm->data,
-		                         &err) == 0;
-		free(err);
+		int r = mbox_read(sm->s->view.box, sm->m->uid, &sm->data, &err);
+
+		sm->readable = r == 0;
+		imap_store_error(sm->s, r, &err);
 		/* The body functions want a terminated string. */
 		if (sm->readable && buf_cstr(&sm->data) == NULL)
 			sm->readable = false;
@@ -405,7 +406,7 @@ imap_cmd_search(struct imap_session *s, const struct imap_command *c)
 	}
 	keys_resolve(v, &prog.root, &modseq, &size);
 	if (size && imap_view_sizes(s, NULL, 0, &err) != 0) {
-		free(err);
+		imap_store_error(s, MBOX_ERR_TEMP, &err);
 		imap_search_program_clear(&prog);
 		imap_reply(s, "NO [UNAVAILABLE] Messages could not be read, "
 		              "try again later");

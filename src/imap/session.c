@@ -441,13 +441,14 @@ imap_view_sync(struct imap_session *s)
 	uint64_t peek_modseq = 0;
 	uint32_t peek_uidnext = 0;
 	char *err = NULL;
+	int r;
 
 	/* Never while EXPUNGE responses are half written. */
 	if (v->box == NULL || v->xp_active)
 		return;
-	if (mbox_peek(s->store, v->name, &peek_modseq, &peek_uidnext, &err) !=
-	    0) {
-		free(err);
+	if ((r = mbox_peek(s->store, v->name, &peek_modseq, &peek_uidnext,
+	                   &err)) != 0) {
+		imap_store_error(s, r, &err);
 		return;
 	}
 	if (peek_modseq <= v->modseq && peek_uidnext <= v->uidnext)
@@ -466,8 +467,9 @@ imap_view_sync(struct imap_session *s)
 			v->uidnext = peek_uidnext;
 		return;
 	}
-	if (mbox_changes(v->box, v->modseq, &ch, &nch, &xp, &nxp, &err) != 0) {
-		free(err);
+	if ((r = mbox_changes(v->box, v->modseq, &ch, &nch, &xp, &nxp, &err)) !=
+	    0) {
+		imap_store_error(s, r, &err);
 		return;
 	}
 	for (size_t i = 0; i < nch; i++) {
@@ -551,21 +553,22 @@ imap_view_wake(struct imap_session *s)
 	uint64_t modseq = v->modseq;
 	uint32_t uidnext = v->uidnext;
 	char *err = NULL;
+	int r;
 
 	if (v->asleep == NULL)
 		return 0;
-	if (mbox_messages(v->box, &list, &n, &err) != 0) {
-		free(err);
+	if ((r = mbox_messages(v->box, &list, &n, &err)) != 0) {
+		imap_store_error(s, r, &err);
 		return -1;
 	}
 	v->n = 0;
 	v->cap = want > n ? want : n;
 	v->msgs =
 	    xreallocarray(NULL, v->cap > 0 ? v->cap : 1, sizeof(*v->msgs));
-	for (size_t r = 0; r < v->nasleep; r++) {
-		uint32_t last = v->asleep[2 * r + 1];
+	for (size_t g = 0; g < v->nasleep; g++) {
+		uint32_t last = v->asleep[2 * g + 1];
 
-		for (uint32_t uid = v->asleep[2 * r];; uid++) {
+		for (uint32_t uid = v->asleep[2 * g];; uid++) {
 			while (k < n && list[k].uid < uid)
 				k++; /* not ours to tell (never seen) */
 			if (k < n && list[k].uid == uid) {
@@ -1096,6 +1099,7 @@ imap_session_free(struct imap_session **sp)
 	imap_saved_clear(s);
 	imap_parser_free(&s->parser);
 	buf_free(&s->tagged);
+	free(s->store_error);
 	mbox_user_close(&s->store);
 	free(s->user);
 	free(s);
@@ -1115,6 +1119,26 @@ idle_rest(struct imap_session *s)
 	mbox_user_trim(s->store, MBOX_TRIM_CLOSE);
 	if (s->view.box != NULL)
 		mbox_quiet_mark(s->view.box);
+}
+
+void
+imap_store_error(struct imap_session *s, int r, char **err)
+{
+	if (r == MBOX_ERR_TEMP && *err != NULL) {
+		free(s->store_error);
+		s->store_error = *err;
+		*err = NULL;
+	}
+	xfree(err);
+}
+
+char *
+imap_session_take_error(struct imap_session *s)
+{
+	char *e = s->store_error;
+
+	s->store_error = NULL;
+	return e;
 }
 
 void

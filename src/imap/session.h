@@ -38,6 +38,9 @@ struct imap_session *imap_session_new(const char *user,
                                       struct mbox_user *store,
                                       const struct imap_session_settings *set);
 void imap_session_free(struct imap_session **s);
+/* The last store failure of the call just made (I/O, SQLite), malloc'd,
+ * or NULL: the role logs it. */
+char *imap_session_take_error(struct imap_session *s);
 /* The session waits for its client (IMAP_RUN_INPUT or IMAP_RUN_IDLE):
  * give back what is cached only for speed. */
 void imap_session_trim(struct imap_session *s);

@@ -146,6 +146,8 @@ struct imap_session {
 
 	struct imap_recent_mark *recent;
 	size_t nrecent;
+
+	char *store_error; /* imap_store_error, for the role to log */
 };
 
 /* ---- session.c ---- */
@@ -167,6 +169,11 @@ bool imap_out_full(const struct imap_session *s);
 /* CONDSTORE enabled now (RFC 7162 3.1): tell a selected mailbox's
  * HIGHESTMODSEQ. */
 void imap_enable_condstore(struct imap_session *s);
+/* A store call failed with r: a failure the operator must see (I/O,
+ * SQLite: MBOX_ERR_TEMP) is kept for the role to log after this call
+ * (imap_session_take_error); the others are the client's business. Frees
+ * *err either way. */
+void imap_store_error(struct imap_session *s, int r, char **err);
 /* The response code for a store error ("[NONEXISTENT] …"). */
 const char *imap_mbox_error(int err);
 void imap_capability_string(const struct imap_session *s, struct buf *out);

@@ -196,6 +196,20 @@ open_done(void *arg)
 
 /* ---- run ---- */
 
+/* On the pool, after the session ran: a store failure it met (I/O,
+ * SQLite) has its log line; the client only saw NO [UNAVAILABLE]. */
+static void
+session_log_error(struct store_session *s)
+{
+	char *e = imap_session_take_error(s->imap);
+
+	if (e != NULL) {
+		log_error(s->id, "event=imap-store-error user=%s error=%s",
+		          s->user, e);
+		free(e);
+	}
+}
+
 /* On the pool, when the session waits for its client: what an idle
  * session keeps is what a thousand of them cost. */
 static void
@@ -215,6 +229,7 @@ run_job(void *arg)
 	s->last = imap_session_run(s->imap, s->in.data, s->in.len, &used,
 	                           &s->out);
 	buf_consume(&s->in, used);
+	session_log_error(s);
 	if (s->last == IMAP_RUN_INPUT || s->last == IMAP_RUN_IDLE)
 		session_trim(s);
 }
@@ -225,6 +240,7 @@ poll_job(void *arg)
 	struct store_session *s = arg;
 
 	imap_session_idle_poll(s->imap, &s->out);
+	session_log_error(s);
 }
 
 static void

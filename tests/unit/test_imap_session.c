@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -1138,6 +1139,48 @@ test_idle_asleep_empty(void **state)
 	imap_session_free(&s);
 }
 
+/* A store failure (here: a message file that became a directory) is
+ * NO [UNAVAILABLE] to the client and kept for the role to log; a client
+ * mistake (no such mailbox) is not. */
+static void
+test_store_error_kept(void **state)
+{
+	struct env *e = *state;
+	struct imap_session *s;
+	char path[512], *o, *err;
+	struct dirent *d;
+	DIR *dir;
+
+	deliver(e, "INBOX", MSG1, 0);
+	s = sess_new(e);
+	free(run(s, "s1 SELECT INBOX\r\n"));
+	snprintf(path, sizeof(path), "%s/cur", e->dir);
+	dir = opendir(path);
+	assert_non_null(dir);
+	while ((d = readdir(dir)) != NULL && d->d_name[0] == '.')
+		;
+	assert_non_null(d);
+	snprintf(path, sizeof(path), "%s/cur/%s", e->dir, d->d_name);
+	closedir(dir);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(mkdir(path, 0700), 0);
+
+	o = run(s, "s2 FETCH 1 BODY.PEEK[]\r\n");
+	HAS(o, "s2 NO [UNAVAILABLE]");
+	free(o);
+	err = imap_session_take_error(s);
+	assert_non_null(err);
+	assert_non_null(strstr(err, "read("));
+	free(err);
+	assert_null(imap_session_take_error(s));
+
+	o = run(s, "s3 STATUS Nowhere (MESSAGES)\r\n");
+	HAS(o, "s3 NO [NONEXISTENT]");
+	free(o);
+	assert_null(imap_session_take_error(s));
+	imap_session_free(&s);
+}
+
 /* Files another tool left are indexed without being read; RFC822.SIZE,
  * LARGER/SMALLER and STATUS SIZE still see the exact CRLF size. */
 static void
@@ -1360,6 +1403,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_idle_asleep_empty, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_sizes_read_later, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_store_error_kept, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_trickle, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_large_mailbox, setup,

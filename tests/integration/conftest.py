@@ -312,7 +312,17 @@ class SignedZoneServer:
                 return "NOERROR" in r.stdout and "RRSIG" in r.stdout
             return "NOERROR" in r.stdout and re.search(
                 r"^;; flags: .*\bad\b", r.stdout, re.M) is not None
-        wait_until(answers, 10, what="unbound answering (validated)")
+        try:
+            wait_until(answers, 30, what="unbound answering (validated)")
+        except AssertionError as e:
+            # What unbound said is the only clue to a failure here.
+            with open(os.path.join(self.dir, "log")) as f:
+                log = f.read()[-3000:]
+            drill = subprocess.run(["drill", "-D", "-p", str(self.port),
+                                    self.zone, "SOA", "@127.0.0.1"],
+                                   capture_output=True, text=True)
+            raise AssertionError(f"{e}\nunbound log:\n{log}\ndrill:\n"
+                                 f"{drill.stdout}{drill.stderr}") from None
 
     @staticmethod
     def _spoil(path, owners):

@@ -1,13 +1,17 @@
 #include "core/utf8.h"
 
 size_t
-utf8_seq_len(const uint8_t *s, size_t len)
+utf8_decode(const uint8_t *s, size_t len, uint32_t *cp_r)
 {
 	uint32_t cp, min;
 	size_t n;
 
-	if (s[0] < 0x80)
+	if (len == 0)
+		return 0;
+	if (s[0] < 0x80) {
+		*cp_r = s[0];
 		return 1;
+	}
 	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
 		n = 2, cp = s[0] & 0x1f, min = 0x80;
 	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
@@ -26,5 +30,14 @@ utf8_seq_len(const uint8_t *s, size_t len)
 	}
 	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
 		return 0;
+	*cp_r = cp;
 	return n;
+}
+
+size_t
+utf8_seq_len(const uint8_t *s, size_t len)
+{
+	uint32_t cp;
+
+	return utf8_decode(s, len, &cp);
 }

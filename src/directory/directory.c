@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/utf8.h"
 #include "core/xmalloc.h"
 #include "directory/directory_int.h"
 #include "mail/address.h"
@@ -63,35 +64,10 @@ dir_insert(struct directory *dir, const char *sql, const char *const *params,
 static size_t
 utf8_char(const unsigned char *p, size_t n)
 {
-	unsigned char c = p[0];
 	uint32_t cp;
-	size_t len;
+	size_t len = utf8_decode(p, n, &cp);
 
-	if (c < 0x20 || c == 0x7f)
-		return 0;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || cp <= 0x9f)
+	if (len == 0 || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
 		return 0;
 	return len;
 }

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/utf8.h"
 #include "core/xmalloc.h"
 #include "store/mailbox_int.h"
 
@@ -40,42 +41,6 @@ static const char mi_b64[] =
 static atomic_ulong mi_counter;
 
 /* ---- UTF-8 ---- */
-
-/* Decode one code point of s[0..len); bytes used, or 0 when invalid
- * (overlong, surrogate, past U+10FFFF, truncated). */
-static size_t
-mi_utf8_next(const unsigned char *s, size_t len, uint32_t *cp_r)
-{
-	uint32_t cp, min;
-	size_t n;
-
-	if (len == 0)
-		return 0;
-	if (s[0] < 0x80) {
-		*cp_r = s[0];
-		return 1;
-	}
-	if ((s[0] & 0xe0) == 0xc0) {
-		n = 2, cp = s[0] & 0x1f, min = 0x80;
-	} else if ((s[0] & 0xf0) == 0xe0) {
-		n = 3, cp = s[0] & 0x0f, min = 0x800;
-	} else if ((s[0] & 0xf8) == 0xf0) {
-		n = 4, cp = s[0] & 0x07, min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (len < n)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	*cp_r = cp;
-	return n;
-}
 
 static void
 mi_utf8_put(struct buf *out, uint32_t cp)
@@ -162,7 +127,7 @@ mi_utf7_level(struct buf *out, const char *s, size_t len)
 
 	while (i < len) {
 		uint32_t cp = 0;
-		size_t n = mi_utf8_next(p + i, len - i, &cp);
+		size_t n = utf8_decode(p + i, len - i, &cp);
 
 		if (n == 0) /* not reached after validation */
 			cp = 0xfffd, n = 1;
@@ -351,7 +316,7 @@ mbox_name_valid(const char *name)
 			level_start = ++i;
 			continue;
 		}
-		if ((n = mi_utf8_next(p + i, len - i, &cp)) == 0)
+		if ((n = utf8_decode(p + i, len - i, &cp)) == 0)
 			return false;
 		if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == '*' ||
 		    cp == '%')

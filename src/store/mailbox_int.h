@@ -18,7 +18,7 @@
 #define MI_DB_NAME "index.db"
 #define MI_UIDV_FILE "tern-uidvalidity"
 #define MI_BUSY_MS 5000
-#define MI_SCHEMA_VERSION 2
+#define MI_SCHEMA_VERSION 3
 #define MI_DIR_FLAGS (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
 #define MI_CHUNK (64 * 1024)
 /* A directory whose mtime is this recent may change again within the same
@@ -78,6 +78,12 @@ enum mi_st {
 	MI_RECOUNT,
 	MI_MSG_SET_SIZE,
 	MI_MSG_SIZE_TODO,
+	MI_MSG_CHANGED_COUNT,
+	MI_EXP_COUNT,
+	MI_SNAP_GET,
+	MI_SNAP_PUT,
+	MI_SNAP_DEL,
+	MI_SNAP_DEL_ALL,
 	MI_ST_COUNT
 };
 
@@ -294,6 +300,22 @@ int mi_box_lookup(struct mbox_user *u, const char *canon, struct mi_box *b,
 /* Look a canonical name up, sync it (cheaply), and read its row again. */
 int mi_box_synced(struct mbox_user *u, const char *canon, struct mi_box *b,
                   char **error_r);
+
+/* ---- message lists (mailbox_msg.c, mailbox_snapshot.c) ---- */
+
+/* Each row of a bound MI_MSG_LIST / MI_MSG_CHANGED to fn. */
+int mi_msg_each(struct mbox_user *u, sqlite3_stmt *st, mbox_msg_fn *fn,
+                void *ctx, char **error_r);
+/* Every message of box in UID order to fn: from its snapshot and the
+ * changes since, or from the rows (then kept as a snapshot when the
+ * mailbox has mi_snap_min messages or more). */
+int mi_messages_all(struct mbox *box, mbox_msg_fn *fn, void *ctx,
+                    char **error_r);
+/* Inside a transaction: drop the snapshot of mailbox id (0: of every
+ * mailbox), after a change to its rows that carries no new MODSEQ. */
+int mi_snap_forget(struct mbox_user *u, int64_t id, char **error_r);
+/* 8192; tests lower it. */
+extern uint32_t mi_snap_min;
 
 /* ---- shared by the operations (mailbox.c, mailbox_rename.c) ---- */
 

@@ -161,8 +161,7 @@ mbox_msg_free_list(struct mbox_msg **list, size_t n)
 	xfree(list);
 }
 
-/* Each row of MI_MSG_LIST / MI_MSG_CHANGED (bound) to fn. */
-static int
+int
 mi_msg_each(struct mbox_user *u, sqlite3_stmt *st, mbox_msg_fn *fn, void *ctx,
             char **error_r)
 {
@@ -233,27 +232,28 @@ mi_msg_rows(struct mbox_user *u, sqlite3_stmt *st, size_t hint,
 int
 mbox_messages_each(struct mbox *box, mbox_msg_fn *fn, void *ctx, char **error_r)
 {
-	sqlite3_stmt *st = mi_st(box->u, MI_MSG_LIST, error_r);
-
-	if (st == NULL)
-		return MBOX_ERR_TEMP;
-	sqlite3_bind_int64(st, 1, box->id);
-	return mi_msg_each(box->u, st, fn, ctx, error_r);
+	return mi_messages_all(box, fn, ctx, error_r);
 }
 
 int
 mbox_messages(struct mbox *box, struct mbox_msg **list_r, size_t *n_r,
               char **error_r)
 {
-	sqlite3_stmt *st = mi_st(box->u, MI_MSG_LIST, error_r);
+	struct mi_msg_list l = {.cap = box->info.messages};
+	int rc;
 
 	*list_r = NULL;
 	*n_r = 0;
-	if (st == NULL)
-		return MBOX_ERR_TEMP;
-	sqlite3_bind_int64(st, 1, box->id);
-	return mi_msg_rows(box->u, st, box->info.messages, list_r, n_r,
-	                   error_r);
+	if (l.cap > 0)
+		l.list = xreallocarray(NULL, l.cap, sizeof(*l.list));
+	rc = mi_messages_all(box, mi_msg_list_add, &l, error_r);
+	if (rc != MBOX_OK) {
+		mbox_msg_free_list(&l.list, l.n);
+		return rc;
+	}
+	*list_r = l.list;
+	*n_r = l.n;
+	return MBOX_OK;
 }
 
 int
@@ -451,6 +451,9 @@ mbox_sizes(struct mbox *box, const uint32_t *uids, size_t n, uint64_t *sizes_r,
 			sqlite3_bind_int64(st, 3, (sqlite3_int64)sizes_r[i]);
 			rc = mi_step_done(u, st, error_r);
 		}
+		/* The sizes carry no new MODSEQ for a snapshot to see. */
+		if (rc == MBOX_OK)
+			rc = mi_snap_forget(u, box->id, error_r);
 		if (rc == MBOX_OK)
 			rc = mi_commit(u, error_r);
 		else

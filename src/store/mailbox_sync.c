@@ -860,7 +860,8 @@ mbox_reindex(const char *dir, char **error_r)
 	if ((rc = mi_begin(u, error_r)) != MBOX_OK)
 		goto out;
 	if ((st = mi_st(u, MI_RECOUNT, error_r)) == NULL ||
-	    (rc = mi_step_done(u, st, error_r)) != MBOX_OK) {
+	    (rc = mi_step_done(u, st, error_r)) != MBOX_OK ||
+	    (rc = mi_snap_forget(u, 0, error_r)) != MBOX_OK) {
 		mi_rollback(u);
 		rc = MBOX_ERR_TEMP;
 		goto out;

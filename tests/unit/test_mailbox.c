@@ -2103,6 +2103,7 @@ schema_upgrade(void **state)
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
 	assert_int_equal(
 	    sqlite3_exec(db,
+	                 "DROP TABLE snapshots;"
 	                 "DROP INDEX messages_size_todo;"
 	                 "ALTER TABLE messages DROP COLUMN size_known;"
 	                 "UPDATE schema_version SET version = 1;",
@@ -2136,6 +2137,235 @@ schema_upgrade(void **state)
 	free(path);
 }
 
+/* The rows of INBOX as the index has them, in UID order. */
+static size_t
+truth_rows(const struct fixture *f, struct mbox_msg **list_r)
+{
+	char *path = xasprintf("%s/index.db", f->dir);
+	struct mbox_msg *list = NULL;
+	sqlite3_stmt *st;
+	sqlite3 *db;
+	size_t n = 0;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_prepare_v2(db,
+	                       "SELECT uid, modseq, flags, keywords,"
+	                       " internaldate, size, size_known FROM messages"
+	                       " WHERE mailbox_id = (SELECT id FROM mailboxes"
+	                       " WHERE name = 'INBOX') ORDER BY uid",
+	                       -1, &st, NULL),
+	    SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const unsigned char *kw = sqlite3_column_text(st, 3);
+
+		list = xreallocarray(list, n + 1, sizeof(*list));
+		list[n++] = (struct mbox_msg){
+		    .uid = (uint32_t)sqlite3_column_int64(st, 0),
+		    .modseq = (uint64_t)sqlite3_column_int64(st, 1),
+		    .flags = (uint32_t)sqlite3_column_int64(st, 2),
+		    .keywords = kw != NULL && kw[0] != '\0'
+		                    ? xstrdup((const char *)kw)
+		                    : NULL,
+		    .internaldate = sqlite3_column_int64(st, 4),
+		    .size = (uint64_t)sqlite3_column_int64(st, 5),
+		    .size_known = sqlite3_column_int(st, 6) != 0,
+		};
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	free(path);
+	*list_r = list;
+	return n;
+}
+
+/* mbox_messages() and mbox_messages_each() agree with the rows. */
+static void
+expect_rows(const struct fixture *f, struct mbox *box)
+{
+	struct mbox_msg *want, *got;
+	size_t nwant = truth_rows(f, &want), ngot;
+	char *error = NULL;
+
+	assert_int_equal(mbox_messages(box, &got, &ngot, &error), MBOX_OK);
+	assert_int_equal(ngot, nwant);
+	for (size_t i = 0; i < nwant; i++) {
+		assert_int_equal(got[i].uid, want[i].uid);
+		assert_int_equal(got[i].modseq, want[i].modseq);
+		assert_int_equal(got[i].flags, want[i].flags);
+		assert_int_equal(got[i].internaldate, want[i].internaldate);
+		assert_int_equal(got[i].size, want[i].size);
+		assert_int_equal(got[i].size_known, want[i].size_known);
+		if (want[i].keywords == NULL)
+			assert_null(got[i].keywords);
+		else
+			assert_string_equal(got[i].keywords, want[i].keywords);
+	}
+	mbox_msg_free_list(&got, ngot);
+	mbox_msg_free_list(&want, nwant);
+}
+
+/* INBOX's snapshot blob (NULL when there is none); *len_r its length. */
+static void *
+snap_blob(const struct fixture *f, size_t *len_r)
+{
+	char *path = xasprintf("%s/index.db", f->dir);
+	sqlite3_stmt *st;
+	sqlite3 *db;
+	void *data = NULL;
+
+	*len_r = 0;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(
+	                     db,
+	                     "SELECT data FROM snapshots WHERE mailbox_id ="
+	                     " (SELECT id FROM mailboxes WHERE name = 'INBOX')",
+	                     -1, &st, NULL),
+	                 SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*len_r = (size_t)sqlite3_column_bytes(st, 0);
+		data = xmalloc(*len_r + 1);
+		memcpy(data, sqlite3_column_blob(st, 0), *len_r);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	free(path);
+	return data;
+}
+
+static void
+db_exec(const struct fixture *f, const char *sql)
+{
+	char *path = xasprintf("%s/index.db", f->dir);
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	free(path);
+}
+
+/* A big mailbox's list comes from its snapshot and the changes since;
+ * whatever the snapshot misses, the list stays the index's. */
+static void
+snapshot_list(void **state)
+{
+	struct fixture *f = *state;
+	struct mbox_user *u = open_user(f, 0);
+	struct mbox *box;
+	uint32_t *failed, *exp, three = 3, five = 5;
+	size_t nfailed, nexp, len, len2;
+	void *blob, *blob2;
+	char *error = NULL, *p;
+
+	mi_snap_min = 4;
+	for (int i = 0; i < 16; i++)
+		append(u, "INBOX", "Subject: x\r\n\r\nbody\r\n",
+		       i == 1 ? MBOX_F_SEEN : 0, i == 1 ? "$Work" : NULL);
+	box = open_box(u, "INBOX");
+	assert_null(snap_blob(f, &len));
+	expect_rows(f, box);
+	blob = snap_blob(f, &len);
+	assert_non_null(blob);
+
+	/* Flags, keywords, an expunge and a new message: merged in, and the
+	 * snapshot is left as it was (up to a quarter of it may change). */
+	assert_int_equal(mbox_store_flags(box, &three, 1, MBOX_FLAGS_ADD,
+	                                  MBOX_F_FLAGGED, "$Later", 0, &failed,
+	                                  &nfailed, &error),
+	                 MBOX_OK);
+	free(failed);
+	assert_int_equal(mbox_store_flags(box, &five, 1, MBOX_FLAGS_ADD,
+	                                  MBOX_F_DELETED, NULL, 0, &failed,
+	                                  &nfailed, &error),
+	                 MBOX_OK);
+	free(failed);
+	assert_int_equal(mbox_expunge(box, &five, 1, &exp, &nexp, &error),
+	                 MBOX_OK);
+	assert_int_equal(nexp, 1);
+	free(exp);
+	append(u, "INBOX", "new\r\n", 0, NULL);
+	sync_box(box);
+	expect_rows(f, box);
+	blob2 = snap_blob(f, &len2);
+	assert_int_equal(len2, len);
+	assert_memory_equal(blob2, blob, len);
+	free(blob2);
+
+	/* A row gone behind the index's back (no MODSEQ): the counter
+	 * disagrees with the merge, the rows win, the snapshot is new. */
+	db_exec(f, "DELETE FROM messages WHERE uid = 2");
+	expect_rows(f, box);
+	blob2 = snap_blob(f, &len2);
+	assert_non_null(blob2);
+	assert_true(len2 != len || memcmp(blob2, blob, len) != 0);
+	free(blob2);
+	free(blob);
+
+	/* A damaged blob is not used, and is replaced. */
+	db_exec(f, "UPDATE snapshots SET data = x'54534e31'");
+	expect_rows(f, box);
+	blob = snap_blob(f, &len);
+	assert_true(len > 4);
+	free(blob);
+
+	/* Sizes read later carry no MODSEQ: the snapshot goes. */
+	mbox_close(&box);
+	age_dirs(f->dir);
+	p = xasprintf("%s/new/1600000000.M1P1.otherhost", f->dir);
+	write_file(p, "From: tool\n\nbody\n");
+	free(p);
+	box = open_box(u, "INBOX");
+	expect_rows(f, box);
+	assert_non_null((blob = snap_blob(f, &len)));
+	free(blob);
+	{
+		struct mbox_msg *all;
+		size_t n = truth_rows(f, &all);
+		uint32_t uid = 0;
+		uint64_t size;
+
+		for (size_t i = 0; i < n; i++)
+			if (!all[i].size_known)
+				uid = all[i].uid;
+		mbox_msg_free_list(&all, n);
+		assert_true(uid > 0);
+
+		assert_int_equal(mbox_sizes(box, &uid, 1, &size, &error),
+		                 MBOX_OK);
+		assert_int_equal(size, strlen("From: tool\r\n\r\nbody\r\n"));
+	}
+	assert_null(snap_blob(f, &len));
+	expect_rows(f, box);
+
+	/* A mailbox grown small again keeps no snapshot. */
+	{
+		struct mbox_msg *all;
+		size_t n = truth_rows(f, &all);
+		uint32_t uids[32];
+
+		assert_true(n > 4 && n <= 32);
+		for (size_t i = 0; i < n; i++)
+			uids[i] = all[i].uid;
+		mbox_msg_free_list(&all, n);
+		assert_int_equal(mbox_store_flags(box, uids, n - 1,
+		                                  MBOX_FLAGS_ADD,
+		                                  MBOX_F_DELETED, NULL, 0,
+		                                  &failed, &nfailed, &error),
+		                 MBOX_OK);
+		free(failed);
+		assert_int_equal(
+		    mbox_expunge(box, NULL, 0, &exp, &nexp, &error), MBOX_OK);
+		assert_int_equal(nexp, n - 1);
+		free(exp);
+	}
+	expect_rows(f, box);
+	assert_null(snap_blob(f, &len));
+	mbox_close(&box);
+	mi_snap_min = 8192;
+	mbox_user_close(&u);
+}
+
 int
 main(void)
 {
@@ -2157,6 +2387,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(deliver, setup, teardown),
 	    cmocka_unit_test_setup_teardown(other_tools, setup, teardown),
 	    cmocka_unit_test_setup_teardown(schema_upgrade, setup, teardown),
+	    cmocka_unit_test_setup_teardown(snapshot_list, setup, teardown),
 	    cmocka_unit_test_setup_teardown(quiet_and_closed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(reindex, setup, teardown),
 	    cmocka_unit_test_setup_teardown(rename_crash_recovery, setup,

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/utf8.h"
 #include "core/xmalloc.h"
 #include "store/mailbox.h"
 
@@ -662,49 +663,19 @@ fail:
 	return -1;
 }
 
-/* The code point at s[*i] (U+FFFD for a malformed sequence). */
+/* The code point at s[*i] (U+FFFD for a malformed sequence, which uses up
+ * one byte). */
 static uint32_t
 args_utf8_next(const char *s, size_t len, size_t *i)
 {
-	const unsigned char *u = (const unsigned char *)s;
-	unsigned char c = u[*i];
-	size_t n;
 	uint32_t cp;
+	size_t n = utf8_decode((const uint8_t *)s + *i, len - *i, &cp);
 
-	if (c < 0x80) {
-		(*i)++;
-		return c;
-	}
-	if (c >= 0xC2 && c <= 0xDF) {
-		n = 1;
-		cp = c & 0x1F;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		n = 2;
-		cp = c & 0x0F;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		n = 3;
-		cp = c & 0x07;
-	} else {
+	if (n == 0) {
 		(*i)++;
 		return 0xFFFD;
 	}
-	if (len - *i - 1 < n) {
-		(*i)++;
-		return 0xFFFD;
-	}
-	for (size_t k = 1; k <= n; k++) {
-		if ((u[*i + k] & 0xC0) != 0x80) {
-			(*i)++;
-			return 0xFFFD;
-		}
-		cp = cp << 6 | (u[*i + k] & 0x3F);
-	}
-	if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-	    cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-		(*i)++;
-		return 0xFFFD;
-	}
-	*i += n + 1;
+	*i += n;
 	return cp;
 }
 
@@ -765,16 +736,12 @@ imap_utf8_to_mutf7(const char *s, size_t len, struct buf *out)
 static bool
 args_utf8_valid(const char *s, size_t len)
 {
-	size_t i = 0;
+	size_t i = 0, n;
 
 	while (i < len) {
-		size_t before = i;
-
-		if (args_utf8_next(s, len, &i) == 0xFFFD) {
-			/* U+FFFD itself is EF BF BD: valid. */
-			if (i - before != 3)
-				return false;
-		}
+		if ((n = utf8_seq_len((const uint8_t *)s + i, len - i)) == 0)
+			return false;
+		i += n;
 	}
 	return true;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/utf8.h"
 
 #define DNS_LABEL_MAX 63
 
@@ -51,33 +52,9 @@ scan_bytes(const unsigned char *p, size_t len)
 			return SCAN_NUL;
 		if (c < 0x20 || c == 0x7f)
 			return SCAN_CONTROL;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 2;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 3;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 4;
-			cp = c & 0x07;
-		} else {
+		if ((n = utf8_decode(p + i, len - i, &cp)) == 0)
 			return SCAN_UTF8;
-		}
-		if (len - i < n)
-			return SCAN_UTF8;
-		for (size_t k = 1; k < n; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return SCAN_UTF8;
-			cp = (cp << 6) | (p[i + k] & 0x3f);
-		}
-		if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return SCAN_UTF8;
-		if (cp <= 0x9f)
+		if (cp >= 0x80 && cp <= 0x9f)
 			return SCAN_CONTROL;
 		i += n;
 	}

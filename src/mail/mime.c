@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/utf8.h"
 #include "core/xmalloc.h"
 
 /* "--" + boundary + "--" with some slack, as Dovecot compares at most
@@ -1041,48 +1042,41 @@ mime_body_decode(const void *in, size_t len, enum mime_cte cte, struct buf *out)
  * Charsets and encoded words
  */
 
+/* How many bytes one U+FFFD replaces at s, where no valid sequence starts: a
+ * lead byte with the continuation bytes after it, at most as many as the
+ * lead announces; any other byte alone. Never part of a valid sequence. */
+static size_t
+mime_utf8_bad_len(const unsigned char *s, size_t len)
+{
+	size_t n, k;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4;
+	else
+		return 1;
+	for (k = 1; k < n && k < len && (s[k] & 0xc0) == 0x80; k++)
+		;
+	return k;
+}
+
 void
 mime_utf8_sanitize(const void *in, size_t len, struct buf *out)
 {
 	const unsigned char *s = in;
-	size_t i = 0, start = 0;
+	size_t i = 0, start = 0, n;
 
 	while (i < len) {
-		unsigned char c = s[i];
-		size_t n, k;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 2;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 3;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 4;
-			cp = c & 0x07;
-		} else {
-			n = 0;
-			cp = 0;
-		}
-		for (k = 1; n > 0 && k < n; k++) {
-			if (i + k >= len || (s[i + k] & 0xc0) != 0x80)
-				break;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if (n > 0 && k == n &&
-		    !((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-		      cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))) {
+		if ((n = utf8_seq_len(s + i, len - i)) > 0) {
 			i += n;
 			continue;
 		}
 		buf_append(out, s + start, i - start);
 		buf_append_str(out, UTF8_REPLACEMENT);
-		i += n > 0 && k > 1 ? k : 1;
+		i += mime_utf8_bad_len(s + i, len - i);
 		start = i;
 	}
 	if (len > start) /* s may be NULL when len is 0 */

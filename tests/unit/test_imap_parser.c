@@ -208,6 +208,9 @@ static const struct event_case valid_cases[] = {
      "CMD[d7 SEARCH OR (FROM a) (TO \"b c\") UID 1:*];"},
     {S("d8 FETCH 1:2 (BODY[1.2.MIME] BODY[]<5.6>) (CHANGEDSINCE 7)\r\n"),
      "CMD[d8 FETCH 1:2 (BODY[1.2.MIME] BODY[]<5.6>) (CHANGEDSINCE 7)];"},
+    /* U+FFFD itself, a 4-byte sequence and U+10FFFF in a quoted string */
+    {S("d9 X \"\xef\xbf\xbd\xf0\x9f\x98\x81\xf4\x8f\xbf\xbf\"\r\n"),
+     "CMD[d9 X \"\xef\xbf\xbd\xf0\x9f\x98\x81\xf4\x8f\xbf\xbf\"];"},
 };
 
 static const struct event_case invalid_cases[] = {
@@ -238,6 +241,17 @@ static const struct event_case invalid_cases[] = {
      "BAD[b6 Invalid characters in command];CMD[z NOOP];"},
     {S("b7 X \"\xc3\x28\"\r\nz NOOP\r\n"),
      "BAD[b7 Invalid UTF-8 in string];CMD[z NOOP];"},
+    /* overlong forms, a surrogate, past U+10FFFF, cut short */
+    {S("f1 X \"\xc0\xaf\"\r\nz NOOP\r\n"),
+     "BAD[f1 Invalid UTF-8 in string];CMD[z NOOP];"},
+    {S("f2 X \"\xe0\x80\xaf\"\r\nz NOOP\r\n"),
+     "BAD[f2 Invalid UTF-8 in string];CMD[z NOOP];"},
+    {S("f3 X \"\xed\xa0\x80\"\r\nz NOOP\r\n"),
+     "BAD[f3 Invalid UTF-8 in string];CMD[z NOOP];"},
+    {S("f4 X \"\xf4\x90\x80\x80\"\r\nz NOOP\r\n"),
+     "BAD[f4 Invalid UTF-8 in string];CMD[z NOOP];"},
+    {S("f5 X \"a\xe2\x82\"\r\nz NOOP\r\n"),
+     "BAD[f5 Invalid UTF-8 in string];CMD[z NOOP];"},
     {S("b8 FETCH 1 BODY[HEADER\r\nz NOOP\r\n"),
      "BAD[b8 Missing ']'];CMD[z NOOP];"},
     {S("b9 X {123456789012345678901}\r\nz NOOP\r\n"),
@@ -844,6 +858,11 @@ test_mutf7(void **state)
 	imap_utf8_to_mutf7(S("a\xff"), &out);
 	assert_int_equal(out.len, 6);
 	assert_memory_equal(out.data, "a&,,0-", 6);
+	/* ... one per byte for a surrogate, whose bytes are each invalid */
+	buf_reset(&out);
+	imap_utf8_to_mutf7(S("\xed\xa0\x80"), &out);
+	assert_int_equal(out.len, 10);
+	assert_memory_equal(out.data, "&,,3,,f,9-", 10);
 	buf_free(&out);
 }
 
@@ -866,6 +885,16 @@ test_write_string(void **state)
 	assert_string_equal((const char *)out.data,
 	                    "\"abc\"\"a\\\"b\\\\c\"{4}\r\na\r\nb"
 	                    "\"\xc3\xbc\"{2}\r\n\xc3\xbc{1}\r\n\xc3NIL\"\"");
+	/* Only well-formed UTF-8 is quoted: U+FFFD itself and a 4-byte
+	 * sequence are; an overlong form and a surrogate go as literals. */
+	buf_reset(&out);
+	imap_write_string(&out, S("\xef\xbf\xbd\xf0\x9f\x98\x81"), true);
+	imap_write_string(&out, S("\xc0\xaf"), true);
+	imap_write_string(&out, S("\xed\xa0\x80"), true);
+	buf_append_byte(&out, 0);
+	assert_string_equal((const char *)out.data,
+	                    "\"\xef\xbf\xbd\xf0\x9f\x98\x81\""
+	                    "{2}\r\n\xc0\xaf{3}\r\n\xed\xa0\x80");
 	buf_free(&out);
 }
 
@@ -1195,6 +1224,8 @@ test_search(void **state)
 	     0, false},
 	    {"SUBJECT {5+}\r\ncaf\xc3\xa9", "AND(HEADER:Subject=caf\xc3\xa9)",
 	     0, false},
+	    {"SUBJECT {4+}\r\n\xf4\x8f\xbf\xbf",
+	     "AND(HEADER:Subject=\xf4\x8f\xbf\xbf)", 0, false},
 	    {"OR OR SEEN DRAFT NOT (1 2)",
 	     "AND(OR(OR(FLAG:1 FLAG:16) NOT(AND(SEQ:1-1 SEQ:2-2))))", 0, false},
 	    {"SUBJECT NIL", "AND(HEADER:Subject=NIL)", 0, false},
@@ -1228,6 +1259,11 @@ test_search(void **state)
 	    "SUBJECT",
 	    "SUBJECT (a)",
 	    "SUBJECT {1+}\r\n\xff",
+	    "SUBJECT {2+}\r\n\xc0\xaf",
+	    "SUBJECT {3+}\r\n\xe0\x80\xaf",
+	    "SUBJECT {3+}\r\n\xed\xa0\x80",
+	    "SUBJECT {4+}\r\n\xf4\x90\x80\x80",
+	    "SUBJECT {3+}\r\na\xe2\x82",
 	    "SUBJECT ~{1+}\r\nx",
 	    "MODSEQ",
 	    "MODSEQ x",

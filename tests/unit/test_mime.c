@@ -399,6 +399,7 @@ static void
 charsets(void **state)
 {
 	struct buf out;
+	const char *in;
 
 	(void)state;
 	buf_init(&out, 0);
@@ -413,6 +414,14 @@ charsets(void **state)
 	assert_int_equal(
 	    mime_charset_to_utf8("UTF-8", "ok\xc3(\xed\xa0\x80", 7, &out), 0);
 	assert_buf(&out, "ok\xef\xbf\xbd(\xef\xbf\xbd");
+	buf_reset(&out);
+	/* One U+FFFD for a lead byte and the continuation bytes it announces
+	 * (overlong, past U+10FFFF, cut short), one for each stray byte. */
+	in = "\xe0\x80\xaf|\xf4\x90\x80\x80\x80|\xe2\x82"
+	     "a|\xc0\xaf|\xf0\x9f\x98";
+	mime_utf8_sanitize(in, strlen(in), &out);
+	assert_buf(&out, "\xef\xbf\xbd|\xef\xbf\xbd\xef\xbf\xbd|\xef\xbf\xbd"
+	                 "a|\xef\xbf\xbd\xef\xbf\xbd|\xef\xbf\xbd");
 	buf_reset(&out);
 	assert_int_equal(mime_charset_to_utf8("no-such-charset", "x", 1, &out),
 	                 -1);

@@ -297,6 +297,7 @@ mbox_user_close(struct mbox_user **user)
 
 	if (u == NULL)
 		return;
+	mi_window_drop(u);
 	if (u->db != NULL)
 		mi_db_close(u);
 	if (u->tmpfd >= 0)
@@ -311,6 +312,7 @@ mbox_user_close(struct mbox_user **user)
 void
 mbox_user_trim(struct mbox_user *u, enum mbox_trim what)
 {
+	mi_window_drop(u);
 	if (u->db == NULL)
 		return;
 	if (what == MBOX_TRIM_CLOSE) {

@@ -84,7 +84,27 @@ enum mi_st {
 	MI_SNAP_PUT,
 	MI_SNAP_DEL,
 	MI_SNAP_DEL_ALL,
+	MI_MSG_WINDOW,
 	MI_ST_COUNT
+};
+
+/* Rows read ahead for reads in UID order (FETCH 1:1000, SEARCH): one
+ * query per MI_WINDOW_ROWS messages instead of one each. A name may be
+ * stale (a flag change renames the file): a failed open asks the index. */
+#define MI_WINDOW_ROWS 256
+struct mi_window_row {
+	uint32_t uid;
+	bool size_known;
+	uint64_t size;
+	char *filename;
+};
+struct mi_window {
+	int64_t box_id;
+	uint32_t lo, hi; /* every row with lo <= uid <= hi is in rows */
+	struct mi_window_row *rows;
+	size_t n;
+	uint32_t last_uid; /* the read before, to see UID order */
+	unsigned run;      /* reads in a row in UID order */
 };
 
 struct mbox_user {
@@ -94,6 +114,7 @@ struct mbox_user {
 	uint64_t quota;
 	sqlite3 *db;
 	sqlite3_stmt *st[MI_ST_COUNT];
+	struct mi_window win;
 };
 
 /* One row of mailboxes. */
@@ -316,6 +337,8 @@ int mi_messages_all(struct mbox *box, mbox_msg_fn *fn, void *ctx,
 int mi_snap_forget(struct mbox_user *u, int64_t id, char **error_r);
 /* 8192; tests lower it. */
 extern uint32_t mi_snap_min;
+/* Forget the rows read ahead (mailbox_msg.c). */
+void mi_window_drop(struct mbox_user *u);
 
 /* ---- shared by the operations (mailbox.c, mailbox_rename.c) ---- */
 

@@ -843,6 +843,8 @@ mi_file_crlf_size(int fd, uint64_t *w_r)
 			w += in[i] == '\n' && prev != '\r' ? 2 : 1;
 			prev = in[i];
 		}
+		if ((size_t)r < MI_CHUNK)
+			break; /* the end, as in mi_file_read_crlf */
 	}
 	free(in);
 	*w_r = w;
@@ -883,6 +885,10 @@ mi_file_read_crlf(int fd, struct buf *out, uint64_t *n_r)
 			break;
 		}
 		n += o;
+		/* A regular file reads short only at its end (message files
+		 * never grow): no second read to hear it. */
+		if ((size_t)r < MI_CHUNK)
+			break;
 	}
 	free(in);
 	free(conv);

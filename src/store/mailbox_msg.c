@@ -359,22 +359,123 @@ mi_msg_get(struct mbox_user *u, int64_t id, uint32_t uid, struct mi_msgrow *r,
 	return mi_err(error_r, MBOX_ERR_NOTFOUND, "no message UID %u", uid);
 }
 
-/* The row of uid and its file, open; *fd_r < 0 on error. */
+void
+mi_window_drop(struct mbox_user *u)
+{
+	struct mi_window *w = &u->win;
+
+	for (size_t i = 0; i < w->n; i++)
+		free(w->rows[i].filename);
+	free(w->rows);
+	*w = (struct mi_window){0};
+}
+
+/* The next MI_WINDOW_ROWS rows from uid on. A read-ahead: on any failure
+ * there is simply no window. */
+static void
+mi_window_load(struct mbox *box, uint32_t uid)
+{
+	struct mi_window *w = &box->u->win;
+	sqlite3_stmt *st = mi_st(box->u, MI_MSG_WINDOW, NULL);
+	uint32_t last_uid = w->last_uid;
+	unsigned run = w->run;
+
+	mi_window_drop(box->u);
+	w->box_id = box->id;
+	w->last_uid = last_uid;
+	w->run = run;
+	if (st == NULL)
+		return;
+	sqlite3_bind_int64(st, 1, box->id);
+	sqlite3_bind_int64(st, 2, uid);
+	sqlite3_bind_int(st, 3, MI_WINDOW_ROWS);
+	w->rows = xreallocarray(NULL, MI_WINDOW_ROWS, sizeof(*w->rows));
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const unsigned char *fn = sqlite3_column_text(st, 3);
+
+		w->rows[w->n++] = (struct mi_window_row){
+		    .uid = (uint32_t)sqlite3_column_int64(st, 0),
+		    .size = (uint64_t)sqlite3_column_int64(st, 1),
+		    .size_known = sqlite3_column_int(st, 2) != 0,
+		    .filename = xstrdup(fn != NULL ? (const char *)fn : ""),
+		};
+	}
+	mi_done(st);
+	if (w->n == 0) {
+		xfree(&w->rows);
+		return;
+	}
+	w->lo = uid;
+	w->hi = w->rows[w->n - 1].uid;
+}
+
+/* uid's file name and size from the window (loaded when the reads go in
+ * UID order); false: ask the index. */
+static bool
+mi_window_get(struct mbox *box, uint32_t uid, struct mi_msgrow *r)
+{
+	struct mi_window *w = &box->u->win;
+	bool inside =
+	    w->box_id == box->id && w->n > 0 && uid >= w->lo && uid <= w->hi;
+	size_t lo = 0, hi = w->n;
+
+	if (!inside) {
+		w->run =
+		    w->box_id == box->id && uid > w->last_uid ? w->run + 1 : 0;
+		w->box_id = box->id;
+		w->last_uid = uid;
+		if (w->run < 2)
+			return false;
+		mi_window_load(box, uid);
+		if (w->n == 0)
+			return false;
+	}
+	w->last_uid = uid;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (w->rows[mid].uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == w->n || w->rows[lo].uid != uid)
+		return false;
+	*r = (struct mi_msgrow){
+	    .size = w->rows[lo].size,
+	    .size_known = w->rows[lo].size_known,
+	    .filename = xstrdup(w->rows[lo].filename),
+	};
+	return true;
+}
+
+/* The row of uid and its file, open; *fd_r < 0 on error. Only the file
+ * name and the size of *r are set. */
 static int
 mi_msg_open(struct mbox *box, uint32_t uid, struct mi_msgrow *r, int *fd_r,
             char **error_r)
 {
+	bool ahead = mi_window_get(box, uid, r);
 	int fd = -1, rc;
 
 	*fd_r = -1;
 	for (int tries = 0; tries < 2 && fd < 0; tries++) {
-		if ((rc = mi_msg_get(box->u, box->id, uid, r, error_r)) !=
-		    MBOX_OK)
+		if (!ahead && (rc = mi_msg_get(box->u, box->id, uid, r,
+		                               error_r)) != MBOX_OK)
 			return rc;
 		fd = openat(box->dirs.curfd, r->filename,
 		            O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd >= 0)
 			break;
+		if (errno == ENOENT && ahead) {
+			/* A stale name read ahead: the index has the
+			 * current one. Not a try. */
+			mi_msgrow_clear(r);
+			mi_window_drop(box->u);
+			ahead = false;
+			tries--;
+			continue;
+		}
 		if (errno != ENOENT || tries > 0) {
 			rc = errno == ENOENT
 			         ? mi_err(error_r, MBOX_ERR_NOTFOUND,

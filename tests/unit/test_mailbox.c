@@ -2366,6 +2366,75 @@ snapshot_list(void **state)
 	mbox_user_close(&u);
 }
 
+/* Reads in UID order take file names from rows read ahead; a name made
+ * stale meanwhile (another session's flag change renames the file, an
+ * expunge removes it) is looked up again. */
+static void
+read_ahead(void **state)
+{
+	struct fixture *f = *state;
+	struct mbox_user *a = open_user(f, 0), *b = open_user(f, 0);
+	struct mbox *ba, *bb;
+	uint32_t *failed, *exp, seven = 7, eight = 8;
+	size_t nfailed, nexp;
+	char *error = NULL, *msg, *want;
+	struct buf out;
+
+	for (int i = 1; i <= 10; i++) {
+		want = xasprintf("message %d\r\n", i);
+		append(a, "INBOX", want, 0, NULL);
+		free(want);
+	}
+	ba = open_box(a, "INBOX");
+	bb = open_box(b, "INBOX");
+	for (uint32_t uid = 1; uid <= 4; uid++) {
+		msg = read_msg(ba, uid);
+		want = xasprintf("message %u\r\n", uid);
+		assert_string_equal(msg, want);
+		free(want);
+		free(msg);
+	}
+	assert_true(a->win.n > 0); /* read ahead past 7 and 8 */
+	assert_true(a->win.hi >= 8);
+	assert_int_equal(mbox_store_flags(bb, &seven, 1, MBOX_FLAGS_ADD,
+	                                  MBOX_F_FLAGGED, NULL, 0, &failed,
+	                                  &nfailed, &error),
+	                 MBOX_OK);
+	free(failed);
+	assert_int_equal(mbox_store_flags(bb, &eight, 1, MBOX_FLAGS_ADD,
+	                                  MBOX_F_DELETED, NULL, 0, &failed,
+	                                  &nfailed, &error),
+	                 MBOX_OK);
+	free(failed);
+	assert_int_equal(mbox_expunge(bb, &eight, 1, &exp, &nexp, &error),
+	                 MBOX_OK);
+	free(exp);
+	for (uint32_t uid = 5; uid <= 10; uid++) {
+		buf_init(&out, 0);
+		if (uid == 8) {
+			assert_int_equal(mbox_read(ba, uid, &out, &error),
+			                 MBOX_ERR_NOTFOUND);
+			free(error);
+			error = NULL;
+			buf_free(&out);
+			continue;
+		}
+		buf_free(&out);
+		msg = read_msg(ba, uid);
+		want = xasprintf("message %u\r\n", uid);
+		assert_string_equal(msg, want);
+		free(want);
+		free(msg);
+	}
+	/* A command's end forgets it. */
+	mbox_user_trim(a, MBOX_TRIM_CACHE);
+	assert_int_equal(a->win.n, 0);
+	mbox_close(&ba);
+	mbox_close(&bb);
+	mbox_user_close(&a);
+	mbox_user_close(&b);
+}
+
 int
 main(void)
 {
@@ -2388,6 +2457,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(other_tools, setup, teardown),
 	    cmocka_unit_test_setup_teardown(schema_upgrade, setup, teardown),
 	    cmocka_unit_test_setup_teardown(snapshot_list, setup, teardown),
+	    cmocka_unit_test_setup_teardown(read_ahead, setup, teardown),
 	    cmocka_unit_test_setup_teardown(quiet_and_closed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(reindex, setup, teardown),
 	    cmocka_unit_test_setup_teardown(rename_crash_recovery, setup,

@@ -298,6 +298,7 @@ mbox_user_close(struct mbox_user **user)
 	if (u == NULL)
 		return;
 	mi_window_drop(u);
+	mi_cache_flush(u);
 	if (u->db != NULL)
 		mi_db_close(u);
 	if (u->tmpfd >= 0)
@@ -313,6 +314,7 @@ void
 mbox_user_trim(struct mbox_user *u, enum mbox_trim what)
 {
 	mi_window_drop(u);
+	mi_cache_flush(u);
 	if (u->db == NULL)
 		return;
 	if (what == MBOX_TRIM_CLOSE) {

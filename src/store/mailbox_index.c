@@ -363,7 +363,11 @@ mi_exec_st(struct mbox_user *u, enum mi_st which, char **error_r)
 int
 mi_begin(struct mbox_user *u, char **error_r)
 {
-	return mi_exec_st(u, MI_BEGIN, error_r);
+	int rc = mi_exec_st(u, MI_BEGIN, error_r);
+
+	if (rc == MBOX_OK && u->ncw > 0)
+		mi_cache_write_pending(u);
+	return rc;
 }
 
 void

@@ -107,6 +107,19 @@ struct mi_window {
 	unsigned run;      /* reads in a row in UID order */
 };
 
+/* A cache value waiting for a write transaction: written with the next
+ * one (mi_begin), or MI_CACHE_BATCH at a time, or when the command ends
+ * (mbox_user_trim). One commit and its fsync per message was most of a
+ * first FETCH 1:1000 ENVELOPE. */
+#define MI_CACHE_BATCH 256
+struct mi_cache_write {
+	int64_t box_id;
+	uint32_t uid;
+	char *field;
+	char *value;
+	size_t len;
+};
+
 struct mbox_user {
 	char *dir;
 	int dirfd; /* the user's directory (INBOX's Maildir) */
@@ -115,6 +128,8 @@ struct mbox_user {
 	sqlite3 *db;
 	sqlite3_stmt *st[MI_ST_COUNT];
 	struct mi_window win;
+	struct mi_cache_write *cw;
+	size_t ncw;
 };
 
 /* One row of mailboxes. */
@@ -339,6 +354,10 @@ int mi_snap_forget(struct mbox_user *u, int64_t id, char **error_r);
 extern uint32_t mi_snap_min;
 /* Forget the rows read ahead (mailbox_msg.c). */
 void mi_window_drop(struct mbox_user *u);
+/* Inside a transaction: write the waiting cache values. */
+void mi_cache_write_pending(struct mbox_user *u);
+/* Write them now, in a transaction of their own if none is open. */
+void mi_cache_flush(struct mbox_user *u);
 
 /* ---- shared by the operations (mailbox.c, mailbox_rename.c) ---- */
 

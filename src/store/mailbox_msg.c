@@ -646,12 +646,25 @@ int
 mbox_cache_get(struct mbox *box, uint32_t uid, const char *field,
                char **value_r, size_t *len_r)
 {
-	sqlite3_stmt *st = mi_st(box->u, MI_CACHE_GET, NULL);
+	struct mbox_user *u = box->u;
+	sqlite3_stmt *st;
 	int found = 0;
 
 	*value_r = NULL;
 	*len_r = 0;
-	if (st == NULL)
+	for (size_t i = u->ncw; i-- > 0;) {
+		const struct mi_cache_write *w = &u->cw[i];
+
+		if (w->box_id == box->id && w->uid == uid &&
+		    strcmp(w->field, field) == 0) {
+			*value_r = xmalloc(w->len + 1);
+			memcpy(*value_r, w->value, w->len);
+			(*value_r)[w->len] = '\0';
+			*len_r = w->len;
+			return 1;
+		}
+	}
+	if ((st = mi_st(u, MI_CACHE_GET, NULL)) == NULL)
 		return 0;
 	sqlite3_bind_int64(st, 1, box->id);
 	sqlite3_bind_int64(st, 2, uid);
@@ -676,22 +689,88 @@ void
 mbox_cache_set(struct mbox *box, uint32_t uid, const char *field,
                const char *value, size_t len)
 {
-	sqlite3_stmt *st = mi_st(box->u, MI_CACHE_SET, NULL);
-	int rc;
+	struct mbox_user *u = box->u;
+	struct mi_cache_write *w;
 
-	if (st == NULL || value == NULL)
+	if (value == NULL || len > INT32_MAX)
 		return;
-	sqlite3_bind_int64(st, 1, box->id);
-	sqlite3_bind_int64(st, 2, uid);
-	sqlite3_bind_text(st, 3, field, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 4, value, (int)(len > INT32_MAX ? 0 : len),
-	                  SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	mi_done(st);
-	/* A message expunged meanwhile fails the foreign key: harmless. */
-	if (rc != SQLITE_DONE && rc != SQLITE_CONSTRAINT_FOREIGNKEY)
+	if (u->ncw % 16 == 0)
+		u->cw = xreallocarray(u->cw, u->ncw + 16, sizeof(*u->cw));
+	w = &u->cw[u->ncw++];
+	w->box_id = box->id;
+	w->uid = uid;
+	w->field = xstrdup(field);
+	w->value = xmalloc(len > 0 ? len : 1);
+	memcpy(w->value, value, len);
+	w->len = len;
+	if (u->ncw >= MI_CACHE_BATCH)
+		mi_cache_flush(u);
+}
+
+static void
+mi_cache_clear(struct mbox_user *u)
+{
+	for (size_t i = 0; i < u->ncw; i++) {
+		free(u->cw[i].field);
+		free(u->cw[i].value);
+	}
+	xfree(&u->cw);
+	u->ncw = 0;
+}
+
+void
+mi_cache_write_pending(struct mbox_user *u)
+{
+	/* Taken first: a write cannot come back here. */
+	struct mi_cache_write *cw = u->cw;
+	size_t n = u->ncw;
+
+	u->cw = NULL;
+	u->ncw = 0;
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_stmt *st = mi_st(u, MI_CACHE_SET, NULL);
+		int rc;
+
+		if (st == NULL)
+			break;
+		sqlite3_bind_int64(st, 1, cw[i].box_id);
+		sqlite3_bind_int64(st, 2, cw[i].uid);
+		sqlite3_bind_text(st, 3, cw[i].field, -1, SQLITE_STATIC);
+		sqlite3_bind_blob(st, 4, cw[i].value, (int)cw[i].len,
+		                  SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		mi_done(st);
+		/* A message expunged meanwhile fails the foreign key:
+		 * harmless. */
+		if (rc != SQLITE_DONE && rc != SQLITE_CONSTRAINT_FOREIGNKEY)
+			log_warn(NULL,
+			         "event=mailbox_cache_set user=%s error=%s",
+			         u->dir, sqlite3_errmsg(u->db));
+	}
+	for (size_t i = 0; i < n; i++) {
+		free(cw[i].field);
+		free(cw[i].value);
+	}
+	free(cw);
+}
+
+void
+mi_cache_flush(struct mbox_user *u)
+{
+	char *error = NULL;
+
+	if (u->ncw == 0)
+		return;
+	if (u->db != NULL && !sqlite3_get_autocommit(u->db)) {
+		mi_cache_write_pending(u);
+		return;
+	}
+	/* mi_begin writes them. A cache: on failure they are dropped. */
+	if (mi_begin(u, &error) != MBOX_OK || mi_commit(u, &error) != MBOX_OK)
 		log_warn(NULL, "event=mailbox_cache_set user=%s error=%s",
-		         box->u->dir, sqlite3_errmsg(box->u->db));
+		         u->dir, error != NULL ? error : "");
+	free(error);
+	mi_cache_clear(u);
 }
 
 /* ---- STORE ---- */

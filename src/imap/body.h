@@ -38,6 +38,19 @@ int imap_body_section(const char *msg, size_t len,
 int imap_body_binary(const char *msg, size_t len, const uint32_t *part,
                      size_t nparts, struct buf *out);
 
+/* The header fields asked for most (mail clients' HEADER.FIELDS lists,
+ * SEARCH FROM/TO/CC/BCC/SUBJECT, SENT* with Date): a message's own are
+ * kept in the index as one block, so that FETCH and SEARCH of them read
+ * no file. imap_hdr_cache_has: name (any case) is one of them. */
+bool imap_hdr_cache_has(const char *name);
+#define IMAP_HDR_CACHE_MAX (16 * 1024) /* bigger blocks are not kept */
+/* A top-level HEADER.FIELDS (…) of cached fields only: the block answers
+ * it as the message would. */
+bool imap_hdr_cache_covers(const struct imap_section *sec);
+/* The block, appended: those fields of msg in their order, CRLF line
+ * ends, then the empty line. */
+void imap_hdr_cache_block(const char *msg, size_t len, struct buf *out);
+
 /* SEARCH support. The unfolded value of every header field called name,
  * RFC 2047 words decoded to UTF-8, joined with "\n", into out; 0 when
  * present, -1 when not. name NULL: every header field "Name: value". */

@@ -156,6 +156,67 @@ imap_body_section(const char *msg, size_t len, const struct imap_section *sec,
 }
 
 /*
+ * The header cache block
+ */
+
+static const char *const hdr_cache_fields[] = {
+    "FROM",       "TO",           "CC",          "BCC",        "SUBJECT",
+    "DATE",       "MESSAGE-ID",   "IN-REPLY-TO", "REFERENCES", "REPLY-TO",
+    "SENDER",     "CONTENT-TYPE", "PRIORITY",    "X-PRIORITY", "IMPORTANCE",
+    "NEWSGROUPS", "LIST-ID",      "LIST-POST",   "X-MAILER",   "USER-AGENT",
+};
+
+bool
+imap_hdr_cache_has(const char *name)
+{
+	for (size_t i = 0;
+	     i < sizeof(hdr_cache_fields) / sizeof(*hdr_cache_fields); i++)
+		if (strcasecmp(name, hdr_cache_fields[i]) == 0)
+			return true;
+	return false;
+}
+
+bool
+imap_hdr_cache_covers(const struct imap_section *sec)
+{
+	if (sec->nparts != 0 || sec->kind != IMAP_SECTION_FIELDS)
+		return false;
+	for (size_t i = 0; i < sec->nfields; i++)
+		if (!imap_hdr_cache_has(sec->fields[i]))
+			return false;
+	return true;
+}
+
+/* The block is the message's own HEADER.FIELDS of the whole set: fields
+ * in their order, each ending in CRLF, and always the empty line. Asked
+ * for a subset, it gives what the message gives: the same fields in the
+ * same order, then the empty line (top-level FIELDS always has it). But
+ * not when the header's last line has no end (a message that is all
+ * header): the message gives that field without its CRLF, the block could
+ * not. Such a block does not read back as itself, and is not made. */
+void
+imap_hdr_cache_block(const char *msg, size_t len, struct buf *out)
+{
+	struct imap_section sec = {
+	    .kind = IMAP_SECTION_FIELDS,
+	    .fields = (char **)hdr_cache_fields,
+	    .nfields = sizeof(hdr_cache_fields) / sizeof(*hdr_cache_fields),
+	};
+	struct buf scratch, again;
+	const char *data, *d2;
+	size_t n, n2;
+
+	buf_init(&scratch, 0);
+	buf_init(&again, 0);
+	if (imap_body_section(msg, len, &sec, &scratch, &data, &n) == 0 &&
+	    imap_body_section(data, n, &sec, &again, &d2, &n2) == 0 &&
+	    n2 == n && memcmp(d2, data, n) == 0)
+		buf_append(out, data, n);
+	buf_free(&scratch);
+	buf_free(&again);
+}
+
+/*
  * BINARY
  */
 

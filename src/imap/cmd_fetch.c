@@ -23,6 +23,7 @@ struct fetch_ctx {
 	bool has_flags;
 	bool has_modseq;
 	bool has_content; /* an item needs the message itself */
+	bool hdr_only;    /* …only cached header fields of it */
 	bool expunge_issued;
 	bool unknown_cte;
 	bool failed;
@@ -214,11 +215,41 @@ write_structure(struct imap_session *s, struct fetch_ctx *f, size_t k,
 	               (const char *)f->scratch.data, f->scratch.len);
 }
 
+/* The cached header block as the message, when there is one. */
+static bool
+headers_cached(struct imap_session *s, struct fetch_ctx *f,
+               const struct imap_msg *m)
+{
+	char *v;
+	size_t len;
+
+	if (mbox_cache_get(s->view.box, m->uid, IMAP_CACHE_HEADERS, &v, &len) !=
+	    1)
+		return false;
+	buf_reset(&f->msg);
+	buf_append(&f->msg, v, len);
+	free(v);
+	return buf_cstr(&f->msg) != NULL;
+}
+
+static void
+headers_cache(struct imap_session *s, struct fetch_ctx *f,
+              const struct imap_msg *m)
+{
+	buf_reset(&f->scratch);
+	imap_hdr_cache_block((const char *)f->msg.data, f->msg.len,
+	                     &f->scratch);
+	if (f->scratch.len > 0 && f->scratch.len <= IMAP_HDR_CACHE_MAX)
+		mbox_cache_set(s->view.box, m->uid, IMAP_CACHE_HEADERS,
+		               (const char *)f->scratch.data, f->scratch.len);
+}
+
 static void
 fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
 {
 	struct imap_msg *m = &s->view.msgs[i];
 	bool need_msg = f->has_content, first = true, flags_out = false;
+	bool full = false; /* an ENVELOPE… to make */
 
 	if (f->spec.changedsince != 0 && m->modseq <= f->spec.changedsince)
 		return;
@@ -231,15 +262,22 @@ fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
 		if (mbox_cache_get(s->view.box, m->uid, field, &f->cached[k],
 		                   &f->cached_len[k]) != 1) {
 			f->cached[k] = NULL;
-			need_msg = true;
+			full = true;
 		}
 	}
+	if (need_msg && !full && f->hdr_only &&
+	    (m->flags & IMAP_MSG_EXPUNGED) == 0 && headers_cached(s, f, m))
+		need_msg = false;
+	else
+		need_msg |= full;
 	if (need_msg && ((m->flags & IMAP_MSG_EXPUNGED) != 0 ||
 	                 load_message(s, f, m) != 0)) {
 		if ((m->flags & IMAP_MSG_EXPUNGED) != 0)
 			f->expunge_issued = true;
 		goto out;
 	}
+	if (need_msg && f->hdr_only)
+		headers_cache(s, f, m);
 
 	imap_printf(s, "* %zu FETCH (", i + 1);
 	if (f->uid_cmd && !f->has_uid) {
@@ -364,7 +402,7 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_command *c)
 {
 	struct fetch_ctx *f = xcalloc(1, sizeof(*f));
 	const char *error = NULL;
-	bool seen = false, size = false;
+	bool seen = false, size = false, hdr_only = true;
 
 	f->uid_cmd = (s->def->flags & IMAP_CMD_UID) != 0;
 	if (imap_view_resolve(s, &c->args[0], f->uid_cmd, &f->idx, &f->n,
@@ -387,9 +425,13 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_command *c)
 		f->has_flags |= it->type == IMAP_FETCH_FLAGS;
 		f->has_modseq |= it->type == IMAP_FETCH_MODSEQ;
 		f->has_content |= item_needs_message(it->type);
+		hdr_only &= !item_needs_message(it->type) ||
+		            (it->type == IMAP_FETCH_SECTION &&
+		             imap_hdr_cache_covers(&it->section));
 		size |= it->type == IMAP_FETCH_RFC822_SIZE;
 		seen |= item_sets_seen(it);
 	}
+	f->hdr_only = f->has_content && hdr_only;
 	if (size) {
 		char *err = NULL;
 

@@ -25,6 +25,8 @@ struct search_msg {
 	struct buf body; /* decoded text parts */
 	bool have_hdrs;
 	struct buf hdrs; /* every header field */
+	bool cached_tried, cached_ok;
+	struct buf cached; /* the cached header block (IMAP_CACHE_HEADERS) */
 	struct buf tmp;
 };
 
@@ -128,11 +130,50 @@ sm_load(struct search_msg *sm)
 	return sm->readable;
 }
 
+/* What a key on cached header fields looks at: the message when it is
+ * read already, else the cached block (made from the message and kept,
+ * the first time). */
+static bool
+sm_headers(struct search_msg *sm, const char **msg_r, size_t *len_r)
+{
+	if (!sm->loaded && !sm->cached_tried) {
+		char *v;
+		size_t len;
+
+		sm->cached_tried = true;
+		buf_reset(&sm->cached);
+		if (mbox_cache_get(sm->s->view.box, sm->m->uid,
+		                   IMAP_CACHE_HEADERS, &v, &len) == 1) {
+			buf_append(&sm->cached, v, len);
+			free(v);
+			sm->cached_ok = buf_cstr(&sm->cached) != NULL;
+		} else if (sm_load(sm)) {
+			imap_hdr_cache_block((const char *)sm->data.data,
+			                     sm->data.len, &sm->cached);
+			if (sm->cached.len > 0 &&
+			    sm->cached.len <= IMAP_HDR_CACHE_MAX)
+				mbox_cache_set(sm->s->view.box, sm->m->uid,
+				               IMAP_CACHE_HEADERS,
+				               (const char *)sm->cached.data,
+				               sm->cached.len);
+		}
+	}
+	if (sm->loaded) {
+		*msg_r = (const char *)sm->data.data;
+		*len_r = sm->data.len;
+		return sm->readable;
+	}
+	*msg_r = (const char *)sm->cached.data;
+	*len_r = sm->cached.len;
+	return sm->cached_ok;
+}
+
 static void
 sm_reset(struct search_msg *sm, const struct imap_msg *m, uint32_t seq)
 {
 	sm->m = m;
 	sm->seq = seq;
+	sm->cached_tried = sm->cached_ok = false;
 	sm->loaded = sm->readable = false;
 	sm->have_body = sm->have_hdrs = false;
 }
@@ -233,10 +274,18 @@ eval(struct search_msg *sm, const struct imap_search_key *k, bool can_read)
 	}
 	if (!can_read)
 		return -1;
-	if (!sm_load(sm))
-		return 0;
-	msg = (const char *)sm->data.data;
-	len = sm->data.len;
+	if (k->type == IMAP_SK_HEADER
+	        ? k->header != NULL && imap_hdr_cache_has(k->header)
+	        : k->type != IMAP_SK_BODY && k->type != IMAP_SK_TEXT) {
+		/* SENT*: Date is one of the cached fields. */
+		if (!sm_headers(sm, &msg, &len))
+			return 0;
+	} else {
+		if (!sm_load(sm))
+			return 0;
+		msg = (const char *)sm->data.data;
+		len = sm->data.len;
+	}
 	switch (k->type) {
 	case IMAP_SK_SENTBEFORE:
 	case IMAP_SK_SENTON:
@@ -431,6 +480,7 @@ imap_cmd_search(struct imap_session *s, const struct imap_command *c)
 	buf_init(&sm.body, 0);
 	buf_init(&sm.hdrs, 0);
 	buf_init(&sm.tmp, 0);
+	buf_init(&sm.cached, 0);
 	for (size_t i = 0; i < v->n; i++) {
 		const struct imap_msg *m = &v->msgs[i];
 
@@ -451,6 +501,7 @@ imap_cmd_search(struct imap_session *s, const struct imap_command *c)
 	buf_free(&sm.body);
 	buf_free(&sm.hdrs);
 	buf_free(&sm.tmp);
+	buf_free(&sm.cached);
 	imap_search_program_clear(&prog);
 
 	if ((o->ret & IMAP_SEARCH_RET_SAVE) != 0)

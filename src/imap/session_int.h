@@ -16,6 +16,8 @@
 #define IMAP_BAD_MAX 20
 /* Mailboxes whose \Recent boundary the session remembers. */
 #define IMAP_RECENT_MEMORY_MAX 256
+/* The store's cache field of imap_hdr_cache_block(): FETCH and SEARCH. */
+#define IMAP_CACHE_HEADERS "imap.headers"
 
 /* The session: one state at a time, changed only by imap_set_state(). */
 enum imap_state {

@@ -736,6 +736,127 @@ robustness(void **state)
 	free_names(names, n);
 }
 
+/* The cached header block answers, for every corpus message (and a few
+ * hand-made ones), what the message does: top-level HEADER.FIELDS of
+ * cached fields, SEARCH's header text and the Date for SENT*. */
+static void
+header_cache_block(void **state)
+{
+	static const char *const specs[] = {
+	    "HEADER.FIELDS (FROM TO SUBJECT DATE)",
+	    "HEADER.FIELDS (subject)",
+	    "HEADER.FIELDS (REFERENCES IN-REPLY-TO X-PRIORITY)",
+	    "HEADER.FIELDS (NEWSGROUPS)",
+	    "HEADER.FIELDS (CONTENT-TYPE MESSAGE-ID)",
+	};
+	static const char *const names[] = {
+	    "From", "To", "Cc", "Bcc", "Subject", "Date", "Content-Type"};
+	static const char *const extra[] = {
+	    "Subject: no end of line",
+	    "Subject: a\r\nX-Other: b\r\nSubject: second\r\n "
+	    "folded\r\n\r\nbody",
+	    "X-Only: one\r\n\r\nSubject: in the body\r\n",
+	    "\r\nSubject: body only\r\n",
+	    "Subject: cr at the end\r",
+	    "From: a@b\nSubject: lf only\n\nbody\n",
+	};
+	char **corpus;
+	size_t n = corpus_names(&corpus), unkept = 0;
+
+	(void)state;
+	for (size_t i = 0; i < n + sizeof(extra) / sizeof(*extra); i++) {
+		size_t mlen;
+		char *msg = i < n ? load(corpus[i], ".eml", &mlen)
+		                  : xstrdup(extra[i - n]);
+		struct buf block, s1, s2, t1, t2;
+		const char *d1, *d2;
+		size_t l1, l2;
+		time_t a, b;
+
+		if (i >= n)
+			mlen = strlen(msg);
+		assert_non_null(msg);
+		buf_init(&block, 0);
+		buf_init(&s1, 0);
+		buf_init(&s2, 0);
+		buf_init(&t1, 0);
+		buf_init(&t2, 0);
+		imap_hdr_cache_block(msg, mlen, &block);
+		if (block.len == 0) {
+			/* All header, its last line without an end: not
+			 * kept. Only the hand-made ones are like that. */
+			assert_true(i >= n);
+			unkept++;
+			goto next;
+		}
+		assert_non_null(buf_cstr(&block));
+		for (size_t k = 0; k < sizeof(specs) / sizeof(*specs); k++) {
+			struct imap_section sec;
+
+			section_parse(specs[k], &sec);
+			assert_true(imap_hdr_cache_covers(&sec));
+			assert_int_equal(
+			    imap_body_section(msg, mlen, &sec, &s1, &d1, &l1),
+			    0);
+			assert_int_equal(imap_body_section((char *)block.data,
+			                                   block.len, &sec, &s2,
+			                                   &d2, &l2),
+			                 0);
+			if (l1 != l2 || memcmp(d1, d2, l1) != 0)
+				print_diff(specs[k],
+				           i < n ? corpus[i] : extra[i - n], d1,
+				           l1, d2, l2);
+			assert_int_equal(l1, l2);
+			assert_memory_equal(d1, d2, l1);
+			imap_section_clear(&sec);
+		}
+		for (size_t k = 0; k < sizeof(names) / sizeof(*names); k++) {
+			int r1, r2;
+
+			buf_reset(&t1);
+			buf_reset(&t2);
+			r1 = imap_body_header_text(msg, mlen, names[k], &t1);
+			r2 = imap_body_header_text((char *)block.data,
+			                           block.len, names[k], &t2);
+			assert_int_equal(r1, r2);
+			assert_int_equal(t1.len, t2.len);
+			if (t1.len > 0)
+				assert_memory_equal(t1.data, t2.data, t1.len);
+		}
+		a = b = 0;
+		assert_int_equal(
+		    imap_body_sent_date(msg, mlen, &a),
+		    imap_body_sent_date((char *)block.data, block.len, &b));
+		assert_int_equal(a, b);
+	next:
+		buf_free(&block);
+		buf_free(&s1);
+		buf_free(&s2);
+		buf_free(&t1);
+		buf_free(&t2);
+		free(msg);
+	}
+	free_names(corpus, n);
+	assert_int_equal(unkept, 2);
+	/* Fields outside the set, HEADER and parts are not answered. */
+	{
+		struct imap_section sec;
+
+		section_parse("HEADER.FIELDS (FROM X-SPAM)", &sec);
+		assert_false(imap_hdr_cache_covers(&sec));
+		imap_section_clear(&sec);
+		section_parse("HEADER.FIELDS.NOT (FROM)", &sec);
+		assert_false(imap_hdr_cache_covers(&sec));
+		imap_section_clear(&sec);
+		section_parse("1.HEADER.FIELDS (FROM)", &sec);
+		assert_false(imap_hdr_cache_covers(&sec));
+		imap_section_clear(&sec);
+		section_parse("HEADER", &sec);
+		assert_false(imap_hdr_cache_covers(&sec));
+		imap_section_clear(&sec);
+	}
+}
+
 int
 main(void)
 {
@@ -748,6 +869,7 @@ main(void)
 	    cmocka_unit_test(search_text_table),
 	    cmocka_unit_test(sent_date_table),
 	    cmocka_unit_test(robustness),
+	    cmocka_unit_test(header_cache_block),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -196,8 +196,8 @@ run(struct imap_session *s, const char *script)
 static void
 expect_has(const char *out, const char *needle, bool want)
 {
-	bool found = out != NULL && needle != NULL &&
-	             strstr(out, needle) != NULL;
+	bool found =
+	    out != NULL && needle != NULL && strstr(out, needle) != NULL;
 
 	if (found != want) {
 		print_error("%s [%s] in:\n%s\n",
@@ -631,6 +631,36 @@ test_fetch(void **state)
 	HAS(o, "* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {24}\r\n"
 	       "Subject: Hello world\r\n\r\n)\r\nf3 OK");
 	HAS(o, "* 1 FETCH (FLAGS ())\r\nf4 OK");
+	free(o);
+
+	/* Cached header fields were kept by f3; later FETCHes and SEARCHes
+	 * of them read the cache (made different here to tell), others the
+	 * message. */
+	{
+		struct mbox_user *u = NULL;
+		struct mbox *box = NULL;
+		char *err = NULL, *v = NULL;
+		size_t vlen;
+		static const char fake[] = "Subject: from the cache\r\n\r\n";
+
+		assert_int_equal(mbox_user_open(e->dir, 0, &u, &err), 0);
+		assert_int_equal(mbox_open(u, "INBOX", false, &box, &err), 0);
+		assert_int_equal(
+		    mbox_cache_get(box, 1, IMAP_CACHE_HEADERS, &v, &vlen), 1);
+		assert_non_null(strstr(v, "Subject: Hello world\r\n"));
+		assert_non_null(strstr(v, "From: "));
+		free(v);
+		mbox_cache_set(box, 1, IMAP_CACHE_HEADERS, fake,
+		               sizeof(fake) - 1);
+		mbox_close(&box);
+		mbox_user_close(&u);
+	}
+	o = run(s, "c1 FETCH 1 BODY.PEEK[HEADER.FIELDS (SUBJECT)]\r\n"
+	           "c2 SEARCH SUBJECT \"from the cache\"\r\n"
+	           "c3 FETCH 1 BODY.PEEK[HEADER.FIELDS (SUBJECT X-OTHER)]\r\n");
+	HAS(o, "Subject: from the cache\r\n\r\n)\r\nc1 OK");
+	HAS(o, "* SEARCH 1\r\nc2 OK");
+	HAS(o, "Subject: Hello world\r\n\r\n)\r\nc3 OK");
 	free(o);
 
 	/* A non-PEEK body fetch sets \Seen and says so. */
@@ -1200,7 +1230,8 @@ test_sizes_read_later(void **state)
 		         e->dir, i);
 		fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
 		assert_true(fd >= 0);
-		assert_int_equal(write(fd, lf, strlen(lf)), (ssize_t)strlen(lf));
+		assert_int_equal(write(fd, lf, strlen(lf)),
+		                 (ssize_t)strlen(lf));
 		close(fd);
 	}
 	o = run(s, "z1 SELECT INBOX\r\n");

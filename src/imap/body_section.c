@@ -194,6 +194,27 @@ imap_hdr_cache_covers(const struct imap_section *sec)
  * not when the header's last line has no end (a message that is all
  * header): the message gives that field without its CRLF, the block could
  * not. Such a block does not read back as itself, and is not made. */
+/* The length of msg up to the end of its first empty line (all of it
+ * when there is none): the header, and no body to parse. */
+static size_t
+header_prefix_len(const char *msg, size_t len)
+{
+	const char *p = msg, *end = msg + len;
+
+	if (len > 0 && msg[0] == '\n')
+		return 1;
+	if (len > 1 && msg[0] == '\r' && msg[1] == '\n')
+		return 2;
+	while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		p++;
+		if (p < end && *p == '\n')
+			return (size_t)(p + 1 - msg);
+		if (end - p > 1 && p[0] == '\r' && p[1] == '\n')
+			return (size_t)(p + 2 - msg);
+	}
+	return len;
+}
+
 void
 imap_hdr_cache_block(const char *msg, size_t len, struct buf *out)
 {
@@ -208,6 +229,7 @@ imap_hdr_cache_block(const char *msg, size_t len, struct buf *out)
 
 	buf_init(&scratch, 0);
 	buf_init(&again, 0);
+	len = header_prefix_len(msg, len);
 	if (imap_body_section(msg, len, &sec, &scratch, &data, &n) == 0 &&
 	    imap_body_section(data, n, &sec, &again, &d2, &n2) == 0 &&
 	    n2 == n && memcmp(d2, data, n) == 0)

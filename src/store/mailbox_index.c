@@ -177,6 +177,9 @@ static const char *const mi_sql[MI_ST_COUNT] = {
                     " VALUES (?1, ?2)",
     [MI_SNAP_DEL] = "DELETE FROM snapshots WHERE mailbox_id = ?1",
     [MI_SNAP_DEL_ALL] = "DELETE FROM snapshots",
+    [MI_CACHE_WINDOW] = "SELECT uid, value FROM cache WHERE mailbox_id = ?1"
+                        " AND uid >= ?2 AND field = ?3 ORDER BY uid"
+                        " LIMIT ?4",
     [MI_MSG_WINDOW] = "SELECT uid, size, size_known, filename FROM messages"
                       " WHERE mailbox_id = ?1 AND uid >= ?2 ORDER BY uid"
                       " LIMIT ?3",

@@ -85,6 +85,7 @@ enum mi_st {
 	MI_SNAP_DEL,
 	MI_SNAP_DEL_ALL,
 	MI_MSG_WINDOW,
+	MI_CACHE_WINDOW,
 	MI_ST_COUNT
 };
 
@@ -120,6 +121,21 @@ struct mi_cache_write {
 	size_t len;
 };
 
+/* Cache values of one field read ahead, as mi_window does for rows. */
+struct mi_cache_window {
+	int64_t box_id;
+	char *field;
+	uint32_t lo, hi; /* every value with lo <= uid <= hi is in rows */
+	struct mi_cache_row {
+		uint32_t uid;
+		char *value;
+		size_t len;
+	} * rows;
+	size_t n;
+	uint32_t last_uid;
+	unsigned run;
+};
+
 struct mbox_user {
 	char *dir;
 	int dirfd; /* the user's directory (INBOX's Maildir) */
@@ -128,6 +144,7 @@ struct mbox_user {
 	sqlite3 *db;
 	sqlite3_stmt *st[MI_ST_COUNT];
 	struct mi_window win;
+	struct mi_cache_window cwin;
 	struct mi_cache_write *cw;
 	size_t ncw;
 };

@@ -363,11 +363,17 @@ void
 mi_window_drop(struct mbox_user *u)
 {
 	struct mi_window *w = &u->win;
+	struct mi_cache_window *c = &u->cwin;
 
 	for (size_t i = 0; i < w->n; i++)
 		free(w->rows[i].filename);
 	free(w->rows);
 	*w = (struct mi_window){0};
+	for (size_t i = 0; i < c->n; i++)
+		free(c->rows[i].value);
+	free(c->rows);
+	free(c->field);
+	*c = (struct mi_cache_window){0};
 }
 
 /* The next MI_WINDOW_ROWS rows from uid on. A read-ahead: on any failure
@@ -642,6 +648,96 @@ mbox_read(struct mbox *box, uint32_t uid, struct buf *out, char **error_r)
 	return MBOX_OK;
 }
 
+static void
+mi_cache_window_rows_free(struct mi_cache_window *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		free(c->rows[i].value);
+	free(c->rows);
+	c->rows = NULL;
+	c->n = 0;
+	c->lo = c->hi = 0; /* covers nothing: UIDs start at 1 */
+}
+
+/* The next MI_WINDOW_ROWS values of c->field from uid on. */
+static void
+mi_cache_window_load(struct mbox *box, uint32_t uid)
+{
+	struct mi_cache_window *c = &box->u->cwin;
+	sqlite3_stmt *st = mi_st(box->u, MI_CACHE_WINDOW, NULL);
+
+	mi_cache_window_rows_free(c);
+	if (st == NULL)
+		return;
+	sqlite3_bind_int64(st, 1, box->id);
+	sqlite3_bind_int64(st, 2, uid);
+	sqlite3_bind_text(st, 3, c->field, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, MI_WINDOW_ROWS);
+	c->rows = xreallocarray(NULL, MI_WINDOW_ROWS, sizeof(*c->rows));
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const void *v = sqlite3_column_blob(st, 1);
+		size_t len = (size_t)sqlite3_column_bytes(st, 1);
+		struct mi_cache_row *r = &c->rows[c->n++];
+
+		r->uid = (uint32_t)sqlite3_column_int64(st, 0);
+		r->value = xmalloc(len + 1);
+		if (len > 0 && v != NULL)
+			memcpy(r->value, v, len);
+		r->value[len] = '\0';
+		r->len = len;
+	}
+	mi_done(st);
+	c->lo = uid;
+	/* Fewer than asked for: nothing more was cached past them. */
+	c->hi = c->n == MI_WINDOW_ROWS ? c->rows[c->n - 1].uid : UINT32_MAX;
+}
+
+/* From the values read ahead: 1 found, 0 not cached, -1 ask the index
+ * (not read in UID order). */
+static int
+mi_cache_window_get(struct mbox *box, uint32_t uid, const char *field,
+                    char **value_r, size_t *len_r)
+{
+	struct mi_cache_window *c = &box->u->cwin;
+	size_t lo = 0, hi;
+
+	if (c->box_id != box->id || c->field == NULL ||
+	    strcmp(c->field, field) != 0) {
+		mi_cache_window_rows_free(c);
+		free(c->field);
+		c->field = xstrdup(field);
+		c->box_id = box->id;
+		c->run = 0;
+		c->last_uid = uid;
+		return -1;
+	}
+	if (uid < c->lo || uid > c->hi) {
+		c->run = uid > c->last_uid ? c->run + 1 : 0;
+		c->last_uid = uid;
+		if (c->run < 2)
+			return -1;
+		mi_cache_window_load(box, uid);
+		if (uid < c->lo || uid > c->hi)
+			return -1;
+	}
+	c->last_uid = uid;
+	hi = c->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (c->rows[mid].uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == c->n || c->rows[lo].uid != uid)
+		return 0;
+	*value_r = xmalloc(c->rows[lo].len + 1);
+	memcpy(*value_r, c->rows[lo].value, c->rows[lo].len + 1);
+	*len_r = c->rows[lo].len;
+	return 1;
+}
+
 int
 mbox_cache_get(struct mbox *box, uint32_t uid, const char *field,
                char **value_r, size_t *len_r)
@@ -663,6 +759,14 @@ mbox_cache_get(struct mbox *box, uint32_t uid, const char *field,
 			*len_r = w->len;
 			return 1;
 		}
+	}
+	switch (mi_cache_window_get(box, uid, field, value_r, len_r)) {
+	case 1:
+		return 1;
+	case 0:
+		return 0;
+	default:
+		break;
 	}
 	if ((st = mi_st(u, MI_CACHE_GET, NULL)) == NULL)
 		return 0;
@@ -765,10 +869,19 @@ mi_cache_flush(struct mbox_user *u)
 		mi_cache_write_pending(u);
 		return;
 	}
-	/* mi_begin writes them. A cache: on failure they are dropped. */
+	/* mi_begin writes them. A cache: on failure they are dropped, and
+	 * its commit need not wait for the disk (the next FULL one syncs
+	 * the WAL with these frames in it). */
+	if (mi_st(u, MI_BEGIN, NULL) == NULL) { /* opens index.db again */
+		mi_cache_clear(u);
+		return;
+	}
+	(void)sqlite3_exec(u->db, "PRAGMA synchronous=NORMAL", NULL, NULL,
+	                   NULL);
 	if (mi_begin(u, &error) != MBOX_OK || mi_commit(u, &error) != MBOX_OK)
 		log_warn(NULL, "event=mailbox_cache_set user=%s error=%s",
 		         u->dir, error != NULL ? error : "");
+	(void)sqlite3_exec(u->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
 	free(error);
 	mi_cache_clear(u);
 }

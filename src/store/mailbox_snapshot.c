@@ -300,7 +300,7 @@ snap_merge(struct mbox *box, const struct snap *s, mbox_msg_fn *fn, void *ctx,
 		goto out;
 	if (total != b.messages) {
 		log_warn(NULL,
-		         "event=mailbox_snapshot_mismatch user=%s mailbox=%s "
+		         "event=mailbox-snapshot-mismatch user=%s mailbox=%s "
 		         "snapshot=%zu index=%u",
 		         u->dir, box->info.name, total, b.messages);
 		mi_box_clear(&b);

@@ -2435,6 +2435,59 @@ read_ahead(void **state)
 	mbox_user_close(&b);
 }
 
+/* Cache values wait for a write and are read ahead in UID order; what a
+ * reader sees is what was set, missing ones missing. */
+static void
+cache_batches(void **state)
+{
+	struct fixture *f = *state;
+	struct mbox_user *u = open_user(f, 0);
+	struct mbox *box;
+	char *v, want[32];
+	size_t len;
+
+	for (int i = 1; i <= 12; i++)
+		append(u, "INBOX", "x\r\n", 0, NULL);
+	box = open_box(u, "INBOX");
+	for (uint32_t uid = 1; uid <= 12; uid++) {
+		if (uid == 5)
+			continue;
+		snprintf(want, sizeof(want), "value %u", uid);
+		mbox_cache_set(box, uid, "f", want, strlen(want));
+	}
+	mbox_cache_set(box, 3, "g", "other", 5);
+	/* Waiting, and still answered. */
+	assert_true(u->ncw > 0);
+	assert_int_equal(mbox_cache_get(box, 3, "g", &v, &len), 1);
+	assert_string_equal(v, "other");
+	free(v);
+	mbox_user_trim(u, MBOX_TRIM_CACHE);
+	assert_int_equal(u->ncw, 0);
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint32_t uid = 1; uid <= 12; uid++) {
+			int r = mbox_cache_get(box, uid, "f", &v, &len);
+
+			if (uid == 5) {
+				assert_int_equal(r, 0);
+				continue;
+			}
+			assert_int_equal(r, 1);
+			snprintf(want, sizeof(want), "value %u", uid);
+			assert_string_equal(v, want);
+			assert_int_equal(len, strlen(want));
+			free(v);
+		}
+		assert_true(u->cwin.n > 0); /* read ahead */
+		assert_int_equal(mbox_cache_get(box, 3, "g", &v, &len), 1);
+		assert_string_equal(v, "other");
+		free(v);
+		assert_int_equal(mbox_cache_get(box, 4, "g", &v, &len), 0);
+		mbox_user_trim(u, MBOX_TRIM_CACHE);
+	}
+	mbox_close(&box);
+	mbox_user_close(&u);
+}
+
 int
 main(void)
 {
@@ -2458,6 +2511,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(schema_upgrade, setup, teardown),
 	    cmocka_unit_test_setup_teardown(snapshot_list, setup, teardown),
 	    cmocka_unit_test_setup_teardown(read_ahead, setup, teardown),
+	    cmocka_unit_test_setup_teardown(cache_batches, setup, teardown),
 	    cmocka_unit_test_setup_teardown(quiet_and_closed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(reindex, setup, teardown),
 	    cmocka_unit_test_setup_teardown(rename_crash_recovery, setup,

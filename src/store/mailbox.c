@@ -691,6 +691,7 @@ mbox_delete(struct mbox_user *u, const char *name, char **error_r)
 	sqlite3_bind_int64(st, 1, b.id);
 	if ((rc = mi_step_done(u, st, error_r)) != MBOX_OK)
 		goto fail;
+	mi_snap_forget(u, b.id);
 	/* Out of the way in one rename, removed after the commit. */
 	base = mi_unique_base();
 	parked = xasprintf("%s%s", MI_DELETED_PREFIX, base);

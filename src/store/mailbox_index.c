@@ -108,20 +108,10 @@ static const char mi_schema_v2[] =
     " WHERE size_known = 0;"
     "UPDATE schema_version SET version = 2;";
 
-/* Version 3: the message list of a big mailbox kept packed, with the
- * MODSEQ it is good for (mailbox_snapshot.c). */
-static const char mi_schema_v3[] =
-    "CREATE TABLE snapshots ("
-    " mailbox_id INTEGER PRIMARY KEY REFERENCES mailboxes (id)"
-    "  ON DELETE CASCADE,"
-    " data BLOB NOT NULL);"
-    "UPDATE schema_version SET version = 3;";
-
 /* mi_migrations[v] takes a version v index to v + 1. */
 static const char *const mi_migrations[] = {
     [0] = mi_schema_v1,
     [1] = mi_schema_v2,
-    [2] = mi_schema_v3,
 };
 
 static const char *const mi_sql[MI_ST_COUNT] = {
@@ -172,11 +162,6 @@ static const char *const mi_sql[MI_ST_COUNT] = {
                              " WHERE mailbox_id = ?1 AND modseq > ?2",
     [MI_EXP_COUNT] = "SELECT count(*) FROM expunged"
                      " WHERE mailbox_id = ?1 AND modseq > ?2",
-    [MI_SNAP_GET] = "SELECT data FROM snapshots WHERE mailbox_id = ?1",
-    [MI_SNAP_PUT] = "INSERT OR REPLACE INTO snapshots (mailbox_id, data)"
-                    " VALUES (?1, ?2)",
-    [MI_SNAP_DEL] = "DELETE FROM snapshots WHERE mailbox_id = ?1",
-    [MI_SNAP_DEL_ALL] = "DELETE FROM snapshots",
     [MI_CACHE_WINDOW] = "SELECT uid, value FROM cache WHERE mailbox_id = ?1"
                         " AND uid >= ?2 AND field = ?3 ORDER BY uid"
                         " LIMIT ?4",

@@ -18,7 +18,7 @@
 #define MI_DB_NAME "index.db"
 #define MI_UIDV_FILE "tern-uidvalidity"
 #define MI_BUSY_MS 5000
-#define MI_SCHEMA_VERSION 3
+#define MI_SCHEMA_VERSION 2
 #define MI_DIR_FLAGS (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
 #define MI_CHUNK (64 * 1024)
 /* A directory whose mtime is this recent may change again within the same
@@ -80,10 +80,6 @@ enum mi_st {
 	MI_MSG_SIZE_TODO,
 	MI_MSG_CHANGED_COUNT,
 	MI_EXP_COUNT,
-	MI_SNAP_GET,
-	MI_SNAP_PUT,
-	MI_SNAP_DEL,
-	MI_SNAP_DEL_ALL,
 	MI_MSG_WINDOW,
 	MI_CACHE_WINDOW,
 	MI_ST_COUNT
@@ -317,6 +313,8 @@ struct mi_writer {
 };
 
 int mi_writer_open(struct mbox_user *u, struct mi_writer *w, char **error_r);
+/* write(2) until done; -1 with errno. */
+int mi_write_all(int fd, const uint8_t *p, size_t len);
 int mi_writer_write(struct mi_writer *w, const void *data, size_t len);
 /* Flush, set the mtime to internaldate, fsync, close. */
 int mi_writer_finish(struct mbox_user *u, struct mi_writer *w,
@@ -364,9 +362,9 @@ int mi_msg_each(struct mbox_user *u, sqlite3_stmt *st, mbox_msg_fn *fn,
  * mailbox has mi_snap_min messages or more). */
 int mi_messages_all(struct mbox *box, mbox_msg_fn *fn, void *ctx,
                     char **error_r);
-/* Inside a transaction: drop the snapshot of mailbox id (0: of every
- * mailbox), after a change to its rows that carries no new MODSEQ. */
-int mi_snap_forget(struct mbox_user *u, int64_t id, char **error_r);
+/* Drop the snapshot of mailbox id (0: of every mailbox), after a change
+ * to its rows that carries no new MODSEQ, or when it is deleted. */
+void mi_snap_forget(struct mbox_user *u, int64_t id);
 /* 8192; tests lower it. */
 extern uint32_t mi_snap_min;
 /* Forget the rows read ahead (mailbox_msg.c). */

@@ -651,7 +651,7 @@ mi_rmtree(int dirfd, const char *name)
 
 /* ---- message files ---- */
 
-static int
+int
 mi_write_all(int fd, const uint8_t *p, size_t len)
 {
 	while (len > 0) {

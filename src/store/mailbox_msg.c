@@ -560,7 +560,7 @@ mbox_sizes(struct mbox *box, const uint32_t *uids, size_t n, uint64_t *sizes_r,
 		}
 		/* The sizes carry no new MODSEQ for a snapshot to see. */
 		if (rc == MBOX_OK)
-			rc = mi_snap_forget(u, box->id, error_r);
+			mi_snap_forget(u, box->id);
 		if (rc == MBOX_OK)
 			rc = mi_commit(u, error_r);
 		else

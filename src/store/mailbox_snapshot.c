@@ -2,24 +2,35 @@
  *
  * Reading 100,000 rows out of SQLite for every SELECT costs about 25 ms,
  * most of it in the per-column calls. A snapshot is the same list packed
- * into one blob, written after a full read, with the MODSEQ it is good
- * for. The next read takes the blob and applies what changed since that
- * MODSEQ (rows with a greater MODSEQ, UIDs expunged later), which the
- * index already keeps for CONDSTORE. So a snapshot is never wrong for
- * being old, only slower; it is rewritten once the changes grow.
+ * into one file, "index.snap.ID" beside index.db, written after a full
+ * read, with the MODSEQ it is good for. The next read maps the file and
+ * applies what changed since that MODSEQ (rows with a greater MODSEQ,
+ * UIDs expunged later), which the index already keeps for CONDSTORE. So a
+ * snapshot is never wrong for being old, only slower; it is rewritten
+ * once the changes grow. (As a blob in index.db it cost 5-30 ms to read:
+ * SQLite walks 850 overflow pages, from the WAL when not checkpointed.)
  *
  * Changes that carry no new MODSEQ (a size read later, reindex) forget
  * the snapshot (mi_snap_forget). As a last guard the merged list must
  * have as many messages as the mailbox's counter, read in the same
- * transaction; otherwise the rows are read and the snapshot replaced.
+ * transaction as the changes; otherwise the rows are read and the
+ * snapshot replaced. A new mailbox with a reused id has another
+ * UIDVALIDITY, which the snapshot must match.
  *
- * The blob is a cache in this machine's byte order:
+ * The file is a cache in this machine's byte order, written to tmp/ and
+ * renamed (never fsync'd: a torn one fails the checks):
  *   header:  magic u32, uidvalidity u32, count u32, 0 u32, modseq u64
  *   records: uid u32, flags u32 (bit 31: size known), modseq u64,
  *            internaldate i64, size u64, keyword length u16, keywords.
  * UIDs ascend. Anything else makes it unusable, never trusted. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/buf.h"
 #include "core/log.h"
@@ -157,17 +168,38 @@ snap_count(struct mbox_user *u, enum mi_st which, int64_t id, uint64_t modseq,
 	return mi_step_int(u, st, n_r, error_r);
 }
 
-int
-mi_snap_forget(struct mbox_user *u, int64_t id, char **error_r)
-{
-	sqlite3_stmt *st =
-	    mi_st(u, id != 0 ? MI_SNAP_DEL : MI_SNAP_DEL_ALL, error_r);
+#define SNAP_PREFIX "index.snap."
 
-	if (st == NULL)
-		return MBOX_ERR_TEMP;
-	if (id != 0)
-		sqlite3_bind_int64(st, 1, id);
-	return mi_step_done(u, st, error_r);
+static char *
+snap_name(int64_t id)
+{
+	return xasprintf(SNAP_PREFIX "%lld", (long long)id);
+}
+
+void
+mi_snap_forget(struct mbox_user *u, int64_t id)
+{
+	struct dirent *de;
+	DIR *dir;
+	int fd;
+
+	if (id != 0) {
+		char *name = snap_name(id);
+
+		(void)unlinkat(u->dirfd, name, 0);
+		free(name);
+		return;
+	}
+	if ((fd = openat(u->dirfd, ".", MI_DIR_FLAGS)) < 0)
+		return;
+	if ((dir = fdopendir(fd)) == NULL) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(dir)) != NULL)
+		if (strncmp(de->d_name, SNAP_PREFIX, strlen(SNAP_PREFIX)) == 0)
+			(void)unlinkat(u->dirfd, de->d_name, 0);
+	closedir(dir);
 }
 
 /* The rows just read, as the mailbox's snapshot; or none when it is small.
@@ -177,39 +209,36 @@ snap_store(struct mbox *box, struct snap_build *sb, bool had_snapshot)
 {
 	struct mbox_user *u = box->u;
 	uint32_t head[4] = {SNAP_MAGIC, box->info.uidvalidity, sb->count, 0};
-	sqlite3_stmt *st;
-	char *error = NULL;
-	int rc;
+	char *tmp, *name;
+	bool ok;
+	int fd;
 
-	if (box->readonly || (sb->count < mi_snap_min && !had_snapshot) ||
-	    !sqlite3_get_autocommit(u->db))
+	if (box->readonly || (sb->count < mi_snap_min && !had_snapshot))
 		return;
-	if ((rc = mi_begin(u, &error)) != MBOX_OK)
-		goto out;
 	if (sb->count < mi_snap_min) {
-		rc = mi_snap_forget(u, box->id, &error);
-	} else if ((st = mi_st(u, MI_SNAP_PUT, &error)) == NULL) {
-		rc = MBOX_ERR_TEMP;
-	} else {
-		memcpy(sb->b.data, head, sizeof(head));
-		memcpy(sb->b.data + sizeof(head), &sb->modseq,
-		       sizeof(sb->modseq));
-		sqlite3_bind_int64(st, 1, box->id);
-		sqlite3_bind_blob64(st, 2, sb->b.data, sb->b.len,
-		                    SQLITE_STATIC);
-		rc = mi_step_done(u, st, &error);
+		mi_snap_forget(u, box->id);
+		return;
 	}
-	if (rc == MBOX_OK)
-		rc = mi_commit(u, &error);
-	else
-		mi_rollback(u);
-out:
-	if (rc != MBOX_OK)
+	memcpy(sb->b.data, head, sizeof(head));
+	memcpy(sb->b.data + sizeof(head), &sb->modseq, sizeof(sb->modseq));
+	tmp = mi_unique_base();
+	name = snap_name(box->id);
+	fd = openat(u->tmpfd, tmp,
+	            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	ok = fd >= 0 && mi_write_all(fd, sb->b.data, sb->b.len) == 0;
+	if (fd >= 0 && close(fd) < 0)
+		ok = false;
+	if (ok && renameat(u->tmpfd, tmp, u->dirfd, name) < 0)
+		ok = false;
+	if (!ok) {
 		log_warn(NULL,
 		         "event=mailbox_snapshot_skipped user=%s mailbox=%s "
 		         "error=%s",
-		         u->dir, box->info.name, error != NULL ? error : "");
-	free(error);
+		         u->dir, box->info.name, strerror(errno));
+		(void)unlinkat(u->tmpfd, tmp, 0);
+	}
+	free(tmp);
+	free(name);
 }
 
 /* Every row, to fn (and into a new snapshot). */
@@ -338,41 +367,63 @@ out:
 	return rc;
 }
 
+/* The snapshot file mapped (NULL when absent or unreadable; *exists_r
+ * tells whether there is one to replace). */
+static void *
+snap_map(struct mbox_user *u, int64_t id, size_t *len_r, bool *exists_r)
+{
+	char *name = snap_name(id);
+	int fd = openat(u->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	void *p = NULL;
+
+	free(name);
+	*len_r = 0;
+	*exists_r = fd >= 0 || errno != ENOENT;
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    st.st_size >= SNAP_HEAD && (uint64_t)st.st_size <= SIZE_MAX / 2) {
+		p = mmap(NULL, (size_t)st.st_size, PROT_READ,
+		         MAP_PRIVATE | MAP_POPULATE, fd, 0);
+		if (p == MAP_FAILED)
+			p = NULL;
+		else
+			*len_r = (size_t)st.st_size;
+	}
+	close(fd);
+	return p;
+}
+
 int
 mi_messages_all(struct mbox *box, mbox_msg_fn *fn, void *ctx, char **error_r)
 {
 	struct mbox_user *u = box->u;
-	sqlite3_stmt *st;
 	struct snap s;
-	bool in_txn = false, had = false, used = false;
-	int rc, step;
+	size_t len;
+	bool had, used = false, in_txn = false;
+	void *data = snap_map(u, box->id, &len, &had);
+	int rc = MBOX_OK;
 
-	/* First: it opens index.db again if an IDLE closed it. */
-	if ((st = mi_st(u, MI_SNAP_GET, error_r)) == NULL)
-		return MBOX_ERR_TEMP;
-	/* The snapshot, the changes and the counter from one moment. */
-	if (sqlite3_get_autocommit(u->db)) {
-		if (sqlite3_exec(u->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-			return mi_dberr(u, error_r, "begin");
-		in_txn = true;
-	}
-	sqlite3_bind_int64(st, 1, box->id);
-	step = sqlite3_step(st);
-	if (step == SQLITE_ROW) {
-		had = true;
-		if (snap_parse(sqlite3_column_blob(st, 0),
-		               (size_t)sqlite3_column_bytes(st, 0),
-		               box->info.uidvalidity, &s))
+	if (data != NULL && snap_parse(data, len, box->info.uidvalidity, &s)) {
+		/* It opens index.db again if an IDLE closed it. */
+		if (mi_st(u, MI_MSG_CHANGED_COUNT, error_r) == NULL) {
+			rc = MBOX_ERR_TEMP;
+		} else if (sqlite3_get_autocommit(u->db)) {
+			/* The changes and the counter from one moment. */
+			if (sqlite3_exec(u->db, "BEGIN", NULL, NULL, NULL) !=
+			    SQLITE_OK)
+				rc = mi_dberr(u, error_r, "begin");
+			else
+				in_txn = true;
+		}
+		if (rc == MBOX_OK)
 			rc = snap_merge(box, &s, fn, ctx, &used, error_r);
-		else
-			rc = MBOX_OK;
-	} else {
-		rc = step == SQLITE_DONE ? MBOX_OK
-		                         : mi_dberr(u, error_r, "snapshots");
+		if (in_txn)
+			(void)sqlite3_exec(u->db, "COMMIT", NULL, NULL, NULL);
 	}
-	mi_done(st);
-	if (in_txn)
-		(void)sqlite3_exec(u->db, "COMMIT", NULL, NULL, NULL);
+	if (data != NULL)
+		munmap(data, len);
 	if (rc == MBOX_OK && !used)
 		rc = snap_rows(box, fn, ctx, had, error_r);
 	return rc;

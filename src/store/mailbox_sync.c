@@ -647,6 +647,7 @@ mi_folders_scan(struct mbox_user *u, int64_t mtime, char **error_r)
 		}
 		sqlite3_bind_int64(st, 1, boxes[b].id);
 		rc = mi_step_done(u, st, error_r);
+		mi_snap_forget(u, boxes[b].id);
 	}
 	/* Directories that are no mailbox yet. */
 	for (size_t x = 0; x < nd && rc == MBOX_OK; x++) {
@@ -860,13 +861,13 @@ mbox_reindex(const char *dir, char **error_r)
 	if ((rc = mi_begin(u, error_r)) != MBOX_OK)
 		goto out;
 	if ((st = mi_st(u, MI_RECOUNT, error_r)) == NULL ||
-	    (rc = mi_step_done(u, st, error_r)) != MBOX_OK ||
-	    (rc = mi_snap_forget(u, 0, error_r)) != MBOX_OK) {
+	    (rc = mi_step_done(u, st, error_r)) != MBOX_OK) {
 		mi_rollback(u);
 		rc = MBOX_ERR_TEMP;
 		goto out;
 	}
 	rc = mi_commit(u, error_r);
+	mi_snap_forget(u, 0);
 	if (rc == MBOX_OK)
 		log_info(NULL, "event=mailbox_reindex user=%s mailboxes=%zu",
 		         dir, n);

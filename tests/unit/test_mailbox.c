@@ -2103,7 +2103,6 @@ schema_upgrade(void **state)
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
 	assert_int_equal(
 	    sqlite3_exec(db,
-	                 "DROP TABLE snapshots;"
 	                 "DROP INDEX messages_size_todo;"
 	                 "ALTER TABLE messages DROP COLUMN size_known;"
 	                 "UPDATE schema_version SET version = 1;",
@@ -2205,31 +2204,49 @@ expect_rows(const struct fixture *f, struct mbox *box)
 	mbox_msg_free_list(&want, nwant);
 }
 
-/* INBOX's snapshot blob (NULL when there is none); *len_r its length. */
-static void *
-snap_blob(const struct fixture *f, size_t *len_r)
+/* INBOX's snapshot file (its path malloc'd). */
+static char *
+snap_path(const struct fixture *f)
 {
-	char *path = xasprintf("%s/index.db", f->dir);
+	char *path = xasprintf("%s/index.db", f->dir), *snap;
 	sqlite3_stmt *st;
 	sqlite3 *db;
-	void *data = NULL;
 
-	*len_r = 0;
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(
-	                     db,
-	                     "SELECT data FROM snapshots WHERE mailbox_id ="
-	                     " (SELECT id FROM mailboxes WHERE name = 'INBOX')",
-	                     -1, &st, NULL),
+	assert_int_equal(sqlite3_prepare_v2(db,
+	                                    "SELECT id FROM mailboxes"
+	                                    " WHERE name = 'INBOX'",
+	                                    -1, &st, NULL),
 	                 SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		*len_r = (size_t)sqlite3_column_bytes(st, 0);
-		data = xmalloc(*len_r + 1);
-		memcpy(data, sqlite3_column_blob(st, 0), *len_r);
-	}
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	snap = xasprintf("%s/index.snap.%lld", f->dir,
+	                 (long long)sqlite3_column_int64(st, 0));
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	free(path);
+	return snap;
+}
+
+/* INBOX's snapshot (NULL when there is none); *len_r its length. */
+static void *
+snap_blob(const struct fixture *f, size_t *len_r)
+{
+	char *path = snap_path(f);
+	FILE *fp = fopen(path, "rb");
+	void *data = NULL;
+	long n;
+
+	*len_r = 0;
+	free(path);
+	if (fp == NULL)
+		return NULL;
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	n = ftell(fp);
+	rewind(fp);
+	data = xmalloc((size_t)n + 1);
+	assert_int_equal(fread(data, 1, (size_t)n, fp), (size_t)n);
+	fclose(fp);
+	*len_r = (size_t)n;
 	return data;
 }
 
@@ -2302,8 +2319,11 @@ snapshot_list(void **state)
 	free(blob2);
 	free(blob);
 
-	/* A damaged blob is not used, and is replaced. */
-	db_exec(f, "UPDATE snapshots SET data = x'54534e31'");
+	/* A damaged one is not used, and is replaced. */
+	p = snap_path(f);
+	assert_int_equal(unlink(p), 0);
+	write_file(p, "TSN1");
+	free(p);
 	expect_rows(f, box);
 	blob = snap_blob(f, &len);
 	assert_true(len > 4);

@@ -89,6 +89,16 @@ enum mi_st {
  * query per MI_WINDOW_ROWS messages instead of one each. A name may be
  * stale (a flag change renames the file): a failed open asks the index. */
 #define MI_WINDOW_ROWS 256
+/* Where the reads of one mailbox are: the UIDs read ahead, and how many
+ * reads in a row went up. */
+struct mi_ahead {
+	int64_t box_id;
+	uint32_t lo, hi;   /* rows with lo <= uid <= hi are all read (0, 0:
+	                      none; UIDs start at 1) */
+	uint32_t last_uid; /* the read before */
+	unsigned run;      /* reads in a row in UID order */
+};
+/* Rows of a window start with their UID (mi_rows_find). */
 struct mi_window_row {
 	uint32_t uid;
 	bool size_known;
@@ -96,12 +106,9 @@ struct mi_window_row {
 	char *filename;
 };
 struct mi_window {
-	int64_t box_id;
-	uint32_t lo, hi; /* every row with lo <= uid <= hi is in rows */
+	struct mi_ahead ah;
 	struct mi_window_row *rows;
 	size_t n;
-	uint32_t last_uid; /* the read before, to see UID order */
-	unsigned run;      /* reads in a row in UID order */
 };
 
 /* A cache value waiting for a write transaction: written with the next
@@ -119,17 +126,14 @@ struct mi_cache_write {
 
 /* Cache values of one field read ahead, as mi_window does for rows. */
 struct mi_cache_window {
-	int64_t box_id;
+	struct mi_ahead ah;
 	char *field;
-	uint32_t lo, hi; /* every value with lo <= uid <= hi is in rows */
 	struct mi_cache_row {
 		uint32_t uid;
 		char *value;
 		size_t len;
 	} * rows;
 	size_t n;
-	uint32_t last_uid;
-	unsigned run;
 };
 
 struct mbox_user {

@@ -6,6 +6,7 @@
  * made them) and are opened relative to the mailbox's cur/ fd with
  * O_NOFOLLOW; keywords are checked (IMAP atoms, bounded count and length). */
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -359,22 +360,86 @@ mi_msg_get(struct mbox_user *u, int64_t id, uint32_t uid, struct mi_msgrow *r,
 	return mi_err(error_r, MBOX_ERR_NOTFOUND, "no message UID %u", uid);
 }
 
+static void
+mi_window_rows_free(struct mi_window *w)
+{
+	for (size_t i = 0; i < w->n; i++)
+		free(w->rows[i].filename);
+	xfree(&w->rows);
+	w->n = 0;
+	w->ah.lo = w->ah.hi = 0;
+}
+
+static void
+mi_cache_window_rows_free(struct mi_cache_window *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		free(c->rows[i].value);
+	xfree(&c->rows);
+	c->n = 0;
+	c->ah.lo = c->ah.hi = 0;
+}
+
 void
 mi_window_drop(struct mbox_user *u)
 {
-	struct mi_window *w = &u->win;
-	struct mi_cache_window *c = &u->cwin;
-
-	for (size_t i = 0; i < w->n; i++)
-		free(w->rows[i].filename);
-	free(w->rows);
-	*w = (struct mi_window){0};
-	for (size_t i = 0; i < c->n; i++)
-		free(c->rows[i].value);
-	free(c->rows);
-	free(c->field);
-	*c = (struct mi_cache_window){0};
+	mi_window_rows_free(&u->win);
+	u->win = (struct mi_window){0};
+	mi_cache_window_rows_free(&u->cwin);
+	free(u->cwin.field);
+	u->cwin = (struct mi_cache_window){0};
 }
+
+enum mi_ahead_step { MI_AHEAD_INSIDE, MI_AHEAD_LOAD, MI_AHEAD_ASK };
+
+/* Where a read of uid falls: among the rows read ahead, at the third read
+ * in a row going up (time to read ahead from it), or neither (ask the
+ * index for the one row). */
+static enum mi_ahead_step
+mi_ahead_step(struct mi_ahead *a, int64_t box_id, uint32_t uid)
+{
+	bool inside;
+
+	if (a->box_id != box_id) {
+		*a = (struct mi_ahead){.box_id = box_id, .last_uid = uid};
+		return MI_AHEAD_ASK;
+	}
+	inside = a->hi != 0 && uid >= a->lo && uid <= a->hi;
+	if (!inside)
+		a->run = uid > a->last_uid ? a->run + 1 : 0;
+	a->last_uid = uid;
+	if (inside)
+		return MI_AHEAD_INSIDE;
+	return a->run >= 2 ? MI_AHEAD_LOAD : MI_AHEAD_ASK;
+}
+
+/* The index of uid among n rows of stride bytes, each starting with its
+ * UID, ascending; n when it is not there. */
+static size_t
+mi_rows_find(const void *rows, size_t n, size_t stride, uint32_t uid)
+{
+	const char *p = rows;
+	size_t lo = 0, hi = n;
+	uint32_t v;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		memcpy(&v, p + mid * stride, sizeof(v));
+		if (v < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == n)
+		return n;
+	memcpy(&v, p + lo * stride, sizeof(v));
+	return v == uid ? lo : n;
+}
+
+_Static_assert(offsetof(struct mi_window_row, uid) == 0 &&
+                   offsetof(struct mi_cache_row, uid) == 0,
+               "window rows start with their UID");
 
 /* The next MI_WINDOW_ROWS rows from uid on. A read-ahead: on any failure
  * there is simply no window. */
@@ -383,13 +448,8 @@ mi_window_load(struct mbox *box, uint32_t uid)
 {
 	struct mi_window *w = &box->u->win;
 	sqlite3_stmt *st = mi_st(box->u, MI_MSG_WINDOW, NULL);
-	uint32_t last_uid = w->last_uid;
-	unsigned run = w->run;
 
-	mi_window_drop(box->u);
-	w->box_id = box->id;
-	w->last_uid = last_uid;
-	w->run = run;
+	mi_window_rows_free(w);
 	if (st == NULL)
 		return;
 	sqlite3_bind_int64(st, 1, box->id);
@@ -407,50 +467,36 @@ mi_window_load(struct mbox *box, uint32_t uid)
 		};
 	}
 	mi_done(st);
-	if (w->n == 0) {
-		xfree(&w->rows);
-		return;
+	if (w->n > 0) {
+		w->ah.lo = uid;
+		w->ah.hi = w->rows[w->n - 1].uid;
 	}
-	w->lo = uid;
-	w->hi = w->rows[w->n - 1].uid;
 }
 
 /* uid's file name and size from the window (loaded when the reads go in
- * UID order); false: ask the index. */
+ * UID order); false: ask the index (for a message new since, too). */
 static bool
 mi_window_get(struct mbox *box, uint32_t uid, struct mi_msgrow *r)
 {
 	struct mi_window *w = &box->u->win;
-	bool inside =
-	    w->box_id == box->id && w->n > 0 && uid >= w->lo && uid <= w->hi;
-	size_t lo = 0, hi = w->n;
+	size_t i;
 
-	if (!inside) {
-		w->run =
-		    w->box_id == box->id && uid > w->last_uid ? w->run + 1 : 0;
-		w->box_id = box->id;
-		w->last_uid = uid;
-		if (w->run < 2)
-			return false;
+	switch (mi_ahead_step(&w->ah, box->id, uid)) {
+	case MI_AHEAD_ASK:
+		return false;
+	case MI_AHEAD_LOAD:
 		mi_window_load(box, uid);
-		if (w->n == 0)
-			return false;
+		break;
+	case MI_AHEAD_INSIDE:
+		break;
 	}
-	w->last_uid = uid;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (w->rows[mid].uid < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo == w->n || w->rows[lo].uid != uid)
+	i = mi_rows_find(w->rows, w->n, sizeof(*w->rows), uid);
+	if (i == w->n)
 		return false;
 	*r = (struct mi_msgrow){
-	    .size = w->rows[lo].size,
-	    .size_known = w->rows[lo].size_known,
-	    .filename = xstrdup(w->rows[lo].filename),
+	    .size = w->rows[i].size,
+	    .size_known = w->rows[i].size_known,
+	    .filename = xstrdup(w->rows[i].filename),
 	};
 	return true;
 }
@@ -648,17 +694,6 @@ mbox_read(struct mbox *box, uint32_t uid, struct buf *out, char **error_r)
 	return MBOX_OK;
 }
 
-static void
-mi_cache_window_rows_free(struct mi_cache_window *c)
-{
-	for (size_t i = 0; i < c->n; i++)
-		free(c->rows[i].value);
-	free(c->rows);
-	c->rows = NULL;
-	c->n = 0;
-	c->lo = c->hi = 0; /* covers nothing: UIDs start at 1 */
-}
-
 /* The next MI_WINDOW_ROWS values of c->field from uid on. */
 static void
 mi_cache_window_load(struct mbox *box, uint32_t uid)
@@ -687,9 +722,9 @@ mi_cache_window_load(struct mbox *box, uint32_t uid)
 		r->len = len;
 	}
 	mi_done(st);
-	c->lo = uid;
+	c->ah.lo = uid;
 	/* Fewer than asked for: nothing more was cached past them. */
-	c->hi = c->n == MI_WINDOW_ROWS ? c->rows[c->n - 1].uid : UINT32_MAX;
+	c->ah.hi = c->n == MI_WINDOW_ROWS ? c->rows[c->n - 1].uid : UINT32_MAX;
 }
 
 /* From the values read ahead: 1 found, 0 not cached, -1 ask the index
@@ -699,42 +734,31 @@ mi_cache_window_get(struct mbox *box, uint32_t uid, const char *field,
                     char **value_r, size_t *len_r)
 {
 	struct mi_cache_window *c = &box->u->cwin;
-	size_t lo = 0, hi;
+	size_t i;
 
-	if (c->box_id != box->id || c->field == NULL ||
-	    strcmp(c->field, field) != 0) {
+	if (c->field == NULL || strcmp(c->field, field) != 0) {
 		mi_cache_window_rows_free(c);
 		free(c->field);
 		c->field = xstrdup(field);
-		c->box_id = box->id;
-		c->run = 0;
-		c->last_uid = uid;
+		c->ah.box_id = 0; /* start again */
+	}
+	switch (mi_ahead_step(&c->ah, box->id, uid)) {
+	case MI_AHEAD_ASK:
 		return -1;
-	}
-	if (uid < c->lo || uid > c->hi) {
-		c->run = uid > c->last_uid ? c->run + 1 : 0;
-		c->last_uid = uid;
-		if (c->run < 2)
-			return -1;
+	case MI_AHEAD_LOAD:
 		mi_cache_window_load(box, uid);
-		if (uid < c->lo || uid > c->hi)
-			return -1;
+		if (c->ah.hi == 0)
+			return -1; /* nothing read ahead */
+		break;
+	case MI_AHEAD_INSIDE:
+		break;
 	}
-	c->last_uid = uid;
-	hi = c->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (c->rows[mid].uid < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo == c->n || c->rows[lo].uid != uid)
+	i = mi_rows_find(c->rows, c->n, sizeof(*c->rows), uid);
+	if (i == c->n)
 		return 0;
-	*value_r = xmalloc(c->rows[lo].len + 1);
-	memcpy(*value_r, c->rows[lo].value, c->rows[lo].len + 1);
-	*len_r = c->rows[lo].len;
+	*value_r = xmalloc(c->rows[i].len + 1);
+	memcpy(*value_r, c->rows[i].value, c->rows[i].len + 1);
+	*len_r = c->rows[i].len;
 	return 1;
 }
 

@@ -2415,7 +2415,7 @@ read_ahead(void **state)
 		free(msg);
 	}
 	assert_true(a->win.n > 0); /* read ahead past 7 and 8 */
-	assert_true(a->win.hi >= 8);
+	assert_true(a->win.ah.hi >= 8);
 	assert_int_equal(mbox_store_flags(bb, &seven, 1, MBOX_FLAGS_ADD,
 	                                  MBOX_F_FLAGGED, NULL, 0, &failed,
 	                                  &nfailed, &error),

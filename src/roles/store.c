@@ -5,8 +5,10 @@
  * SECURITY: runs as its own unprivileged user; only it opens mailboxes.
  * It takes a message descriptor and recipient addresses from queue; paths
  * are built and checked in src/store/maildir.c and src/store/mailbox.c. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +28,136 @@
 #define STORE_THREADS 4
 /* Header fields queue may ask to put first (front's check results). */
 #define DELIVER_HEADERS_MAX (64 * 1024)
+
+/* Mailbox stores of recent recipients, kept open for their next delivery:
+ * opening one costs index.db's checks and statements, and the last close
+ * a checkpoint, an fsync and a new WAL file next time, for every message.
+ * A handle is taken out while a worker uses it, and is used again only
+ * if its directory and index.db are still the same files. */
+#define HANDLES_MAX 32
+#define HANDLE_IDLE_MS 60000
+
+struct store_handle {
+	char *dir;
+	struct mbox_user *u;
+	dev_t dev;
+	ino_t dir_ino, db_ino;
+	uint64_t used_ms;
+};
+
+struct store_handles {
+	pthread_mutex_t mu;
+	struct store_handle h[HANDLES_MAX];
+	size_t n;
+};
+
+/* The identity of dir and its index.db; false when either is gone. */
+static bool
+handle_stat(const char *dir, dev_t *dev_r, ino_t *dir_ino_r, ino_t *db_ino_r)
+{
+	struct stat sd, sb;
+	char *db = xasprintf("%s/index.db", dir);
+	bool ok = stat(dir, &sd) == 0 && stat(db, &sb) == 0;
+
+	free(db);
+	if (ok) {
+		*dev_r = sd.st_dev;
+		*dir_ino_r = sd.st_ino;
+		*db_ino_r = sb.st_ino;
+	}
+	return ok;
+}
+
+static void
+handle_close(struct store_handle *h)
+{
+	mbox_user_close(&h->u);
+	free(h->dir);
+	*h = (struct store_handle){0};
+}
+
+/* On a worker: dir's kept store, or NULL. */
+static struct mbox_user *
+handles_take(struct store *st, const char *dir)
+{
+	struct store_handles *hs = st->handles;
+	struct store_handle h = {0};
+	dev_t dev;
+	ino_t dir_ino, db_ino;
+
+	pthread_mutex_lock(&hs->mu);
+	for (size_t i = 0; i < hs->n; i++) {
+		if (strcmp(hs->h[i].dir, dir) == 0) {
+			h = hs->h[i];
+			hs->h[i] = hs->h[--hs->n];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&hs->mu);
+	if (h.u == NULL)
+		return NULL;
+	if (!handle_stat(dir, &dev, &dir_ino, &db_ino) || dev != h.dev ||
+	    dir_ino != h.dir_ino || db_ino != h.db_ino) {
+		handle_close(&h); /* moved, removed or reindexed meanwhile */
+		return NULL;
+	}
+	free(h.dir);
+	return h.u;
+}
+
+/* On a worker: keep u for dir's next delivery; the least recently used
+ * and the long idle ones are closed. */
+static void
+handles_put(struct store *st, const char *dir, struct mbox_user *u)
+{
+	struct store_handles *hs = st->handles;
+	struct store_handle h = {.u = u}, out[HANDLES_MAX + 1];
+	uint64_t now = clock_mono_ms();
+	size_t nout = 0;
+
+	if (!handle_stat(dir, &h.dev, &h.dir_ino, &h.db_ino)) {
+		mbox_user_close(&u);
+		return;
+	}
+	mbox_user_trim(u, MBOX_TRIM_CACHE);
+	h.dir = xstrdup(dir);
+	h.used_ms = now;
+	pthread_mutex_lock(&hs->mu);
+	for (size_t i = 0; i < hs->n;) {
+		if (now - hs->h[i].used_ms > HANDLE_IDLE_MS) {
+			out[nout++] = hs->h[i];
+			hs->h[i] = hs->h[--hs->n];
+		} else {
+			i++;
+		}
+	}
+	if (hs->n == HANDLES_MAX) {
+		size_t lru = 0;
+
+		for (size_t i = 1; i < hs->n; i++)
+			if (hs->h[i].used_ms < hs->h[lru].used_ms)
+				lru = i;
+		out[nout++] = hs->h[lru];
+		hs->h[lru] = hs->h[--hs->n];
+	}
+	hs->h[hs->n++] = h;
+	pthread_mutex_unlock(&hs->mu);
+	for (size_t i = 0; i < nout; i++)
+		handle_close(&out[i]);
+}
+
+/* At exit, with no delivery out. */
+static void
+handles_close_all(struct store *st)
+{
+	struct store_handles *hs = st->handles;
+
+	if (hs == NULL)
+		return;
+	for (size_t i = 0; i < hs->n; i++)
+		handle_close(&hs->h[i]);
+	hs->n = 0;
+}
 
 /* One DELIVER request from queue, out on the pool. */
 struct delivery {
@@ -79,11 +211,17 @@ deliver_one(struct delivery *d, size_t i)
 	}
 	prefix = xasprintf("Return-Path: <%s>\r\nDelivered-To: %s\r\n%s",
 	                   d->rp, rcpt, d->headers);
-	ret = mbox_user_open(dir, 0, &u, &error);
+	if ((u = handles_take(d->st, dir)) != NULL)
+		ret = MBOX_OK;
+	else
+		ret = mbox_user_open(dir, 0, &u, &error);
 	if (ret == MBOX_OK)
 		ret = mbox_deliver(u, d->junk ? "Junk" : "INBOX", prefix, d->fd,
 		                   0, &uid, &error);
-	mbox_user_close(&u);
+	if (ret == MBOX_OK)
+		handles_put(d->st, dir, u);
+	else
+		mbox_user_close(&u);
 	free(prefix);
 	free(dir);
 	if (ret == MBOX_OK) {
@@ -259,6 +397,8 @@ store_start(struct child_ctx *ctx, char **error_r)
 	if (st->ledger == NULL)
 		return -1;
 	st->pool = workpool_new(ctx->base, STORE_THREADS);
+	st->handles = xcalloc(1, sizeof(*st->handles));
+	pthread_mutex_init(&st->handles->mu, NULL);
 	return 0;
 }
 
@@ -273,8 +413,10 @@ void
 store_session_gone(struct store *st)
 {
 	if (st->stopping && st->deliveries == 0 && st->nsessions == 0 &&
-	    workpool_pending(st->pool) == 0)
+	    workpool_pending(st->pool) == 0) {
+		handles_close_all(st);
 		child_exit(st->ctx);
+	}
 }
 
 static void

@@ -12,6 +12,7 @@ struct ipc_msg;
 struct ledger;
 struct workpool;
 struct store_session;
+struct store_handles;
 struct child_ctx;
 
 struct store {
@@ -22,7 +23,8 @@ struct store {
 	char *hostname;
 	size_t append_max;
 	struct ledger *ledger;
-	size_t deliveries; /* out on the pool */
+	struct store_handles *handles; /* store.c: kept for deliveries */
+	size_t deliveries;             /* out on the pool */
 	struct store_session *sessions;
 	size_t nsessions;
 	bool stopping;

@@ -377,9 +377,9 @@ snap_map(struct mbox_user *u, int64_t id, size_t *len_r, bool *exists_r)
 	struct stat st;
 	void *p = NULL;
 
-	free(name);
-	*len_r = 0;
 	*exists_r = fd >= 0 || errno != ENOENT;
+	*len_r = 0;
+	free(name);
 	if (fd < 0)
 		return NULL;
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&

@@ -114,6 +114,30 @@ def test_smtp_delivery_is_served(tern):
     assert "event=stored" in tern.log_since(before)
 
 
+def test_delivery_after_the_maildir_was_replaced(tern):
+    """store keeps a recipient's mailbox store open between deliveries;
+    when the Maildir is replaced meanwhile (restored from a backup, say)
+    the next message goes into the new one, not the removed one."""
+    send_mail(tern, "kept-1", to=BOB)
+    m = login(tern, BOB)
+    wait_exists(m, "INBOX", 1)
+    m.logout()
+    home = tern.data / "mail" / DOMAIN / "bob"
+    stat = home.stat()
+    shutil.rmtree(home)
+    before = tern.log_mark()
+    send_mail(tern, "kept-2", to=BOB)
+    wait_until(lambda: f"event=stored to=<{BOB}>" in tern.log_since(before),
+               15, what="the second delivery")
+    assert home.stat().st_ino != stat.st_ino
+    m = login(tern, BOB)
+    wait_exists(m, "INBOX", 1)
+    ok(m.select("INBOX"))
+    data = ok(m.search(None, "SUBJECT", "kept-2"))
+    assert data[0].split(), "the message went into the removed Maildir"
+    m.logout()
+
+
 def test_append_fetch_store_search_expunge(tern):
     m = login(tern, BOB)
     ok(m.create("Work"))

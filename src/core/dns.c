@@ -1,15 +1,24 @@
 /* DNS: asynchronous lookups through libunbound (one context, one background
  * thread per resolver); answers are handed out on the libevent loop.
+ * Blocking lookups for worker threads (dns_resolve_sync) use a second
+ * context, whose answers a thread of ours collects: ub_resolve() builds and
+ * tears down a whole resolver worker per call, about 2 ms of CPU (mostly
+ * seeding its random generator) even for an answer from the cache, where
+ * an asynchronous lookup costs some 50 us.
  * SECURITY: answers are untrusted input; every decoder checks each length
  * and escapes or rejects bytes that could be misread downstream. */
 #include "core/dns.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <unbound.h>
@@ -36,9 +45,31 @@ struct dns_query {
 	int rrtype;
 };
 
+/* The blocking lookups' context and the thread that runs ub_process() on
+ * it; started at the first such lookup. A waiter sleeps on cv until its
+ * answer is in or the thread has given up (broken). */
+struct dns_sync {
+	struct ub_ctx *ctx;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t thread;
+	int wake[2]; /* written to stop the thread */
+	bool started;
+	bool broken;
+};
+
+/* One blocking lookup, on its caller's stack; filled by sync_on_answer. */
+struct sync_wait {
+	struct dns_sync *s;
+	bool answered;
+	int err;
+	struct ub_result *res;
+};
+
 struct dns_resolver {
 	struct event_base *base;
 	struct ub_ctx *ctx;
+	struct dns_sync sync;
 	struct event *ev_answer; /* readable: results wait in ub_fd() */
 	struct dns_query *queries;
 	bool dispatching; /* inside ub_process(): ctx must outlive it */
@@ -222,12 +253,31 @@ query_on_answer(void *arg, int err, struct ub_result *res)
 }
 
 static void
+sync_stop(struct dns_sync *s)
+{
+	if (s->started) {
+		/* A full pipe means a stop is already pending. */
+		(void)!write(s->wake[1], "x", 1);
+		pthread_join(s->thread, NULL);
+		close(s->wake[0]);
+		close(s->wake[1]);
+		s->started = false;
+	}
+	if (s->ctx != NULL)
+		ub_ctx_delete(s->ctx);
+	s->ctx = NULL;
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+}
+
+static void
 resolver_destroy(struct dns_resolver *r)
 {
 	if (r->ev_answer != NULL)
 		event_free(r->ev_answer);
 	if (r->ctx != NULL)
 		ub_ctx_delete(r->ctx);
+	sync_stop(&r->sync);
 	free(r);
 }
 
@@ -330,14 +380,14 @@ bad:
  * while a stub for "." first primes the root (". NS"), which such a server
  * cannot answer authoritatively. */
 static int
-resolver_set_server(struct dns_resolver *r, const char *server, char **error_r)
+ctx_set_server(struct ub_ctx *ctx, const char *server, char **error_r)
 {
 	char fwd[DNS_FWD_TEXT_MAX];
 	int rc;
 
 	if (parse_server(server, fwd, sizeof(fwd), error_r) < 0)
 		return -1;
-	if ((rc = ub_ctx_set_fwd(r->ctx, fwd)) != 0) {
+	if ((rc = ub_ctx_set_fwd(ctx, fwd)) != 0) {
 		*error_r =
 		    xasprintf("dns server \"%s\": %s", server, ub_strerror(rc));
 		return -1;
@@ -347,17 +397,17 @@ resolver_set_server(struct dns_resolver *r, const char *server, char **error_r)
 
 /* Both files are read now, before any chroot. */
 static int
-resolver_use_system(struct dns_resolver *r, char **error_r)
+ctx_use_system(struct ub_ctx *ctx, char **error_r)
 {
 	int rc;
 
-	if ((rc = ub_ctx_resolvconf(r->ctx, NULL)) != 0) {
+	if ((rc = ub_ctx_resolvconf(ctx, NULL)) != 0) {
 		*error_r = xasprintf("/etc/resolv.conf: %s (%s)",
 		                     ub_strerror(rc), strerror(errno));
 		return -1;
 	}
 	/* A missing /etc/hosts is legitimate in containers. */
-	if ((rc = ub_ctx_hosts(r->ctx, NULL)) != 0)
+	if ((rc = ub_ctx_hosts(ctx, NULL)) != 0)
 		log_warn(NULL,
 		         "event=dns_hosts_ignored file=/etc/hosts error=%s",
 		         ub_strerror(rc));
@@ -365,26 +415,43 @@ resolver_use_system(struct dns_resolver *r, char **error_r)
 }
 
 static int
-resolver_configure(struct dns_resolver *r, const char *server, char **error_r)
+ctx_configure(struct ub_ctx *ctx, const char *server, char **error_r)
 {
 	int rc;
 
 	/* A thread, not a fork: a forked worker would need its own sandbox
 	 * and could not share our seccomp filter or chroot as neatly. */
-	if ((rc = ub_ctx_async(r->ctx, 1)) != 0) {
+	if ((rc = ub_ctx_async(ctx, 1)) != 0) {
 		*error_r = xasprintf("ub_ctx_async: %s", ub_strerror(rc));
 		return -1;
 	}
 	/* Every query goes to the configured forwarder, and that is often a
 	 * resolver on the loopback. */
-	if ((rc = ub_ctx_set_option(r->ctx, "do-not-query-localhost:", "no")) !=
+	if ((rc = ub_ctx_set_option(ctx, "do-not-query-localhost:", "no")) !=
 	    0) {
 		*error_r = xasprintf("ub_ctx_set_option: %s", ub_strerror(rc));
 		return -1;
 	}
 	if (server != NULL && server[0] != '\0')
-		return resolver_set_server(r, server, error_r);
-	return resolver_use_system(r, error_r);
+		return ctx_set_server(ctx, server, error_r);
+	return ctx_use_system(ctx, error_r);
+}
+
+/* Both contexts answer alike. */
+static int
+resolver_configure(struct dns_resolver *r, const char *server, char **error_r)
+{
+	if (ctx_configure(r->ctx, server, error_r) < 0)
+		return -1;
+	return ctx_configure(r->sync.ctx, server, error_r);
+}
+
+static int
+resolver_add_ta(struct dns_resolver *r, const char *ta)
+{
+	int rc = ub_ctx_add_ta(r->ctx, ta);
+
+	return rc != 0 ? rc : ub_ctx_add_ta(r->sync.ctx, ta);
 }
 
 static int
@@ -437,7 +504,7 @@ ta_line_add(struct dns_resolver *r, char *line, char **error_r)
 		*error_r = xstrdup("one DS or DNSKEY record per line expected");
 		return -1;
 	}
-	if ((rc = ub_ctx_add_ta(r->ctx, line)) != 0) {
+	if ((rc = resolver_add_ta(r, line)) != 0) {
 		*error_r = xstrdup(ub_strerror(rc));
 		return -1;
 	}
@@ -501,7 +568,10 @@ dns_resolver_new(struct event_base *base, const char *server,
 	bool want_ta = trust_anchor_file != NULL && trust_anchor_file[0] != 0;
 
 	r->base = base;
-	if ((r->ctx = ub_ctx_create()) == NULL) {
+	pthread_mutex_init(&r->sync.mu, NULL);
+	pthread_cond_init(&r->sync.cv, NULL);
+	if ((r->ctx = ub_ctx_create()) == NULL ||
+	    (r->sync.ctx = ub_ctx_create()) == NULL) {
 		*error_r = xstrdup("ub_ctx_create failed");
 		resolver_destroy(r);
 		return NULL;
@@ -531,7 +601,7 @@ dns_resolver_add_trust_anchor(struct dns_resolver *r, const char *ta,
 		*error_r = xstrdup("trust anchor: one record on one line");
 		return -1;
 	}
-	if ((rc = ub_ctx_add_ta(r->ctx, ta)) != 0) {
+	if ((rc = resolver_add_ta(r, ta)) != 0) {
 		*error_r = xasprintf(
 		    "trust anchor: %s%s", ub_strerror(rc),
 		    rc == UB_AFTERFINAL ? " (add anchors before lookups)" : "");
@@ -615,13 +685,78 @@ dns_lookup(struct dns_resolver *r, const char *name, int rrtype,
 	return q;
 }
 
+/* Called by libunbound from ub_process() on the sync thread. */
+static void
+sync_on_answer(void *arg, int err, struct ub_result *res)
+{
+	struct sync_wait *w = arg;
+
+	pthread_mutex_lock(&w->s->mu);
+	w->err = err;
+	w->res = res;
+	w->answered = true;
+	pthread_cond_broadcast(&w->s->cv);
+	pthread_mutex_unlock(&w->s->mu);
+}
+
+/* Until stopped, or until the context fails (its worker gone): then every
+ * waiter is told, and no answer can come any more. */
+static void *
+sync_run(void *arg)
+{
+	struct dns_sync *s = arg;
+	struct pollfd pfd[2] = {{.fd = ub_fd(s->ctx), .events = POLLIN},
+	                        {.fd = s->wake[0], .events = POLLIN}};
+	int rc = 0;
+
+	for (;;) {
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = UB_PIPE;
+			break;
+		}
+		if (pfd[1].revents != 0)
+			break;
+		if (pfd[0].revents != 0 && (rc = ub_process(s->ctx)) != 0)
+			break;
+	}
+	if (rc != 0)
+		log_error(NULL, "event=dns_worker_failed error=%s",
+		          ub_strerror(rc));
+	pthread_mutex_lock(&s->mu);
+	s->broken = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+/* Under s->mu. */
+static int
+sync_start(struct dns_sync *s)
+{
+	if (s->started)
+		return 0;
+	if (s->broken || ub_fd(s->ctx) < 0 ||
+	    pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -1;
+	if (pthread_create(&s->thread, NULL, sync_run, s) != 0) {
+		close(s->wake[0]);
+		close(s->wake[1]);
+		return -1;
+	}
+	s->started = true;
+	return 0;
+}
+
 int
 dns_resolve_sync(struct dns_resolver *r, const char *name, int rrtype,
                  dns_done_fn *done, void *arg)
 {
-	struct ub_result *res = NULL;
+	struct dns_sync *s = &r->sync;
+	struct sync_wait w = {.s = s};
 	const char *why;
-	int rc;
+	int rc, id;
 
 	if ((why = lookup_check(r, name, rrtype)) != NULL) {
 		log_debug(NULL,
@@ -630,18 +765,30 @@ dns_resolve_sync(struct dns_resolver *r, const char *name, int rrtype,
 		done(arg, -1, NULL);
 		return -1;
 	}
-	rc = ub_resolve(r->ctx, name, rrtype, DNS_CLASS_IN, &res);
-	if (rc != 0 || res == NULL) {
+	pthread_mutex_lock(&s->mu);
+	rc = sync_start(s) < 0 ? UB_NOMEM : 0;
+	pthread_mutex_unlock(&s->mu);
+	if (rc == 0)
+		rc = ub_resolve_async(s->ctx, name, rrtype, DNS_CLASS_IN, &w,
+		                      sync_on_answer, &id);
+	if (rc == 0) {
+		pthread_mutex_lock(&s->mu);
+		while (!w.answered && !s->broken)
+			pthread_cond_wait(&s->cv, &s->mu);
+		pthread_mutex_unlock(&s->mu);
+		rc = w.answered ? w.err : UB_PIPE;
+	}
+	if (rc != 0 || w.res == NULL) {
 		log_msg(failure_level(rc), NULL,
-		        "event=dns_failed name=%s type=%d error=%s", name, rrtype,
-		        ub_strerror(rc));
+		        "event=dns_failed name=%s type=%d error=%s", name,
+		        rrtype, ub_strerror(rc));
 		done(arg, -1, NULL);
-		if (res != NULL)
-			ub_resolve_free(res);
+		if (w.res != NULL)
+			ub_resolve_free(w.res);
 		return -1;
 	}
-	result_deliver(name, rrtype, res, done, arg);
-	ub_resolve_free(res);
+	result_deliver(name, rrtype, w.res, done, arg);
+	ub_resolve_free(w.res);
 	return 0;
 }
 

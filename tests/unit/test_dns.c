@@ -477,10 +477,8 @@ decode_one(int qtype, const uint8_t *rd, size_t len, struct lookup *l, size_t i)
 }
 
 static void
-on_done(void *arg, int status, const struct dns_result *res)
+lookup_fill(struct lookup *l, int status, const struct dns_result *res)
 {
-	struct lookup *l = arg;
-
 	l->calls++;
 	l->status = status;
 	if (res != NULL) {
@@ -497,10 +495,23 @@ on_done(void *arg, int status, const struct dns_result *res)
 			               res->rdata_len[i], l, i) < 0)
 				l->decode_rc = -1;
 	}
+}
+
+static void
+on_done(void *arg, int status, const struct dns_result *res)
+{
+	lookup_fill(arg, status, res);
 	if (cur->free_on_answer)
 		dns_resolver_free(&cur->r);
 	if (--cur->pending == 0)
 		event_base_loopbreak(cur->base);
+}
+
+/* For other threads than the loop's: no loop bookkeeping. */
+static void
+on_sync_done(void *arg, int status, const struct dns_result *res)
+{
+	lookup_fill(arg, status, res);
 }
 
 static void
@@ -666,7 +677,7 @@ sync_thread(void *arg)
 {
 	struct sync_arg *a = arg;
 
-	a->ret = dns_resolve_sync(a->r, a->name, a->type, on_done, &a->l);
+	a->ret = dns_resolve_sync(a->r, a->name, a->type, on_sync_done, &a->l);
 	return NULL;
 }
 
@@ -683,7 +694,6 @@ test_sync_from_threads(void **state)
 
 	(void)state;
 	ctx_open(&c, NULL);
-	c.pending = 100; /* on_done must not stop a loop that is not run */
 	for (int i = 0; i < 3; i++) {
 		a[i].r = c.r;
 		assert_int_equal(pthread_create(&t[i], NULL, sync_thread, &a[i]),
@@ -700,9 +710,68 @@ test_sync_from_threads(void **state)
 	assert_true(a[2].l.nxdomain);
 	/* Bad input is refused without a query. */
 	memset(&a[0].l, 0, sizeof(a[0].l));
-	assert_int_equal(dns_resolve_sync(c.r, "", TYPE_A, on_done, &a[0].l),
-	                 -1);
+	assert_int_equal(
+	    dns_resolve_sync(c.r, "", TYPE_A, on_sync_done, &a[0].l), -1);
 	assert_int_equal(a[0].l.calls, 1);
+	ctx_close(&c);
+}
+
+/* Many blocking lookups at once, while the loop serves an asynchronous
+ * one on the same resolver: each thread gets its own answers (they share
+ * one collecting thread and one condition variable). */
+struct sync_many {
+	struct dns_resolver *r;
+	const char *name;
+	const char *want;
+	int ok;
+};
+
+static void *
+sync_many_thread(void *arg)
+{
+	struct sync_many *m = arg;
+
+	for (int i = 0; i < 100; i++) {
+		struct lookup l;
+
+		memset(&l, 0, sizeof(l));
+		if (dns_resolve_sync(m->r, m->name, m->want[0] == 'v' ? TYPE_TXT
+		                                                      : TYPE_A,
+		                     on_sync_done, &l) == 0 &&
+		    l.calls == 1 && l.count == 1 &&
+		    strcmp(l.value[0], m->want) == 0)
+			m->ok++;
+	}
+	return NULL;
+}
+
+static void
+test_sync_many(void **state)
+{
+	struct ctx c;
+	struct lookup async;
+	struct sync_many m[4] = {
+	    {.name = "txt.tern.example", .want = "v=spf1 -all"},
+	    {.name = "a.tern.example", .want = "192.0.2.1"},
+	    {.name = "txt.tern.example", .want = "v=spf1 -all"},
+	    {.name = "a.tern.example", .want = "192.0.2.1"},
+	};
+	pthread_t t[4];
+
+	(void)state;
+	ctx_open(&c, NULL);
+	start(&c, "mx.tern.example", TYPE_MX, &async);
+	for (int i = 0; i < 4; i++) {
+		m[i].r = c.r;
+		assert_int_equal(
+		    pthread_create(&t[i], NULL, sync_many_thread, &m[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(m[i].ok, 100);
+	}
+	loop_wait(&c);
+	assert_answer(&async, 2);
 	ctx_close(&c);
 }
 
@@ -1143,6 +1212,7 @@ main(void)
 	    cmocka_unit_test(test_txt),
 	    cmocka_unit_test(test_nxdomain_nodata),
 	    cmocka_unit_test(test_sync_from_threads),
+	    cmocka_unit_test(test_sync_many),
 	    cmocka_unit_test(test_insecure_without_anchor),
 	    cmocka_unit_test(test_dnssec_secure_and_bogus),
 	    cmocka_unit_test(test_anchor_after_lookup_refused),

@@ -25,6 +25,9 @@
 #include "store/maildir.h"
 
 #define DELIVER_RCPTS_MAX 10000
+/* Deliveries to one recipient that one worker takes at once, as one group
+ * commit (mbox_deliver_many). */
+#define DELIVER_BATCH_MAX 64
 #define STORE_THREADS 4
 /* Header fields queue may ask to put first (front's check results). */
 #define DELIVER_HEADERS_MAX (64 * 1024)
@@ -172,6 +175,26 @@ struct delivery {
 	bool *todo;               /* not yet in the ledger */
 	enum maildir_result *results;
 	char **errors;
+	size_t left; /* recipients still out in a rcpt_queue */
+};
+
+/* One recipient of a delivery, waiting in its rcpt_queue. */
+struct rcpt_task {
+	struct delivery *d;
+	size_t i;
+	struct rcpt_task *next;
+};
+
+/* The deliveries to one recipient address: the loop appends to pending;
+ * one worker at a time takes a batch of them (one mbox_deliver_many), so
+ * the messages that arrive while a user's group commit runs go into the
+ * next one together, and two workers never wait on one index's lock. */
+struct rcpt_queue {
+	struct store *st;
+	char *rcpt;
+	struct rcpt_task *pending, **tail;
+	struct rcpt_task *batch; /* on a worker; NULL when idle */
+	struct rcpt_queue *next;
 };
 
 static void
@@ -193,55 +216,162 @@ delivery_free(struct delivery *d)
 	free(d);
 }
 
-/* On a worker: one recipient into its INBOX. */
-static enum maildir_result
-deliver_one(struct delivery *d, size_t i)
+/* On a worker: the batch of q, delivered to the recipient's mailbox store
+ * in one group commit. Each task writes only its own result slot. */
+static void
+rcpt_batch_job(void *arg)
 {
-	const char *rcpt = d->rcpts[i];
+	struct rcpt_queue *q = arg;
+	struct mbox_delivery *items;
 	struct mbox_user *u = NULL;
+	struct rcpt_task *t;
 	enum maildir_result r;
-	char *dir = NULL, *prefix, *error = NULL;
-	uint32_t uid = 0;
+	char *dir = NULL, *error = NULL;
+	size_t n = 0, k;
 	int ret;
 
-	r = maildir_locate(d->st->mail_root, rcpt, &dir, &error);
+	for (t = q->batch; t != NULL; t = t->next)
+		n++;
+	r = maildir_locate(q->st->mail_root, q->rcpt, &dir, &error);
 	if (r != MAILDIR_OK) {
-		d->errors[i] = error;
-		return r;
+		for (t = q->batch; t != NULL; t = t->next) {
+			t->d->results[t->i] = r;
+			t->d->errors[t->i] =
+			    xstrdup(error != NULL ? error : "no mailbox");
+		}
+		free(error);
+		return;
 	}
-	prefix = xasprintf("Return-Path: <%s>\r\nDelivered-To: %s\r\n%s",
-	                   d->rp, rcpt, d->headers);
-	if ((u = handles_take(d->st, dir)) != NULL)
+	items = xcalloc(n, sizeof(*items));
+	for (t = q->batch, k = 0; t != NULL; t = t->next, k++) {
+		struct delivery *d = t->d;
+
+		items[k].name = d->junk ? "Junk" : "INBOX";
+		items[k].prefix =
+		    xasprintf("Return-Path: <%s>\r\nDelivered-To: %s\r\n%s",
+		              d->rp, q->rcpt, d->headers);
+		items[k].msg_fd = d->fd;
+	}
+	if ((u = handles_take(q->st, dir)) != NULL)
 		ret = MBOX_OK;
 	else
 		ret = mbox_user_open(dir, 0, &u, &error);
-	if (ret == MBOX_OK)
-		ret = mbox_deliver(u, d->junk ? "Junk" : "INBOX", prefix, d->fd,
-		                   0, &uid, &error);
-	if (ret == MBOX_OK)
-		handles_put(d->st, dir, u);
-	else
-		mbox_user_close(&u);
-	free(prefix);
-	free(dir);
 	if (ret == MBOX_OK) {
-		free(error);
-		log_info(d->id, "event=stored to=<%s> mailbox=%s uid=%u", rcpt,
-		         d->junk ? "Junk" : "INBOX", uid);
-		return MAILDIR_OK;
+		bool index_failed = false;
+
+		(void)mbox_deliver_many(u, items, n);
+		for (k = 0; k < n; k++)
+			index_failed |= items[k].rc == MBOX_ERR_TEMP;
+		/* A store that failed is opened afresh next time. */
+		if (index_failed)
+			mbox_user_close(&u);
+		else
+			handles_put(q->st, dir, u);
 	}
-	d->errors[i] = error != NULL ? error : xstrdup("mailbox error");
-	return MAILDIR_TEMPFAIL;
+	for (t = q->batch, k = 0; t != NULL; t = t->next, k++) {
+		struct delivery *d = t->d;
+
+		if (ret != MBOX_OK) {
+			items[k].rc = ret;
+			items[k].error =
+			    xstrdup(error != NULL ? error : "mailbox error");
+		}
+		if (items[k].rc == MBOX_OK) {
+			log_info(d->id,
+			         "event=stored to=<%s> mailbox=%s uid=%u",
+			         q->rcpt, items[k].name, items[k].uid);
+			d->results[t->i] = MAILDIR_OK;
+		} else {
+			d->results[t->i] = MAILDIR_TEMPFAIL;
+			d->errors[t->i] = items[k].error != NULL
+			                      ? items[k].error
+			                      : xstrdup("mailbox error");
+			items[k].error = NULL;
+		}
+		free((char *)items[k].prefix);
+		free(items[k].error);
+	}
+	free(items);
+	free(error);
+	free(dir);
 }
 
-static void
-delivery_job(void *arg)
-{
-	struct delivery *d = arg;
+static void rcpt_batch_done(void *arg);
 
-	for (size_t i = 0; i < d->n; i++)
-		if (d->todo[i])
-			d->results[i] = deliver_one(d, i);
+/* On the loop: the next batch of q out on the pool. */
+static void
+rcpt_queue_run(struct rcpt_queue *q)
+{
+	struct rcpt_task **end = &q->pending;
+
+	for (size_t n = 0; *end != NULL && n < DELIVER_BATCH_MAX; n++)
+		end = &(*end)->next;
+	q->batch = q->pending;
+	q->pending = *end;
+	*end = NULL;
+	if (q->pending == NULL)
+		q->tail = &q->pending;
+	workpool_submit(q->st->pool, q, rcpt_batch_job, rcpt_batch_done, q);
+}
+
+static void delivery_done(void *arg);
+
+/* On the loop: the batch's deliveries whose every recipient is done are
+ * answered; q runs again or goes away. */
+static void
+rcpt_batch_done(void *arg)
+{
+	struct rcpt_queue *q = arg;
+	struct store *st = q->st;
+	struct rcpt_task *t, *next;
+
+	for (t = q->batch; t != NULL; t = next) {
+		next = t->next;
+		if (--t->d->left == 0)
+			delivery_done(t->d);
+		free(t);
+	}
+	q->batch = NULL;
+	if (q->pending != NULL) {
+		rcpt_queue_run(q);
+		return;
+	}
+	for (struct rcpt_queue **p = &st->rcpt_queues; *p != NULL;
+	     p = &(*p)->next) {
+		if (*p == q) {
+			*p = q->next;
+			break;
+		}
+	}
+	free(q->rcpt);
+	free(q);
+}
+
+/* On the loop: recipient i of d into its recipient's queue. */
+static void
+rcpt_enqueue(struct store *st, struct delivery *d, size_t i)
+{
+	struct rcpt_task *t = xcalloc(1, sizeof(*t));
+	struct rcpt_queue *q;
+
+	t->d = d;
+	t->i = i;
+	for (q = st->rcpt_queues; q != NULL; q = q->next)
+		if (strcmp(q->rcpt, d->rcpts[i]) == 0)
+			break;
+	if (q == NULL) {
+		q = xcalloc(1, sizeof(*q));
+		q->st = st;
+		q->rcpt = xstrdup(d->rcpts[i]);
+		q->tail = &q->pending;
+		q->next = st->rcpt_queues;
+		st->rcpt_queues = q;
+	}
+	*q->tail = t;
+	q->tail = &t->next;
+	d->left++;
+	if (q->batch == NULL)
+		rcpt_queue_run(q);
 }
 
 /* On the loop: record, answer queue, wake IDLE sessions. */
@@ -300,6 +430,12 @@ store_user(const struct config *cfg)
 }
 
 static void
+delivery_nothing(void *arg)
+{
+	(void)arg;
+}
+
+static void
 deliver(struct store *st, struct ipc_msg *msg)
 {
 	struct delivery *d;
@@ -351,9 +487,15 @@ deliver(struct store *st, struct ipc_msg *msg)
 		}
 	}
 	st->deliveries++;
-	/* Recipients of one message are written one after another by one
-	 * worker (they share the descriptor); messages go side by side. */
-	workpool_submit(st->pool, NULL, delivery_job, delivery_done, d);
+	/* Each recipient waits in its own queue (the descriptor is shared:
+	 * every read is a pread from offset 0). */
+	for (uint32_t i = 0; i < n; i++)
+		if (d->todo[i])
+			rcpt_enqueue(st, d, i);
+	/* All in the ledger already: answered from the loop, not now. */
+	if (d->left == 0)
+		workpool_submit(st->pool, NULL, delivery_nothing, delivery_done,
+		                d);
 }
 
 static const struct ipc_rule *

@@ -24,6 +24,7 @@ struct store {
 	size_t append_max;
 	struct ledger *ledger;
 	struct store_handles *handles; /* store.c: kept for deliveries */
+	struct rcpt_queue *rcpt_queues; /* store.c: deliveries per recipient */
 	size_t deliveries;             /* out on the pool */
 	struct store_session *sessions;
 	size_t nsessions;

@@ -236,6 +236,29 @@ int mbox_deliver(struct mbox_user *u, const char *name, const char *prefix,
                  int msg_fd, uint32_t flags, uint32_t *uid_r,
                  char **error_r);
 
+/* One message of mbox_deliver_many. In: name, prefix, msg_fd, flags as
+ * for mbox_deliver. Out: rc (MBOX_OK or an error), uid, error (malloc'd,
+ * NULL on success). */
+struct mbox_delivery {
+	const char *name;
+	const char *prefix;
+	int msg_fd;
+	uint32_t flags;
+	int rc;
+	uint32_t uid;
+	char *error;
+};
+
+/* Several local deliveries to one user as one group commit: each file is
+ * written and fsync'd, then one transaction links them all into their
+ * mailboxes, with one fsync of each mailbox's cur/ and one commit, where
+ * one mbox_deliver each would take a directory fsync and a commit per
+ * message. Each item succeeds or fails on its own (quota, UIDs), except
+ * that a failing commit fails every item of the call. Returns how many
+ * were delivered. */
+size_t mbox_deliver_many(struct mbox_user *u, struct mbox_delivery *items,
+                         size_t n);
+
 /* Rebuild index.db from the Maildir (tern mailbox reindex): UIDs kept when
  * the old index still maps the file, UIDVALIDITY changed only for a
  * mailbox whose UIDs could not be kept. */

@@ -121,61 +121,255 @@ out:
 	return rc;
 }
 
+/* One delivery's tmp file: the prefix, then the message from msg_fd
+ * (offset 0, CRLF), written and fsync'd with bounded memory. */
+static int
+mi_deliver_write(struct mbox_user *u, const struct mbox_delivery *it,
+                 int64_t now, uint8_t *in, struct mi_writer *w, char **error_r)
+{
+	off_t off = 0;
+	int rc;
+
+	if ((rc = mi_writer_open(u, w, error_r)) != MBOX_OK)
+		return rc;
+	if (it->prefix != NULL &&
+	    mi_writer_write(w, it->prefix, strlen(it->prefix)) < 0)
+		return mi_syserr(error_r, "write(%s/tmp/%s)", u->dir,
+		                 w->tmpname);
+	for (;;) {
+		ssize_t r = pread(it->msg_fd, in, MI_CHUNK, off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return mi_syserr(error_r, "pread(message)");
+		if (r == 0)
+			break;
+		off += r;
+		if (mi_writer_write(w, in, (size_t)r) < 0)
+			return mi_syserr(error_r, "write(%s/tmp/%s)", u->dir,
+			                 w->tmpname);
+	}
+	return mi_writer_finish(u, w, now, error_r);
+}
+
+/* A mailbox some items of one mbox_deliver_many go to: read once in its
+ * transaction; its new UIDs share one MODSEQ. */
+struct mi_target {
+	struct mi_box b;
+	struct mi_dirs d;
+	uint32_t uidnext; /* the next UID this call gives */
+	bool used;
+};
+
+/* The state of one item between its write and the commit. */
+struct mi_item {
+	struct mi_writer w;
+	char *filename; /* linked into the target's cur/ */
+	struct mi_target *t;
+};
+
+/* Inside the transaction: the mailbox for canonical name (else INBOX),
+ * one mi_target per mailbox. */
+static int
+mi_target_get(struct mbox_user *u, const char *canon, struct mi_target *ts,
+              size_t *nt, struct mi_target **t_r, char **error_r)
+{
+	struct mi_box b = {0};
+	int rc;
+
+	rc = mi_box_by_name(u, canon, &b, error_r);
+	if (rc == MBOX_ERR_NOTFOUND) {
+		if (error_r != NULL)
+			xfree(error_r);
+		rc = mi_box_by_name(u, "INBOX", &b, error_r);
+	}
+	if (rc != MBOX_OK)
+		return rc;
+	for (size_t i = 0; i < *nt; i++) {
+		if (ts[i].b.id == b.id) {
+			mi_box_clear(&b);
+			*t_r = &ts[i];
+			return MBOX_OK;
+		}
+	}
+	ts[*nt].b = b;
+	if ((rc = mi_dirs_open(u, b.dir, &ts[*nt].d, error_r)) != MBOX_OK) {
+		mi_box_clear(&ts[*nt].b);
+		return rc;
+	}
+	ts[*nt].uidnext = b.uidnext;
+	*t_r = &ts[(*nt)++];
+	return MBOX_OK;
+}
+
+/* Inside the transaction: item i linked and given its row; an error of
+ * this item alone (quota, UIDs, link) is its own, one of the index
+ * (MBOX_ERR_TEMP) ends the call. */
+static int
+mi_deliver_link(struct mbox_user *u, struct mbox_delivery *it,
+                struct mi_item *m, int64_t now, struct mi_target *ts,
+                size_t *nt)
+{
+	const char *name =
+	    it->name != NULL && mbox_name_valid(it->name) ? it->name : "INBOX";
+	char *canon = mi_name_canon(name);
+	struct mi_target *t;
+	uint32_t flags = it->flags & MI_FLAGS_MASK;
+	int rc;
+
+	rc = mi_target_get(u, canon, ts, nt, &t, &it->error);
+	free(canon);
+	if (rc != MBOX_OK)
+		return rc;
+	if ((rc = mi_quota_check(u, m->w.crlf_size, &it->error)) != MBOX_OK)
+		return rc;
+	if (t->uidnext == UINT32_MAX)
+		return mi_err(&it->error, MBOX_ERR_LIMIT, "%s: out of UIDs",
+		              t->b.name);
+	if ((rc = mi_writer_link(u, &m->w, t->d.curfd, flags, &m->filename,
+	                         &it->error)) != MBOX_OK)
+		return rc;
+	m->t = t;
+	t->used = true;
+	it->uid = t->uidnext++;
+	return mi_msg_insert(u, t->b.id, it->uid, t->b.highestmodseq + 1, flags,
+	                     NULL, now, m->w.crlf_size, true, m->filename,
+	                     &it->error);
+}
+
+/* Inside the transaction, once every item is linked: each used cur/
+ * fsync'd, the counters set, the commit. */
+static int
+mi_deliver_commit(struct mbox_user *u, struct mi_target *ts, size_t nt,
+                  char **error_r)
+{
+	int rc;
+
+	for (size_t i = 0; i < nt; i++) {
+		if (!ts[i].used)
+			continue;
+		if ((rc = mi_fsync_dir(ts[i].d.curfd, ts[i].b.dir, error_r)) !=
+		        MBOX_OK ||
+		    (rc = mi_box_set_counters(u, ts[i].b.id, ts[i].uidnext,
+		                              ts[i].b.highestmodseq + 1,
+		                              error_r)) != MBOX_OK) {
+			mi_rollback(u);
+			return rc;
+		}
+	}
+	return mi_commit(u, error_r);
+}
+
+/* Whether an item before i goes to the same mailbox name. */
+static bool
+mi_name_seen(const struct mbox_delivery *items, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (items[j].name != NULL &&
+		    strcmp(items[j].name, items[i].name) == 0)
+			return true;
+	return false;
+}
+
+size_t
+mbox_deliver_many(struct mbox_user *u, struct mbox_delivery *items, size_t n)
+{
+	struct mi_item *m = xcalloc(n, sizeof(*m));
+	struct mi_target *ts = xcalloc(n, sizeof(*ts));
+	uint8_t *in = xmalloc(MI_CHUNK);
+	int64_t now = (int64_t)time(NULL);
+	size_t nt = 0, ok = 0, todo = 0;
+	char *error = NULL;
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		items[i].rc = MBOX_OK;
+		items[i].uid = 0;
+		items[i].error = NULL;
+		m[i].w = (struct mi_writer){.fd = -1};
+		if (items[i].name != NULL && mbox_name_valid(items[i].name) &&
+		    !mi_name_seen(items, i)) {
+			char *canon = mi_name_canon(items[i].name);
+			struct mi_box b;
+
+			/* Finds a folder another tool made; else INBOX. */
+			(void)mi_box_lookup(u, canon, &b, NULL);
+			mi_box_clear(&b);
+			free(canon);
+		}
+		items[i].rc = mi_deliver_write(u, &items[i], now, in, &m[i].w,
+		                               &items[i].error);
+		if (items[i].rc == MBOX_OK)
+			todo++;
+	}
+	rc = todo > 0 ? mi_begin(u, &error) : MBOX_ERR_NOTFOUND;
+	for (size_t i = 0; rc == MBOX_OK && i < n; i++) {
+		if (items[i].rc != MBOX_OK)
+			continue;
+		items[i].rc =
+		    mi_deliver_link(u, &items[i], &m[i], now, ts, &nt);
+		if (items[i].rc == MBOX_ERR_TEMP) {
+			/* The index or the disk: the call fails as a whole. */
+			rc = MBOX_ERR_TEMP;
+			error = xstrdup(items[i].error != NULL
+			                    ? items[i].error
+			                    : "mailbox index error");
+		}
+	}
+	if (rc == MBOX_OK)
+		rc = mi_deliver_commit(u, ts, nt, &error);
+	else if (todo > 0)
+		mi_rollback(u);
+	for (size_t i = 0; i < n; i++) {
+		struct mbox_delivery *it = &items[i];
+
+		if (it->rc == MBOX_OK && rc == MBOX_OK) {
+			ok++;
+		} else if (it->rc == MBOX_OK || rc == MBOX_ERR_TEMP) {
+			/* Not committed: the item fails with the call. */
+			if (it->rc == MBOX_OK || it->error == NULL) {
+				free(it->error);
+				it->error = xstrdup(
+				    error != NULL ? error
+				                  : "mailbox index error");
+			}
+			it->rc = MBOX_ERR_TEMP;
+		}
+		if (it->rc != MBOX_OK && m[i].filename != NULL &&
+		    m[i].t != NULL)
+			(void)unlinkat(m[i].t->d.curfd, m[i].filename, 0);
+		if (it->rc != MBOX_OK)
+			it->uid = 0;
+		free(m[i].filename);
+		mi_writer_abort(u, &m[i].w);
+	}
+	for (size_t i = 0; i < nt; i++) {
+		mi_dirs_close(&ts[i].d);
+		mi_box_clear(&ts[i].b);
+	}
+	free(error);
+	free(in);
+	free(ts);
+	free(m);
+	return ok;
+}
+
 int
 mbox_deliver(struct mbox_user *u, const char *name, const char *prefix,
              int msg_fd, uint32_t flags, uint32_t *uid_r, char **error_r)
 {
-	struct mi_writer w = {.fd = -1};
-	const char *target = "INBOX";
-	char *canon = NULL;
-	uint8_t *in = NULL;
-	off_t off = 0;
-	int64_t now = (int64_t)time(NULL);
-	int rc;
+	struct mbox_delivery it = {
+	    .name = name, .prefix = prefix, .msg_fd = msg_fd, .flags = flags};
 
-	if (name != NULL && mbox_name_valid(name)) {
-		struct mi_box b;
-
-		target = canon = mi_name_canon(name);
-		/* Finds a folder another tool made; else INBOX, below. */
-		(void)mi_box_lookup(u, canon, &b, NULL);
-		mi_box_clear(&b);
-	}
-	flags &= MI_FLAGS_MASK;
-	if ((rc = mi_writer_open(u, &w, error_r)) != MBOX_OK)
-		goto out;
-	if (prefix != NULL && mi_writer_write(&w, prefix, strlen(prefix)) < 0) {
-		rc = mi_syserr(error_r, "write(%s/tmp/%s)", u->dir, w.tmpname);
-		goto out;
-	}
-	in = xmalloc(MI_CHUNK);
-	for (;;) {
-		ssize_t r = pread(msg_fd, in, MI_CHUNK, off);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			rc = mi_syserr(error_r, "pread(message)");
-			goto out;
-		}
-		if (r == 0)
-			break;
-		off += r;
-		if (mi_writer_write(&w, in, (size_t)r) < 0) {
-			rc = mi_syserr(error_r, "write(%s/tmp/%s)", u->dir,
-			               w.tmpname);
-			goto out;
-		}
-	}
-	if ((rc = mi_writer_finish(u, &w, now, error_r)) != MBOX_OK)
-		goto out;
-	rc = mi_add_file(u, target, true, &w, flags, NULL, now, NULL, uid_r,
-	                 error_r);
-out:
-	free(in);
-	mi_writer_abort(u, &w);
-	free(canon);
-	return rc;
+	(void)mbox_deliver_many(u, &it, 1);
+	if (it.rc == MBOX_OK && uid_r != NULL)
+		*uid_r = it.uid;
+	if (error_r != NULL)
+		*error_r = it.error;
+	else
+		free(it.error);
+	return it.rc;
 }
 
 /* ---- COPY / MOVE ---- */

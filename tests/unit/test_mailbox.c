@@ -1171,6 +1171,69 @@ msg_fd_from(const char *data)
 	return fd;
 }
 
+/* Group commit: five deliveries in one call, to three mailbox names (one
+ * missing: INBOX), the last over the quota. Each gets its own result, the
+ * others commit together; nothing is left in tmp/ or linked for the one
+ * that failed. */
+static void
+deliver_many(void **state)
+{
+	struct fixture *f = *state;
+	/* The messages are 22 to 30 bytes: four fit, the fifth does not. */
+	struct mbox_user *u = open_user(f, 100);
+	struct mbox_delivery it[5] = {
+	    {.name = "INBOX"},
+	    {.name = "Junk", .flags = MBOX_F_SEEN},
+	    {.name = "Nope"},
+	    {.name = "INBOX", .prefix = "X-A: 1\r\n"},
+	    {.name = "INBOX"},
+	};
+	static const uint32_t want_uid[5] = {1, 1, 2, 3, 0};
+	struct mbox *box;
+	char **names, *path, *msg;
+	size_t n;
+	int fd[5];
+
+	for (int i = 0; i < 5; i++) {
+		char *text = xasprintf("Subject: m\r\n\r\nbody %d\r\n", i);
+
+		it[i].msg_fd = fd[i] = msg_fd_from(text);
+		free(text);
+	}
+	assert_int_equal(mbox_deliver_many(u, it, 5), 4);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(it[i].rc, i < 4 ? MBOX_OK : MBOX_ERR_QUOTA);
+		assert_int_equal(it[i].uid, want_uid[i]);
+		assert_true((it[i].error == NULL) == (i < 4));
+		free(it[i].error);
+		close(fd[i]);
+	}
+	box = open_box(u, "INBOX");
+	assert_int_equal(mbox_get_info(box)->messages, 3);
+	msg = read_msg(box, 2);
+	assert_string_equal(msg, "Subject: m\r\n\r\nbody 2\r\n");
+	free(msg);
+	msg = read_msg(box, 3);
+	assert_string_equal(msg, "X-A: 1\r\nSubject: m\r\n\r\nbody 3\r\n");
+	free(msg);
+	mbox_close(&box);
+	box = open_box(u, "Junk");
+	assert_int_equal(mbox_get_info(box)->messages, 1);
+	assert_int_equal(mbox_get_info(box)->unseen, 0);
+	mbox_close(&box);
+	path = xasprintf("%s/cur", f->dir);
+	n = list_dir(path, &names);
+	assert_int_equal(n, 3);
+	free_names(names, n);
+	free(path);
+	path = xasprintf("%s/tmp", f->dir);
+	n = list_dir(path, &names);
+	assert_int_equal(n, 0);
+	free_names(names, n);
+	free(path);
+	mbox_user_close(&u);
+}
+
 static void
 deliver(void **state)
 {
@@ -2527,6 +2590,7 @@ main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(copy_and_move, setup, teardown),
 	    cmocka_unit_test_setup_teardown(deliver, setup, teardown),
+	    cmocka_unit_test_setup_teardown(deliver_many, setup, teardown),
 	    cmocka_unit_test_setup_teardown(other_tools, setup, teardown),
 	    cmocka_unit_test_setup_teardown(schema_upgrade, setup, teardown),
 	    cmocka_unit_test_setup_teardown(snapshot_list, setup, teardown),

@@ -2,7 +2,9 @@
  * per-recipient state in DIR/queue.db (SQLite: WAL, synchronous=FULL).
  * Durability: file fsync, directory fsync, then one transaction; a message is
  * never in the database without its file, and a file without a row is removed
- * at the next spool_open().
+ * at the next spool_open(). A recipient's outcome commits without waiting for
+ * the disk (the next accepted message's commit syncs it); a message whose
+ * last outcome was such is unlinked only after a commit that synced.
  * SECURITY: ids are made here from getrandom(2) and checked (16 lowercase hex)
  * wherever a caller passes one back, so a path is never built from peer text;
  * files are opened relative to the directory fd with O_NOFOLLOW; envelope
@@ -139,6 +141,8 @@ enum spool_stmt {
 	ST_HOLD_USER,
 	ST_SIGN_DUE,
 	ST_SIGN_DONE,
+	ST_SYNC_NORMAL,
+	ST_SYNC_FULL,
 	ST_COUNT
 };
 
@@ -220,14 +224,27 @@ static const char *const spool_sql[ST_COUNT] = {
     [ST_SIGN_DONE] = "UPDATE messages SET flags = flags & ~2,"
                      " headers = nullif(?2 || coalesce(headers, ''), '')"
                      " WHERE id = ?1 AND (flags & 2) != 0",
+    [ST_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
+    [ST_SYNC_FULL] = "PRAGMA synchronous=FULL",
 };
+
+/* Files of messages whose rows' deletion is not known to be on disk yet,
+ * at most: past that, an outcome commits with a sync. */
+#define SPOOL_LATER_MAX 256
 
 struct spool {
 	char *dir;
 	int dirfd;
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_COUNT];
+	bool lazy; /* synchronous=NORMAL for this transaction */
+	/* Files to unlink after the next commit that syncs. */
+	char (*later)[SPOOL_ID_SIZE];
+	size_t nlater;
 };
+
+static void later_flush(struct spool *sp);
+static int wal_sync(struct spool *sp);
 
 static uint64_t
 now_ms(void)
@@ -352,6 +369,9 @@ commit(struct spool *sp, char **error_r)
 		rollback(sp);
 		return -1;
 	}
+	/* A synced commit also syncs the WAL frames of the lazy ones. */
+	if (!sp->lazy)
+		later_flush(sp);
 	return 0;
 }
 
@@ -740,6 +760,9 @@ spool_close(struct spool **spp)
 		sqlite3_finalize(sp->st[i]);
 	/* close_v2: never fails with statements still open. */
 	sqlite3_close_v2(sp->db);
+	if (sp->nlater > 0 && wal_sync(sp) == 0)
+		later_flush(sp);
+	free(sp->later);
 	if (sp->dirfd >= 0)
 		close(sp->dirfd);
 	free(sp->dir);
@@ -826,6 +849,23 @@ sync_message_file(struct spool *sp, const char *id, uint64_t *size_r,
 	close(fd);
 	*size_r = (uint64_t)sb.st_size;
 	return 0;
+}
+
+/* Start writing id's bytes out, without waiting: done for every file of a
+ * batch before the first fsync, it lets one journal commit take the
+ * blocks of them all, and the other fsyncs find little left to do. */
+static void
+start_writeback(struct spool *sp, const char *id)
+{
+	int fd;
+
+	if (!id_valid(id))
+		return;
+	fd = openat(sp->dirfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return; /* prepare_message() says why */
+	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	close(fd);
 }
 
 /* The checks that need no disk: a valid id and a complete envelope. */
@@ -968,6 +1008,8 @@ commit_batch(struct spool *sp, const char *const *ids,
 	size_t i, ready = 0, failed = 0;
 	int rc;
 
+	for (i = 0; n > 1 && i < n; i++)
+		start_writeback(sp, ids[i]);
 	for (i = 0; i < n; i++) {
 		errors[i] = NULL;
 		results[i] =
@@ -1406,32 +1448,89 @@ drop_if_done(struct spool *sp, const char *id, bool *removed_r, char **error_r)
 	return 0;
 }
 
-/* After the commit that deleted id's rows. The outcome is recorded:
- * failing to remove the file is not the caller's error (spool_open()
- * removes a file without a row), only worth a log line. */
+/* After the commit that deleted id's rows, synced. The outcome is
+ * recorded: failing to remove the file is not the caller's error
+ * (spool_open() removes a file without a row), only worth a log line; for
+ * the same reason the unlink need not reach the disk (no directory fsync):
+ * a file that comes back in a crash goes at the next start. */
 static void
 remove_file(struct spool *sp, const char *id)
 {
-	char *error = NULL;
-
-	if (unlinkat(sp->dirfd, id, 0) < 0) {
-		if (errno != ENOENT)
-			log_error(id, "event=spool_unlink_failed error=%s",
-			          strerror(errno));
-	} else if (fsync_dir(sp, &error) < 0) {
-		log_warn(id, "event=spool_fsync_failed error=%s", error);
-		free(error);
-	}
+	if (unlinkat(sp->dirfd, id, 0) < 0 && errno != ENOENT)
+		log_error(id, "event=spool_unlink_failed error=%s",
+		          strerror(errno));
 	log_info(id, "event=spool_removed");
+}
+
+/* The WAL's frames on disk, whatever the connection's mode (a close
+ * checkpoints only when it is the last connection). 0 when there is no
+ * WAL: the close checkpointed and removed it. */
+static int
+wal_sync(struct spool *sp)
+{
+	int fd = openat(sp->dirfd, SPOOL_DB_NAME "-wal",
+	                O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int rc, err;
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -1;
+	rc = fdatasync(fd);
+	err = errno;
+	close(fd);
+	errno = err;
+	return rc;
+}
+
+/* The files whose rows' deletion a synced commit has now made durable. */
+static void
+later_flush(struct spool *sp)
+{
+	for (size_t i = 0; i < sp->nlater; i++)
+		remove_file(sp, sp->later[i]);
+	sp->nlater = 0;
+}
+
+void
+spool_flush(struct spool *sp)
+{
+	if (sp->nlater == 0)
+		return;
+	if (wal_sync(sp) < 0) {
+		log_error(NULL, "event=spool_sync_failed error=%s",
+		          strerror(errno));
+		return;
+	}
+	later_flush(sp);
+}
+
+/* An outcome without waiting for the disk, for spool_rcpt_update. */
+static int
+lazy_begin(struct spool *sp, char **error_r)
+{
+	if (sp->nlater >= SPOOL_LATER_MAX)
+		return 0; /* this one syncs, and flushes the others */
+	if (st_exec(sp, ST_SYNC_NORMAL, error_r) < 0)
+		return -1;
+	sp->lazy = true;
+	return 0;
+}
+
+static int
+lazy_end(struct spool *sp, char **error_r)
+{
+	if (!sp->lazy)
+		return 0;
+	sp->lazy = false;
+	return st_exec(sp, ST_SYNC_FULL, error_r);
 }
 
 /* One transaction: the recipient's row, and when nothing keeps the
  * message any more, the message's rows. The file goes after the commit;
  * a crash in between leaves a file without a row, which spool_open()
  * removes. */
-int
-spool_rcpt_update(struct spool *sp, const char *id, const char *address,
-                  const struct spool_result *res, char **error_r)
+static int
+rcpt_update(struct spool *sp, const char *id, const char *address,
+            const struct spool_result *res, char **error_r)
 {
 	sqlite3_stmt *st = sp->st[ST_RCPT_GET];
 	int64_t old_state;
@@ -1503,12 +1602,42 @@ spool_rcpt_update(struct spool *sp, const char *id, const char *address,
 	        state_name(res->state), address,
 	        res->diagnostic != NULL ? res->diagnostic : "",
 	        dsn ? "due" : "none");
-	if (removed)
+	if (removed && sp->lazy) {
+		sp->later = xreallocarray(sp->later, sp->nlater + 1,
+		                          sizeof(*sp->later));
+		memcpy(sp->later[sp->nlater++], id, SPOOL_ID_SIZE);
+	} else if (removed) {
 		remove_file(sp, id);
+	}
 	return 0;
 fail:
 	rollback(sp);
 	return -1;
+}
+
+/* An outcome is not worth an fsync of its own: lost in a power cut, the
+ * recipient is tried again, which the store's delivery ledger answers for
+ * local mail (a remote recipient may get a duplicate, as with Postfix).
+ * The message's file stays until the deletion is durable. */
+int
+spool_rcpt_update(struct spool *sp, const char *id, const char *address,
+                  const struct spool_result *res, char **error_r)
+{
+	char *error = NULL;
+	int rc;
+
+	if (lazy_begin(sp, error_r) < 0)
+		return -1;
+	rc = rcpt_update(sp, id, address, res, error_r);
+	if (lazy_end(sp, &error) < 0) {
+		/* Never left lazy without saying so: the caller retries. */
+		if (rc >= 0)
+			*error_r = error;
+		else
+			free(error);
+		return -1;
+	}
+	return rc;
 }
 
 /* ---------------------------------------------------------- DSNs due */

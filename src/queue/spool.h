@@ -139,6 +139,11 @@ struct spool_result {
  * spool (deleted meanwhile), -1 with *error_r. */
 int spool_rcpt_update(struct spool *sp, const char *id, const char *address,
                       const struct spool_result *res, char **error_r);
+/* The outcomes above commit without an fsync of their own (lost in a power
+ * cut, the recipient is tried again); the file of a message they finish is
+ * removed after the next commit that syncs (a message accepted), by
+ * spool_flush(), which syncs now, or by spool_close(). */
+void spool_flush(struct spool *sp);
 
 /* ---- DSNs due ---- */
 struct spool_dsn_rcpt {

@@ -539,6 +539,18 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	queue_run(arg);
 }
 
+/* Every second: the spool files of messages finished since the last synced
+ * commit go now, if no accepted message has synced it meanwhile. */
+static void
+tick_periodic_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct child_ctx *ctx = arg;
+	struct queue *q = ctx->role;
+
+	spool_flush(q->spool);
+	tick_cb(fd, what, arg);
+}
+
 void
 queue_kick(struct queue *q)
 {
@@ -739,7 +751,7 @@ queue_start(struct child_ctx *ctx, char **error_r)
 		return -1;
 	q->commits_tail = &q->commits;
 	q->commit_ev = event_new(ctx->base, -1, 0, commit_cb, q);
-	q->tick = event_new(ctx->base, -1, EV_PERSIST, tick_cb, ctx);
+	q->tick = event_new(ctx->base, -1, EV_PERSIST, tick_periodic_cb, ctx);
 	q->kick = event_new(ctx->base, -1, 0, tick_cb, ctx);
 	if (q->commit_ev == NULL || q->tick == NULL || q->kick == NULL) {
 		*error_r = xstrdup("event_new failed");

@@ -122,10 +122,12 @@ out:
 }
 
 /* One delivery's tmp file: the prefix, then the message from msg_fd
- * (offset 0, CRLF), written and fsync'd with bounded memory. */
+ * (offset 0, CRLF), written with bounded memory; fsync'd unless
+ * sync_later (then mi_writer_sync). */
 static int
 mi_deliver_write(struct mbox_user *u, const struct mbox_delivery *it,
-                 int64_t now, uint8_t *in, struct mi_writer *w, char **error_r)
+                 int64_t now, uint8_t *in, bool sync_later, struct mi_writer *w,
+                 char **error_r)
 {
 	off_t off = 0;
 	int rc;
@@ -150,6 +152,8 @@ mi_deliver_write(struct mbox_user *u, const struct mbox_delivery *it,
 			return mi_syserr(error_r, "write(%s/tmp/%s)", u->dir,
 			                 w->tmpname);
 	}
+	if (sync_later)
+		return mi_writer_finish_nosync(u, w, now, error_r);
 	return mi_writer_finish(u, w, now, error_r);
 }
 
@@ -298,8 +302,14 @@ mbox_deliver_many(struct mbox_user *u, struct mbox_delivery *items, size_t n)
 			mi_box_clear(&b);
 			free(canon);
 		}
-		items[i].rc = mi_deliver_write(u, &items[i], now, in, &m[i].w,
-		                               &items[i].error);
+		items[i].rc = mi_deliver_write(u, &items[i], now, in, n > 1,
+		                               &m[i].w, &items[i].error);
+	}
+	/* Every file written before the first fsync: one journal commit. */
+	for (size_t i = 0; i < n; i++) {
+		if (n > 1 && items[i].rc == MBOX_OK)
+			items[i].rc =
+			    mi_writer_sync(u, &m[i].w, &items[i].error);
 		if (items[i].rc == MBOX_OK)
 			todo++;
 	}

@@ -323,6 +323,12 @@ int mi_writer_write(struct mi_writer *w, const void *data, size_t len);
 /* Flush, set the mtime to internaldate, fsync, close. */
 int mi_writer_finish(struct mbox_user *u, struct mi_writer *w,
                      int64_t internaldate, char **error_r);
+/* The same in two steps: the last bytes and the date, writeback started
+ * (no fsync); then the fsync and close. Several files finished first and
+ * synced after share one journal commit. */
+int mi_writer_finish_nosync(struct mbox_user *u, struct mi_writer *w,
+                            int64_t internaldate, char **error_r);
+int mi_writer_sync(struct mbox_user *u, struct mi_writer *w, char **error_r);
 /* Remove the tmp file (if any) and free. */
 void mi_writer_abort(struct mbox_user *u, struct mi_writer *w);
 /* Link the finished tmp file as cur/<base>,S=,W=:2,<flags> of the mailbox

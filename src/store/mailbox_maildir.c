@@ -736,8 +736,16 @@ int
 mi_writer_finish(struct mbox_user *u, struct mi_writer *w, int64_t internaldate,
                  char **error_r)
 {
+	int rc = mi_writer_finish_nosync(u, w, internaldate, error_r);
+
+	return rc != MBOX_OK ? rc : mi_writer_sync(u, w, error_r);
+}
+
+int
+mi_writer_finish_nosync(struct mbox_user *u, struct mi_writer *w,
+                        int64_t internaldate, char **error_r)
+{
 	struct timespec times[2];
-	int rc;
 
 	if (w->cr) {
 		w->cr = false;
@@ -758,6 +766,17 @@ mi_writer_finish(struct mbox_user *u, struct mi_writer *w, int64_t internaldate,
 	if (futimens(w->fd, times) < 0)
 		return mi_syserr(error_r, "futimens(%s/tmp/%s)", u->dir,
 		                 w->tmpname);
+	xfree(&w->buf);
+	/* Writeback starts now; mi_writer_sync() waits for it. */
+	(void)sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	return MBOX_OK;
+}
+
+int
+mi_writer_sync(struct mbox_user *u, struct mi_writer *w, char **error_r)
+{
+	int rc;
+
 	if (fsync(w->fd) < 0)
 		return mi_syserr(error_r, "fsync(%s/tmp/%s)", u->dir,
 		                 w->tmpname);

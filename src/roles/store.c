@@ -314,37 +314,50 @@ rcpt_queue_run(struct rcpt_queue *q)
 	workpool_submit(q->st->pool, q, rcpt_batch_job, rcpt_batch_done, q);
 }
 
-static void delivery_done(void *arg);
+static void delivery_record(struct delivery *d, uint64_t now);
+static void delivery_reply(struct delivery *d);
 
-/* On the loop: the batch's deliveries whose every recipient is done are
- * answered; q runs again or goes away. */
+/* On the loop: the batch's deliveries whose every recipient is done go
+ * into the ledger, in one transaction, and are then answered; q runs
+ * again or goes away. */
 static void
 rcpt_batch_done(void *arg)
 {
 	struct rcpt_queue *q = arg;
 	struct store *st = q->st;
 	struct rcpt_task *t, *next;
+	struct delivery *done[DELIVER_BATCH_MAX];
+	uint64_t now = clock_wall_ms();
+	size_t ndone = 0;
 
+	ledger_begin(st->ledger);
 	for (t = q->batch; t != NULL; t = next) {
 		next = t->next;
-		if (--t->d->left == 0)
-			delivery_done(t->d);
+		if (--t->d->left == 0) { /* its last recipient */
+			delivery_record(t->d, now);
+			done[ndone++] = t->d;
+		}
 		free(t);
 	}
 	q->batch = NULL;
+	ledger_prune(st->ledger, now);
+	(void)ledger_commit(st->ledger);
 	if (q->pending != NULL) {
 		rcpt_queue_run(q);
-		return;
-	}
-	for (struct rcpt_queue **p = &st->rcpt_queues; *p != NULL;
-	     p = &(*p)->next) {
-		if (*p == q) {
-			*p = q->next;
-			break;
+	} else {
+		for (struct rcpt_queue **p = &st->rcpt_queues; *p != NULL;
+		     p = &(*p)->next) {
+			if (*p == q) {
+				*p = q->next;
+				break;
+			}
 		}
+		free(q->rcpt);
+		free(q);
 	}
-	free(q->rcpt);
-	free(q);
+	/* Last: the last reply may end the process when stopping. */
+	for (size_t i = 0; i < ndone; i++)
+		delivery_reply(done[i]);
 }
 
 /* On the loop: recipient i of d into its recipient's queue. */
@@ -374,31 +387,36 @@ rcpt_enqueue(struct store *st, struct delivery *d, size_t i)
 		rcpt_queue_run(q);
 }
 
-/* On the loop: record, answer queue, wake IDLE sessions. */
+/* On the loop: the recipients d delivered, into the ledger (before queue
+ * hears of them). */
 static void
-delivery_done(void *arg)
+delivery_record(struct delivery *d, uint64_t now)
 {
-	struct delivery *d = arg;
+	for (size_t i = 0; i < d->n; i++)
+		if (d->todo[i] && d->results[i] == MAILDIR_OK)
+			ledger_record(d->st->ledger, d->id, d->rcpts[i], now);
+}
+
+/* On the loop, once recorded: answer queue, wake IDLE sessions. */
+static void
+delivery_reply(struct delivery *d)
+{
 	struct store *st = d->st;
 	struct ipc_peer *queue = child_peer(st->ctx, "queue");
-	uint64_t now = clock_wall_ms();
 	struct buf b;
 
 	buf_init(&b, 0);
 	ipc_put_str(&b, d->id);
 	ipc_put_u32(&b, (uint32_t)d->n);
 	for (size_t i = 0; i < d->n; i++) {
-		if (d->todo[i] && d->results[i] == MAILDIR_OK) {
-			ledger_record(st->ledger, d->id, d->rcpts[i], now);
+		if (d->todo[i] && d->results[i] == MAILDIR_OK)
 			store_sessions_notify(st, d->rcpts[i]);
-		}
 		ipc_put_str(&b, d->rcpts[i]);
 		ipc_put_u32(&b, d->results[i] == MAILDIR_OK         ? 0
 		                : d->results[i] == MAILDIR_TEMPFAIL ? 1
 		                                                    : 2);
 		ipc_put_str(&b, d->errors[i] != NULL ? d->errors[i] : "");
 	}
-	ledger_prune(st->ledger, now);
 	/* Without queue (it restarted) the answer is lost; queue asks again
 	 * and the ledger says "already delivered". */
 	if (queue != NULL)
@@ -433,6 +451,13 @@ static void
 delivery_nothing(void *arg)
 {
 	(void)arg;
+}
+
+/* On the loop: a delivery every recipient of which the ledger knew. */
+static void
+delivery_answer(void *arg)
+{
+	delivery_reply(arg);
 }
 
 static void
@@ -494,8 +519,8 @@ deliver(struct store *st, struct ipc_msg *msg)
 			rcpt_enqueue(st, d, i);
 	/* All in the ledger already: answered from the loop, not now. */
 	if (d->left == 0)
-		workpool_submit(st->pool, NULL, delivery_nothing, delivery_done,
-		                d);
+		workpool_submit(st->pool, NULL, delivery_nothing,
+		                delivery_answer, d);
 }
 
 static const struct ipc_rule *

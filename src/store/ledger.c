@@ -116,3 +116,26 @@ ledger_prune(struct ledger *l, uint64_t now_ms)
 	sqlite3_step(l->prune);
 	sqlite3_reset(l->prune);
 }
+
+void
+ledger_begin(struct ledger *l)
+{
+	if (sqlite3_exec(l->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+	    SQLITE_OK)
+		log_warn(NULL, "event=ledger-failed error=%s",
+		         sqlite3_errmsg(l->db));
+}
+
+int
+ledger_commit(struct ledger *l)
+{
+	if (sqlite3_get_autocommit(l->db))
+		return 0; /* no transaction: each record committed */
+	if (sqlite3_exec(l->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		log_error(NULL, "event=ledger-failed error=%s",
+		          sqlite3_errmsg(l->db));
+		(void)sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}

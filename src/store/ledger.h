@@ -24,5 +24,9 @@ int ledger_record(struct ledger *l, const char *id, const char *rcpt,
                   uint64_t now_ms);
 /* Forget pairs older than LEDGER_KEEP_MS. */
 void ledger_prune(struct ledger *l, uint64_t now_ms);
+/* The records and prunes in between are one transaction, one sync at
+ * ledger_commit (when BEGIN fails, each commits on its own). */
+void ledger_begin(struct ledger *l);
+int ledger_commit(struct ledger *l);
 
 #endif

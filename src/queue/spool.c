@@ -245,6 +245,7 @@ struct spool {
 
 static void later_flush(struct spool *sp);
 static int wal_sync(struct spool *sp);
+static int lazy_end(struct spool *sp, char **error_r);
 
 static uint64_t
 now_ms(void)
@@ -962,7 +963,7 @@ insert_messages(struct spool *sp, const char *const *ids,
 {
 	size_t i;
 
-	if (st_exec(sp, ST_BEGIN, error_r) < 0)
+	if (lazy_end(sp, error_r) < 0 || st_exec(sp, ST_BEGIN, error_r) < 0)
 		return -1;
 	for (i = 0; i < n; i++) {
 		if (results[i] != 0)
@@ -1515,13 +1516,17 @@ lazy_begin(struct spool *sp, char **error_r)
 	return 0;
 }
 
+/* Back to synchronous=FULL. Should that fail, sp->lazy stays set and
+ * no message is accepted until it succeeds (insert_messages). */
 static int
 lazy_end(struct spool *sp, char **error_r)
 {
 	if (!sp->lazy)
 		return 0;
+	if (st_exec(sp, ST_SYNC_FULL, error_r) < 0)
+		return -1;
 	sp->lazy = false;
-	return st_exec(sp, ST_SYNC_FULL, error_r);
+	return 0;
 }
 
 /* One transaction: the recipient's row, and when nothing keeps the
@@ -1630,7 +1635,7 @@ spool_rcpt_update(struct spool *sp, const char *id, const char *address,
 		return -1;
 	rc = rcpt_update(sp, id, address, res, error_r);
 	if (lazy_end(sp, &error) < 0) {
-		/* Never left lazy without saying so: the caller retries. */
+		/* The outcome may be in; the caller logs the failure. */
 		if (rc >= 0)
 			*error_r = error;
 		else

@@ -20,10 +20,9 @@
 /* A finished tmp file goes into mailbox b: link, fsync, row, commit.
  * Takes the lock itself; b is re-read in it. */
 static int
-mi_add_file(struct mbox_user *u, const char *canon, bool fallback_inbox,
-            struct mi_writer *w, uint32_t flags, const char *keywords,
-            int64_t internaldate, uint32_t *uidvalidity_r, uint32_t *uid_r,
-            char **error_r)
+mi_add_file(struct mbox_user *u, const char *canon, struct mi_writer *w,
+            uint32_t flags, const char *keywords, int64_t internaldate,
+            uint32_t *uidvalidity_r, uint32_t *uid_r, char **error_r)
 {
 	struct mi_dirs d = {-1, -1, -1};
 	struct mi_box b = {0};
@@ -33,13 +32,7 @@ mi_add_file(struct mbox_user *u, const char *canon, bool fallback_inbox,
 
 	if ((rc = mi_begin(u, error_r)) != MBOX_OK)
 		return rc;
-	rc = mi_box_by_name(u, canon, &b, error_r);
-	if (rc == MBOX_ERR_NOTFOUND && fallback_inbox) {
-		if (error_r != NULL)
-			xfree(error_r);
-		rc = mi_box_by_name(u, "INBOX", &b, error_r);
-	}
-	if (rc != MBOX_OK)
+	if ((rc = mi_box_by_name(u, canon, &b, error_r)) != MBOX_OK)
 		goto fail;
 	if ((rc = mi_quota_check(u, w->crlf_size, error_r)) != MBOX_OK ||
 	    (rc = mi_keywords_register(u, b.id, keywords, &kw, error_r)) !=
@@ -113,7 +106,7 @@ mbox_append(struct mbox_user *u, const char *name, const char *data, size_t len,
 	}
 	if ((rc = mi_writer_finish(u, &w, internaldate, error_r)) != MBOX_OK)
 		goto out;
-	rc = mi_add_file(u, canon, false, &w, flags, keywords, internaldate,
+	rc = mi_add_file(u, canon, &w, flags, keywords, internaldate,
 	                 uidvalidity_r, uid_r, error_r);
 out:
 	mi_writer_abort(u, &w);

@@ -73,12 +73,27 @@ def run_tern(*args, conf=None, timeout=30, input=None, **kw):
 UNBOUND = "/usr/sbin/unbound"
 
 
-def free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+def free_udp_port(attempts=500):
+    """A port for a DNS server, which binds it for UDP and TCP: free for
+    both, outside the kernel's ephemeral range (a port the kernel handed
+    out for UDP could be a client's TCP port a moment later, and unbound
+    would then exit at start), and not handed out before."""
+    rng = random.Random()
+    for _ in range(attempts):
+        lo, hi = rng.choice(_offset_ranges())
+        port = rng.randint(lo, hi)
+        if port in _handed_out or not _port_free(port):
+            continue
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port for a DNS server found")
 
 
 def txt_strings(value):

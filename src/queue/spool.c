@@ -228,10 +228,6 @@ static const char *const spool_sql[ST_COUNT] = {
     [ST_SYNC_FULL] = "PRAGMA synchronous=FULL",
 };
 
-/* Files of messages whose rows' deletion is not known to be on disk yet,
- * at most: past that, an outcome commits with a sync. */
-#define SPOOL_LATER_MAX 256
-
 struct spool {
 	char *dir;
 	int dirfd;

@@ -144,6 +144,8 @@ int spool_rcpt_update(struct spool *sp, const char *id, const char *address,
  * removed after the next commit that syncs (a message accepted), by
  * spool_flush(), which syncs now, or by spool_close(). */
 void spool_flush(struct spool *sp);
+/* Files waiting so at most: past that, an outcome commits with a sync. */
+#define SPOOL_LATER_MAX 256
 
 /* ---- DSNs due ---- */
 struct spool_dsn_rcpt {

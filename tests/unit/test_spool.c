@@ -256,6 +256,49 @@ check_counts(struct fixture *f, size_t messages, size_t pending)
 	assert_int_equal(p, pending);
 }
 
+/* Finished messages' files wait for a commit that syncs: they go at
+ * spool_close(), and once SPOOL_LATER_MAX wait, the next outcome syncs and
+ * they all go. */
+static void
+test_files_wait_for_a_sync(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const rcpts[] = {"a@example.com"};
+	char(*ids)[SPOOL_ID_SIZE] = xcalloc(SPOOL_LATER_MAX + 1, sizeof(*ids));
+	char *error = NULL;
+
+	for (size_t i = 0; i < 3; i++)
+		spool_message(f, "Subject: x\r\n\r\nx\r\n", rcpts, 1, ids[i]);
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(rcpt_result(f->sp, ids[i], rcpts[0],
+		                             SPOOL_RCPT_DELIVERED, "250 ok", 0,
+		                             &error),
+		                 0);
+	check_counts(f, 0, 0);
+	assert_int_equal(count_files(f), 3);
+	/* Gone at the close itself (spool_open would remove them anyway, as
+	 * files without rows). */
+	spool_close(&f->sp);
+	assert_int_equal(count_files(f), 0);
+	f->sp = spool_open(f->dir, &error);
+	assert_non_null(f->sp);
+
+	for (size_t i = 0; i <= SPOOL_LATER_MAX; i++)
+		spool_message(f, "Subject: x\r\n\r\nx\r\n", rcpts, 1, ids[i]);
+	for (size_t i = 0; i < SPOOL_LATER_MAX; i++)
+		assert_int_equal(rcpt_result(f->sp, ids[i], rcpts[0],
+		                             SPOOL_RCPT_DELIVERED, "250 ok", 0,
+		                             &error),
+		                 0);
+	assert_int_equal(count_files(f), SPOOL_LATER_MAX + 1);
+	assert_int_equal(rcpt_result(f->sp, ids[SPOOL_LATER_MAX], rcpts[0],
+	                             SPOOL_RCPT_DELIVERED, "250 ok", 0, &error),
+	                 0);
+	assert_int_equal(count_files(f), 0);
+	check_counts(f, 0, 0);
+	free(ids);
+}
+
 static void
 test_lifecycle(void **state)
 {
@@ -1884,6 +1927,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_files_wait_for_a_sync, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_deferred, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rcpt_result_errors, setup,
 	                                    teardown),

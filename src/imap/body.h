@@ -51,14 +51,6 @@ bool imap_hdr_cache_covers(const struct imap_section *sec);
  * ends, then the empty line. */
 void imap_hdr_cache_block(const char *msg, size_t len, struct buf *out);
 
-/* SEARCH support. The unfolded value of every header field called name,
- * RFC 2047 words decoded to UTF-8, joined with "\n", into out; 0 when
- * present, -1 when not. name NULL: every header field "Name: value". */
-int imap_body_header_text(const char *msg, size_t len, const char *name,
-                          struct buf *out);
-/* The text of the body for SEARCH BODY/TEXT: text parts decoded (QP,
- * base64, charset to UTF-8 where iconv knows it), other parts skipped. */
-void imap_body_search_text(const char *msg, size_t len, struct buf *out);
 /* Date: header as a time (SENTBEFORE…); -1 when absent or unparsable. */
 int imap_body_sent_date(const char *msg, size_t len, time_t *t_r);
 

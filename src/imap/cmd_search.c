@@ -9,6 +9,7 @@
 
 #include "core/xmalloc.h"
 #include "imap/body.h"
+#include "mail/mailtext.h"
 #include "imap/session_int.h"
 
 #define DAY 86400
@@ -289,14 +290,14 @@ eval(struct search_msg *sm, const struct imap_search_key *k, bool can_read)
 		return sm_date_cmp(k->type, (int64_t)sent, k->date);
 	case IMAP_SK_HEADER:
 		buf_reset(&sm->tmp);
-		if (imap_body_header_text(msg, len, k->header, &sm->tmp) != 0)
+		if (mailtext_header(msg, len, k->header, &sm->tmp) != 0)
 			return 0;
 		return ci_contains((const char *)sm->tmp.data, sm->tmp.len,
 		                   k->str != NULL ? k->str : "");
 	case IMAP_SK_TEXT:
 		if (!sm->have_hdrs) {
 			buf_reset(&sm->hdrs);
-			(void)imap_body_header_text(msg, len, NULL, &sm->hdrs);
+			(void)mailtext_header(msg, len, NULL, &sm->hdrs);
 			sm->have_hdrs = true;
 		}
 		if (ci_contains((const char *)sm->hdrs.data, sm->hdrs.len,
@@ -306,7 +307,7 @@ eval(struct search_msg *sm, const struct imap_search_key *k, bool can_read)
 	case IMAP_SK_BODY:
 		if (!sm->have_body) {
 			buf_reset(&sm->body);
-			imap_body_search_text(msg, len, &sm->body);
+			mailtext_body(msg, len, &sm->body);
 			sm->have_body = true;
 		}
 		return ci_contains((const char *)sm->body.data, sm->body.len,

@@ -10,6 +10,7 @@
 
 #include "core/buf.h"
 #include "imap/body.h"
+#include "mail/mailtext.h"
 #include "mail/mime.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -140,11 +141,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	buf_reset(&out);
 	(void)imap_body_binary(msg, size, NULL, 0, &out);
 	buf_reset(&out);
-	imap_body_search_text(msg, size, &out);
+	mailtext_body(msg, size, &out);
 	buf_reset(&out);
-	(void)imap_body_header_text(msg, size, "subject", &out);
+	(void)mailtext_header(msg, size, "subject", &out);
 	buf_reset(&out);
-	(void)imap_body_header_text(msg, size, NULL, &out);
+	(void)mailtext_header(msg, size, NULL, &out);
 	(void)imap_body_sent_date(msg, size, &t);
 	buf_free(&out);
 	buf_free(&scratch);

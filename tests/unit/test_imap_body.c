@@ -19,6 +19,7 @@
 #include "core/buf.h"
 #include "core/xmalloc.h"
 #include "imap/body.h"
+#include "mail/mailtext.h"
 
 #define MSG_MAX (4 * 1024 * 1024)
 
@@ -542,8 +543,7 @@ header_text_table(void **state)
 		int ret;
 
 		buf_init(&out, 0);
-		ret = imap_body_header_text(c->msg, strlen(c->msg), c->name,
-		                            &out);
+		ret = mailtext_header(c->msg, strlen(c->msg), c->name, &out);
 		assert_int_equal(ret, c->ret);
 		if (ret == 0 &&
 		    (out.len != strlen(c->want) ||
@@ -583,7 +583,7 @@ search_text_table(void **state)
 		struct buf out;
 
 		buf_init(&out, 0);
-		imap_body_search_text(c->msg, strlen(c->msg), &out);
+		mailtext_body(c->msg, strlen(c->msg), &out);
 		if (out.len != strlen(c->want) ||
 		    (out.len > 0 && memcmp(out.data, c->want, out.len) != 0))
 			fail_msg("case %zu: got \"%.*s\"", i, (int)out.len,
@@ -815,9 +815,9 @@ header_cache_block(void **state)
 
 			buf_reset(&t1);
 			buf_reset(&t2);
-			r1 = imap_body_header_text(msg, mlen, names[k], &t1);
-			r2 = imap_body_header_text((char *)block.data,
-			                           block.len, names[k], &t2);
+			r1 = mailtext_header(msg, mlen, names[k], &t1);
+			r2 = mailtext_header((char *)block.data, block.len,
+			                     names[k], &t2);
 			assert_int_equal(r1, r2);
 			assert_int_equal(t1.len, t2.len);
 			if (t1.len > 0)

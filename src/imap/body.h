@@ -1,6 +1,7 @@
 /* What FETCH and SEARCH need from a message: ENVELOPE, BODYSTRUCTURE, body
- * sections, BINARY decoding, header values and searchable text, built on
- * the MIME parser of src/mail. Messages are whole in memory, CRLF form.
+ * sections, BINARY decoding and the Date header, built on the MIME parser
+ * of src/mail (searchable text: mail/mailtext.h). Messages are whole in
+ * memory, CRLF form.
  * Output follows what Dovecot returns for the same message (the tests
  * compare), malformed MIME included: never an error for a bad message,
  * always a well-formed answer.

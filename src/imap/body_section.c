@@ -1,6 +1,6 @@
 /* The rest of src/imap/body.h: BODY[section] bytes (Dovecot's
  * imap-msgpart.c rules), BINARY[part] decoding (index-mail-binary.c), and
- * the header values, body text and Date that SEARCH needs.
+ * the Date that SEARCH needs (its text is src/mail/mailtext.c).
  * SECURITY: messages are untrusted. Part lookup follows the parsed tree
  * only; a header filter copies bytes of one header block; decoding never
  * produces more than the input size (plus CRs for bare LFs and a fixed

@@ -13,6 +13,17 @@
 #include "imap/session_int.h"
 
 #define DAY 86400
+/* BODY and TEXT keys of one SEARCH narrowed by the store's text index;
+ * any others read every message. */
+#define SEARCH_TEXT_KEYS_MAX 8
+
+/* The messages the text index says may match one BODY or TEXT key. */
+struct search_cand {
+	const struct imap_search_key *k;
+	uint32_t *uids; /* ascending */
+	size_t n;
+	uint32_t below; /* UIDs from here on are not in the index yet */
+};
 
 /* The message being tested, its content read at most once. */
 struct search_msg {
@@ -29,6 +40,8 @@ struct search_msg {
 	bool cached_tried, cached_ok;
 	struct buf cached; /* the cached header block (IMAP_CACHE_HEADERS) */
 	struct buf tmp;
+	struct search_cand cand[SEARCH_TEXT_KEYS_MAX];
+	size_t ncand;
 };
 
 struct search_out {
@@ -110,6 +123,63 @@ saved_has(const struct imap_session *s, uint32_t uid)
 			return true;
 	}
 	return false;
+}
+
+/* Ask the text index about each BODY and TEXT key (mbox_text_candidates):
+ * a message it leaves out cannot match the key, one it lists is still
+ * tested, so answers are the same with or without the index. */
+static void
+sm_text_candidates(struct search_msg *sm, const struct imap_search_key *k)
+{
+	struct search_cand *c;
+	char *err = NULL;
+	int r;
+
+	for (size_t i = 0; i < k->nchildren; i++)
+		sm_text_candidates(sm, &k->children[i]);
+	if ((k->type != IMAP_SK_BODY && k->type != IMAP_SK_TEXT) ||
+	    k->str == NULL || sm->ncand == SEARCH_TEXT_KEYS_MAX)
+		return;
+	c = &sm->cand[sm->ncand];
+	r = mbox_text_candidates(sm->s->view.box, k->str, &c->uids, &c->n,
+	                         &c->below, &err);
+	if (r != MBOX_OK || c->below == 0) {
+		imap_store_error(sm->s, r, &err); /* then every one is read */
+		free(c->uids);
+		*c = (struct search_cand){0};
+		return;
+	}
+	c->k = k;
+	sm->ncand++;
+}
+
+/* false when the text index rules the message out for key k. */
+static bool
+sm_text_candidate(const struct search_msg *sm, const struct imap_search_key *k)
+{
+	uint32_t uid = sm->m->uid;
+
+	for (size_t i = 0; i < sm->ncand; i++) {
+		const struct search_cand *c = &sm->cand[i];
+		size_t lo = 0, hi = c->n;
+
+		if (c->k != k)
+			continue;
+		if (uid >= c->below)
+			return true;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+
+			if (c->uids[mid] < uid)
+				lo = mid + 1;
+			else if (c->uids[mid] > uid)
+				hi = mid;
+			else
+				return true;
+		}
+		return false;
+	}
+	return true;
 }
 
 static bool
@@ -263,8 +333,11 @@ eval(struct search_msg *sm, const struct imap_search_key *k, bool can_read)
 	case IMAP_SK_SENTON:
 	case IMAP_SK_SENTSINCE:
 	case IMAP_SK_HEADER:
+		break;
 	case IMAP_SK_BODY:
 	case IMAP_SK_TEXT:
+		if (!sm_text_candidate(sm, k))
+			return 0;
 		break;
 	}
 	if (!can_read)
@@ -476,6 +549,8 @@ imap_cmd_search(struct imap_session *s, const struct imap_command *c)
 	buf_init(&sm.hdrs, 0);
 	buf_init(&sm.tmp, 0);
 	buf_init(&sm.cached, 0);
+	if (v->n > 0)
+		sm_text_candidates(&sm, &prog.root);
 	for (size_t i = 0; i < v->n; i++) {
 		const struct imap_msg *m = &v->msgs[i];
 
@@ -497,6 +572,8 @@ imap_cmd_search(struct imap_session *s, const struct imap_command *c)
 	buf_free(&sm.hdrs);
 	buf_free(&sm.tmp);
 	buf_free(&sm.cached);
+	for (size_t i = 0; i < sm.ncand; i++)
+		free(sm.cand[i].uids);
 	imap_search_program_clear(&prog);
 
 	if ((o->ret & IMAP_SEARCH_RET_SAVE) != 0)

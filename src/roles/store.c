@@ -39,6 +39,10 @@
  * if its directory and index.db are still the same files. */
 #define HANDLES_MAX 32
 #define HANDLE_IDLE_MS 60000
+/* The text index is caught up one user at a time, in slices of this
+ * much work, so deliveries and sessions keep their share of the pool. */
+#define TEXT_SLICE_MS 100
+#define TEXT_TODO_MAX 1024
 
 struct store_handle {
 	char *dir;
@@ -194,6 +198,7 @@ struct rcpt_queue {
 	char *rcpt;
 	struct rcpt_task *pending, **tail;
 	struct rcpt_task *batch; /* on a worker; NULL when idle */
+	char *text_lag;          /* the batch's user dir, its text index lags */
 	struct rcpt_queue *next;
 };
 
@@ -262,6 +267,8 @@ rcpt_batch_job(void *arg)
 		(void)mbox_deliver_many(u, items, n);
 		for (k = 0; k < n; k++)
 			index_failed |= items[k].rc == MBOX_ERR_TEMP;
+		if (mbox_text_lagging(u))
+			q->text_lag = xstrdup(dir);
 		/* A store that failed is opened afresh next time. */
 		if (index_failed)
 			mbox_user_close(&u);
@@ -340,6 +347,10 @@ rcpt_batch_done(void *arg)
 		free(t);
 	}
 	q->batch = NULL;
+	if (q->text_lag != NULL) {
+		store_text_lag(st, q->text_lag);
+		xfree(&q->text_lag);
+	}
 	ledger_prune(st->ledger, now);
 	(void)ledger_commit(st->ledger);
 	if (q->pending != NULL) {
@@ -576,6 +587,127 @@ store_message(struct child_ctx *ctx, struct ipc_msg *msg)
 	log_warn(NULL, "event=unexpected-message type=%u", msg->type);
 }
 
+/* ---- the text index, caught up in the background ---- */
+
+/* A user whose text index lacks messages; while it is being worked on,
+ * st->text_running. */
+struct text_todo {
+	struct store *st;
+	char *dir;
+	bool again;     /* lagged anew while running */
+	bool more;      /* the slice ended with work left */
+	size_t indexed; /* in all slices so far */
+	uint64_t start; /* ms */
+	char *error;
+	struct text_todo *next;
+};
+
+static void text_kick(struct store *st);
+
+/* On a worker: one slice of catching up. */
+static void
+text_job(void *arg)
+{
+	struct text_todo *t = arg;
+	struct mbox_user *u;
+	uint64_t start = clock_mono_ms();
+	size_t n;
+	int rc;
+
+	t->more = false;
+	if ((u = handles_take(t->st, t->dir)) == NULL &&
+	    mbox_user_open(t->dir, 0, &u, &t->error) != MBOX_OK)
+		return;
+	do {
+		rc = mbox_text_catch_up(u, &t->more, &n, &t->error);
+		t->indexed += n;
+	} while (rc == MBOX_OK && t->more &&
+	         clock_mono_ms() - start < TEXT_SLICE_MS);
+	(void)mbox_text_lagging(u); /* its own catching up */
+	if (rc == MBOX_OK)
+		handles_put(t->st, t->dir, u);
+	else
+		mbox_user_close(&u);
+}
+
+static void
+text_todo_free(struct text_todo *t)
+{
+	free(t->dir);
+	free(t->error);
+	free(t);
+}
+
+/* On the loop: the slice is over; the user goes to the back of the line
+ * when it has more, so one big mailbox does not hold up the others. */
+static void
+text_done(void *arg)
+{
+	struct text_todo *t = arg, **p;
+	struct store *st = t->st;
+
+	st->text_running = NULL;
+	if (t->error != NULL) {
+		log_error(NULL, "event=text-index-failed dir=%s error=%s",
+		          t->dir, t->error);
+		text_todo_free(t);
+	} else if ((t->more || t->again) && !st->stopping) {
+		t->again = false;
+		for (p = &st->text_todo; *p != NULL; p = &(*p)->next)
+			;
+		*p = t;
+	} else {
+		if (t->indexed > 0)
+			log_info(
+			    NULL,
+			    "event=text-indexed dir=%s messages=%zu ms=%llu",
+			    t->dir, t->indexed,
+			    (unsigned long long)(clock_mono_ms() - t->start));
+		text_todo_free(t);
+	}
+	text_kick(st);
+	store_session_gone(st);
+}
+
+static void
+text_kick(struct store *st)
+{
+	struct text_todo *t = st->text_todo;
+
+	if (st->text_running != NULL || t == NULL || st->stopping)
+		return;
+	st->text_todo = t->next;
+	t->next = NULL;
+	st->text_running = t;
+	workpool_submit(st->pool, NULL, text_job, text_done, t);
+}
+
+void
+store_text_lag(struct store *st, const char *dir)
+{
+	struct text_todo *t, **p;
+	size_t n = 0;
+
+	if (st->stopping)
+		return;
+	if (st->text_running != NULL &&
+	    strcmp(st->text_running->dir, dir) == 0) {
+		st->text_running->again = true;
+		return;
+	}
+	for (p = &st->text_todo; *p != NULL; p = &(*p)->next, n++)
+		if (strcmp((*p)->dir, dir) == 0)
+			return;
+	if (n >= TEXT_TODO_MAX)
+		return; /* its next SELECT or delivery asks again */
+	t = xcalloc(1, sizeof(*t));
+	t->st = st;
+	t->dir = xstrdup(dir);
+	t->start = clock_mono_ms();
+	*p = t;
+	text_kick(st);
+}
+
 void
 store_session_gone(struct store *st)
 {
@@ -594,6 +726,12 @@ store_shutdown(struct child_ctx *ctx)
 	/* Deliveries out on the pool finish and are answered; sessions
 	 * get a BYE. The parent's shutdown timeout bounds the wait. */
 	st->stopping = true;
+	while (st->text_todo != NULL) {
+		struct text_todo *t = st->text_todo;
+
+		st->text_todo = t->next;
+		text_todo_free(t);
+	}
 	store_sessions_shutdown(st);
 	store_session_gone(st);
 }

@@ -28,6 +28,8 @@ struct store {
 	size_t deliveries;             /* out on the pool */
 	struct store_session *sessions;
 	size_t nsessions;
+	struct text_todo *text_todo; /* store.c: text indexes to catch up */
+	struct text_todo *text_running;
 	bool stopping;
 };
 
@@ -37,6 +39,10 @@ void store_session_open(struct store *st, struct ipc_msg *msg);
 void store_sessions_notify(struct store *st, const char *user);
 /* Say BYE to every session and close them once flushed. */
 void store_sessions_shutdown(struct store *st);
+
+/* store.c: the text index of the user at dir lacks messages (a handle of
+ * it said mbox_text_lagging): caught up in the background. */
+void store_text_lag(struct store *st, const char *dir);
 
 /* store.c: a session or a delivery ended; exit when stopping and idle. */
 void store_session_gone(struct store *st);

@@ -41,6 +41,9 @@ struct store_session {
 	char *tag;
 	struct bufferevent *bev;
 	struct imap_session *imap;
+	struct mbox_user *mu; /* the store imap uses, on the pool only */
+	char *dir;            /* the user's mail directory */
+	bool text_lag;        /* a job saw mbox_text_lagging */
 	struct buf in;  /* bytes taken from the socket, not yet consumed */
 	struct buf out; /* what the last job produced */
 	enum imap_run_result last;
@@ -90,6 +93,7 @@ free_done(void *arg)
 	buf_free(&s->out);
 	free(s->user);
 	free(s->tag);
+	free(s->dir);
 	free(s);
 	store_session_gone(st);
 }
@@ -172,6 +176,9 @@ open_job(void *arg)
 		s->last = IMAP_RUN_CLOSE;
 	} else {
 		s->imap = imap_session_new(s->user, mu, &set);
+		s->mu = mu;
+		s->dir = dir;
+		dir = NULL;
 		imap_session_login_reply(s->imap, s->tag, &s->out);
 		s->last = IMAP_RUN_INPUT;
 		imap_session_trim(s->imap);
@@ -230,6 +237,7 @@ run_job(void *arg)
 	                           &s->out);
 	buf_consume(&s->in, used);
 	session_log_error(s);
+	s->text_lag |= mbox_text_lagging(s->mu);
 	if (s->last == IMAP_RUN_INPUT || s->last == IMAP_RUN_IDLE)
 		session_trim(s);
 }
@@ -241,6 +249,7 @@ poll_job(void *arg)
 
 	imap_session_idle_poll(s->imap, &s->out);
 	session_log_error(s);
+	s->text_lag |= mbox_text_lagging(s->mu);
 }
 
 static void
@@ -259,6 +268,10 @@ run_done(void *arg)
 {
 	struct store_session *s = arg;
 
+	if (s->text_lag) {
+		s->text_lag = false;
+		store_text_lag(s->st, s->dir);
+	}
 	if (!session_job_over(s))
 		return;
 	switch (s->last) {

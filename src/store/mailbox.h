@@ -264,4 +264,21 @@ size_t mbox_deliver_many(struct mbox_user *u, struct mbox_delivery *items,
  * mailbox whose UIDs could not be kept. */
 int mbox_reindex(const char *dir, char **error_r);
 
+/* The text index of SEARCH BODY and TEXT (mailbox_text.c). */
+/* The messages of box below *below_r that may contain str (as SEARCH
+ * BODY or TEXT test it), ascending UIDs, malloc'd; a message at or above
+ * *below_r is not in the index yet and may contain it too. *below_r 0:
+ * the index cannot tell (nothing indexed, str of no word, or a word in
+ * too many terms). */
+int mbox_text_candidates(struct mbox *box, const char *str, uint32_t **uids_r,
+                         size_t *n_r, uint32_t *below_r, char **error_r);
+/* Some messages of the user that the index lacks (*indexed_r of them),
+ * indexed in one short transaction; *more_r: call again, there may be
+ * more. */
+int mbox_text_catch_up(struct mbox_user *u, bool *more_r, size_t *indexed_r,
+                       char **error_r);
+/* Whether this handle saw messages the index lacks since the last call:
+ * the caller then runs mbox_text_catch_up on some handle of the user. */
+bool mbox_text_lagging(struct mbox_user *u);
+
 #endif

@@ -51,6 +51,8 @@ mi_add_file(struct mbox_user *u, const char *canon, struct mi_writer *w,
 	    (rc = mi_msg_insert(u, b.id, uid, b.highestmodseq + 1, flags, kw,
 	                        internaldate, w->crlf_size, true, filename,
 	                        error_r)) != MBOX_OK ||
+	    (rc = mi_text_added(u, b.id, uid, d.curfd, filename, error_r)) !=
+	        MBOX_OK ||
 	    (rc = mi_box_set_counters(u, b.id, uid + 1, b.highestmodseq + 1,
 	                              error_r)) != MBOX_OK ||
 	    (rc = mi_commit(u, error_r)) != MBOX_OK)
@@ -156,6 +158,7 @@ struct mi_target {
 	struct mi_box b;
 	struct mi_dirs d;
 	uint32_t uidnext; /* the next UID this call gives */
+	uint32_t text_next, text_was; /* mi_text_next, now and before */
 	bool used;
 };
 
@@ -196,6 +199,13 @@ mi_target_get(struct mbox_user *u, const char *canon, struct mi_target *ts,
 		return rc;
 	}
 	ts[*nt].uidnext = b.uidnext;
+	if ((rc = mi_text_next(u, b.id, &ts[*nt].text_next, error_r)) !=
+	    MBOX_OK) {
+		mi_dirs_close(&ts[*nt].d);
+		mi_box_clear(&ts[*nt].b);
+		return rc;
+	}
+	ts[*nt].text_was = ts[*nt].text_next;
 	*t_r = &ts[(*nt)++];
 	return MBOX_OK;
 }
@@ -230,9 +240,21 @@ mi_deliver_link(struct mbox_user *u, struct mbox_delivery *it,
 	m->t = t;
 	t->used = true;
 	it->uid = t->uidnext++;
-	return mi_msg_insert(u, t->b.id, it->uid, t->b.highestmodseq + 1, flags,
-	                     NULL, now, m->w.crlf_size, true, m->filename,
-	                     &it->error);
+	if ((rc = mi_msg_insert(u, t->b.id, it->uid, t->b.highestmodseq + 1,
+	                        flags, NULL, now, m->w.crlf_size, true,
+	                        m->filename, &it->error)) != MBOX_OK)
+		return rc;
+	if (t->text_next != it->uid) {
+		/* Older messages are not in the text index yet: this one
+		 * waits for mbox_text_catch_up with them. */
+		u->text_lag = true;
+		return MBOX_OK;
+	}
+	if ((rc = mi_text_add_file(u, t->b.id, it->uid, t->d.curfd, m->filename,
+	                           &it->error)) != MBOX_OK)
+		return rc;
+	t->text_next++;
+	return MBOX_OK;
 }
 
 /* Inside the transaction, once every item is linked: each used cur/
@@ -250,7 +272,10 @@ mi_deliver_commit(struct mbox_user *u, struct mi_target *ts, size_t nt,
 		        MBOX_OK ||
 		    (rc = mi_box_set_counters(u, ts[i].b.id, ts[i].uidnext,
 		                              ts[i].b.highestmodseq + 1,
-		                              error_r)) != MBOX_OK) {
+		                              error_r)) != MBOX_OK ||
+		    (ts[i].text_next != ts[i].text_was &&
+		     (rc = mi_text_set_next(u, ts[i].b.id, ts[i].text_next,
+		                            error_r)) != MBOX_OK)) {
 			mi_rollback(u);
 			return rc;
 		}
@@ -636,6 +661,7 @@ mbox_copy(struct mbox *box, const uint32_t *uids, size_t n, const char *dest,
 		free(c[i].keywords);
 		c[i].keywords = kw;
 		c[i].newuid = dst.uidnext++;
+		u->text_lag = true; /* mbox_text_catch_up reads the copies */
 	}
 	if (nc > 0 &&
 	    (rc = mi_fsync_dir(dstdirs->curfd, dst.dir, error_r)) != MBOX_OK)

@@ -108,10 +108,23 @@ static const char mi_schema_v2[] =
     " WHERE size_known = 0;"
     "UPDATE schema_version SET version = 2;";
 
+/* Version 3: the text index (mailbox_text.c). Messages already there are
+ * indexed in the background (no text_next row: from UID 1). */
+static const char mi_schema_v3[] =
+    "CREATE VIRTUAL TABLE msgtext USING fts5(text, content='',"
+    " detail=none, tokenize='unicode61 remove_diacritics 0');"
+    "CREATE VIRTUAL TABLE msgtext_terms USING fts5vocab(msgtext, 'row');"
+    "CREATE TABLE text_next ("
+    " mailbox_id INTEGER PRIMARY KEY REFERENCES mailboxes (id)"
+    "  ON DELETE CASCADE,"
+    " uid INTEGER NOT NULL);"
+    "UPDATE schema_version SET version = 3;";
+
 /* mi_migrations[v] takes a version v index to v + 1. */
 static const char *const mi_migrations[] = {
     [0] = mi_schema_v1,
     [1] = mi_schema_v2,
+    [2] = mi_schema_v3,
 };
 
 static const char *const mi_sql[MI_ST_COUNT] = {
@@ -165,6 +178,19 @@ static const char *const mi_sql[MI_ST_COUNT] = {
     [MI_CACHE_WINDOW] = "SELECT uid, value FROM cache WHERE mailbox_id = ?1"
                         " AND uid >= ?2 AND field = ?3 ORDER BY uid"
                         " LIMIT ?4",
+    [MI_TEXT_INSERT] = "INSERT INTO msgtext (rowid, text) VALUES (?1, ?2)",
+    [MI_TEXT_NEXT_GET] = "SELECT uid FROM text_next WHERE mailbox_id = ?1",
+    [MI_TEXT_NEXT_SET] = "INSERT INTO text_next (mailbox_id, uid)"
+                         " VALUES (?1, ?2) ON CONFLICT (mailbox_id)"
+                         " DO UPDATE SET uid = excluded.uid",
+    [MI_TEXT_LAGGING] = "SELECT b.id, b.dir, b.uidnext, coalesce(t.uid, 1)"
+                        " FROM mailboxes b LEFT JOIN text_next t"
+                        " ON t.mailbox_id = b.id"
+                        " WHERE coalesce(t.uid, 1) < b.uidnext LIMIT 1",
+    [MI_TEXT_TERMS] = "SELECT term FROM msgtext_terms"
+                      " WHERE instr(term, ?1) > 0",
+    [MI_TEXT_MATCH] = "SELECT rowid FROM msgtext WHERE msgtext MATCH ?1"
+                      " AND rowid >= ?2 AND rowid <= ?3",
     [MI_MSG_WINDOW] = "SELECT uid, size, size_known, filename FROM messages"
                       " WHERE mailbox_id = ?1 AND uid >= ?2 ORDER BY uid"
                       " LIMIT ?3",

@@ -18,7 +18,7 @@
 #define MI_DB_NAME "index.db"
 #define MI_UIDV_FILE "tern-uidvalidity"
 #define MI_BUSY_MS 5000
-#define MI_SCHEMA_VERSION 2
+#define MI_SCHEMA_VERSION 3
 #define MI_DIR_FLAGS (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
 #define MI_CHUNK (64 * 1024)
 /* A directory whose mtime is this recent may change again within the same
@@ -82,6 +82,12 @@ enum mi_st {
 	MI_EXP_COUNT,
 	MI_MSG_WINDOW,
 	MI_CACHE_WINDOW,
+	MI_TEXT_INSERT,
+	MI_TEXT_NEXT_GET,
+	MI_TEXT_NEXT_SET,
+	MI_TEXT_LAGGING,
+	MI_TEXT_TERMS,
+	MI_TEXT_MATCH,
 	MI_ST_COUNT
 };
 
@@ -147,6 +153,7 @@ struct mbox_user {
 	struct mi_cache_window cwin;
 	struct mi_cache_write *cw;
 	size_t ncw;
+	bool text_lag; /* mbox_text_lagging */
 };
 
 /* One row of mailboxes. */
@@ -383,6 +390,23 @@ void mi_window_drop(struct mbox_user *u);
 void mi_cache_write_pending(struct mbox_user *u);
 /* Write them now, in a transaction of their own if none is open. */
 void mi_cache_flush(struct mbox_user *u);
+
+/* ---- text index (mailbox_text.c) ---- */
+
+/* The first UID of mailbox id from which the text index may lack
+ * messages (1: it has none). */
+int mi_text_next(struct mbox_user *u, int64_t id, uint32_t *uid_r,
+                 char **error_r);
+int mi_text_set_next(struct mbox_user *u, int64_t id, uint32_t uid,
+                     char **error_r);
+/* Inside a transaction: message uid of mailbox id, file filename in its
+ * cur/ (curfd), into the text index. */
+int mi_text_add_file(struct mbox_user *u, int64_t id, uint32_t uid, int curfd,
+                     const char *filename, char **error_r);
+/* Inside a transaction: the new message uid indexed when the mailbox's
+ * older ones are, else left to mbox_text_catch_up (text_lag set). */
+int mi_text_added(struct mbox_user *u, int64_t id, uint32_t uid, int curfd,
+                  const char *filename, char **error_r);
 
 /* ---- shared by the operations (mailbox.c, mailbox_rename.c) ---- */
 

@@ -43,6 +43,7 @@ mbox_open(struct mbox_user *u, const char *name, bool readonly,
 	struct mbox *box;
 	struct mi_box b;
 	char *canon = NULL;
+	uint32_t next;
 	int rc;
 
 	*box_r = NULL;
@@ -68,6 +69,11 @@ mbox_open(struct mbox_user *u, const char *name, bool readonly,
 		mbox_close(&box);
 		return rc;
 	}
+	/* A mailbox from before the text index, or one whose catching up
+	 * was cut short (a restart): picked up here. */
+	if (mi_text_next(u, box->id, &next, NULL) == MBOX_OK &&
+	    next < box->info.uidnext)
+		u->text_lag = true;
 	*box_r = box;
 	return MBOX_OK;
 }

@@ -340,6 +340,7 @@ mi_rename_inbox(struct mbox_user *u, const char *to, char **error_r)
 	}
 	sqlite3_bind_int64(st, 1, inbox.id);
 	sqlite3_bind_int64(st, 2, dest.id);
+	u->text_lag = true; /* dest's messages are not in the text index */
 	if ((rc = mi_step_done(u, st, error_r)) != MBOX_OK ||
 	    (rc = mi_box_set_counters(u, inbox.id, inbox.uidnext, modseq,
 	                              error_r)) != MBOX_OK ||

@@ -333,6 +333,7 @@ mi_scan_add(struct mi_scan *s, struct mi_disk *f, char **error_r)
 		return mi_err(error_r, MBOX_ERR_LIMIT, "%s: out of UIDs",
 		              s->b->name);
 	s->added++;
+	s->u->text_lag = true; /* indexed by mbox_text_catch_up */
 	return mi_msg_insert(s->u, s->b->id, s->b->uidnext++, mi_scan_modseq(s),
 	                     mi_flags_from_name(f->name), NULL,
 	                     (int64_t)sb.st_mtim.tv_sec, crlf, known, f->name,

@@ -407,3 +407,63 @@ SyncState *
     # Nothing left to do the second time round.
     for counters in re.findall(r"(?:Far|Near): (\+\d+ \*\d+ #\d+ -\d+)", out):
         assert counters == "+0 *0 #0 -0", out
+
+
+def test_search_body_through_the_text_index(tern):
+    """SEARCH BODY and TEXT answer the same whether a message is in the
+    text index or not: mail delivered over SMTP is indexed at once; files
+    another tool put in a folder are indexed in the background after the
+    SELECT that found them (event=text-indexed), and searches before and
+    after agree, substrings inside words included."""
+    send_mail(tern, "idx-1", to=BOB, body="a zymurgical brew, indexed")
+    send_mail(tern, "idx-2", to=BOB, body="nothing to see")
+    m = login(tern, BOB)
+    wait_exists(m, "INBOX", 2)
+    ok(m.select("INBOX"))
+    hits = lambda *key: ok(m.uid("SEARCH", *key))[0].split()
+    one = hits("SUBJECT", "idx-1")
+    assert len(one) == 1
+    assert hits("BODY", "zymurgical") == one
+    assert hits("BODY", "MURGIC") == one
+    assert hits("BODY", '"cal brew, ind"') == one
+    assert hits("TEXT", "idx-1") == one      # header text
+    assert hits("BODY", "idx-1") == []
+    assert hits("BODY", "nowhere") == []
+    ok(m.create("Imported"))
+    m.logout()
+
+    cur = tern.data / "mail" / DOMAIN / "bob" / ".Imported" / "cur"
+    want = {"quokka": [], "okk": [], "invoice 4": []}
+    for i in range(600):
+        words = ["plain", "text", f"w{i}"]
+        if i % 50 == 7:
+            words.append("quokka")
+            want["quokka"].append(i)
+            want["okk"].append(i)
+        if i % 97 == 3:
+            words += ["invoice", f"4{i}"]
+            want["invoice 4"].append(i)
+        (cur / f"{1700000000 + i}.M{i}P1.othertool:2,S").write_bytes(
+            f"Subject: imported {i}\n\n{' '.join(words)}\n".encode())
+    mark = tern.log_mark()
+    m = login(tern, BOB)
+    ok(m.select("Imported"))
+
+    def answers():
+        out = {}
+        for word in want:
+            uids = ok(m.uid("SEARCH", "BODY", f'"{word}"'))[0].split()
+            subjects = []
+            for u in uids:
+                d = ok(m.uid("FETCH", u, "(BODY.PEEK[HEADER.FIELDS "
+                                         "(SUBJECT)])"))
+                subjects.append(int(d[0][1].split()[-1]))
+            out[word] = sorted(subjects)
+        return out
+
+    before = answers()          # the index may not have them yet
+    tern.wait_log(r"event=text-indexed dir=\S+/bob messages=6\d\d",
+                  timeout=30, since=mark)
+    assert answers() == want
+    assert before == want
+    m.logout()

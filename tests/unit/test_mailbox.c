@@ -2147,8 +2147,9 @@ quiet_and_closed(void **state)
 	mbox_user_close(&u);
 }
 
-/* An index.db of schema version 1 (before size_known) opens as version 2,
- * its messages' sizes known. */
+/* An index.db of schema version 1 (before size_known and the text index)
+ * opens as the current version, its messages' sizes known, and says its
+ * messages need indexing. */
 static void
 schema_upgrade(void **state)
 {
@@ -2166,6 +2167,9 @@ schema_upgrade(void **state)
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
 	assert_int_equal(
 	    sqlite3_exec(db,
+	                 "DROP TABLE msgtext_terms;"
+	                 "DROP TABLE msgtext;"
+	                 "DROP TABLE text_next;"
 	                 "DROP INDEX messages_size_todo;"
 	                 "ALTER TABLE messages DROP COLUMN size_known;"
 	                 "UPDATE schema_version SET version = 1;",
@@ -2175,6 +2179,7 @@ schema_upgrade(void **state)
 
 	u = open_user(f, 0);
 	box = open_box(u, "INBOX");
+	assert_true(mbox_text_lagging(u));
 	assert_int_equal(mbox_messages(box, &list, &n, &error), MBOX_OK);
 	assert_int_equal(n, 1);
 	assert_true(list[0].size_known);

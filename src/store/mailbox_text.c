@@ -1,0 +1,517 @@
+/* The text index of a user's messages, for SEARCH BODY and TEXT: an FTS5
+ * table of words (SQLite's unicode61 tokenizer, case folded) in
+ * index.db, which lists for a search string the messages that may
+ * contain it. IMAP still tests each listed message exactly, so the index
+ * only has to never leave out a message that matches.
+ *
+ * - What is indexed is mailtext_all(), the very text SEARCH tests.
+ * - Rows are keyed (mailbox id << 32 | UID) and hold no copy of the text
+ *   (contentless, no positions): 100,000 messages take ~14 MB.
+ * - text_next says, per mailbox, below which UID every message is in the
+ *   index. Delivery indexes in its own transaction when the mailbox is
+ *   caught up; APPEND, COPY, MOVE and files from other tools leave a gap
+ *   that mbox_text_catch_up() fills in the background. Messages at or
+ *   above text_next are always candidates.
+ * - Rows of expunged messages stay (a contentless table cannot delete
+ *   without the text); they only add candidates that are not in the view.
+ * - A word of the search string that may be cut at either end of the
+ *   string (its first and last word) is looked up by substring in the
+ *   index's list of terms; the others as whole terms.
+ * SECURITY: message text is untrusted and only ever bound as a value; a
+ * search string is split by the same tokenizer and each term quoted; at
+ * most MT_TERMS_MAX terms per query. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/utf8.h"
+#include "core/xmalloc.h"
+#include "mail/mailtext.h"
+#include "store/mailbox_int.h"
+
+/* The row of a message that cannot be indexed word by word (unreadable,
+ * too big, a word longer than FTS5 keeps): it is always a candidate. */
+#define MT_ALWAYS "tern0always0candidate"
+/* Bigger messages are rows of MT_ALWAYS: search reads them anyway. */
+#define MT_MESSAGE_MAX (32u * 1024 * 1024)
+/* FTS5 keeps the first 32768 bytes of a word; a run of word bytes this
+ * long makes the message MT_ALWAYS (folding may lengthen a word). */
+#define MT_RUN_MAX 8192
+/* Terms of the index one search word may stand for; past that (a short
+ * word inside thousands of others) the index would not save much. */
+#define MT_TERMS_MAX 512
+/* Messages per mbox_text_catch_up transaction. */
+#define MT_CHUNK 256
+
+#define MT_ROWID(box, uid) (((int64_t)(box) << 32) | (int64_t)(uid))
+
+int
+mi_text_next(struct mbox_user *u, int64_t id, uint32_t *uid_r, char **error_r)
+{
+	sqlite3_stmt *st = mi_st(u, MI_TEXT_NEXT_GET, error_r);
+	int64_t v;
+	int rc;
+
+	if (st == NULL)
+		return MBOX_ERR_TEMP;
+	sqlite3_bind_int64(st, 1, id);
+	if ((rc = mi_step_int(u, st, &v, error_r)) != MBOX_OK)
+		return rc;
+	*uid_r = v > 0 && v <= UINT32_MAX ? (uint32_t)v : 1;
+	return MBOX_OK;
+}
+
+int
+mi_text_set_next(struct mbox_user *u, int64_t id, uint32_t uid, char **error_r)
+{
+	sqlite3_stmt *st = mi_st(u, MI_TEXT_NEXT_SET, error_r);
+
+	if (st == NULL)
+		return MBOX_ERR_TEMP;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, uid);
+	return mi_step_done(u, st, error_r);
+}
+
+/* Whether text has a run of word bytes (not ASCII punctuation, space or
+ * control) of MT_RUN_MAX or more. */
+static bool
+mt_run_too_long(const struct buf *text)
+{
+	size_t run = 0;
+
+	for (size_t i = 0; i < text->len; i++) {
+		uint8_t c = text->data[i];
+		bool word = c >= 0x80 || (c >= '0' && c <= '9') ||
+		            (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+
+		run = word ? run + 1 : 0;
+		if (run >= MT_RUN_MAX)
+			return true;
+	}
+	return false;
+}
+
+/* Inside a transaction: the row of message (id, uid), from its CRLF text
+ * msg (NULL: it could not be read). */
+static int
+mt_put(struct mbox_user *u, int64_t id, uint32_t uid, const char *msg,
+       size_t len, char **error_r)
+{
+	sqlite3_stmt *st = mi_st(u, MI_TEXT_INSERT, error_r);
+	struct buf text;
+	int rc;
+
+	if (st == NULL)
+		return MBOX_ERR_TEMP;
+	buf_init(&text, 0);
+	if (msg != NULL && len <= MT_MESSAGE_MAX) {
+		mailtext_all(msg, len, &text);
+		/* A NUL would end the text for the tokenizer; a search
+		 * string has none, so a space stands for it. */
+		for (size_t i = 0; i < text.len; i++)
+			if (text.data[i] == '\0')
+				text.data[i] = ' ';
+	}
+	if (msg == NULL || len > MT_MESSAGE_MAX || mt_run_too_long(&text)) {
+		buf_reset(&text);
+		buf_append_str(&text, MT_ALWAYS);
+	}
+	sqlite3_bind_int64(st, 1, MT_ROWID(id, uid));
+	sqlite3_bind_text(st, 2, text.len > 0 ? (const char *)text.data : "",
+	                  (int)text.len, SQLITE_STATIC);
+	rc = mi_step_done(u, st, error_r);
+	buf_free(&text);
+	return rc;
+}
+
+int
+mi_text_add_file(struct mbox_user *u, int64_t id, uint32_t uid, int curfd,
+                 const char *filename, char **error_r)
+{
+	struct buf data;
+	uint64_t n;
+	int fd, rc;
+	bool ok = false;
+
+	buf_init(&data, MT_MESSAGE_MAX + 1);
+	fd = openat(curfd, filename, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0) {
+		/* ENOBUFS past the bound: a row of MT_ALWAYS. */
+		ok = mi_file_read_crlf(fd, &data, &n) == 0;
+		close(fd);
+	}
+	rc = mt_put(u, id, uid, ok ? (const char *)data.data : NULL,
+	            ok ? data.len : 0, error_r);
+	buf_free(&data);
+	return rc;
+}
+
+int
+mi_text_added(struct mbox_user *u, int64_t id, uint32_t uid, int curfd,
+              const char *filename, char **error_r)
+{
+	uint32_t next;
+	int rc;
+
+	if ((rc = mi_text_next(u, id, &next, error_r)) != MBOX_OK)
+		return rc;
+	if (next != uid) {
+		u->text_lag = true;
+		return MBOX_OK;
+	}
+	if ((rc = mi_text_add_file(u, id, uid, curfd, filename, error_r)) !=
+	    MBOX_OK)
+		return rc;
+	return mi_text_set_next(u, id, uid + 1, error_r);
+}
+
+/* ---- catching up ---- */
+
+struct mt_file {
+	uint32_t uid;
+	char *filename;
+};
+
+/* Inside a transaction: up to MT_CHUNK messages of the mailbox from UID
+ * from on indexed, and text_next moved past them. */
+static int
+mt_chunk(struct mbox_user *u, int64_t id, const char *dir, uint32_t from,
+         uint32_t uidnext, size_t *indexed_r, char **error_r)
+{
+	sqlite3_stmt *st = mi_st(u, MI_MSG_WINDOW, error_r);
+	struct mt_file files[MT_CHUNK];
+	struct mi_dirs d;
+	char *err = NULL;
+	size_t n = 0;
+	uint32_t next = uidnext;
+	int rc = MBOX_OK, r;
+
+	if (st == NULL)
+		return MBOX_ERR_TEMP;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, from);
+	sqlite3_bind_int(st, 3, MT_CHUNK);
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 3);
+
+		files[n].uid = (uint32_t)sqlite3_column_int64(st, 0);
+		files[n].filename = xstrdup(name != NULL ? name : "");
+		n++;
+	}
+	if (r != SQLITE_DONE)
+		rc = mi_dberr(u, error_r, "text index rows");
+	mi_done(st);
+	if (rc == MBOX_OK && n == MT_CHUNK)
+		next = files[n - 1].uid + 1;
+	if (rc == MBOX_OK && n > 0) {
+		rc = mi_dirs_open(u, dir, &d, &err);
+		if (rc == MBOX_OK) {
+			for (size_t i = 0; i < n && rc == MBOX_OK; i++)
+				rc = mi_text_add_file(
+				    u, id, files[i].uid, d.curfd,
+				    files[i].filename, error_r);
+			*indexed_r = n;
+			mi_dirs_close(&d);
+		} else if (rc == MBOX_ERR_NOTFOUND) {
+			/* Its directory is gone: the rows go with it. */
+			next = uidnext;
+			rc = MBOX_OK;
+		} else if (error_r != NULL) {
+			*error_r = err;
+			err = NULL;
+		}
+	}
+	free(err);
+	if (rc == MBOX_OK)
+		rc = mi_text_set_next(u, id, next, error_r);
+	for (size_t i = 0; i < n; i++)
+		free(files[i].filename);
+	return rc;
+}
+
+int
+mbox_text_catch_up(struct mbox_user *u, bool *more_r, size_t *indexed_r,
+                   char **error_r)
+{
+	sqlite3_stmt *st;
+	int64_t id;
+	char *dir = NULL;
+	uint32_t uidnext, next;
+	int rc, r;
+
+	*more_r = false;
+	*indexed_r = 0;
+	if ((rc = mi_begin(u, error_r)) != MBOX_OK)
+		return rc;
+	if ((st = mi_st(u, MI_TEXT_LAGGING, error_r)) == NULL) {
+		mi_rollback(u);
+		return MBOX_ERR_TEMP;
+	}
+	if ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		id = sqlite3_column_int64(st, 0);
+		dir = xstrdup((const char *)sqlite3_column_text(st, 1));
+		uidnext = (uint32_t)sqlite3_column_int64(st, 2);
+		next = (uint32_t)sqlite3_column_int64(st, 3);
+	} else if (r != SQLITE_DONE) {
+		mi_dberr(u, error_r, "text index lag");
+		mi_done(st);
+		mi_rollback(u);
+		return MBOX_ERR_TEMP;
+	}
+	mi_done(st);
+	if (dir == NULL) {
+		mi_rollback(u);
+		return MBOX_OK;
+	}
+	rc = mt_chunk(u, id, dir, next, uidnext, indexed_r, error_r);
+	free(dir);
+	if (rc != MBOX_OK) {
+		mi_rollback(u);
+		return rc;
+	}
+	if ((rc = mi_commit(u, error_r)) != MBOX_OK) {
+		*indexed_r = 0;
+		return rc;
+	}
+	/* This mailbox or another may have more: the next call says. */
+	*more_r = true;
+	return MBOX_OK;
+}
+
+bool
+mbox_text_lagging(struct mbox_user *u)
+{
+	bool lag = u->text_lag;
+
+	u->text_lag = false;
+	return lag;
+}
+
+/* ---- search ---- */
+
+/* One word of a search string, as the index's tokenizer made it. */
+struct mt_word {
+	char *term;
+	bool open_start; /* the string starts inside it */
+	bool open_end;   /* the string ends inside it */
+};
+
+struct mt_words {
+	struct mt_word *w;
+	size_t n;
+	size_t len; /* of the string */
+	bool too_long;
+};
+
+static int
+mt_word_cb(void *ctx, int tflags, const char *tok, int ntok, int start, int end)
+{
+	struct mt_words *ws = ctx;
+	struct mt_word *w;
+
+	(void)tflags;
+	if (ntok >= MT_RUN_MAX) {
+		ws->too_long = true;
+		return SQLITE_OK;
+	}
+	ws->w = xreallocarray(ws->w, ws->n + 1, sizeof(*ws->w));
+	w = &ws->w[ws->n++];
+	w->term = xstrndup(tok, (size_t)ntok);
+	w->open_start = start == 0;
+	w->open_end = (size_t)end == ws->len;
+	return SQLITE_OK;
+}
+
+static void
+mt_words_free(struct mt_words *ws)
+{
+	for (size_t i = 0; i < ws->n; i++)
+		free(ws->w[i].term);
+	free(ws->w);
+	*ws = (struct mt_words){0};
+}
+
+/* The words of str through the tokenizer msgtext was made with; -1 when
+ * it cannot be had. */
+static int
+mt_words(sqlite3 *db, const char *str, struct mt_words *ws)
+{
+	static const char *const args[] = {"remove_diacritics", "0"};
+	fts5_api *api = NULL;
+	fts5_tokenizer tk;
+	Fts5Tokenizer *tok = NULL;
+	sqlite3_stmt *st = NULL;
+	void *ud = NULL;
+	int rc;
+
+	*ws = (struct mt_words){.len = strlen(str)};
+	if (sqlite3_prepare_v2(db, "SELECT fts5(?1)", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return -1;
+	sqlite3_bind_pointer(st, 1, &api, "fts5_api_ptr", NULL);
+	(void)sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (api == NULL || api->iVersion < 2 ||
+	    api->xFindTokenizer(api, "unicode61", &ud, &tk) != SQLITE_OK ||
+	    tk.xCreate(ud, (const char **)args, 2, &tok) != SQLITE_OK)
+		return -1;
+	rc = tk.xTokenize(tok, ws, FTS5_TOKENIZE_QUERY, str, (int)ws->len,
+	                  mt_word_cb);
+	tk.xDelete(tok);
+	if (rc != SQLITE_OK || ws->too_long) {
+		mt_words_free(ws);
+		return -1;
+	}
+	return 0;
+}
+
+/* A term as an FTS5 string: in double quotes, each one doubled. */
+static void
+mt_quote(struct buf *q, const char *term)
+{
+	buf_append_byte(q, '"');
+	for (const char *p = term; *p != '\0'; p++) {
+		if (*p == '"')
+			buf_append_byte(q, '"');
+		buf_append_byte(q, (uint8_t)*p);
+	}
+	buf_append_byte(q, '"');
+}
+
+/* The query for a string of one open word: every term containing it.
+ * -1 when too many do. */
+static int
+mt_query_inner(struct mbox_user *u, const char *word, struct buf *q,
+               char **error_r)
+{
+	sqlite3_stmt *st = mi_st(u, MI_TEXT_TERMS, error_r);
+	size_t n = 0;
+	int r;
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, word, -1, SQLITE_STATIC);
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *t = (const char *)sqlite3_column_text(st, 0);
+
+		if (t == NULL)
+			continue;
+		if (++n > MT_TERMS_MAX)
+			break;
+		if (q->len > 0)
+			buf_append_str(q, " OR ");
+		mt_quote(q, t);
+	}
+	mi_done(st);
+	if (n > MT_TERMS_MAX || (r != SQLITE_ROW && r != SQLITE_DONE))
+		return -1;
+	return 0;
+}
+
+/* The FTS5 query whose matches include every message containing the
+ * string of ws; -1 when the index cannot narrow it down. */
+static int
+mt_query(struct mbox_user *u, const struct mt_words *ws, struct buf *q,
+         char **error_r)
+{
+	size_t conds = 0;
+
+	if (ws->n == 0)
+		return -1;
+	/* (FTS5's AND binds before the OR the caller appends.) */
+	/* Every word after the first starts where the text's word does;
+	 * one before the last also ends there. */
+	for (size_t i = 0; i < ws->n; i++) {
+		const struct mt_word *w = &ws->w[i];
+
+		if (w->open_start)
+			continue;
+		if (conds++ > 0)
+			buf_append_str(q, " AND ");
+		mt_quote(q, w->term);
+		if (w->open_end)
+			buf_append_str(q, " *");
+	}
+	if (conds > 0)
+		return 0;
+	/* One word, maybe the middle of the text's word. */
+	return mt_query_inner(u, ws->w[0].term, q, error_r);
+}
+
+int
+mbox_text_candidates(struct mbox *box, const char *str, uint32_t **uids_r,
+                     size_t *n_r, uint32_t *below_r, char **error_r)
+{
+	struct mbox_user *u = box->u;
+	struct mt_words ws;
+	struct buf q;
+	sqlite3_stmt *st;
+	uint32_t next;
+	size_t n = 0, cap = 0;
+	uint32_t *uids = NULL;
+	int rc, r;
+
+	*uids_r = NULL;
+	*n_r = 0;
+	*below_r = 0;
+	for (size_t i = 0, len = strlen(str); i < len;) {
+		size_t l = utf8_seq_len((const uint8_t *)str + i, len - i);
+
+		if (l == 0)
+			return MBOX_OK; /* the exact test answers */
+		i += l;
+	}
+	if ((rc = mi_text_next(u, box->id, &next, error_r)) != MBOX_OK)
+		return rc;
+	if (next <= 1 || u->db == NULL || mt_words(u->db, str, &ws) != 0)
+		return MBOX_OK;
+	buf_init(&q, 0);
+	if (mt_query(u, &ws, &q, error_r) != 0) {
+		mt_words_free(&ws);
+		buf_free(&q);
+		if (error_r != NULL && *error_r != NULL)
+			return MBOX_ERR_TEMP;
+		return MBOX_OK;
+	}
+	mt_words_free(&ws);
+	/* Empty: no term contains the word; only the unindexable are left. */
+	if (q.len > 0)
+		buf_append_str(&q, " OR ");
+	buf_append_str(&q, MT_ALWAYS);
+	buf_append_byte(&q, '\0');
+	if ((st = mi_st(u, MI_TEXT_MATCH, error_r)) == NULL) {
+		buf_free(&q);
+		return MBOX_ERR_TEMP;
+	}
+	sqlite3_bind_text(st, 1, (const char *)q.data, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, MT_ROWID(box->id, 0));
+	sqlite3_bind_int64(st, 3, MT_ROWID(box->id, next - 1));
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		uint32_t uid = (uint32_t)(sqlite3_column_int64(st, 0) &
+		                          (int64_t)UINT32_MAX);
+
+		if (n > 0 && uids[n - 1] == uid)
+			continue;
+		if (n == cap) {
+			cap = cap > 0 ? cap * 2 : 64;
+			uids = xreallocarray(uids, cap, sizeof(*uids));
+		}
+		uids[n++] = uid;
+	}
+	if (r != SQLITE_DONE) {
+		rc = mi_dberr(u, error_r, "text index query");
+		mi_done(st);
+		buf_free(&q);
+		free(uids);
+		return rc;
+	}
+	mi_done(st);
+	buf_free(&q);
+	*uids_r = uids;
+	*n_r = n;
+	*below_r = next;
+	return MBOX_OK;
+}

@@ -1,0 +1,484 @@
+/* Tests for the text index of the mailbox store (src/store/mailbox_text.c):
+ * what delivery and APPEND index at once, what mbox_text_catch_up fills in
+ * later (COPY, files from other tools, an index from before the text
+ * index), messages that are always candidates, and, over the MIME corpus,
+ * that a message is a candidate for every string its search text has. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/utf8.h"
+#include "core/xmalloc.h"
+#include "mail/mailtext.h"
+#include "store/mailbox.h"
+
+struct fixture {
+	char *root;
+	char *dir; /* ROOT/example.org/alice */
+};
+
+static int
+rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (type == FTW_DP)
+		return rmdir(path);
+	return unlink(path);
+}
+
+static int
+setup(void **state)
+{
+	char tmpl[] = "/tmp/tern-mbtext-XXXXXX";
+	struct fixture *f;
+
+	if (mkdtemp(tmpl) == NULL)
+		return -1;
+	f = xcalloc(1, sizeof(*f));
+	f->root = xstrdup(tmpl);
+	f->dir = xasprintf("%s/example.org/alice", tmpl);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	(void)nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(f->root);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+static struct mbox_user *
+open_user(const struct fixture *f)
+{
+	struct mbox_user *u = NULL;
+	char *error = NULL;
+
+	if (mbox_user_open(f->dir, 0, &u, &error) != MBOX_OK)
+		fail_msg("mbox_user_open: %s", error);
+	return u;
+}
+
+static struct mbox *
+open_box(struct mbox_user *u, const char *name)
+{
+	struct mbox *box = NULL;
+	char *error = NULL;
+
+	if (mbox_open(u, name, false, &box, &error) != MBOX_OK)
+		fail_msg("mbox_open(%s): %s", name, error);
+	return box;
+}
+
+static uint32_t
+deliver(struct mbox_user *u, const char *msg)
+{
+	char tmpl[] = "/tmp/tern-msg-XXXXXX";
+	int fd = mkstemp(tmpl);
+	uint32_t uid = 0;
+	char *error = NULL;
+
+	assert_true(fd >= 0);
+	unlink(tmpl);
+	assert_int_equal(write(fd, msg, strlen(msg)), (ssize_t)strlen(msg));
+	if (mbox_deliver(u, "INBOX", NULL, fd, 0, &uid, &error) != MBOX_OK)
+		fail_msg("mbox_deliver: %s", error);
+	close(fd);
+	return uid;
+}
+
+static uint32_t
+append(struct mbox_user *u, const char *name, const char *msg)
+{
+	uint32_t uidvalidity, uid = 0;
+	char *error = NULL;
+
+	if (mbox_append(u, name, msg, strlen(msg), 0, NULL, 0, &uidvalidity,
+	                &uid, &error) != MBOX_OK)
+		fail_msg("mbox_append(%s): %s", name, error);
+	return uid;
+}
+
+/* The candidates for str as one string "below:uid,uid,…" ("0:" when the
+ * index cannot tell). */
+static char *
+cands(struct mbox *box, const char *str)
+{
+	uint32_t *uids = NULL, below = 0;
+	size_t n = 0;
+	char *error = NULL;
+	struct buf out;
+	char *s;
+
+	if (mbox_text_candidates(box, str, &uids, &n, &below, &error) !=
+	    MBOX_OK)
+		fail_msg("mbox_text_candidates(%s): %s", str, error);
+	buf_init(&out, 0);
+	buf_printf(&out, "%u:", below);
+	for (size_t i = 0; i < n; i++)
+		buf_printf(&out, "%s%u", i > 0 ? "," : "", uids[i]);
+	free(uids);
+	s = xstrndup((const char *)out.data, out.len);
+	buf_free(&out);
+	return s;
+}
+
+#define assert_cands(box, str, want)                                           \
+	do {                                                                   \
+		char *got_ = cands(box, str);                                  \
+		assert_string_equal(got_, want);                               \
+		free(got_);                                                    \
+	} while (0)
+
+static size_t
+catch_up_all(struct mbox_user *u)
+{
+	size_t total = 0, n;
+	bool more = true;
+	char *error = NULL;
+
+	for (int i = 0; more; i++) {
+		assert_true(i < 1000);
+		if (mbox_text_catch_up(u, &more, &n, &error) != MBOX_OK)
+			fail_msg("mbox_text_catch_up: %s", error);
+		total += n;
+	}
+	return total;
+}
+
+static const char msg_plain[] = "Subject: Brewing notes\r\n"
+                                "\r\n"
+                                "the zymurgical part is here\r\n";
+static const char msg_qp[] = "Subject: =?utf-8?q?Caf=C3=A9?=\r\n"
+                             "MIME-Version: 1.0\r\n"
+                             "Content-Type: text/plain; charset=utf-8\r\n"
+                             "Content-Transfer-Encoding: quoted-printable\r\n"
+                             "\r\n"
+                             "d=C3=A9j=C3=A0 vu, don=E2=80=99t panic\r\n";
+static const char msg_b64[] = "Subject: numbers\r\n"
+                              "MIME-Version: 1.0\r\n"
+                              "Content-Type: text/plain\r\n"
+                              "Content-Transfer-Encoding: base64\r\n"
+                              "\r\n"
+                              "aW52b2ljZSBudW1iZXIgNDI=\r\n"; /* invoice
+                                                                 number 42 */
+
+/* Delivery indexes at once: whole words, the middle of a word, several
+ * words, decoded text (QP, base64, RFC 2047), header text; strings the
+ * index cannot narrow down. */
+static void
+text_delivered(void **state)
+{
+	struct fixture *f = *state;
+	struct mbox_user *u = open_user(f);
+	struct mbox *box;
+
+	assert_int_equal(deliver(u, msg_plain), 1);
+	assert_int_equal(deliver(u, msg_qp), 2);
+	assert_int_equal(deliver(u, msg_b64), 3);
+	assert_false(mbox_text_lagging(u));
+	box = open_box(u, "INBOX");
+	assert_false(mbox_text_lagging(u));
+	assert_cands(box, "zymurgical", "4:1");
+	assert_cands(box, "MURGIC", "4:1");
+	assert_cands(box, "cal part i", "4:1");
+	assert_cands(box, "the zymurgical part ", "4:1");
+	assert_cands(box, "invoice", "4:3");
+	assert_cands(box, "number 4", "4:3");
+	assert_cands(box, "brewing", "4:1"); /* the header, for TEXT */
+	assert_cands(box, "café", "4:2");
+	assert_cands(box, "déjà vu", "4:2");
+	assert_cands(box, "\xe2\x80\x99t pan", "4:2");
+	assert_cands(box, "e", "4:1,2,3");
+	assert_cands(box, "nowhere", "4:");
+	assert_cands(box, "zymurgical parts", "4:");
+	/* No word, or not UTF-8: every message is read. */
+	assert_cands(box, "", "0:");
+	assert_cands(box, " ,;", "0:");
+	assert_cands(box, "\xff\xfe", "0:");
+	mbox_close(&box);
+	mbox_user_close(&u);
+}
+
+/* What misses the index at first: a COPY, files from another tool, and a
+ * delivery behind them, until mbox_text_catch_up; APPEND to a mailbox that
+ * is caught up is indexed at once. */
+static void
+text_catch_up(void **state)
+{
+	struct fixture *f = *state;
+	struct mbox_user *u = open_user(f);
+	struct mbox *box, *arch;
+	uint32_t one = 1, *src = NULL, *dst = NULL, uidv;
+	size_t n;
+	char *error = NULL, *path;
+	FILE *fp;
+
+	assert_int_equal(append(u, "Archive", msg_plain), 1);
+	assert_false(mbox_text_lagging(u));
+	deliver(u, msg_b64);
+	box = open_box(u, "INBOX");
+	assert_int_equal(mbox_copy(box, &one, 1, "Archive", false, &uidv, &src,
+	                           &dst, &n, &error),
+	                 MBOX_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(dst[0], 2);
+	free(src);
+	free(dst);
+	assert_true(mbox_text_lagging(u));
+	assert_false(mbox_text_lagging(u)); /* said once */
+	arch = open_box(u, "Archive");
+	assert_cands(arch, "zymurgical", "2:1");
+	/* UID 2 is above the index: a candidate for anything. */
+	assert_int_equal(append(u, "Archive", msg_qp), 3);
+	assert_true(mbox_text_lagging(u));
+	assert_cands(arch, "invoice", "2:");
+
+	/* Another tool's file in cur/. */
+	path = xasprintf("%s/.Archive/cur/1700000000.M1P1.other:2,S", f->dir);
+	assert_non_null(fp = fopen(path, "w"));
+	fputs("Subject: other\n\nfrom another tool, a quokka\n", fp);
+	fclose(fp);
+	free(path);
+	if (mbox_sync(arch, &error) != MBOX_OK)
+		fail_msg("mbox_sync: %s", error);
+	assert_int_equal(mbox_get_info(arch)->messages, 4);
+	assert_true(mbox_text_lagging(u));
+
+	assert_int_equal(catch_up_all(u), 3);
+	assert_cands(arch, "invoice", "5:2");
+	assert_cands(arch, "déjà", "5:3");
+	assert_cands(arch, "quokka", "5:4");
+	assert_int_equal(catch_up_all(u), 0);
+	/* Caught up: APPEND indexes at once again. */
+	assert_int_equal(append(u, "Archive", "Subject: x\r\n\r\nwombat\r\n"),
+	                 5);
+	assert_false(mbox_text_lagging(u));
+	assert_cands(arch, "wombat", "6:5");
+	mbox_close(&arch);
+	mbox_close(&box);
+	mbox_user_close(&u);
+}
+
+/* A message the index cannot hold word by word is a candidate for every
+ * string: a word longer than FTS5 keeps, a file that cannot be read. */
+static void
+text_always(void **state)
+{
+	struct fixture *f = *state;
+	struct mbox_user *u = open_user(f);
+	struct mbox *box;
+	struct buf big;
+	uint32_t one = 1, *src = NULL, *dst = NULL, uidv;
+	size_t n;
+	char *error = NULL, *path, **names = NULL;
+	DIR *d;
+	struct dirent *e;
+
+	buf_init(&big, 0);
+	buf_append_str(&big, "Subject: long\r\n\r\nstart ");
+	for (int i = 0; i < 40000; i++)
+		buf_append_byte(&big, (uint8_t)('a' + i % 26));
+	buf_append_str(&big, " end\r\n");
+	buf_append_byte(&big, '\0');
+	assert_int_equal(deliver(u, msg_plain), 1);
+	assert_int_equal(deliver(u, (const char *)big.data), 2);
+	buf_free(&big);
+	box = open_box(u, "INBOX");
+	assert_cands(box, "zymurgical", "3:1,2");
+	assert_cands(box, "nowhere", "3:2");
+
+	/* A copy whose file is gone when the index catches up. */
+	assert_int_equal(mbox_copy(box, &one, 1, "Trash", false, &uidv, &src,
+	                           &dst, &n, &error),
+	                 MBOX_OK);
+	free(src);
+	free(dst);
+	path = xasprintf("%s/.Trash/cur", f->dir);
+	assert_non_null(d = opendir(path));
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		names = xreallocarray(names, 1, sizeof(*names));
+		names[0] = xasprintf("%s/%s", path, e->d_name);
+	}
+	closedir(d);
+	assert_non_null(names);
+	assert_int_equal(unlink(names[0]), 0);
+	free(names[0]);
+	free(names);
+	free(path);
+	assert_int_equal(catch_up_all(u), 1);
+	mbox_close(&box);
+	box = open_box(u, "Trash");
+	assert_cands(box, "nowhere", "2:1");
+	mbox_close(&box);
+	mbox_user_close(&u);
+}
+
+/* ---- the corpus ---- */
+
+static char *
+read_file(const char *path, size_t *len_r)
+{
+	FILE *fp = fopen(path, "rb");
+	struct buf b;
+	char chunk[4096];
+	size_t r;
+
+	if (fp == NULL)
+		return NULL;
+	buf_init(&b, 0);
+	while ((r = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+		buf_append(&b, chunk, r);
+	fclose(fp);
+	*len_r = b.len;
+	buf_append_byte(&b, '\0');
+	return (char *)b.data;
+}
+
+/* A substring of text[0..len) from a random start, of 1 to 40 bytes: NULL
+ * when it is not UTF-8 or has a NUL (no search string has). */
+static char *
+random_piece(const uint8_t *text, size_t len, unsigned *seed)
+{
+	size_t start, n;
+
+	if (len == 0)
+		return NULL;
+	start = (size_t)rand_r(seed) % len;
+	n = 1 + (size_t)rand_r(seed) % 40;
+	if (n > len - start)
+		n = len - start;
+	for (size_t i = 0; i < n;) {
+		size_t l = utf8_seq_len(text + start + i, n - i);
+
+		if (l == 0 || text[start + i] == '\0')
+			return NULL;
+		i += l;
+	}
+	return xstrndup((const char *)text + start, n);
+}
+
+/* Every message of the MIME corpus, delivered; then for random pieces of
+ * its header text and body text (what SEARCH TEXT and BODY test), the
+ * message is a candidate. */
+static void
+text_corpus_superset(void **state)
+{
+	struct fixture *f = *state;
+	const char *srcdir = getenv("TERN_TEST_SRCDIR");
+	struct mbox_user *u = open_user(f);
+	struct mbox *box;
+	char *dir, *path;
+	DIR *d;
+	struct dirent *e;
+	unsigned seed = 1;
+	size_t tried = 0, narrowed = 0, files = 0;
+
+	if (srcdir == NULL)
+		skip();
+	dir = xasprintf("%s/tests/data/mime", srcdir);
+	assert_non_null(d = opendir(dir));
+	box = open_box(u, "INBOX");
+	while ((e = readdir(d)) != NULL) {
+		size_t len = strlen(e->d_name), mlen;
+		struct buf hdr, body, raw;
+		char *msg, *error = NULL;
+		uint32_t uid;
+
+		if (len < 5 || strcmp(e->d_name + len - 4, ".eml") != 0)
+			continue;
+		path = xasprintf("%s/%s", dir, e->d_name);
+		msg = read_file(path, &mlen);
+		free(path);
+		assert_non_null(msg);
+		if (strlen(msg) != mlen) { /* a NUL: not for mbox_deliver */
+			free(msg);
+			continue;
+		}
+		uid = deliver(u, msg);
+		free(msg);
+		files++;
+		/* The text as SEARCH sees it: from the stored message. */
+		if (mbox_sync(box, &error) != MBOX_OK)
+			fail_msg("mbox_sync: %s", error);
+		buf_init(&raw, 0);
+		if (mbox_read(box, uid, &raw, &error) != MBOX_OK)
+			fail_msg("mbox_read: %s", error);
+		buf_init(&hdr, 0);
+		buf_init(&body, 0);
+		(void)mailtext_header((const char *)raw.data, raw.len, NULL,
+		                      &hdr);
+		mailtext_body((const char *)raw.data, raw.len, &body);
+		for (int k = 0; k < 60; k++) {
+			const struct buf *t = k % 2 == 0 ? &hdr : &body;
+			char *piece = random_piece(t->data, t->len, &seed);
+			uint32_t *uids = NULL, below = 0;
+			size_t n = 0;
+			bool found = false;
+
+			if (piece == NULL)
+				continue;
+			if (mbox_text_candidates(box, piece, &uids, &n, &below,
+			                         &error) != MBOX_OK)
+				fail_msg("candidates: %s", error);
+			tried++;
+			if (below > 0) {
+				narrowed++;
+				assert_true(below > uid);
+				for (size_t i = 0; i < n; i++)
+					found |= uids[i] == uid;
+				if (!found)
+					fail_msg("%s: UID %u not a candidate "
+					         "for \"%s\"",
+					         e->d_name, uid, piece);
+			}
+			free(uids);
+			free(piece);
+		}
+		buf_free(&raw);
+		buf_free(&hdr);
+		buf_free(&body);
+	}
+	closedir(d);
+	free(dir);
+	/* Not vacuous: most pieces were answered by the index. */
+	assert_true(files >= 20);
+	assert_true(tried >= 500);
+	assert_true(narrowed * 10 >= tried * 7);
+	mbox_close(&box);
+	mbox_user_close(&u);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(text_delivered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(text_catch_up, setup, teardown),
+	    cmocka_unit_test_setup_teardown(text_always, setup, teardown),
+	    cmocka_unit_test_setup_teardown(text_corpus_superset, setup,
+	                                    teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -428,7 +428,9 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_command *c)
 		hdr_only &= !item_needs_message(it->type) ||
 		            (it->type == IMAP_FETCH_SECTION &&
 		             imap_hdr_cache_covers(&it->section));
-		size |= it->type == IMAP_FETCH_RFC822_SIZE;
+		/* Both unknown until read for mail other tools left. */
+		size |= it->type == IMAP_FETCH_RFC822_SIZE ||
+		        it->type == IMAP_FETCH_INTERNALDATE;
 		seen |= item_sets_seen(it);
 	}
 	f->hdr_only = f->has_content && hdr_only;

@@ -395,8 +395,10 @@ static void
 keys_resolve(const struct imap_view *v, struct imap_search_key *k,
              bool *modseq_r, bool *size_r)
 {
-	if (k->type == IMAP_SK_LARGER || k->type == IMAP_SK_SMALLER)
-		*size_r = true;
+	if (k->type == IMAP_SK_LARGER || k->type == IMAP_SK_SMALLER ||
+	    k->type == IMAP_SK_BEFORE || k->type == IMAP_SK_ON ||
+	    k->type == IMAP_SK_SINCE)
+		*size_r = true; /* and the date: imap_view_sizes */
 	if (k->type == IMAP_SK_SEQSET)
 		imap_seqset_resolve(&k->set, (uint32_t)v->n);
 	else if (k->type == IMAP_SK_UID)

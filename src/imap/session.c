@@ -608,6 +608,7 @@ imap_view_sizes(struct imap_session *s, const uint32_t *idx, size_t n,
 	uint32_t *uids = NULL;
 	size_t *at = NULL;
 	uint64_t *sizes;
+	int64_t *dates;
 	int rc;
 
 	for (size_t i = 0; i < count; i++) {
@@ -625,14 +626,17 @@ imap_view_sizes(struct imap_session *s, const uint32_t *idx, size_t n,
 	if (nu == 0)
 		return 0;
 	sizes = xreallocarray(NULL, nu, sizeof(*sizes));
-	rc = mbox_sizes(v->box, uids, nu, sizes, error_r);
+	dates = xreallocarray(NULL, nu, sizeof(*dates));
+	rc = mbox_sizes(v->box, uids, nu, sizes, dates, error_r);
 	if (rc == 0) {
 		for (size_t i = 0; i < nu; i++) {
 			v->msgs[at[i]].size = sizes[i];
+			v->msgs[at[i]].internaldate = dates[i];
 			v->msgs[at[i]].flags &= ~IMAP_MSG_SIZE_UNKNOWN;
 		}
 	}
 	free(sizes);
+	free(dates);
 	free(uids);
 	free(at);
 	return rc == 0 ? 0 : -1;

@@ -51,7 +51,8 @@ struct imap_cmd_def {
 #define IMAP_MSG_SYSFLAGS 0x1fu
 #define IMAP_MSG_EXPUNGED (1u << 30) /* gone from the store, not reported */
 #define IMAP_MSG_DIRTY (1u << 29)    /* flags changed, FETCH not yet sent */
-#define IMAP_MSG_SIZE_UNKNOWN (1u << 28) /* size: the file's (mbox_sizes) */
+#define IMAP_MSG_SIZE_UNKNOWN (1u << 28) /* size, date: guesses (mbox_sizes)   \
+	                                  */
 
 /* One message as this session sees it (index + 1 = sequence number). */
 struct imap_msg {
@@ -208,9 +209,9 @@ void imap_view_sync(struct imap_session *s);
 void imap_view_sleep(struct imap_session *s);
 /* 0, or -1 when the store could not be read (the session must end). */
 int imap_view_wake(struct imap_session *s);
-/* Exact sizes for the messages at idx[0..n) (idx NULL: all of them)
- * whose files the store has not read yet; -1 (error_r set, malloc'd)
- * when it could not. */
+/* Exact sizes and INTERNALDATEs for the messages at idx[0..n) (idx NULL:
+ * all of them) whose files the store has not read yet; -1 (error_r set,
+ * malloc'd) when it could not. */
 int imap_view_sizes(struct imap_session *s, const uint32_t *idx, size_t n,
                     char **error_r);
 /* Mark uids[0..n) expunged (our own EXPUNGE or MOVE). */

@@ -135,7 +135,8 @@ struct mbox_msg {
 	char *keywords;     /* space-separated, or NULL */
 	int64_t internaldate; /* seconds since the epoch */
 	uint64_t size;      /* RFC822.SIZE: CRLF form */
-	bool size_known;    /* false: size is the file's, see mbox_sizes */
+	bool size_known;    /* false: size and internaldate are guesses, see
+	                       mbox_sizes */
 };
 
 void mbox_msg_clear(struct mbox_msg *m);
@@ -176,11 +177,12 @@ int mbox_changes(struct mbox *box, uint64_t since_modseq,
                  char **error_r);
 
 /* Messages whose files another tool left get their UIDs without being
- * read (a first SELECT of 100,000 of them stays fast); their exact
- * RFC822.SIZE is read from the file when first needed: sizes_r[i] for
- * uids[i] (0 when it is gone), and recorded in the index. */
+ * read or even stat(2)ed (a first SELECT of 100,000 of them stays fast);
+ * their exact RFC822.SIZE and INTERNALDATE (the file's mtime) are read
+ * when first needed: sizes_r[i] and dates_r[i] (may be NULL) for uids[i]
+ * (0 when it is gone), and recorded in the index. */
 int mbox_sizes(struct mbox *box, const uint32_t *uids, size_t n,
-               uint64_t *sizes_r, char **error_r);
+               uint64_t *sizes_r, int64_t *dates_r, char **error_r);
 /* Every size of mailbox name that mbox_sizes has not read yet (STATUS
  * SIZE must not be less than the sum of the RFC822.SIZEs). */
 int mbox_sizes_settle(struct mbox_user *u, const char *name, char **error_r);

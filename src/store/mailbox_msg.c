@@ -555,15 +555,17 @@ mi_msg_open(struct mbox *box, uint32_t uid, struct mi_msgrow *r, int *fd_r,
 
 int
 mbox_sizes(struct mbox *box, const uint32_t *uids, size_t n, uint64_t *sizes_r,
-           char **error_r)
+           int64_t *dates_r, char **error_r)
 {
 	struct mbox_user *u = box->u;
 	bool *read = n > 0 ? xcalloc(n, sizeof(*read)) : NULL;
+	int64_t *dates = n > 0 ? xcalloc(n, sizeof(*dates)) : NULL;
 	size_t nread = 0;
 	int rc = MBOX_OK;
 
 	for (size_t i = 0; i < n && rc == MBOX_OK; i++) {
 		struct mi_msgrow r;
+		struct stat sb;
 		char *err = NULL;
 		int fd;
 
@@ -581,6 +583,10 @@ mbox_sizes(struct mbox *box, const uint32_t *uids, size_t n, uint64_t *sizes_r,
 				free(err);
 			break;
 		}
+		/* INTERNALDATE is the mtime (tern sets it on every file it
+		 * writes; a link for COPY shares it). */
+		if (fstat(fd, &sb) == 0)
+			dates[i] = (int64_t)sb.st_mtim.tv_sec;
 		if (r.size_known) {
 			sizes_r[i] = r.size;
 		} else if (mi_file_crlf_size(fd, &sizes_r[i]) < 0) {
@@ -608,6 +614,7 @@ mbox_sizes(struct mbox *box, const uint32_t *uids, size_t n, uint64_t *sizes_r,
 			sqlite3_bind_int64(st, 1, box->id);
 			sqlite3_bind_int64(st, 2, uids[i]);
 			sqlite3_bind_int64(st, 3, (sqlite3_int64)sizes_r[i]);
+			sqlite3_bind_int64(st, 4, dates[i]);
 			rc = mi_step_done(u, st, error_r);
 		}
 		/* The sizes carry no new MODSEQ for a snapshot to see. */
@@ -620,6 +627,9 @@ mbox_sizes(struct mbox *box, const uint32_t *uids, size_t n, uint64_t *sizes_r,
 		if (rc == MBOX_OK)
 			rc = mi_box_refresh(box, error_r);
 	}
+	if (dates_r != NULL && n > 0)
+		memcpy(dates_r, dates, n * sizeof(*dates));
+	free(dates);
 	free(read);
 	return rc;
 }
@@ -653,7 +663,7 @@ mbox_sizes_settle(struct mbox_user *u, const char *name, char **error_r)
 		rc = mi_dberr(u, error_r, "messages");
 	} else if (n > 0) {
 		sizes = xreallocarray(NULL, n, sizeof(*sizes));
-		rc = mbox_sizes(box, uids, n, sizes, error_r);
+		rc = mbox_sizes(box, uids, n, sizes, NULL, error_r);
 		free(sizes);
 	}
 	free(uids);

@@ -1211,8 +1211,25 @@ test_store_error_kept(void **state)
 	imap_session_free(&s);
 }
 
-/* Files another tool left are indexed without being read; RFC822.SIZE,
- * LARGER/SMALLER and STATUS SIZE still see the exact CRLF size. */
+/* index.db and its companions gone: the next store open
+ * indexes the Maildir afresh. */
+static void
+remove_index(const char *dir)
+{
+	static const char *const names[] = {"index.db", "index.db-wal",
+	                                    "index.db-shm"};
+	char path[300];
+
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		(void)unlink(path);
+	}
+}
+
+/* Files another tool left are indexed without being read or stat(2)ed;
+ * RFC822.SIZE, LARGER/SMALLER and STATUS SIZE still see the exact CRLF
+ * size, INTERNALDATE and BEFORE/ON/SINCE the file's mtime (not the time
+ * in its name). */
 static void
 test_sizes_read_later(void **state)
 {
@@ -1232,12 +1249,17 @@ test_sizes_read_later(void **state)
 		assert_true(fd >= 0);
 		assert_int_equal(write(fd, lf, strlen(lf)),
 		                 (ssize_t)strlen(lf));
+		/* 15-Apr-2022 05:20:00 +0000; the name says Nov 2023 */
+		assert_int_equal(
+		    futimens(fd, (struct timespec[2]){{.tv_sec = 1650000000},
+		                                      {.tv_sec = 1650000000}}),
+		    0);
 		close(fd);
 	}
 	o = run(s, "z1 SELECT INBOX\r\n");
 	HAS(o, "* 2 EXISTS\r\n");
 	free(o);
-	assert_int_equal(s->view.msgs[0].size, strlen(lf));
+	assert_int_equal(s->view.msgs[0].size, 0);
 	assert_true((s->view.msgs[0].flags & IMAP_MSG_SIZE_UNKNOWN) != 0);
 
 	o = run(s, "z2 FETCH 2 (RFC822.SIZE)\r\n");
@@ -1263,6 +1285,18 @@ test_sizes_read_later(void **state)
 	free(o);
 	assert_true((s->view.msgs[0].flags & IMAP_MSG_SIZE_UNKNOWN) == 0);
 	imap_session_free(&b);
+	imap_session_free(&s);
+
+	/* A fresh index: dates first. */
+	remove_index(e->dir);
+	s = sess_new(e);
+	o = run(s, "x1 SELECT INBOX\r\nx2 SEARCH BEFORE 1-Jan-2023\r\n");
+	HAS(o, "* SEARCH 1 2\r\nx2 OK");
+	free(o);
+	o = run(s, "x3 SEARCH SINCE 1-Jan-2023\r\nx4 FETCH 1 INTERNALDATE\r\n");
+	HAS(o, "* SEARCH\r\nx3 OK");
+	HAS(o, "* 1 FETCH (INTERNALDATE \"15-Apr-2022 05:20:00 +0000\")");
+	free(o);
 	imap_session_free(&s);
 }
 

@@ -1320,9 +1320,16 @@ other_tools(void **state)
 	age_dirs(f->dir);
 	since = mbox_get_info(box)->highestmodseq;
 
-	/* Dropped into new/ (LF, no sizes in the name). */
+	/* Dropped into new/ (LF, no sizes in the name), written at another
+	 * time than the name says. */
 	p = xasprintf("%s/new/1600000000.M1P1.otherhost", f->dir);
 	write_file(p, "From: tool\n\nbody\n");
+	{
+		struct timespec ts[2] = {{.tv_sec = 1650000000},
+		                         {.tv_sec = 1650000000}};
+
+		assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+	}
 	free(p);
 	/* mbox_peek notices (IDLE polling). */
 	assert_int_equal(mbox_peek(u, "INBOX", &modseq, &uidnext, &error),
@@ -1340,29 +1347,37 @@ other_tools(void **state)
 	name = cur_file(f->dir, "otherhost");
 	assert_string_equal(name, "1600000000.M1P1.otherhost:2,");
 	free(name);
-	/* The scan read no file: the size is the file's until asked for. */
+	/* The scan read no file, nor its inode: size and date are guesses
+	 * (no S= in the name: 0; the time the name starts with) until
+	 * asked for. */
 	assert_int_equal(mbox_messages(box, &list, &n, &error), MBOX_OK);
 	assert_true(list[0].size_known);
 	assert_false(list[1].size_known);
-	assert_int_equal(list[1].size, strlen("From: tool\n\nbody\n"));
+	assert_int_equal(list[1].size, 0);
+	assert_int_equal(list[1].internaldate, 1600000000);
 	mbox_msg_free_list(&list, n);
 	{
 		uint32_t uids[] = {2, 1, 99};
 		uint64_t sizes[3];
+		int64_t dates[3];
 		uint64_t before = mbox_get_info(box)->size;
 
-		assert_int_equal(mbox_sizes(box, uids, 3, sizes, &error),
+		assert_int_equal(mbox_sizes(box, uids, 3, sizes, dates, &error),
 		                 MBOX_OK);
 		assert_int_equal(sizes[0],
 		                 strlen("From: tool\r\n\r\nbody\r\n"));
+		assert_int_equal(dates[0], 1650000000);
 		assert_int_equal(sizes[1], strlen("ours\r\n"));
+		assert_true(dates[1] > 1650000000);
 		assert_int_equal(sizes[2], 0); /* no such message */
 		/* Recorded, and the mailbox's SIZE follows. */
-		assert_int_equal(mbox_get_info(box)->size, before + 3);
+		assert_int_equal(mbox_get_info(box)->size,
+		                 before + strlen("From: tool\r\n\r\nbody\r\n"));
 	}
 	assert_int_equal(mbox_messages(box, &list, &n, &error), MBOX_OK);
 	assert_true(list[1].size_known);
 	assert_int_equal(list[1].size, strlen("From: tool\r\n\r\nbody\r\n"));
+	assert_int_equal(list[1].internaldate, 1650000000);
 	mbox_msg_free_list(&list, n);
 
 	/* Flags changed by renaming in cur/. */
@@ -2419,7 +2434,7 @@ snapshot_list(void **state)
 		mbox_msg_free_list(&all, n);
 		assert_true(uid > 0);
 
-		assert_int_equal(mbox_sizes(box, &uid, 1, &size, &error),
+		assert_int_equal(mbox_sizes(box, &uid, 1, &size, NULL, &error),
 		                 MBOX_OK);
 		assert_int_equal(size, strlen("From: tool\r\n\r\nbody\r\n"));
 	}

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/buf.h"
 #include "core/xmalloc.h"
 #include "store/mailbox_int.h"
 
@@ -191,14 +192,6 @@ static const char *const mi_sql[MI_ST_COUNT] = {
                       " WHERE instr(term, ?1) > 0",
     [MI_TEXT_MATCH] = "SELECT rowid FROM msgtext WHERE msgtext MATCH ?1"
                       " AND rowid >= ?2 AND rowid <= ?3",
-    [MI_BULK_ADD] = "INSERT INTO temp.bulk_add (uid, flags, internaldate,"
-                    " size, filename, size_known)"
-                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [MI_BULK_MOVE] = "INSERT INTO messages (mailbox_id, uid, modseq, flags,"
-                     " keywords, internaldate, size, filename, size_known)"
-                     " SELECT ?1, uid, ?2, flags, NULL, internaldate, size,"
-                     " filename, size_known FROM temp.bulk_add ORDER BY uid",
-    [MI_BULK_CLEAR] = "DELETE FROM temp.bulk_add",
     [MI_MSG_WINDOW] = "SELECT uid, size, size_known, filename FROM messages"
                       " WHERE mailbox_id = ?1 AND uid >= ?2 ORDER BY uid"
                       " LIMIT ?3",
@@ -831,51 +824,70 @@ mi_msg_insert(struct mbox_user *u, int64_t id, uint32_t uid, uint64_t modseq,
 	return mi_step_done(u, st, error_r);
 }
 
-int
-mi_bulk_add(struct mbox_user *u, uint32_t uid, uint32_t flags,
-            int64_t internaldate, uint64_t size, bool size_known,
-            const char *filename, char **error_r)
+/* "INSERT INTO messages … VALUES (…), …" for MI_INSERT_ROWS rows:
+ * ?1 the mailbox, ?2 the MODSEQ, then six per row. */
+static char *
+mi_insert_rows_sql(void)
 {
-	sqlite3_stmt *st;
+	struct buf b;
 
-	/* Per connection; gone when it closes (mbox_user_trim). */
-	if (u->st[MI_BULK_ADD] == NULL &&
-	    sqlite3_exec(u->db,
-	                 "CREATE TEMP TABLE IF NOT EXISTS bulk_add ("
-	                 " uid INTEGER PRIMARY KEY, flags INTEGER NOT NULL,"
-	                 " internaldate INTEGER NOT NULL,"
-	                 " size INTEGER NOT NULL, filename TEXT NOT NULL,"
-	                 " size_known INTEGER NOT NULL)",
-	                 NULL, NULL, NULL) != SQLITE_OK)
-		return mi_dberr(u, error_r, "bulk_add");
-	if ((st = mi_st(u, MI_BULK_ADD, error_r)) == NULL)
-		return MBOX_ERR_TEMP;
-	sqlite3_bind_int64(st, 1, uid);
-	sqlite3_bind_int64(st, 2, flags);
-	sqlite3_bind_int64(st, 3, internaldate);
-	sqlite3_bind_int64(st, 4, (sqlite3_int64)size);
-	sqlite3_bind_text(st, 5, filename, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 6, size_known);
-	return mi_step_done(u, st, error_r);
+	buf_init(&b, 0);
+	buf_append_str(&b, "INSERT INTO messages (mailbox_id, uid, modseq,"
+	                   " flags, keywords, internaldate, size, filename,"
+	                   " size_known) VALUES ");
+	for (int i = 0; i < MI_INSERT_ROWS; i++) {
+		int p = 3 + 6 * i;
+
+		buf_printf(&b, "%s(?1, ?%d, ?2, ?%d, NULL, ?%d, ?%d, ?%d, ?%d)",
+		           i > 0 ? ", " : "", p, p + 1, p + 2, p + 3, p + 4,
+		           p + 5);
+	}
+	buf_append_byte(&b, '\0');
+	return (char *)b.data;
 }
 
 int
-mi_bulk_flush(struct mbox_user *u, int64_t id, uint64_t modseq, char **error_r)
+mi_msg_insert_many(struct mbox_user *u, int64_t id, uint64_t modseq,
+                   const struct mi_new_row *rows, size_t n, char **error_r)
 {
-	sqlite3_stmt *st = mi_st(u, MI_BULK_MOVE, error_r);
-	int rc;
+	size_t i = 0;
+	int rc = MBOX_OK;
 
-	if (st == NULL)
-		return MBOX_ERR_TEMP;
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)modseq);
-	rc = mi_step_done(u, st, error_r);
-	if ((st = mi_st(u, MI_BULK_CLEAR, rc == MBOX_OK ? error_r : NULL)) ==
-	    NULL)
-		return MBOX_ERR_TEMP;
-	if (rc == MBOX_OK)
-		return mi_step_done(u, st, error_r);
-	(void)mi_step_done(u, st, NULL);
+	for (; n - i >= MI_INSERT_ROWS && rc == MBOX_OK; i += MI_INSERT_ROWS) {
+		sqlite3_stmt *st = u->st[MI_MSG_INSERT_ROWS];
+
+		if (st == NULL) {
+			char *sql = mi_insert_rows_sql();
+			int r = sqlite3_prepare_v3(
+			    u->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+			    &u->st[MI_MSG_INSERT_ROWS], NULL);
+
+			free(sql);
+			if (r != SQLITE_OK)
+				return mi_dberr(u, error_r, "insert rows");
+			st = u->st[MI_MSG_INSERT_ROWS];
+		}
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)modseq);
+		for (int k = 0; k < MI_INSERT_ROWS; k++) {
+			const struct mi_new_row *r = &rows[i + (size_t)k];
+			int p = 3 + 6 * k;
+
+			sqlite3_bind_int64(st, p, r->uid);
+			sqlite3_bind_int64(st, p + 1, r->flags);
+			sqlite3_bind_int64(st, p + 2, r->internaldate);
+			sqlite3_bind_int64(st, p + 3, (sqlite3_int64)r->size);
+			sqlite3_bind_text(st, p + 4, r->filename, -1,
+			                  SQLITE_STATIC);
+			sqlite3_bind_int(st, p + 5, r->size_known);
+		}
+		rc = mi_step_done(u, st, error_r);
+	}
+	for (; i < n && rc == MBOX_OK; i++)
+		rc = mi_msg_insert(u, id, rows[i].uid, modseq, rows[i].flags,
+		                   NULL, rows[i].internaldate, rows[i].size,
+		                   rows[i].size_known, rows[i].filename,
+		                   error_r);
 	return rc;
 }
 

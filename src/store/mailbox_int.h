@@ -88,9 +88,7 @@ enum mi_st {
 	MI_TEXT_LAGGING,
 	MI_TEXT_TERMS,
 	MI_TEXT_MATCH,
-	MI_BULK_ADD,
-	MI_BULK_MOVE,
-	MI_BULK_CLEAR,
+	MI_MSG_INSERT_ROWS, /* made by mi_msg_insert_many, not in mi_sql */
 	MI_ST_COUNT
 };
 
@@ -269,16 +267,23 @@ int mi_msg_insert(struct mbox_user *u, int64_t id, uint32_t uid,
                   const char *filename, char **error_r);
 int mi_msg_expunge(struct mbox_user *u, int64_t id, uint32_t uid,
                    uint64_t modseq, char **error_r);
-/* Inside a transaction: rows for many new messages (a scan), as
- * mi_msg_insert without keywords, kept aside by mi_bulk_add and inserted
- * by mi_bulk_flush with one statement, which journals each page once
- * instead of once per row (the counter triggers make every INSERT a
- * statement transaction of its own: half of a first scan's time). */
-int mi_bulk_add(struct mbox_user *u, uint32_t uid, uint32_t flags,
-                int64_t internaldate, uint64_t size, bool size_known,
-                const char *filename, char **error_r);
-int mi_bulk_flush(struct mbox_user *u, int64_t id, uint64_t modseq,
-                  char **error_r);
+/* One row of mi_msg_insert_many. */
+struct mi_new_row {
+	uint32_t uid;
+	uint32_t flags;
+	int64_t internaldate;
+	uint64_t size;
+	bool size_known;
+	const char *filename;
+};
+/* Inside a transaction: mi_msg_insert (without keywords) for n rows of
+ * mailbox id that share one MODSEQ, MI_INSERT_ROWS per statement: each
+ * statement journals a page once, not once per row (the counter triggers
+ * make every INSERT a statement transaction of its own; that was half of
+ * a first scan's time). */
+#define MI_INSERT_ROWS 64
+int mi_msg_insert_many(struct mbox_user *u, int64_t id, uint64_t modseq,
+                       const struct mi_new_row *rows, size_t n, char **error_r);
 
 /* ---- on-disk names (mailbox_maildir.c) ---- */
 

@@ -47,6 +47,7 @@ struct mi_scan {
 	uint64_t modseq; /* the one for this scan's changes */
 	bool changed;
 	size_t added, expunged, flagged;
+	struct mi_new_row *rows; /* added: inserted together at the end */
 };
 
 static bool
@@ -345,12 +346,17 @@ mi_scan_add(struct mi_scan *s, struct mi_disk *f, char **error_r)
 	if (s->b->uidnext == UINT32_MAX)
 		return mi_err(error_r, MBOX_ERR_LIMIT, "%s: out of UIDs",
 		              s->b->name);
-	s->added++;
 	s->u->text_lag = true; /* indexed by mbox_text_catch_up */
 	(void)mi_scan_modseq(s);
-	return mi_bulk_add(s->u, s->b->uidnext++, mi_flags_from_name(f->name),
-	                   (int64_t)sb.st_mtim.tv_sec, crlf, known, f->name,
-	                   error_r);
+	s->rows[s->added++] = (struct mi_new_row){
+	    .uid = s->b->uidnext++,
+	    .flags = mi_flags_from_name(f->name),
+	    .internaldate = (int64_t)sb.st_mtim.tv_sec,
+	    .size = crlf,
+	    .size_known = known,
+	    .filename = f->name, /* lives until the scan ends */
+	};
+	return MBOX_OK;
 }
 
 /* The scan proper, under the lock. */
@@ -436,10 +442,13 @@ mi_scan(struct mi_scan *s, bool force, char **error_r)
 	/* New files in name order: Maildir names start with the time. */
 	if (nnew > 0)
 		qsort(news, nnew, sizeof(*news), mi_name_cmp);
+	if (nnew > 0)
+		s->rows = xreallocarray(NULL, nnew, sizeof(*s->rows));
 	for (size_t x = 0; x < nnew && rc == MBOX_OK; x++)
 		rc = mi_scan_add(s, news[x], error_r);
 	if (rc == MBOX_OK && s->added > 0)
-		rc = mi_bulk_flush(u, s->b->id, s->modseq, error_r);
+		rc = mi_msg_insert_many(u, s->b->id, s->modseq, s->rows,
+		                        s->added, error_r);
 	if (rc != MBOX_OK)
 		goto out;
 	if (s->changed &&
@@ -464,6 +473,7 @@ mi_scan(struct mi_scan *s, bool force, char **error_r)
 		          "flags=%zu",
 		          s->b->dir, s->added, s->expunged, s->flagged);
 out:
+	xfree(&s->rows);
 	free(news);
 	mi_disk_free(disk, nd);
 	for (size_t x = 0; x < nr; x++)

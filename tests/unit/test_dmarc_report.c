@@ -383,6 +383,7 @@ repeat(const char *head, const char *unit, size_t n, const char *tail,
 	for (size_t i = 0; i < n; i++)
 		assert_int_equal(buf_append_str(&b, unit), 0);
 	assert_int_equal(buf_append_str(&b, tail), 0);
+	assert_non_null(buf_cstr(&b)); /* the callers use it as a string */
 	*len_r = b.len;
 	return (char *)b.data;
 }

@@ -32,8 +32,7 @@ buf_reset(struct buf *b)
 	b->len = 0;
 }
 
-/* Make room for len more bytes plus a terminator. */
-static int
+int
 buf_reserve(struct buf *b, size_t len)
 {
 	size_t need, cap;

@@ -20,6 +20,9 @@ void buf_free(struct buf *b);
 void buf_reset(struct buf *b);
 /* 0, or -1 when the result would exceed b->max (b unchanged). */
 int buf_append(struct buf *b, const void *data, size_t len);
+/* Room for len more bytes (and a terminator) at data + len, for a caller
+ * that writes there itself and then moves len; 0 or -1 as above. */
+int buf_reserve(struct buf *b, size_t len);
 int buf_append_str(struct buf *b, const char *s);
 int buf_append_byte(struct buf *b, uint8_t c);
 int buf_printf(struct buf *b, const char *fmt, ...)

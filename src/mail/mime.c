@@ -1070,6 +1070,10 @@ mime_utf8_sanitize(const void *in, size_t len, struct buf *out)
 	size_t i = 0, start = 0, n;
 
 	while (i < len) {
+		if (s[i] < 0x80) { /* most text: no call per byte */
+			i++;
+			continue;
+		}
 		if ((n = utf8_seq_len(s + i, len - i)) > 0) {
 			i += n;
 			continue;

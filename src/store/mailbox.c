@@ -253,6 +253,9 @@ mbox_user_open(const char *dir, uint64_t quota_bytes, struct mbox_user **user_r,
 	*user_r = NULL;
 	u->dir = xstrdup(dir);
 	u->dirfd = u->tmpfd = -1;
+	buf_init(&u->text_msg, MI_TEXT_MESSAGE_MAX + 1);
+	buf_init(&u->text_out, 0);
+	buf_init(&u->text_words, 0);
 	u->quota = quota_bytes;
 	if ((rc = mi_mkdirs(dir, error_r)) != MBOX_OK)
 		goto fail;
@@ -299,6 +302,9 @@ mbox_user_close(struct mbox_user **user)
 		return;
 	mi_window_drop(u);
 	mi_cache_flush(u);
+	buf_free(&u->text_msg);
+	buf_free(&u->text_out);
+	buf_free(&u->text_words);
 	if (u->db != NULL)
 		mi_db_close(u);
 	if (u->tmpfd >= 0)
@@ -315,6 +321,9 @@ mbox_user_trim(struct mbox_user *u, enum mbox_trim what)
 {
 	mi_window_drop(u);
 	mi_cache_flush(u);
+	buf_free(&u->text_msg);
+	buf_free(&u->text_out);
+	buf_free(&u->text_words);
 	if (u->db == NULL)
 		return;
 	if (what == MBOX_TRIM_CLOSE) {

@@ -27,6 +27,8 @@
 #define MI_INBOX_DIR "."
 #define MI_DELETED_PREFIX "deleted."
 #define MI_FLAGS_MASK 0x1fu
+/* Bigger messages are not indexed word by word (mailbox_text.c). */
+#define MI_TEXT_MESSAGE_MAX (32u * 1024 * 1024)
 
 enum mi_st {
 	MI_BEGIN,
@@ -155,6 +157,11 @@ struct mbox_user {
 	struct mi_cache_write *cw;
 	size_t ncw;
 	bool text_lag; /* mbox_text_lagging */
+	/* Kept between the messages one call indexes (mbox_user_trim frees
+	 * them): a new 64 KB buffer per message cost more in page faults
+	 * than the indexing itself. text_msg holds at most
+	 * MI_TEXT_MESSAGE_MAX + 1 bytes. */
+	struct buf text_msg, text_out, text_words;
 };
 
 /* One row of mailboxes. */

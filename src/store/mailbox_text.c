@@ -35,7 +35,7 @@
  * too big, a word longer than FTS5 keeps): it is always a candidate. */
 #define MT_ALWAYS "tern0always0candidate"
 /* Bigger messages are rows of MT_ALWAYS: search reads them anyway. */
-#define MT_MESSAGE_MAX (32u * 1024 * 1024)
+#define MT_MESSAGE_MAX MI_TEXT_MESSAGE_MAX
 /* FTS5 keeps the first 32768 bytes of a word; a run of word bytes this
  * long makes the message MT_ALWAYS (folding may lengthen a word). */
 #define MT_RUN_MAX 8192
@@ -75,78 +75,197 @@ mi_text_set_next(struct mbox_user *u, int64_t id, uint32_t uid, char **error_r)
 	return mi_step_done(u, st, error_r);
 }
 
-/* Whether text has a run of word bytes (not ASCII punctuation, space or
- * control) of MT_RUN_MAX or more. */
 static bool
-mt_run_too_long(const struct buf *text)
+mt_word_byte(uint8_t c)
 {
-	size_t run = 0;
-
-	for (size_t i = 0; i < text->len; i++) {
-		uint8_t c = text->data[i];
-		bool word = c >= 0x80 || (c >= '0' && c <= '9') ||
-		            (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-
-		run = word ? run + 1 : 0;
-		if (run >= MT_RUN_MAX)
-			return true;
-	}
-	return false;
+	return c >= 0x80 || (c >= '0' && c <= '9') ||
+	       ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
 }
 
-/* Inside a transaction: the row of message (id, uid), from its CRLF text
+/* One word of mt_words_once's output: where it is in it. */
+struct mt_seen {
+	uint32_t off, len;
+};
+
+/* memcmp, without the cost of a call for words of a few bytes (it was a
+ * quarter of the time). */
+static bool
+mt_same(const uint8_t *a, const uint8_t *b, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (a[i] != b[i])
+			return false;
+	return true;
+}
+
+static uint32_t
+mt_hash(const uint8_t *p, size_t len)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h;
+}
+
+/* The words of text (runs of bytes that are not ASCII punctuation, space
+ * or control), ASCII lowercased, each once, space-separated, into out.
+ * The index keeps no positions, only which words a message has, and the
+ * tokenizer splits out's words exactly as it would the text (it folds
+ * case too, and a word here can only split further, never merge): the
+ * same rows for a fraction of the tokens (64 KB of a repetitive message
+ * were 14,000 of them). false: a word of MT_RUN_MAX bytes or more. */
+static bool
+mt_words_once(const uint8_t *t, size_t n, struct buf *out)
+{
+	size_t cap = 1024, nseen = 0, i = 0;
+	uint32_t *slots = xcalloc(cap, sizeof(*slots)); /* entry + 1 */
+	struct mt_seen *seen = xreallocarray(NULL, cap / 2 + 1, sizeof(*seen));
+	uint8_t *w;
+	bool ok = true;
+
+	/* Each word and its space: at most 2 bytes per byte of text. */
+	buf_reset(out);
+	if (buf_reserve(out, 2 * n) < 0) {
+		free(slots);
+		free(seen);
+		return false;
+	}
+	w = out->data;
+	while (i < n) {
+		size_t o = out->len, len, k;
+		uint8_t *word = w + o;
+
+		while (i < n && !mt_word_byte(t[i]))
+			i++;
+		for (len = 0; i < n && mt_word_byte(t[i]); i++)
+			word[len++] = t[i] >= 'A' && t[i] <= 'Z'
+			                  ? (uint8_t)(t[i] | 0x20)
+			                  : t[i];
+		if (len == 0)
+			break;
+		if (len >= MT_RUN_MAX) {
+			ok = false;
+			break;
+		}
+		for (k = mt_hash(word, len) & (cap - 1); slots[k] != 0;
+		     k = (k + 1) & (cap - 1)) {
+			const struct mt_seen *e = &seen[slots[k] - 1];
+
+			if (e->len == len && mt_same(w + e->off, word, len))
+				break;
+		}
+		if (slots[k] != 0)
+			continue; /* had it */
+		seen[nseen++] =
+		    (struct mt_seen){.off = (uint32_t)o, .len = (uint32_t)len};
+		slots[k] = (uint32_t)nseen;
+		word[len] = ' ';
+		out->len += len + 1;
+		if (nseen * 2 > cap) {
+			/* Grow and place every word again. */
+			free(slots);
+			cap *= 2;
+			slots = xcalloc(cap, sizeof(*slots));
+			seen = xreallocarray(seen, cap / 2 + 1, sizeof(*seen));
+			for (size_t x = 0; x < nseen; x++) {
+				for (k = mt_hash(w + seen[x].off, seen[x].len) &
+				         (cap - 1);
+				     slots[k] != 0; k = (k + 1) & (cap - 1))
+					;
+				slots[k] = (uint32_t)x + 1;
+			}
+		}
+	}
+	free(slots);
+	free(seen);
+	return ok;
+}
+
+/* Inside a transaction: the row of message (id, uid), from its CRLF form
  * msg (NULL: it could not be read). */
 static int
 mt_put(struct mbox_user *u, int64_t id, uint32_t uid, const char *msg,
        size_t len, char **error_r)
 {
 	sqlite3_stmt *st = mi_st(u, MI_TEXT_INSERT, error_r);
-	struct buf text;
-	int rc;
+	struct buf *text = &u->text_out, *words = &u->text_words;
+	bool always = msg == NULL || len > MT_MESSAGE_MAX;
 
 	if (st == NULL)
 		return MBOX_ERR_TEMP;
-	buf_init(&text, 0);
-	if (msg != NULL && len <= MT_MESSAGE_MAX) {
-		mailtext_all(msg, len, &text);
-		/* A NUL would end the text for the tokenizer; a search
-		 * string has none, so a space stands for it. */
-		for (size_t i = 0; i < text.len; i++)
-			if (text.data[i] == '\0')
-				text.data[i] = ' ';
+	buf_reset(text);
+	if (!always) {
+		mailtext_all(msg, len, text);
+		always = !mt_words_once(text->data, text->len, words);
 	}
-	if (msg == NULL || len > MT_MESSAGE_MAX || mt_run_too_long(&text)) {
-		buf_reset(&text);
-		buf_append_str(&text, MT_ALWAYS);
+	if (always) {
+		buf_reset(words);
+		buf_append_str(words, MT_ALWAYS);
 	}
 	sqlite3_bind_int64(st, 1, MT_ROWID(id, uid));
-	sqlite3_bind_text(st, 2, text.len > 0 ? (const char *)text.data : "",
-	                  (int)text.len, SQLITE_STATIC);
-	rc = mi_step_done(u, st, error_r);
-	buf_free(&text);
-	return rc;
+	sqlite3_bind_text(st, 2,
+	                  words->len > 0 ? (const char *)words->data : "",
+	                  (int)words->len, SQLITE_STATIC);
+	return mi_step_done(u, st, error_r);
+}
+
+/* The file in CRLF form (as mbox_read gives it) into out; -1 when it
+ * cannot be read or is bigger than MT_MESSAGE_MAX. */
+static int
+mt_read_crlf(int fd, struct buf *out)
+{
+	uint8_t chunk[16384];
+	uint8_t prev = 0;
+	off_t off = 0;
+
+	buf_reset(out);
+	for (;;) {
+		ssize_t r = pread(fd, chunk, sizeof(chunk), off);
+		const uint8_t *p = chunk, *end, *lf;
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			return 0;
+		off += r;
+		end = chunk + r;
+		while ((lf = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+			uint8_t before = lf > p ? lf[-1] : prev;
+
+			if (buf_append(out, p, (size_t)(lf - p)) < 0 ||
+			    buf_append(out, before == '\r' ? "\n" : "\r\n",
+			               before == '\r' ? 1 : 2) < 0)
+				return -1;
+			p = lf + 1;
+			prev = '\n';
+		}
+		if (p < end) {
+			if (buf_append(out, p, (size_t)(end - p)) < 0)
+				return -1;
+			prev = end[-1];
+		}
+	}
 }
 
 int
 mi_text_add_file(struct mbox_user *u, int64_t id, uint32_t uid, int curfd,
                  const char *filename, char **error_r)
 {
-	struct buf data;
-	uint64_t n;
-	int fd, rc;
+	struct buf *data = &u->text_msg;
+	int fd;
 	bool ok = false;
 
-	buf_init(&data, MT_MESSAGE_MAX + 1);
 	fd = openat(curfd, filename, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd >= 0) {
-		/* ENOBUFS past the bound: a row of MT_ALWAYS. */
-		ok = mi_file_read_crlf(fd, &data, &n) == 0;
+		/* Past the bound: a row of MT_ALWAYS. */
+		ok = mt_read_crlf(fd, data) == 0 && buf_cstr(data) != NULL;
 		close(fd);
 	}
-	rc = mt_put(u, id, uid, ok ? (const char *)data.data : NULL,
-	            ok ? data.len : 0, error_r);
-	buf_free(&data);
-	return rc;
+	return mt_put(u, id, uid, ok ? (const char *)data->data : NULL,
+	              ok ? data->len : 0, error_r);
 }
 
 int

@@ -9,6 +9,7 @@
  * (parsed envelope fields, never paths: spool ids are made here), results
  * from store and from remote servers (through the SMTP client). */
 #include <event2/event.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -742,6 +743,14 @@ queue_start(struct child_ctx *ctx, char **error_r)
 
 	ctx->role = q;
 	q->ctx = ctx;
+	/* Memory freed at the top of the heap stays for the next message
+	 * instead of going back with brk(2) at once: SQLite's temporary
+	 * b-trees (the DSN and signing queries at every run) made each run
+	 * a shrink, and each shrink a TLB flush on every CPU running one of
+	 * queue's threads (7 % of its CPU at 20 sessions). A few MB at most.
+	 * Allocations of 1 MB or more still get mappings of their own. */
+	(void)mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
+	(void)mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 	if (role_check_dir(ctx->cfg, "queue", error_r) < 0)
 		return -1;
 	dir = xasprintf("%s/queue", ctx->cfg->data_dir);

@@ -17,12 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sysexits.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <unbound.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 
@@ -33,6 +35,11 @@
 #define DNS_QNAME_TEXT_MAX 254 /* 253 characters plus a trailing dot */
 #define DNS_FWD_TEXT_MAX 64    /* "ADDR@PORT" for libunbound */
 #define DNS_TA_FILE_MAX 65536  /* a root.key is well under 4 KiB */
+/* Answers of blocking lookups kept for their TTL, at most this long, in a
+ * table of this many slots (a name and type have one slot; a newer answer
+ * takes it). */
+#define DNS_CACHE_TTL_MAX 300
+#define DNS_CACHE_SLOTS 512
 
 struct dns_query {
 	struct dns_resolver *r;
@@ -58,6 +65,23 @@ struct dns_sync {
 	bool broken;
 };
 
+/* An answer of dns_resolve_sync for its TTL: one that libunbound has in
+ * its own cache still costs the asking worker two thread switches (to the
+ * thread running ub_process and back), which was most of the time of the
+ * mail checks at 20 sessions. */
+struct dns_cached {
+	char *name; /* NULL: an empty slot */
+	int rrtype;
+	uint64_t expires_ms;
+	struct dns_result res; /* its pointers into blob */
+	void *blob;
+};
+
+struct dns_cache {
+	pthread_mutex_t mu;
+	struct dns_cached slot[DNS_CACHE_SLOTS];
+};
+
 /* One blocking lookup, on its caller's stack; filled by sync_on_answer. */
 struct sync_wait {
 	struct dns_sync *s;
@@ -70,6 +94,7 @@ struct dns_resolver {
 	struct event_base *base;
 	struct ub_ctx *ctx;
 	struct dns_sync sync;
+	struct dns_cache *cache;
 	struct event *ev_answer; /* readable: results wait in ub_fd() */
 	struct dns_query *queries;
 	bool dispatching; /* inside ub_process(): ctx must outlive it */
@@ -216,6 +241,140 @@ result_deliver(const char *name, int rrtype, const struct ub_result *res,
 	free(rdata_len);
 }
 
+/* ---- the blocking lookups' cache ---- */
+
+static void
+cached_clear(struct dns_cached *c)
+{
+	free(c->name);
+	free(c->blob);
+	*c = (struct dns_cached){0};
+}
+
+/* A copy of res whose pointers all go into one allocation. */
+static void
+cached_fill(struct dns_cached *c, const struct dns_result *res)
+{
+	size_t bogus = res->why_bogus != NULL ? strlen(res->why_bogus) + 1 : 0;
+	size_t size = res->count * (sizeof(uint8_t *) + sizeof(size_t)) + bogus;
+	const uint8_t **rdata;
+	size_t *rdata_len;
+	uint8_t *p;
+
+	for (size_t i = 0; i < res->count; i++)
+		size += res->rdata_len[i];
+	c->blob = xmalloc(size > 0 ? size : 1);
+	rdata = c->blob;
+	rdata_len = (size_t *)(rdata + res->count);
+	p = (uint8_t *)(rdata_len + res->count);
+	for (size_t i = 0; i < res->count; i++) {
+		rdata[i] = p;
+		rdata_len[i] = res->rdata_len[i];
+		if (rdata_len[i] > 0)
+			memcpy(p, res->rdata[i], rdata_len[i]);
+		p += rdata_len[i];
+	}
+	c->res = *res;
+	c->res.rdata = rdata;
+	c->res.rdata_len = rdata_len;
+	c->res.why_bogus = NULL;
+	if (bogus > 0) {
+		memcpy(p, res->why_bogus, bogus);
+		c->res.why_bogus = (const char *)p;
+	}
+}
+
+static struct dns_cached *
+cache_slot(struct dns_cache *cache, const char *name, int rrtype)
+{
+	uint32_t h = 2166136261u ^ (uint32_t)rrtype;
+
+	for (const char *p = name; *p != '\0'; p++) {
+		char ch = *p >= 'A' && *p <= 'Z' ? (char)(*p | 0x20) : *p;
+
+		h = (h ^ (uint8_t)ch) * 16777619u;
+	}
+	return &cache->slot[h % DNS_CACHE_SLOTS];
+}
+
+/* A copy of the live answer for (name, rrtype) into *out (cached_clear
+ * it); false when there is none. */
+static bool
+cache_get(struct dns_cache *cache, const char *name, int rrtype,
+          struct dns_cached *out)
+{
+	struct dns_cached *c;
+	bool hit;
+
+	pthread_mutex_lock(&cache->mu);
+	c = cache_slot(cache, name, rrtype);
+	hit = c->name != NULL && c->rrtype == rrtype &&
+	      strcasecmp(c->name, name) == 0 && clock_mono_ms() < c->expires_ms;
+	if (hit) {
+		*out = (struct dns_cached){.rrtype = rrtype};
+		cached_fill(out, &c->res);
+		out->res.ttl =
+		    (uint32_t)((c->expires_ms - clock_mono_ms() + 999) / 1000);
+	}
+	pthread_mutex_unlock(&cache->mu);
+	return hit;
+}
+
+/* Answers with a TTL that validated or needed no validation. */
+static void
+cache_put(struct dns_cache *cache, const char *name, int rrtype,
+          const struct dns_result *res)
+{
+	struct dns_cached c = {.rrtype = rrtype}, *slot;
+	uint32_t ttl =
+	    res->ttl < DNS_CACHE_TTL_MAX ? res->ttl : DNS_CACHE_TTL_MAX;
+
+	if (ttl == 0 || res->security == DNS_BOGUS)
+		return;
+	c.name = xstrdup(name);
+	c.expires_ms = clock_mono_ms() + (uint64_t)ttl * 1000;
+	cached_fill(&c, res);
+	pthread_mutex_lock(&cache->mu);
+	slot = cache_slot(cache, name, rrtype);
+	cached_clear(slot);
+	*slot = c;
+	pthread_mutex_unlock(&cache->mu);
+}
+
+static void
+cache_free(struct dns_cache **cp)
+{
+	struct dns_cache *cache = *cp;
+
+	if (cache == NULL)
+		return;
+	*cp = NULL;
+	for (size_t i = 0; i < DNS_CACHE_SLOTS; i++)
+		cached_clear(&cache->slot[i]);
+	pthread_mutex_destroy(&cache->mu);
+	free(cache);
+}
+
+/* The done of a blocking lookup, between it and the caller's: the answer
+ * goes into the cache on its way. */
+struct sync_done {
+	struct dns_cache *cache;
+	const char *name;
+	int rrtype;
+	dns_done_fn *done;
+	void *arg;
+};
+
+static void
+sync_done_cache(void *arg, int status, const struct dns_result *res)
+{
+	struct sync_done *d = arg;
+
+	if (status == 0 && res != NULL)
+		cache_put(d->cache, d->name, d->rrtype, res);
+	d->done(d->arg, status, res);
+}
+
 static void
 query_deliver(struct dns_query *q, const struct ub_result *res)
 {
@@ -278,6 +437,7 @@ resolver_destroy(struct dns_resolver *r)
 	if (r->ctx != NULL)
 		ub_ctx_delete(r->ctx);
 	sync_stop(&r->sync);
+	cache_free(&r->cache);
 	free(r);
 }
 
@@ -568,6 +728,8 @@ dns_resolver_new(struct event_base *base, const char *server,
 	bool want_ta = trust_anchor_file != NULL && trust_anchor_file[0] != 0;
 
 	r->base = base;
+	r->cache = xcalloc(1, sizeof(*r->cache));
+	pthread_mutex_init(&r->cache->mu, NULL);
 	pthread_mutex_init(&r->sync.mu, NULL);
 	pthread_cond_init(&r->sync.cv, NULL);
 	if ((r->ctx = ub_ctx_create()) == NULL ||
@@ -755,6 +917,12 @@ dns_resolve_sync(struct dns_resolver *r, const char *name, int rrtype,
 {
 	struct dns_sync *s = &r->sync;
 	struct sync_wait w = {.s = s};
+	struct sync_done sd = {.cache = r->cache,
+	                       .name = name,
+	                       .rrtype = rrtype,
+	                       .done = done,
+	                       .arg = arg};
+	struct dns_cached hit;
 	const char *why;
 	int rc, id;
 
@@ -764,6 +932,11 @@ dns_resolve_sync(struct dns_resolver *r, const char *name, int rrtype,
 		          name != NULL ? name : "", rrtype, why);
 		done(arg, -1, NULL);
 		return -1;
+	}
+	if (cache_get(r->cache, name, rrtype, &hit)) {
+		done(arg, 0, &hit.res);
+		cached_clear(&hit);
+		return 0;
 	}
 	pthread_mutex_lock(&s->mu);
 	rc = sync_start(s) < 0 ? UB_NOMEM : 0;
@@ -787,7 +960,7 @@ dns_resolve_sync(struct dns_resolver *r, const char *name, int rrtype,
 			ub_resolve_free(w.res);
 		return -1;
 	}
-	result_deliver(name, rrtype, w.res, done, arg);
+	result_deliver(name, rrtype, w.res, sync_done_cache, &sd);
 	ub_resolve_free(w.res);
 	return 0;
 }

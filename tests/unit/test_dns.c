@@ -708,6 +708,23 @@ test_sync_from_threads(void **state)
 	assert_string_equal(a[1].l.value[0], "192.0.2.1");
 	assert_int_equal(a[2].l.calls, 1);
 	assert_true(a[2].l.nxdomain);
+	/* Again: answers from the resolver's cache of blocking lookups are
+	 * whole copies, their TTL counting down from the record's 300 s. */
+	for (int i = 0; i < 3; i++) {
+		memset(&a[i].l, 0, sizeof(a[i].l));
+		a[i].ret = dns_resolve_sync(c.r, a[i].name, a[i].type,
+		                            on_sync_done, &a[i].l);
+		assert_int_equal(a[i].ret, 0);
+		assert_int_equal(a[i].l.calls, 1);
+		assert_int_equal(a[i].l.qtype, a[i].type);
+	}
+	assert_answer(&a[0].l, 1);
+	assert_string_equal(a[0].l.value[0], "v=spf1 -all");
+	assert_true(a[0].l.ttl > 0 && a[0].l.ttl <= 300);
+	assert_answer(&a[1].l, 1);
+	assert_string_equal(a[1].l.value[0], "192.0.2.1");
+	assert_true(a[2].l.nxdomain);
+	assert_int_equal(a[2].l.count, 0);
 	/* Bad input is refused without a query. */
 	memset(&a[0].l, 0, sizeof(a[0].l));
 	assert_int_equal(

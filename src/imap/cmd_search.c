@@ -107,22 +107,29 @@ keyword_has(const char *keywords, const char *kw)
 	return false;
 }
 
+/* Whether uid is in the ascending uids[0..n). */
 static bool
-saved_has(const struct imap_session *s, uint32_t uid)
+uids_has(const uint32_t *uids, size_t n, uint32_t uid)
 {
-	size_t lo = 0, hi = s->nsaved;
+	size_t lo = 0, hi = n;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (s->saved[mid] < uid)
+		if (uids[mid] < uid)
 			lo = mid + 1;
-		else if (s->saved[mid] > uid)
+		else if (uids[mid] > uid)
 			hi = mid;
 		else
 			return true;
 	}
 	return false;
+}
+
+static bool
+saved_has(const struct imap_session *s, uint32_t uid)
+{
+	return uids_has(s->saved, s->nsaved, uid);
 }
 
 /* Ask the text index about each BODY and TEXT key (mbox_text_candidates):
@@ -161,23 +168,9 @@ sm_text_candidate(const struct search_msg *sm, const struct imap_search_key *k)
 
 	for (size_t i = 0; i < sm->ncand; i++) {
 		const struct search_cand *c = &sm->cand[i];
-		size_t lo = 0, hi = c->n;
 
-		if (c->k != k)
-			continue;
-		if (uid >= c->below)
-			return true;
-		while (lo < hi) {
-			size_t mid = lo + (hi - lo) / 2;
-
-			if (c->uids[mid] < uid)
-				lo = mid + 1;
-			else if (c->uids[mid] > uid)
-				hi = mid;
-			else
-				return true;
-		}
-		return false;
+		if (c->k == k)
+			return uid >= c->below || uids_has(c->uids, c->n, uid);
 	}
 	return true;
 }

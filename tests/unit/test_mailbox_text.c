@@ -11,7 +11,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 #include "core/xmalloc.h"
 #include "mail/mailtext.h"
 #include "store/mailbox.h"
+#include "test_tmpdir.h"
 
 struct fixture {
 	char *root;
@@ -30,26 +30,15 @@ struct fixture {
 };
 
 static int
-rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (type == FTW_DP)
-		return rmdir(path);
-	return unlink(path);
-}
-
-static int
 setup(void **state)
 {
-	char tmpl[] = "/tmp/tern-mbtext-XXXXXX";
-	struct fixture *f;
+	struct fixture *f = xcalloc(1, sizeof(*f));
 
-	if (mkdtemp(tmpl) == NULL)
+	if ((f->root = tmpdir_make("mbtext")) == NULL) {
+		free(f);
 		return -1;
-	f = xcalloc(1, sizeof(*f));
-	f->root = xstrdup(tmpl);
-	f->dir = xasprintf("%s/example.org/alice", tmpl);
+	}
+	f->dir = xasprintf("%s/example.org/alice", f->root);
 	*state = f;
 	return 0;
 }
@@ -59,8 +48,7 @@ teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	(void)nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	free(f->root);
+	tmpdir_remove(&f->root);
 	free(f->dir);
 	free(f);
 	return 0;

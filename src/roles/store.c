@@ -5,6 +5,7 @@
  * SECURITY: runs as its own unprivileged user; only it opens mailboxes.
  * It takes a message descriptor and recipient addresses from queue; paths
  * are built and checked in src/store/maildir.c and src/store/mailbox.c. */
+#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -564,6 +565,13 @@ store_start(struct child_ctx *ctx, char **error_r)
 	ctx->role = st;
 	st->ctx = ctx;
 	st->base = ctx->base;
+	/* One malloc arena for the store's threads, set before the pool
+	 * starts them. With one each, a command on a worker that had not
+	 * run one for a while met fresh memory: a SELECT of 100,000
+	 * messages took 12-19 ms instead of 4 (one page fault per 4 KiB,
+	 * 20 us each on a VM), about one in five. Two CPUs' worth of
+	 * workers hardly contend for the lock; tcache serves most calls. */
+	(void)mallopt(M_ARENA_MAX, 1);
 	st->mail_root = xasprintf("%s/mail", ctx->cfg->data_dir);
 	st->hostname = xstrdup(ctx->cfg->hostname);
 	st->append_max = (size_t)ctx->cfg->message_size_max;

@@ -1,8 +1,9 @@
 /* Tests for the text index of the mailbox store (src/store/mailbox_text.c):
  * what delivery and APPEND index at once, what mbox_text_catch_up fills in
- * later (COPY, files from other tools, an index from before the text
- * index), messages that are always candidates, and, over the MIME corpus,
- * that a message is a candidate for every string its search text has. */
+ * later (COPY, files from other tools, an APPEND behind them; an index
+ * from before the text index is test_mailbox.c's schema_upgrade), messages that
+ * are always candidates, and, over the MIME corpus, that a message is a
+ * candidate for every string its search text has. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -206,8 +207,8 @@ text_delivered(void **state)
 	mbox_user_close(&u);
 }
 
-/* What misses the index at first: a COPY, files from another tool, and a
- * delivery behind them, until mbox_text_catch_up; APPEND to a mailbox that
+/* What misses the index at first: a COPY, files from another tool, and an
+ * APPEND behind them, until mbox_text_catch_up; APPEND to a mailbox that
  * is caught up is indexed at once. */
 static void
 text_catch_up(void **state)

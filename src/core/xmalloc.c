@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static void __attribute__((noreturn)) xmalloc_die(const char *what, size_t n)
 {
@@ -22,6 +23,24 @@ xmalloc(size_t size)
 		xmalloc_die("xmalloc", size);
 	if ((p = malloc(size)) == NULL)
 		xmalloc_die("xmalloc", size);
+	return p;
+}
+
+void *
+xmalloc_big(size_t nmemb, size_t size)
+{
+	size_t bytes;
+	void *p;
+
+	if (nmemb == 0 || size == 0 || SIZE_MAX / nmemb < size)
+		xmalloc_die("xmalloc_big", size);
+	bytes = nmemb * size;
+	if (bytes < XMALLOC_BIG || bytes > SIZE_MAX - XMALLOC_BIG)
+		return xmalloc(bytes);
+	bytes = (bytes + XMALLOC_BIG - 1) & ~(size_t)(XMALLOC_BIG - 1);
+	if ((p = aligned_alloc(XMALLOC_BIG, bytes)) == NULL)
+		xmalloc_die("xmalloc_big", bytes);
+	(void)madvise(p, bytes, MADV_HUGEPAGE);
 	return p;
 }
 

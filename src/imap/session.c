@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
 
 #include "core/xmalloc.h"
 #include "imap/session_int.h"
@@ -18,7 +17,6 @@
 #define DEF_IDLE_POLL_MS 1000
 #define ID_FIELDS_MAX 30 /* RFC 2971: at most 30 pairs */
 #define ID_VALUE_MAX 1024
-#define VIEW_HUGE_PAGE (2u * 1024 * 1024) /* x86-64's transparent ones */
 
 void
 imap_set_state(struct imap_session *s, enum imap_state st)
@@ -281,24 +279,11 @@ kw_same(const char *a, const char *b)
 	return strcmp(a, b) == 0;
 }
 
-/* The message array of a new view. A big one goes into transparent huge
- * pages where the kernel offers them (madvise mode, Debian's default):
- * one page fault per 4 KiB was most of a SELECT of 100,000 messages (4 MB,
- * 20 ms on a VM where a fault costs 20 us; 0.4 ms in 2 MB pages). It is
- * an ordinary allocation: realloc and free as any other. */
+/* The message array of a new view: a big one is filled at once. */
 static struct imap_msg *
 view_array(size_t n)
 {
-	size_t bytes = n * sizeof(struct imap_msg);
-	void *p;
-
-	if (n > SIZE_MAX / sizeof(struct imap_msg) || bytes < VIEW_HUGE_PAGE)
-		return xreallocarray(NULL, n, sizeof(struct imap_msg));
-	bytes = (bytes + VIEW_HUGE_PAGE - 1) & ~(size_t)(VIEW_HUGE_PAGE - 1);
-	if ((p = aligned_alloc(VIEW_HUGE_PAGE, bytes)) == NULL)
-		return xreallocarray(NULL, n, sizeof(struct imap_msg));
-	(void)madvise(p, bytes, MADV_HUGEPAGE);
-	return p;
+	return xmalloc_big(n, sizeof(struct imap_msg));
 }
 
 static void

@@ -404,11 +404,18 @@ static bool
 mi_size_field(const char *base, size_t len, const char *key, uint64_t *v_r)
 {
 	size_t klen = strlen(key);
+	const char *comma;
 
-	for (size_t i = 0; i + klen < len; i++) {
+	/* key starts with ','; scanning for it is cheap (a first scan
+	 * looks at 100,000 names). */
+	for (size_t i = 0;
+	     i + klen < len &&
+	     (comma = memchr(base + i, key[0], len - i - klen)) != NULL;
+	     i++) {
 		uint64_t v = 0;
 		size_t j;
 
+		i = (size_t)(comma - base);
 		if (memcmp(base + i, key, klen) != 0)
 			continue;
 		for (j = i + klen; j < len && base[j] >= '0' && base[j] <= '9';

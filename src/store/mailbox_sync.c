@@ -24,8 +24,22 @@
 
 #define MI_NEW_PASSES 8
 
-/* A file in cur/. */
+/* File names, copied into big chunks freed together: one malloc per
+ * name was a tenth of a first scan of 100,000 files. */
+struct mi_names {
+	char **chunks;
+	size_t n;
+	char *next;
+	size_t left;
+};
+
+#define MI_NAMES_CHUNK (64u * 1024) /* the first; later ones XMALLOC_BIG */
+
+/* A file in cur/. The files and the rows are sorted by key (the number a
+ * Maildir name starts with: its time), then unique part: a comparison
+ * seldom has to read the names, which lie all over the heap. */
 struct mi_disk {
+	uint64_t key;
 	char *name;
 	size_t baselen;
 	bool dup;           /* its unique part is another file's too */
@@ -34,6 +48,7 @@ struct mi_disk {
 
 /* A row of messages. */
 struct mi_row {
+	uint64_t key;
 	uint32_t uid;
 	uint32_t flags;
 	char *filename;
@@ -48,7 +63,50 @@ struct mi_scan {
 	bool changed;
 	size_t added, expunged, flagged;
 	struct mi_new_row *rows; /* added: inserted together at the end */
+	struct mi_names names;   /* of cur/'s files and the index's rows */
 };
+
+static char *
+mi_names_copy(struct mi_names *p, const char *s, size_t len)
+{
+	char *r;
+
+	if (len + 1 > p->left) {
+		size_t size = p->n == 0 ? MI_NAMES_CHUNK : XMALLOC_BIG;
+
+		if (size < len + 1)
+			size = len + 1;
+		p->chunks =
+		    xreallocarray(p->chunks, p->n + 1, sizeof(*p->chunks));
+		p->chunks[p->n++] = p->next = xmalloc_big(size, 1);
+		p->left = size;
+	}
+	r = p->next;
+	memcpy(r, s, len);
+	r[len] = '\0';
+	p->next += len + 1;
+	p->left -= len + 1;
+	return r;
+}
+
+static void
+mi_names_free(struct mi_names *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		free(p->chunks[i]);
+	free(p->chunks);
+	*p = (struct mi_names){0};
+}
+
+static uint64_t
+mi_name_key(const char *name)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 19 && name[i] >= '0' && name[i] <= '9'; i++)
+		v = v * 10 + (uint64_t)(name[i] - '0');
+	return v;
+}
 
 static bool
 mi_recent(int64_t ns)
@@ -68,11 +126,28 @@ mi_basecmp(const char *a, size_t alen, const char *b, size_t blen)
 	return alen < blen ? -1 : alen > blen;
 }
 
+/* The order of files and rows: key, then unique part. */
+static int
+mi_order(uint64_t akey, const char *a, size_t alen, uint64_t bkey,
+         const char *b, size_t blen)
+{
+	int c;
+
+	if (akey != bkey)
+		return akey < bkey ? -1 : 1;
+	c = memcmp(a, b, alen < blen ? alen : blen);
+
+	if (c != 0)
+		return c;
+	return alen < blen ? -1 : alen > blen;
+}
+
 static int
 mi_disk_cmp(const void *x, const void *y)
 {
 	const struct mi_disk *a = x, *b = y;
-	int c = mi_basecmp(a->name, a->baselen, b->name, b->baselen);
+	int c =
+	    mi_order(a->key, a->name, a->baselen, b->key, b->name, b->baselen);
 
 	return c != 0 ? c : strcmp(a->name, b->name);
 }
@@ -81,23 +156,35 @@ static int
 mi_row_cmp(const void *x, const void *y)
 {
 	const struct mi_row *a = x, *b = y;
-	int c = mi_basecmp(a->filename, a->baselen, b->filename, b->baselen);
+	int c = mi_order(a->key, a->filename, a->baselen, b->key, b->filename,
+	                 b->baselen);
 
 	return c != 0 ? c : (a->uid > b->uid) - (a->uid < b->uid);
 }
 
-static int
-mi_name_cmp(const void *x, const void *y)
+/* Room for one more in a growing array of *cap elements of size bytes. */
+static void *
+mi_grow(void *array, size_t n, size_t *cap, size_t size)
 {
-	const struct mi_disk *const *a = x, *const *b = y;
+	void *bigger;
 
-	return strcmp((*a)->name, (*b)->name);
+	if (n < *cap)
+		return array;
+	*cap = *cap == 0 ? 256 : *cap * 2;
+	if (*cap * size < XMALLOC_BIG)
+		return xreallocarray(array, *cap, size);
+	bigger = xmalloc_big(*cap, size);
+	if (n > 0)
+		memcpy(bigger, array, n * size);
+	free(array);
+	return bigger;
 }
 
 /* The names in directory fd (not starting with "."; only regular files
- * when the file system tells). */
+ * when the file system tells), copied into names. */
 static int
-mi_list_dir(int fd, struct mi_disk **list_r, size_t *n_r)
+mi_list_dir(int fd, struct mi_names *names, struct mi_disk **list_r,
+            size_t *n_r)
 {
 	struct mi_disk *list = NULL;
 	size_t n = 0, cap = 0;
@@ -117,11 +204,10 @@ mi_list_dir(int fd, struct mi_disk **list_r, size_t *n_r)
 		if (de->d_name[0] == '.' ||
 		    (de->d_type != DT_REG && de->d_type != DT_UNKNOWN))
 			continue;
-		if (n == cap) {
-			cap = cap == 0 ? 256 : cap * 2;
-			list = xreallocarray(list, cap, sizeof(*list));
-		}
-		list[n].name = xstrdup(de->d_name);
+		list = mi_grow(list, n, &cap, sizeof(*list));
+		list[n].key = mi_name_key(de->d_name);
+		list[n].name =
+		    mi_names_copy(names, de->d_name, strlen(de->d_name));
 		list[n].baselen = mi_base_len(de->d_name);
 		list[n].dup = false;
 		list[n].type = de->d_type;
@@ -130,8 +216,6 @@ mi_list_dir(int fd, struct mi_disk **list_r, size_t *n_r)
 	if (errno != 0) {
 		int err = errno;
 
-		for (size_t i = 0; i < n; i++)
-			free(list[i].name);
 		free(list);
 		closedir(dir);
 		errno = err;
@@ -143,14 +227,6 @@ mi_list_dir(int fd, struct mi_disk **list_r, size_t *n_r)
 	return 0;
 }
 
-static void
-mi_disk_free(struct mi_disk *list, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(list[i].name);
-	free(list);
-}
-
 /* Move what new/ holds to cur/ (adding an empty ":2," info), until a pass
  * finds it empty; *mtime_r is new/'s mtime just before that last pass. */
 static int
@@ -159,13 +235,16 @@ mi_scan_new(struct mi_scan *s, int64_t *mtime_r, char **error_r)
 	const struct mi_dirs *d = s->d;
 
 	for (int pass = 0; pass < MI_NEW_PASSES; pass++) {
+		struct mi_names names = {0};
 		struct mi_disk *list;
 		size_t n, moved = 0;
 
 		if (mi_mtime_ns(d->newfd, mtime_r) < 0)
 			return mi_syserr(error_r, "stat(%s/new)", s->b->dir);
-		if (mi_list_dir(d->newfd, &list, &n) < 0)
+		if (mi_list_dir(d->newfd, &names, &list, &n) < 0) {
+			mi_names_free(&names);
 			return mi_syserr(error_r, "readdir(%s/new)", s->b->dir);
+		}
 		for (size_t i = 0; i < n; i++) {
 			const char *name = list[i].name;
 			char *target = name[list[i].baselen] == ':'
@@ -190,11 +269,13 @@ mi_scan_new(struct mi_scan *s, int64_t *mtime_r, char **error_r)
 				int e = mi_syserr(error_r, "rename(%s/new/%s)",
 				                  s->b->dir, name);
 
-				mi_disk_free(list, n);
+				free(list);
+				mi_names_free(&names);
 				return e;
 			}
 		}
-		mi_disk_free(list, n);
+		free(list);
+		mi_names_free(&names);
 		if (moved == 0)
 			return MBOX_OK;
 	}
@@ -222,23 +303,23 @@ mi_load_rows(struct mi_scan *s, struct mi_row **rows_r, size_t *n_r,
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const unsigned char *f = sqlite3_column_text(st, 2);
 
-		if (n == cap) {
-			cap = cap == 0
-			          ? (s->b->messages > 0 ? s->b->messages : 64)
-			          : cap * 2;
-			rows = xreallocarray(rows, cap, sizeof(*rows));
+		if (n == cap && cap == 0 && s->b->messages > 0) {
+			cap = s->b->messages;
+			rows = xmalloc_big(cap, sizeof(*rows));
 		}
+		rows = mi_grow(rows, n, &cap, sizeof(*rows));
 		rows[n].uid = (uint32_t)sqlite3_column_int64(st, 0);
 		rows[n].flags = (uint32_t)sqlite3_column_int64(st, 1);
-		rows[n].filename = xstrdup(f != NULL ? (const char *)f : "");
+		rows[n].filename = mi_names_copy(
+		    &s->names, f != NULL ? (const char *)f : "",
+		    f != NULL ? (size_t)sqlite3_column_bytes(st, 2) : 0);
+		rows[n].key = mi_name_key(rows[n].filename);
 		rows[n].baselen = mi_base_len(rows[n].filename);
 		n++;
 	}
 	if (rc != SQLITE_DONE) {
 		mi_dberr(u, error_r, "messages");
 		mi_done(st);
-		for (size_t i = 0; i < n; i++)
-			free(rows[i].filename);
 		free(rows);
 		return MBOX_ERR_TEMP;
 	}
@@ -312,9 +393,9 @@ mi_scan_add(struct mi_scan *s, struct mi_disk *f, char **error_r)
 		           "event=mailbox_duplicate_file dir=%s file=%s "
 		           "renamed=%s",
 		           s->b->dir, f->name, name);
-		free(f->name);
-		f->name = name;
+		f->name = mi_names_copy(&s->names, name, strlen(name));
 		f->baselen = mi_base_len(name);
+		free(name);
 	}
 	/* No file is opened here, nor stat(2)ed when readdir said it is a
 	 * regular file: a first look at 100,000 messages another tool left
@@ -378,7 +459,7 @@ mi_scan(struct mi_scan *s, bool force, char **error_r)
 		return rc;
 	if (mi_mtime_ns(s->d->curfd, &curm) < 0)
 		return mi_syserr(error_r, "stat(%s/cur)", s->b->dir);
-	if (mi_list_dir(s->d->curfd, &disk, &nd) < 0)
+	if (mi_list_dir(s->d->curfd, &s->names, &disk, &nd) < 0)
 		return mi_syserr(error_r, "readdir(%s/cur)", s->b->dir);
 	if ((rc = mi_load_rows(s, &rows, &nr, error_r)) != MBOX_OK)
 		goto out;
@@ -386,14 +467,14 @@ mi_scan(struct mi_scan *s, bool force, char **error_r)
 		qsort(disk, nd, sizeof(*disk), mi_disk_cmp);
 	if (nr > 0)
 		qsort(rows, nr, sizeof(*rows), mi_row_cmp);
-	news = nd > 0 ? xcalloc(nd, sizeof(*news)) : NULL;
+	news = nd > 0 ? xmalloc_big(nd, sizeof(*news)) : NULL;
 
 	while (rc == MBOX_OK && (i < nd || j < nr)) {
-		int c = i >= nd ? 1
-		        : j >= nr
-		            ? -1
-		            : mi_basecmp(disk[i].name, disk[i].baselen,
-		                         rows[j].filename, rows[j].baselen);
+		int c = i >= nd   ? 1
+		        : j >= nr ? -1
+		                  : mi_order(disk[i].key, disk[i].name,
+		                             disk[i].baselen, rows[j].key,
+		                             rows[j].filename, rows[j].baselen);
 		size_t k, l, pick;
 
 		if (c < 0) {
@@ -439,11 +520,10 @@ mi_scan(struct mi_scan *s, bool force, char **error_r)
 		i = k;
 		j = l;
 	}
-	/* New files in name order: Maildir names start with the time. */
+	/* New files get their UIDs in the order of the files: by time first,
+	 * as Maildir names start with it. */
 	if (nnew > 0)
-		qsort(news, nnew, sizeof(*news), mi_name_cmp);
-	if (nnew > 0)
-		s->rows = xreallocarray(NULL, nnew, sizeof(*s->rows));
+		s->rows = xmalloc_big(nnew, sizeof(*s->rows));
 	for (size_t x = 0; x < nnew && rc == MBOX_OK; x++)
 		rc = mi_scan_add(s, news[x], error_r);
 	if (rc == MBOX_OK && s->added > 0)
@@ -475,10 +555,9 @@ mi_scan(struct mi_scan *s, bool force, char **error_r)
 out:
 	xfree(&s->rows);
 	free(news);
-	mi_disk_free(disk, nd);
-	for (size_t x = 0; x < nr; x++)
-		free(rows[x].filename);
+	free(disk);
 	free(rows);
+	mi_names_free(&s->names);
 	return rc;
 }
 

@@ -23,6 +23,7 @@
 #include "store/mailbox_int.h"
 
 #define MI_NEW_PASSES 8
+#define MI_RADIX_MIN 256 /* fewer elements: qsort */
 
 /* File names, copied into big chunks freed together: one malloc per
  * name was a tenth of a first scan of 100,000 files. */
@@ -160,6 +161,65 @@ mi_row_cmp(const void *x, const void *y)
 	                 b->baselen);
 
 	return c != 0 ? c : (a->uid > b->uid) - (a->uid < b->uid);
+}
+
+/* The key of element i of an array of mi_disk or mi_row (both start
+ * with it). */
+static uint64_t
+mi_key_at(const char *base, size_t i, size_t size)
+{
+	uint64_t key;
+
+	memcpy(&key, base + i * size, sizeof(key));
+	return key;
+}
+
+/* qsort(3) by cmp for an array of mi_disk or mi_row: a radix sort on the
+ * key, then cmp within each run of equal keys (Maildir names seldom share
+ * their second). A comparison sort of 100,000 files took 40 ms. */
+static void
+mi_sort(void *array, size_t n, size_t size,
+        int (*cmp)(const void *, const void *))
+{
+	char *from = array, *to, *tmp;
+
+	if (n < MI_RADIX_MIN) {
+		qsort(array, n, size, cmp);
+		return;
+	}
+	to = tmp = xmalloc_big(n, size);
+	for (unsigned shift = 0; shift < 64; shift += 8) {
+		size_t at[257] = {0};
+		bool one = false;
+
+		for (size_t i = 0; i < n; i++)
+			at[((mi_key_at(from, i, size) >> shift) & 0xff) + 1]++;
+		for (int b = 1; b <= 256; b++)
+			one |= at[b] == n;
+		if (one)
+			continue; /* that byte is the same in every key */
+		for (int b = 0; b < 256; b++)
+			at[b + 1] += at[b];
+		for (size_t i = 0; i < n; i++) {
+			uint64_t key = mi_key_at(from, i, size);
+
+			memcpy(to + at[(key >> shift) & 0xff]++ * size,
+			       from + i * size, size);
+		}
+		to = from;
+		from = to == array ? tmp : array;
+	}
+	if (from != array)
+		memcpy(array, from, n * size);
+	free(tmp);
+	for (size_t i = 0, j; i < n; i = j) {
+		uint64_t key = mi_key_at(array, i, size);
+
+		for (j = i + 1; j < n && mi_key_at(array, j, size) == key; j++)
+			;
+		if (j - i > 1)
+			qsort((char *)array + i * size, j - i, size, cmp);
+	}
 }
 
 /* Room for one more in a growing array of *cap elements of size bytes. */
@@ -464,9 +524,9 @@ mi_scan(struct mi_scan *s, bool force, char **error_r)
 	if ((rc = mi_load_rows(s, &rows, &nr, error_r)) != MBOX_OK)
 		goto out;
 	if (nd > 0)
-		qsort(disk, nd, sizeof(*disk), mi_disk_cmp);
+		mi_sort(disk, nd, sizeof(*disk), mi_disk_cmp);
 	if (nr > 0)
-		qsort(rows, nr, sizeof(*rows), mi_row_cmp);
+		mi_sort(rows, nr, sizeof(*rows), mi_row_cmp);
 	news = nd > 0 ? xmalloc_big(nd, sizeof(*news)) : NULL;
 
 	while (rc == MBOX_OK && (i < nd || j < nr)) {

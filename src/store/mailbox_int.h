@@ -158,6 +158,7 @@ struct mbox_user {
 	struct mi_cache_write *cw;
 	size_t ncw;
 	bool text_lag; /* mbox_text_lagging */
+	bool ckpt_later; /* this transaction's commit does not checkpoint */
 	/* Kept between the messages one call indexes (mbox_user_trim frees
 	 * them): a new 64 KB buffer per message cost more in page faults
 	 * than the indexing itself. text_msg holds at most
@@ -292,6 +293,9 @@ struct mi_new_row {
  * added once instead of by the trigger for each row. */
 #define MI_INSERT_ROWS 64
 #define MI_BULK_ROWS 1024
+/* SQLite's default: the commit that leaves more WAL pages than this
+ * copies them into index.db. */
+#define MI_WAL_AUTOCHECKPOINT 1000
 int mi_msg_insert_many(struct mbox_user *u, int64_t id, uint64_t modseq,
                        const struct mi_new_row *rows, size_t n, char **error_r);
 

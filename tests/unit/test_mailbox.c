@@ -2068,6 +2068,20 @@ big_mailbox(void **state)
 	assert_int_equal(mbox_get_info(box)->deleted, 0);
 	assert_int_equal(mbox_get_info(box)->size,
 	                 (uint64_t)count * (strlen(body) + 3));
+	/* Its commit left the checkpoint to the next one, and only that
+	 * commit. */
+	{
+		sqlite3_stmt *st;
+
+		assert_int_equal(sqlite3_prepare_v2(u->db,
+		                                    "PRAGMA wal_autocheckpoint",
+		                                    -1, &st, NULL),
+		                 SQLITE_OK);
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		assert_int_equal(sqlite3_column_int(st, 0),
+		                 MI_WAL_AUTOCHECKPOINT);
+		sqlite3_finalize(st);
+	}
 	mbox_close(&box);
 	mbox_user_close(&u);
 

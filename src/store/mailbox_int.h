@@ -157,7 +157,7 @@ struct mbox_user {
 	struct mi_cache_window cwin;
 	struct mi_cache_write *cw;
 	size_t ncw;
-	bool text_lag; /* mbox_text_lagging */
+	bool text_lag;   /* mbox_text_lagging */
 	bool ckpt_later; /* this transaction's commit does not checkpoint */
 	/* Kept between the messages one call indexes (mbox_user_trim frees
 	 * them): a new 64 KB buffer per message cost more in page faults

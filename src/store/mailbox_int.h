@@ -414,6 +414,13 @@ int mi_messages_all(struct mbox *box, mbox_msg_fn *fn, void *ctx,
 /* Drop the snapshot of mailbox id (0: of every mailbox), after a change
  * to its rows that carries no new MODSEQ, or when it is deleted. */
 void mi_snap_forget(struct mbox_user *u, int64_t id);
+/* After a committed scan that found mailbox id empty in the index and
+ * added rows: the snapshot of those rows, all of MODSEQ modseq (from
+ * mi_snap_min rows on). Saves reading them back from SQLite for the first
+ * SELECT of a Maildir another tool filled (40 ms for 100,000). */
+void mi_snap_of_rows(struct mbox_user *u, int64_t id, uint32_t uidvalidity,
+                     uint64_t modseq, const struct mi_new_row *rows,
+                     size_t n);
 /* 8192; tests lower it. */
 extern uint32_t mi_snap_min;
 /* Forget the rows read ahead (mailbox_msg.c). */

@@ -41,6 +41,7 @@
 #define SNAP_HEAD 24
 #define SNAP_REC 34
 #define SNAP_SIZE_KNOWN 0x80000000u
+#define SNAP_CHUNK (64 * 1024) /* bytes written at once from rows */
 
 _Static_assert(MBOX_KEYWORDS_MAX *(MBOX_KEYWORD_LEN_MAX + 1) <= 65535,
                "a message's keywords fit a snapshot record");
@@ -202,43 +203,113 @@ mi_snap_forget(struct mbox_user *u, int64_t id)
 	closedir(dir);
 }
 
-/* The rows just read, as the mailbox's snapshot; or none when it is small.
- * A cache: failing to write it is not an error. */
+/* The snapshot of mailbox id: the header, then count records that
+ * records(ctx, fd) writes. A cache: failing to write it is not an error. */
 static void
-snap_store(struct mbox *box, struct snap_build *sb, bool had_snapshot)
+snap_write(struct mbox_user *u, int64_t id, uint32_t uidvalidity,
+           uint32_t count, uint64_t modseq, bool (*records)(void *, int),
+           void *ctx)
 {
-	struct mbox_user *u = box->u;
-	uint32_t head[4] = {SNAP_MAGIC, box->info.uidvalidity, sb->count, 0};
+	uint32_t head[4] = {SNAP_MAGIC, uidvalidity, count, 0};
+	uint8_t hb[SNAP_HEAD];
 	char *tmp, *name;
 	bool ok;
 	int fd;
 
-	if (box->readonly || (sb->count < mi_snap_min && !had_snapshot))
-		return;
-	if (sb->count < mi_snap_min) {
-		mi_snap_forget(u, box->id);
-		return;
-	}
-	memcpy(sb->b.data, head, sizeof(head));
-	memcpy(sb->b.data + sizeof(head), &sb->modseq, sizeof(sb->modseq));
+	memcpy(hb, head, sizeof(head));
+	memcpy(hb + sizeof(head), &modseq, sizeof(modseq));
 	tmp = mi_unique_base();
-	name = snap_name(box->id);
+	name = snap_name(id);
 	fd = openat(u->tmpfd, tmp,
 	            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	ok = fd >= 0 && mi_write_all(fd, sb->b.data, sb->b.len) == 0;
+	ok = fd >= 0 && mi_write_all(fd, hb, sizeof(hb)) == 0 &&
+	     records(ctx, fd);
 	if (fd >= 0 && close(fd) < 0)
 		ok = false;
 	if (ok && renameat(u->tmpfd, tmp, u->dirfd, name) < 0)
 		ok = false;
 	if (!ok) {
-		log_warn(NULL,
-		         "event=mailbox_snapshot_skipped user=%s mailbox=%s "
-		         "error=%s",
-		         u->dir, box->info.name, strerror(errno));
+		log_warn(
+		    NULL,
+		    "event=mailbox_snapshot_skipped user=%s mailbox_id=%lld "
+		    "error=%s",
+		    u->dir, (long long)id, strerror(errno));
 		(void)unlinkat(u->tmpfd, tmp, 0);
 	}
 	free(tmp);
 	free(name);
+}
+
+static bool
+snap_build_records(void *ctx, int fd)
+{
+	const struct snap_build *sb = ctx;
+
+	return mi_write_all(fd, sb->b.data + SNAP_HEAD,
+	                    sb->b.len - SNAP_HEAD) == 0;
+}
+
+/* The rows just read, as the mailbox's snapshot; or none when it is
+ * small. */
+static void
+snap_store(struct mbox *box, struct snap_build *sb, bool had_snapshot)
+{
+	if (box->readonly || (sb->count < mi_snap_min && !had_snapshot))
+		return;
+	if (sb->count < mi_snap_min) {
+		mi_snap_forget(box->u, box->id);
+		return;
+	}
+	snap_write(box->u, box->id, box->info.uidvalidity, sb->count,
+	           sb->modseq, snap_build_records, sb);
+}
+
+struct snap_of_rows {
+	const struct mi_new_row *rows;
+	size_t n;
+	uint64_t modseq;
+};
+
+/* Through a small buffer: one of 3.4 MB for 100,000 rows cost more in
+ * page faults than the rest. */
+static bool
+snap_rows_records(void *ctx, int fd)
+{
+	const struct snap_of_rows *r = ctx;
+	struct buf b;
+	bool ok = true;
+
+	buf_init(&b, 0);
+	for (size_t i = 0; i < r->n && ok; i++) {
+		struct mbox_msg m = {
+		    .uid = r->rows[i].uid,
+		    .modseq = r->modseq,
+		    .flags = r->rows[i].flags & MI_FLAGS_MASK,
+		    .internaldate = r->rows[i].internaldate,
+		    .size = r->rows[i].size,
+		    .size_known = r->rows[i].size_known,
+		};
+
+		snap_put(&b, &m);
+		if (b.len >= SNAP_CHUNK || i + 1 == r->n) {
+			ok = mi_write_all(fd, b.data, b.len) == 0;
+			b.len = 0;
+		}
+	}
+	buf_free(&b);
+	return ok;
+}
+
+void
+mi_snap_of_rows(struct mbox_user *u, int64_t id, uint32_t uidvalidity,
+                uint64_t modseq, const struct mi_new_row *rows, size_t n)
+{
+	struct snap_of_rows r = {.rows = rows, .n = n, .modseq = modseq};
+
+	if (n < mi_snap_min || n > UINT32_MAX)
+		return;
+	snap_write(u, id, uidvalidity, (uint32_t)n, modseq, snap_rows_records,
+	           &r);
 }
 
 /* Every row, to fn (and into a new snapshot). */

@@ -64,6 +64,7 @@ struct mi_scan {
 	bool changed;
 	size_t added, expunged, flagged;
 	struct mi_new_row *rows; /* added: inserted together at the end */
+	bool whole;              /* rows are all the mailbox has (kept) */
 	struct mi_names names;   /* of cur/'s files and the index's rows */
 };
 
@@ -612,8 +613,12 @@ mi_scan(struct mi_scan *s, bool force, char **error_r)
 		          "event=mailbox_sync dir=%s added=%zu expunged=%zu "
 		          "flags=%zu",
 		          s->b->dir, s->added, s->expunged, s->flagged);
+	/* The index had no row of this mailbox: what was added is all of
+	 * it, for mi_snap_of_rows once committed (their names die here). */
+	s->whole = rc == MBOX_OK && nr == 0 && s->added > 0;
 out:
-	xfree(&s->rows);
+	if (!s->whole)
+		xfree(&s->rows);
 	free(news);
 	free(disk);
 	free(rows);
@@ -633,6 +638,7 @@ mi_sync_locked(struct mbox_user *u, struct mi_box *b, const struct mi_dirs *d,
 	rc = mi_scan(&s, force, error_r);
 	if (rc == MBOX_OK && s.changed)
 		b->highestmodseq = s.modseq;
+	free(s.rows); /* the caller's transaction may yet roll back */
 	return rc;
 }
 
@@ -671,6 +677,10 @@ mi_sync(struct mbox_user *u, int64_t id, const struct mi_dirs *d, bool force,
 		rc = mi_commit(u, error_r);
 	else
 		mi_rollback(u);
+	if (rc == MBOX_OK && s.whole)
+		mi_snap_of_rows(u, id, b.uidvalidity, s.modseq, s.rows,
+		                s.added);
+	free(s.rows);
 	mi_box_clear(&b);
 	return rc;
 }

@@ -2022,6 +2022,8 @@ now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static char *snap_path(const struct fixture *f);
+
 static void
 big_mailbox(void **state)
 {
@@ -2038,6 +2040,7 @@ big_mailbox(void **state)
 	static const char body[] = "Subject: bulk\n\nhello\n";
 
 	assert_true(dfd >= 0);
+	mi_snap_min = 1000;
 	for (long i = 0; i < count; i++) {
 		char name[128];
 		int fd;
@@ -2082,6 +2085,14 @@ big_mailbox(void **state)
 		                 MI_WAL_AUTOCHECKPOINT);
 		sqlite3_finalize(st);
 	}
+	/* The rows of a scan into an empty index went straight into a
+	 * snapshot, which the list below is read from. */
+	{
+		char *snap = snap_path(f);
+
+		assert_int_equal(access(snap, F_OK), 0);
+		free(snap);
+	}
 	mbox_close(&box);
 	mbox_user_close(&u);
 
@@ -2102,6 +2113,7 @@ big_mailbox(void **state)
 		/* and then in name order: file i is seen unless i % 3 == 0 */
 		assert_int_equal((list[i].flags & MBOX_F_SEEN) != 0,
 		                 i % 3 != 0);
+		assert_int_equal(list[i].size, strlen(body) + 3);
 	}
 	mbox_msg_free_list(&list, n);
 	/* One file from another tool: a full scan of cur/. */
@@ -2132,6 +2144,7 @@ big_mailbox(void **state)
 	mbox_close(&box);
 	mbox_user_close(&u);
 	free(cur);
+	mi_snap_min = 8192;
 }
 
 /* Age index.db and its WAL too (mbox_quiet trusts no fresh stamp). */

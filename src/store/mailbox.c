@@ -700,6 +700,7 @@ mbox_delete(struct mbox_user *u, const char *name, char **error_r)
 	sqlite3_bind_int64(st, 1, b.id);
 	if ((rc = mi_step_done(u, st, error_r)) != MBOX_OK)
 		goto fail;
+	u->text_gone = true;
 	mi_snap_forget(u, b.id);
 	/* Out of the way in one rename, removed after the commit. */
 	base = mi_unique_base();

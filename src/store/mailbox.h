@@ -279,8 +279,10 @@ int mbox_text_candidates(struct mbox *box, const char *str, uint32_t **uids_r,
  * more. */
 int mbox_text_catch_up(struct mbox_user *u, bool *more_r, size_t *indexed_r,
                        char **error_r);
-/* Whether this handle saw messages the index lacks since the last call:
- * the caller then runs mbox_text_catch_up on some handle of the user. */
+/* Whether this handle saw messages the index lacks, or messages go that
+ * it has, since the last call: the caller then runs mbox_text_catch_up on
+ * some handle of the user (which also empties an index grown mostly of
+ * gone messages' rows, to build it again). */
 bool mbox_text_lagging(struct mbox_user *u);
 
 #endif

@@ -91,6 +91,8 @@ enum mi_st {
 	MI_TEXT_LAGGING,
 	MI_TEXT_TERMS,
 	MI_TEXT_MATCH,
+	MI_TEXT_ROWS,
+	MI_MSG_TOTAL,
 	MI_MSG_INSERT_ROWS, /* made by mi_msg_insert_many, not in mi_sql */
 	MI_ST_COUNT
 };
@@ -159,6 +161,7 @@ struct mbox_user {
 	size_t ncw;
 	bool text_lag;   /* mbox_text_lagging */
 	bool ckpt_later; /* this transaction's commit does not checkpoint */
+	bool text_gone;  /* this transaction removed messages */
 	/* Kept between the messages one call indexes (mbox_user_trim frees
 	 * them): a new 64 KB buffer per message cost more in page faults
 	 * than the indexing itself. text_msg holds at most
@@ -423,6 +426,12 @@ void mi_snap_of_rows(struct mbox_user *u, int64_t id, uint32_t uidvalidity,
                      size_t n);
 /* 8192; tests lower it. */
 extern uint32_t mi_snap_min;
+/* Rows of gone messages the text index keeps before it is built again
+ * (when they also outnumber the messages): 10,000; tests lower it. */
+extern int64_t mi_text_dead_min;
+/* Inside a transaction: whether the text index is due to be built again
+ * (mailbox_text.c); false when it cannot tell. */
+bool mi_text_prune_due(struct mbox_user *u);
 /* Forget the rows read ahead (mailbox_msg.c). */
 void mi_window_drop(struct mbox_user *u);
 /* Inside a transaction: write the waiting cache values. */

@@ -822,6 +822,7 @@ mi_folders_scan(struct mbox_user *u, int64_t mtime, char **error_r)
 		}
 		sqlite3_bind_int64(st, 1, boxes[b].id);
 		rc = mi_step_done(u, st, error_r);
+		u->text_gone = true;
 		mi_snap_forget(u, boxes[b].id);
 	}
 	/* Directories that are no mailbox yet. */

@@ -14,6 +14,8 @@
  *   above text_next are always candidates.
  * - Rows of expunged messages stay (a contentless table cannot delete
  *   without the text); they only add candidates that are not in the view.
+ *   Once they outnumber the messages (and mi_text_dead_min), the index is
+ *   emptied and built again in the background (mt_prune).
  * - A word of the search string that may be cut at either end of the
  *   string (its first and last word) is looked up by substring in the
  *   index's list of terms; the others as whole terms.
@@ -26,6 +28,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/log.h"
 #include "core/utf8.h"
 #include "core/xmalloc.h"
 #include "mail/mailtext.h"
@@ -46,6 +49,8 @@
 #define MT_CHUNK 256
 
 #define MT_ROWID(box, uid) (((int64_t)(box) << 32) | (int64_t)(uid))
+
+int64_t mi_text_dead_min = 10000;
 
 int
 mi_text_next(struct mbox_user *u, int64_t id, uint32_t *uid_r, char **error_r)
@@ -351,10 +356,69 @@ mt_chunk(struct mbox_user *u, int64_t id, const char *dir, uint32_t from,
 	return rc;
 }
 
+/* The index's rows and the user's messages. */
+static int
+mt_counts(struct mbox_user *u, int64_t *rows_r, int64_t *live_r, char **error_r)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((st = mi_st(u, MI_TEXT_ROWS, error_r)) == NULL)
+		return MBOX_ERR_TEMP;
+	if ((rc = mi_step_int(u, st, rows_r, error_r)) != MBOX_OK)
+		return rc;
+	if ((st = mi_st(u, MI_MSG_TOTAL, error_r)) == NULL)
+		return MBOX_ERR_TEMP;
+	return mi_step_int(u, st, live_r, error_r);
+}
+
+static bool
+mt_too_many(int64_t rows, int64_t live)
+{
+	return rows - live > mi_text_dead_min && rows - live > live;
+}
+
+bool
+mi_text_prune_due(struct mbox_user *u)
+{
+	int64_t rows, live;
+
+	return mt_counts(u, &rows, &live, NULL) == MBOX_OK &&
+	       mt_too_many(rows, live);
+}
+
+/* Inside a transaction: the index emptied (*reset_r) when it holds more
+ * rows of gone messages than mi_text_dead_min and than there are
+ * messages. It is then built again like a new one, from UID 1 of every
+ * mailbox; meanwhile SEARCH reads the messages not yet indexed. */
+static int
+mt_prune(struct mbox_user *u, bool *reset_r, char **error_r)
+{
+	int64_t rows, live;
+	int rc;
+
+	*reset_r = false;
+	if ((rc = mt_counts(u, &rows, &live, error_r)) != MBOX_OK)
+		return rc;
+	if (!mt_too_many(rows, live))
+		return MBOX_OK;
+	if (sqlite3_exec(u->db,
+	                 "INSERT INTO msgtext (msgtext) VALUES ('delete-all');"
+	                 "DELETE FROM text_next",
+	                 NULL, NULL, NULL) != SQLITE_OK)
+		return mi_dberr(u, error_r, "text index reset");
+	log_notice(NULL,
+	           "event=text-index-reset dir=%s rows=%lld messages=%lld",
+	           u->dir, (long long)rows, (long long)live);
+	*reset_r = true;
+	return MBOX_OK;
+}
+
 int
 mbox_text_catch_up(struct mbox_user *u, bool *more_r, size_t *indexed_r,
                    char **error_r)
 {
+	bool reset;
 	sqlite3_stmt *st;
 	int64_t id;
 	char *dir = NULL;
@@ -365,6 +429,16 @@ mbox_text_catch_up(struct mbox_user *u, bool *more_r, size_t *indexed_r,
 	*indexed_r = 0;
 	if ((rc = mi_begin(u, error_r)) != MBOX_OK)
 		return rc;
+	if ((rc = mt_prune(u, &reset, error_r)) != MBOX_OK) {
+		mi_rollback(u);
+		return rc;
+	}
+	if (reset) {
+		if ((rc = mi_commit(u, error_r)) != MBOX_OK)
+			return rc;
+		*more_r = true;
+		return MBOX_OK;
+	}
 	if ((st = mi_st(u, MI_TEXT_LAGGING, error_r)) == NULL) {
 		mi_rollback(u);
 		return MBOX_ERR_TEMP;

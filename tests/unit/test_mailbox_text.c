@@ -1,8 +1,9 @@
 /* Tests for the text index of the mailbox store (src/store/mailbox_text.c):
  * what delivery and APPEND index at once, what mbox_text_catch_up fills in
  * later (COPY, files from other tools, an APPEND behind them; an index
- * from before the text index is test_mailbox.c's schema_upgrade), messages that
- * are always candidates, and, over the MIME corpus, that a message is a
+ * from before the text index is test_mailbox.c's schema_upgrade), an index
+ * built again once mostly made of expunged messages, messages that are
+ * always candidates, and, over the MIME corpus, that a message is a
  * candidate for every string its search text has. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +24,7 @@
 #include "core/xmalloc.h"
 #include "mail/mailtext.h"
 #include "store/mailbox.h"
+#include "store/mailbox_int.h"
 #include "test_tmpdir.h"
 
 struct fixture {
@@ -267,6 +269,85 @@ text_catch_up(void **state)
 	mbox_user_close(&u);
 }
 
+static int64_t
+text_rows(struct mbox_user *u)
+{
+	sqlite3_stmt *st;
+	int64_t n;
+
+	assert_int_equal(
+	    sqlite3_prepare_v2(u->db, "SELECT count(*) FROM msgtext_docsize",
+	                       -1, &st, NULL),
+	    SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+static void
+expunge_range(struct mbox *box, uint32_t first, uint32_t last)
+{
+	uint32_t uids[64], *out = NULL;
+	size_t n = 0, nout = 0;
+	char *error = NULL;
+
+	for (uint32_t uid = first; uid <= last; uid++)
+		uids[n++] = uid;
+	if (mbox_store_flags(box, uids, n, MBOX_FLAGS_ADD, MBOX_F_DELETED, NULL,
+	                     0, &out, &nout, &error) != MBOX_OK)
+		fail_msg("mbox_store_flags: %s", error);
+	free(out);
+	if (mbox_expunge(box, uids, n, &out, &nout, &error) != MBOX_OK)
+		fail_msg("mbox_expunge: %s", error);
+	assert_int_equal(nout, n);
+	free(out);
+}
+
+/* Rows of expunged messages stay until they outnumber the messages (and
+ * mi_text_dead_min); then the index is emptied and built again. */
+static void
+text_prune(void **state)
+{
+	struct fixture *f = *state;
+	struct mbox_user *u = open_user(f);
+	struct mbox *box;
+
+	mi_text_dead_min = 5;
+	for (int i = 1; i <= 19; i++)
+		assert_int_equal(deliver(u, msg_plain), (uint32_t)i);
+	assert_int_equal(deliver(u, "Subject: x\r\n\r\nwombat\r\n"), 20);
+	assert_false(mbox_text_lagging(u));
+	assert_int_equal(text_rows(u), 20);
+	box = open_box(u, "INBOX");
+
+	/* 3 gone: kept, and no background job asked for. */
+	expunge_range(box, 1, 3);
+	assert_false(mbox_text_lagging(u));
+	assert_int_equal(catch_up_all(u), 0);
+	assert_int_equal(text_rows(u), 20);
+	/* (their rows are still candidates, which SEARCH finds gone) */
+	assert_cands(box, "zymurgical",
+	             "21:1,2,3,4,5,6,7,8,9,10,11,12,13,14,"
+	             "15,16,17,18,19");
+
+	/* 15 gone, 5 left: the job is asked for, and builds the index again
+	 * from those 5. */
+	expunge_range(box, 4, 15);
+	assert_true(mbox_text_lagging(u));
+	assert_int_equal(catch_up_all(u), 5);
+	assert_int_equal(text_rows(u), 5);
+	assert_cands(box, "zymurgical", "21:16,17,18,19");
+	assert_cands(box, "wombat", "21:20");
+	/* and delivery indexes at once again. */
+	assert_int_equal(deliver(u, "Subject: y\r\n\r\nwombat\r\n"), 21);
+	assert_false(mbox_text_lagging(u));
+	assert_int_equal(text_rows(u), 6);
+	mi_text_dead_min = 10000;
+	mbox_close(&box);
+	mbox_user_close(&u);
+}
+
 /* A message the index cannot hold word by word is a candidate for every
  * string: a word longer than FTS5 keeps, a file that cannot be read. */
 static void
@@ -464,6 +545,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(text_delivered, setup, teardown),
 	    cmocka_unit_test_setup_teardown(text_catch_up, setup, teardown),
+	    cmocka_unit_test_setup_teardown(text_prune, setup, teardown),
 	    cmocka_unit_test_setup_teardown(text_always, setup, teardown),
 	    cmocka_unit_test_setup_teardown(text_corpus_superset, setup,
 	                                    teardown),

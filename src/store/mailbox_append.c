@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/durable.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "store/mailbox_int.h"
@@ -118,7 +119,7 @@ out:
 
 /* One delivery's tmp file: the prefix, then the message from msg_fd
  * (offset 0, CRLF), written with bounded memory; fsync'd unless
- * sync_later (then mi_writer_sync). */
+ * sync_later (then mi_deliver_sync). */
 static int
 mi_deliver_write(struct mbox_user *u, const struct mbox_delivery *it,
                  int64_t now, uint8_t *in, bool sync_later, struct mi_writer *w,
@@ -294,6 +295,41 @@ mi_name_seen(const struct mbox_delivery *items, size_t i)
 	return false;
 }
 
+/* The files of the items written so far on disk at once (durable_sync),
+ * and closed; an item whose file did not make it fails. */
+static void
+mi_deliver_sync(struct mbox_user *u, struct mbox_delivery *items,
+                struct mi_item *m, size_t n)
+{
+	int *fds = xcalloc(n, sizeof(*fds)), *errs = xcalloc(n, sizeof(*errs));
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (items[i].rc == MBOX_OK)
+			fds[k++] = m[i].w.fd;
+	if (k > 0)
+		(void)durable_sync(-1, fds, k, errs);
+	k = 0;
+	for (size_t i = 0; i < n; i++) {
+		int err;
+
+		if (items[i].rc != MBOX_OK)
+			continue;
+		err = errs[k++];
+		if (close(m[i].w.fd) < 0 && err == 0)
+			err = errno;
+		m[i].w.fd = -1;
+		if (err != 0) {
+			errno = err;
+			items[i].rc =
+			    mi_syserr(&items[i].error, "fsync(%s/tmp/%s)",
+			              u->dir, m[i].w.tmpname);
+		}
+	}
+	free(errs);
+	free(fds);
+}
+
 size_t
 mbox_deliver_many(struct mbox_user *u, struct mbox_delivery *items, size_t n)
 {
@@ -323,14 +359,12 @@ mbox_deliver_many(struct mbox_user *u, struct mbox_delivery *items, size_t n)
 		items[i].rc = mi_deliver_write(u, &items[i], now, in, n > 1,
 		                               &m[i].w, &items[i].error);
 	}
-	/* Every file written before the first fsync: one journal commit. */
-	for (size_t i = 0; i < n; i++) {
-		if (n > 1 && items[i].rc == MBOX_OK)
-			items[i].rc =
-			    mi_writer_sync(u, &m[i].w, &items[i].error);
+	/* Every file written before any goes to disk: together. */
+	if (n > 1)
+		mi_deliver_sync(u, items, m, n);
+	for (size_t i = 0; i < n; i++)
 		if (items[i].rc == MBOX_OK)
 			todo++;
-	}
 	rc = todo > 0 ? mi_begin(u, &error) : MBOX_ERR_NOTFOUND;
 	for (size_t i = 0; rc == MBOX_OK && i < n; i++) {
 		if (items[i].rc != MBOX_OK)

@@ -774,7 +774,8 @@ mi_writer_finish_nosync(struct mbox_user *u, struct mi_writer *w,
 		return mi_syserr(error_r, "futimens(%s/tmp/%s)", u->dir,
 		                 w->tmpname);
 	xfree(&w->buf);
-	/* Writeback starts now; mi_writer_sync() waits for it. */
+	/* Writeback starts now; mi_writer_sync() or durable_sync() waits
+	 * for it. */
 	(void)sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	return MBOX_OK;
 }

@@ -299,6 +299,67 @@ test_files_wait_for_a_sync(void **state)
 	free(ids);
 }
 
+/* The inode of DIR/name, 0 when there is none; *size_r its size. */
+static ino_t
+file_ino(const struct fixture *f, const char *name, off_t *size_r)
+{
+	struct stat sb;
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+	if (stat(path, &sb) < 0)
+		return 0;
+	if (size_r != NULL)
+		*size_r = sb.st_size;
+	return sb.st_ino;
+}
+
+/* The file of a finished message is emptied and kept for the next one
+ * (no inode freed and made per message), also across a restart. */
+static void
+test_file_pool(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const rcpts[] = {"a@example.com"};
+	static const char big[] = "Subject: a longer message\r\n\r\n"
+	                          "with a body of some length\r\n";
+	static const char small[] = "Subject: s\r\n\r\ns\r\n";
+	char id[SPOOL_ID_SIZE], id2[SPOOL_ID_SIZE], pool[64], *error = NULL;
+	ino_t ino;
+	off_t size = -1;
+
+	spool_message(f, big, rcpts, 1, id);
+	ino = file_ino(f, id, NULL);
+	assert_true(ino != 0);
+	assert_int_equal(rcpt_result(f->sp, id, rcpts[0], SPOOL_RCPT_DELIVERED,
+	                             "250 ok", 0, &error),
+	                 0);
+	spool_flush(f->sp);
+	assert_false(file_exists(f, id));
+	snprintf(pool, sizeof(pool), "pool.%s", id);
+	assert_int_equal(file_ino(f, pool, &size), ino);
+	assert_int_equal(size, 0); /* no mail kept in it */
+
+	/* The next message takes it, empty (its commit checks the size). */
+	spool_message(f, small, rcpts, 1, id2);
+	assert_int_equal(file_ino(f, id2, &size), ino);
+	assert_int_equal(size, (off_t)strlen(small));
+	assert_int_equal(file_ino(f, pool, NULL), 0);
+
+	/* Kept over a restart: the queue's open takes it over. */
+	assert_int_equal(rcpt_result(f->sp, id2, rcpts[0], SPOOL_RCPT_DELIVERED,
+	                             "250 ok", 0, &error),
+	                 0);
+	spool_flush(f->sp);
+	snprintf(pool, sizeof(pool), "pool.%s", id2);
+	assert_int_equal(file_ino(f, pool, NULL), ino);
+	reopen(f);
+	spool_message(f, big, rcpts, 1, id);
+	assert_int_equal(file_ino(f, id, &size), ino);
+	assert_int_equal(size, (off_t)strlen(big));
+	check_counts(f, 1, 1);
+}
+
 static void
 test_lifecycle(void **state)
 {
@@ -1927,6 +1988,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_file_pool, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_files_wait_for_a_sync, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_deferred, setup, teardown),

@@ -404,7 +404,7 @@ SyncState *
     m.logout()
     assert (local / "Remote-made").is_dir()
     out = sync()
-    # Nothing left to do the second time round.
+#Nothing left to do the second time round.
     for counters in re.findall(r"(?:Far|Near): (\+\d+ \*\d+ #\d+ -\d+)", out):
         assert counters == "+0 *0 #0 -0", out
 
@@ -467,3 +467,33 @@ def test_search_body_through_the_text_index(tern):
     assert answers() == want
     assert before == want
     m.logout()
+
+
+def test_big_answer_leaves_in_big_tls_records(tern):
+    """front relays store's answer in TLS records bigger than the 4 KB
+    pieces libevent reads (a Python SSL read returns one record at
+    most)."""
+    body = b"".join(b"line %06d of a big message\r\n" % i
+                    for i in range(8000))
+    msg = b"Subject: big relay\r\n\r\n" + body
+    m = login(tern, BOB)
+    ok(m.append("INBOX", None, None, msg))
+    typ, data = m.select("INBOX")
+    n = int(data[0])
+    m.logout()
+    r = Raw(tern)
+    r.send(f'a LOGIN "{BOB}" "{PW}"\r\n'.encode())
+    r.until(b"a")
+    r.send(b"b SELECT INBOX\r\n")
+    r.until(b"b")
+    r.send(f"c FETCH {n} BODY.PEEK[]\r\n".encode())
+    got, sizes = r.buf, []
+    r.s.settimeout(10)
+    while not re.search(rb"\r\nc OK", got):
+        chunk = r.s.recv(65536)
+        assert chunk, got[-200:]
+        sizes.append(len(chunk))
+        got += chunk
+    r.close()
+    assert msg in got
+    assert max(sizes) > 4096, sizes[:20]

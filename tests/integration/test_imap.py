@@ -404,7 +404,7 @@ SyncState *
     m.logout()
     assert (local / "Remote-made").is_dir()
     out = sync()
-#Nothing left to do the second time round.
+    # Nothing left to do the second time round.
     for counters in re.findall(r"(?:Far|Near): (\+\d+ \*\d+ #\d+ -\d+)", out):
         assert counters == "+0 *0 #0 -0", out
 

@@ -714,27 +714,64 @@ mi_writer_byte(struct mi_writer *w, uint8_t c)
 	return 0;
 }
 
+/* n bytes without a CR, as mi_writer_byte would take them one by one. */
+static int
+mi_writer_span(struct mi_writer *w, const uint8_t *p, size_t n)
+{
+	const uint8_t *lf = p, *end = p + n;
+	size_t lfs = 0;
+
+	if (n == 0)
+		return 0;
+	while ((lf = memchr(lf, '\n', (size_t)(end - lf))) != NULL) {
+		lfs++;
+		lf++;
+	}
+	/* Each LF is 2 bytes in CRLF form, unless a CR is before it. */
+	w->crlf_size += n + lfs - (p[0] == '\n' && w->last == '\r');
+	w->lf_size += n;
+	w->last = end[-1];
+	while (n > 0) {
+		size_t k = MI_CHUNK - w->len;
+
+		if (k > n)
+			k = n;
+		memcpy(w->buf + w->len, p, k);
+		w->len += k;
+		p += k;
+		n -= k;
+		if (w->len == MI_CHUNK) {
+			if (mi_write_all(w->fd, w->buf, w->len) < 0)
+				return -1;
+			w->len = 0;
+		}
+	}
+	return 0;
+}
+
 /* CRLF → LF; a lone CR stays; a CR at the end of one call waits for the
- * next. */
+ * next. Runs between CRs are copied whole. */
 int
 mi_writer_write(struct mi_writer *w, const void *data, size_t len)
 {
-	const uint8_t *p = data;
+	const uint8_t *p = data, *end = p + len;
 
-	for (size_t i = 0; i < len; i++) {
-		uint8_t c = p[i];
+	while (p < end) {
+		const uint8_t *cr;
 
 		if (w->cr) {
 			w->cr = false;
-			if (c != '\n' && mi_writer_byte(w, '\r') < 0)
+			if (*p != '\n' && mi_writer_byte(w, '\r') < 0)
 				return -1;
 		}
-		if (c == '\r') {
-			w->cr = true;
-			continue;
-		}
-		if (mi_writer_byte(w, c) < 0)
+		cr = memchr(p, '\r', (size_t)(end - p));
+		if (mi_writer_span(w, p,
+		                   (size_t)((cr != NULL ? cr : end) - p)) < 0)
 			return -1;
+		if (cr == NULL)
+			break;
+		w->cr = true;
+		p = cr + 1;
 	}
 	return 0;
 }

@@ -1715,6 +1715,73 @@ writer_trickle(void **state)
 	mbox_user_close(&u);
 }
 
+/* The writer against the rule it keeps, on input longer than its buffer
+ * (MI_CHUNK) fed in pieces that split CRLFs: every CRLF → LF, every
+ * other byte (a CR alone, an LF alone) as it is; sizes as the reader
+ * counts them. */
+static void
+writer_spans(void **state)
+{
+	struct fixture *f = *state;
+	struct mbox_user *u = open_user(f, 0);
+	size_t n = 3 * MI_CHUNK + 123, pieces[] = {n, 7777, 4096, 1};
+
+	for (size_t pc = 0; pc < sizeof(pieces) / sizeof(pieces[0]); pc++) {
+		char *in = xmalloc(n), *want = xmalloc(n), *got, *path;
+		size_t wlen = 0, glen, line = 0;
+		uint64_t want_crlf = 0, size;
+		unsigned seed = 7;
+		struct mi_writer w;
+		char *error = NULL;
+		int fd;
+
+		for (size_t i = 0; i < n; i++) {
+			unsigned r = (unsigned)rand_r(&seed) % 100;
+
+			/* Mostly CRLF lines of varying length. */
+			if (i > 0 && in[i - 1] == '\r')
+				in[i] = r < 90 ? '\n' : 'x';
+			else if (++line % 61 == 0 || r < 2)
+				in[i] = '\r';
+			else if (r < 3)
+				in[i] = '\n';
+			else
+				in[i] = (char)('a' + r % 26);
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (in[i] == '\r' && i + 1 < n && in[i + 1] == '\n')
+				continue;
+			want[wlen++] = in[i];
+			want_crlf += in[i] == '\n' ? 2 : 1;
+		}
+		assert_int_equal(mi_writer_open(u, &w, &error), MBOX_OK);
+		for (size_t i = 0; i < n; i += pieces[pc]) {
+			size_t k = n - i < pieces[pc] ? n - i : pieces[pc];
+
+			assert_int_equal(mi_writer_write(&w, in + i, k), 0);
+		}
+		assert_int_equal(mi_writer_finish(u, &w, 1000000000, &error),
+		                 MBOX_OK);
+		path = xasprintf("%s/tmp/%s", f->dir, w.tmpname);
+		got = read_file(path, &glen);
+		assert_int_equal(glen, wlen);
+		assert_memory_equal(got, want, wlen);
+		assert_int_equal(w.lf_size, wlen);
+		assert_int_equal(w.crlf_size, want_crlf);
+		fd = open(path, O_RDONLY);
+		assert_true(fd >= 0);
+		assert_int_equal(mi_file_crlf_size(fd, &size), 0);
+		assert_int_equal(size, want_crlf);
+		close(fd);
+		mi_writer_abort(u, &w);
+		free(path);
+		free(got);
+		free(want);
+		free(in);
+	}
+	mbox_user_close(&u);
+}
+
 static void
 two_handles(void **state)
 {
@@ -2674,6 +2741,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(rename_crash_recovery, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(writer_trickle, setup, teardown),
+	    cmocka_unit_test_setup_teardown(writer_spans, setup, teardown),
 	    cmocka_unit_test_setup_teardown(two_handles, setup, teardown),
 	    cmocka_unit_test_setup_teardown(concurrent_processes, setup,
 	                                    teardown),

@@ -62,6 +62,8 @@ body_part(const struct mime_message *m, const struct mime_part *part,
 	bool have_ct = false;
 	enum mime_cte cte = MIME_CTE_78BIT;
 	struct buf decoded;
+	const uint8_t *body;
+	size_t blen;
 
 	if (part->children != NULL) {
 		for (const struct mime_part *c = part->children; c != NULL;
@@ -88,14 +90,22 @@ body_part(const struct mime_message *m, const struct mime_part *part,
 			cte = mime_cte_parse((char *)tmp->data, tmp->len);
 		}
 	}
+	body = (const uint8_t *)m->data + part->offset + part->hdr_size;
+	blen = part->body_size;
 	buf_init(&decoded, 0);
-	mime_body_decode(m->data + part->offset + part->hdr_size,
-	                 part->body_size, cte, &decoded);
+	if (cte == MIME_CTE_QP || cte == MIME_CTE_BASE64) {
+		mime_body_decode(body, blen, cte, &decoded);
+		body = decoded.data;
+		blen = decoded.len;
+	}
+	/* Else the text is the part's bytes as they are: no copy (a new
+	 * buffer the size of the message was most of the page faults of
+	 * indexing at delivery). */
 	if (out->len > 0)
 		buf_append_byte(out, '\n');
 	if (charset == NULL ||
-	    mime_charset_to_utf8(charset, decoded.data, decoded.len, out) < 0)
-		mime_utf8_sanitize(decoded.data, decoded.len, out);
+	    mime_charset_to_utf8(charset, body, blen, out) < 0)
+		mime_utf8_sanitize(body, blen, out);
 	buf_free(&decoded);
 	if (have_ct)
 		mime_content_clear(&ct);

@@ -256,6 +256,7 @@ mbox_user_open(const char *dir, uint64_t quota_bytes, struct mbox_user **user_r,
 	buf_init(&u->text_msg, MI_TEXT_MESSAGE_MAX + 1);
 	buf_init(&u->text_out, 0);
 	buf_init(&u->text_words, 0);
+	buf_init(&u->text_batch, 0);
 	u->quota = quota_bytes;
 	if ((rc = mi_mkdirs(dir, error_r)) != MBOX_OK)
 		goto fail;
@@ -305,6 +306,7 @@ mbox_user_close(struct mbox_user **user)
 	buf_free(&u->text_msg);
 	buf_free(&u->text_out);
 	buf_free(&u->text_words);
+	buf_free(&u->text_batch);
 	if (u->db != NULL)
 		mi_db_close(u);
 	if (u->tmpfd >= 0)
@@ -324,6 +326,7 @@ mbox_user_trim(struct mbox_user *u, enum mbox_trim what)
 	buf_free(&u->text_msg);
 	buf_free(&u->text_out);
 	buf_free(&u->text_words);
+	buf_free(&u->text_batch);
 	if (u->db == NULL)
 		return;
 	if (what == MBOX_TRIM_CLOSE) {

@@ -3,9 +3,11 @@
  * (CRLF → LF), fsync'd, and linked into the mailbox's cur/ under the index
  * write lock; cur/ is fsync'd and then the transaction that gives it its
  * UID commits (ARCHITECTURE.md §1 invariant 6).
- * SECURITY: message bytes are data only (never parsed here); memory stays
- * bounded (64 KiB chunks) whatever the message size; quota and keyword
- * limits are checked in the transaction that adds the message. */
+ * SECURITY: message bytes are data only here (the text index's parser
+ * reads them, mailbox_text.c); memory stays bounded whatever the message
+ * size (64 KiB chunks; MI_WHOLE_MAX for a message read whole, and
+ * MI_TEXT_BATCH_MAX of row texts per call); quota and keyword limits are
+ * checked in the transaction that adds the message. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,36 +119,118 @@ out:
 	return rc;
 }
 
-/* One delivery's tmp file: the prefix, then the message from msg_fd
- * (offset 0, CRLF), written with bounded memory; fsync'd unless
- * sync_later (then mi_deliver_sync). */
-static int
-mi_deliver_write(struct mbox_user *u, const struct mbox_delivery *it,
-                 int64_t now, uint8_t *in, bool sync_later, struct mi_writer *w,
-                 char **error_r)
-{
-	off_t off = 0;
-	int rc;
+/* A message up to this size (prefix included) is read whole at delivery,
+ * and its text index row is made from memory instead of from its file
+ * read back: the file is then only written. */
+#define MI_WHOLE_MAX (1024 * 1024)
+/* The row texts of one mbox_deliver_many kept for its transaction, in
+ * all; past this an item's row is made from its file in the transaction,
+ * as before. */
+#define MI_TEXT_BATCH_MAX (8 * 1024 * 1024)
 
-	if ((rc = mi_writer_open(u, w, error_r)) != MBOX_OK)
-		return rc;
-	if (it->prefix != NULL &&
-	    mi_writer_write(w, it->prefix, strlen(it->prefix)) < 0)
-		return mi_syserr(error_r, "write(%s/tmp/%s)", u->dir,
-		                 w->tmpname);
+/* Where an item's row text is in u->text_batch. */
+struct mi_words {
+	size_t off, len;
+	bool ok;
+};
+
+/* Appends the rest of the message from msg_fd at *off to w through in
+ * (MI_CHUNK bytes); *more_r: there was some. */
+static int
+mi_deliver_stream(struct mbox_user *u, int msg_fd, off_t *off, uint8_t *in,
+                  struct mi_writer *w, bool *more_r, char **error_r)
+{
+	*more_r = false;
 	for (;;) {
-		ssize_t r = pread(it->msg_fd, in, MI_CHUNK, off);
+		ssize_t r = pread(msg_fd, in, MI_CHUNK, *off);
 
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
 			return mi_syserr(error_r, "pread(message)");
 		if (r == 0)
-			break;
-		off += r;
+			return MBOX_OK;
+		*off += r;
+		*more_r = true;
 		if (mi_writer_write(w, in, (size_t)r) < 0)
 			return mi_syserr(error_r, "write(%s/tmp/%s)", u->dir,
 			                 w->tmpname);
+	}
+}
+
+/* The prefix and the whole message from msg_fd (offset 0, CRLF, size
+ * bytes) into u->text_msg; -1: read error. */
+static int
+mi_deliver_read(struct mbox_user *u, const char *prefix, int msg_fd,
+                size_t size, off_t *off)
+{
+	struct buf *msg = &u->text_msg;
+
+	buf_reset(msg);
+	if ((prefix != NULL && buf_append_str(msg, prefix) < 0) ||
+	    buf_reserve(msg, size) < 0)
+		return -1;
+	while ((size_t)*off < size) {
+		ssize_t r = pread(msg_fd, msg->data + msg->len,
+		                  size - (size_t)*off, *off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			break;
+		*off += r;
+		msg->len += (size_t)r;
+	}
+	return 0;
+}
+
+/* One delivery's tmp file: the prefix, then the message from msg_fd
+ * (offset 0, CRLF); fsync'd unless sync_later (then mi_deliver_sync).
+ * A message of at most MI_WHOLE_MAX is read whole into u->text_msg and
+ * its row text appended to u->text_batch (*words_r); a bigger one is
+ * streamed in MI_CHUNK pieces, memory staying bounded. */
+static int
+mi_deliver_write(struct mbox_user *u, const struct mbox_delivery *it,
+                 int64_t now, uint8_t *in, bool sync_later, struct mi_writer *w,
+                 struct mi_words *words_r, char **error_r)
+{
+	size_t plen = it->prefix != NULL ? strlen(it->prefix) : 0;
+	struct stat st;
+	off_t off = 0;
+	bool whole, more;
+	int rc;
+
+	*words_r = (struct mi_words){0};
+	whole = u->text_batch.len < MI_TEXT_BATCH_MAX &&
+	        fstat(it->msg_fd, &st) == 0 && st.st_size >= 0 &&
+	        (uint64_t)st.st_size <= MI_WHOLE_MAX - plen;
+	if ((rc = mi_writer_open(u, w, error_r)) != MBOX_OK)
+		return rc;
+	if (whole) {
+		if (mi_deliver_read(u, it->prefix, it->msg_fd,
+		                    (size_t)st.st_size, &off) < 0)
+			return mi_syserr(error_r, "pread(message)");
+		if (mi_writer_write(w, u->text_msg.data, u->text_msg.len) < 0)
+			return mi_syserr(error_r, "write(%s/tmp/%s)", u->dir,
+			                 w->tmpname);
+	} else if (it->prefix != NULL &&
+	           mi_writer_write(w, it->prefix, plen) < 0) {
+		return mi_syserr(error_r, "write(%s/tmp/%s)", u->dir,
+		                 w->tmpname);
+	}
+	/* Whatever fstat did not count: the file is then indexed from
+	 * disk. */
+	if ((rc = mi_deliver_stream(u, it->msg_fd, &off, in, w, &more,
+	                            error_r)) != MBOX_OK)
+		return rc;
+	if (whole && !more) {
+		words_r->off = u->text_batch.len;
+		mi_text_words(u, (const char *)u->text_msg.data,
+		              u->text_msg.len, &u->text_batch);
+		words_r->len = u->text_batch.len - words_r->off;
+		words_r->ok = true;
 	}
 	if (sync_later)
 		return mi_writer_finish_nosync(u, w, now, error_r);
@@ -166,6 +250,7 @@ struct mi_target {
 /* The state of one item between its write and the commit. */
 struct mi_item {
 	struct mi_writer w;
+	struct mi_words words; /* its row text, made as it was written */
 	char *filename; /* linked into the target's cur/ */
 	struct mi_target *t;
 };
@@ -251,8 +336,14 @@ mi_deliver_link(struct mbox_user *u, struct mbox_delivery *it,
 		u->text_lag = true;
 		return MBOX_OK;
 	}
-	if ((rc = mi_text_add_file(u, t->b.id, it->uid, t->d.curfd, m->filename,
-	                           &it->error)) != MBOX_OK)
+	if (m->words.ok)
+		rc = mi_text_put_words(u, t->b.id, it->uid,
+		                       u->text_batch.data + m->words.off,
+		                       m->words.len, &it->error);
+	else
+		rc = mi_text_add_file(u, t->b.id, it->uid, t->d.curfd,
+		                      m->filename, &it->error);
+	if (rc != MBOX_OK)
 		return rc;
 	t->text_next++;
 	return MBOX_OK;
@@ -341,6 +432,7 @@ mbox_deliver_many(struct mbox_user *u, struct mbox_delivery *items, size_t n)
 	char *error = NULL;
 	int rc;
 
+	buf_reset(&u->text_batch);
 	for (size_t i = 0; i < n; i++) {
 		items[i].rc = MBOX_OK;
 		items[i].uid = 0;
@@ -356,8 +448,9 @@ mbox_deliver_many(struct mbox_user *u, struct mbox_delivery *items, size_t n)
 			mi_box_clear(&b);
 			free(canon);
 		}
-		items[i].rc = mi_deliver_write(u, &items[i], now, in, n > 1,
-		                               &m[i].w, &items[i].error);
+		items[i].rc =
+		    mi_deliver_write(u, &items[i], now, in, n > 1, &m[i].w,
+		                     &m[i].words, &items[i].error);
 	}
 	/* Every file written before any goes to disk: together. */
 	if (n > 1)

@@ -167,6 +167,9 @@ struct mbox_user {
 	 * than the indexing itself. text_msg holds at most
 	 * MI_TEXT_MESSAGE_MAX + 1 bytes. */
 	struct buf text_msg, text_out, text_words;
+	/* The row texts of one mbox_deliver_many, one after the other, made
+	 * as each file is written from text_msg. */
+	struct buf text_batch;
 };
 
 /* One row of mailboxes. */
@@ -447,6 +450,15 @@ int mi_text_next(struct mbox_user *u, int64_t id, uint32_t *uid_r,
                  char **error_r);
 int mi_text_set_next(struct mbox_user *u, int64_t id, uint32_t uid,
                      char **error_r);
+/* The row text of a message, from its CRLF form (msg NULL: unreadable),
+ * appended to out: its words, or the word of a message always searched.
+ * No transaction needed: delivery makes it before its own. */
+void mi_text_words(struct mbox_user *u, const char *msg, size_t len,
+                   struct buf *out);
+/* Inside a transaction: message uid of mailbox id into the text index
+ * with row text words (from mi_text_words). */
+int mi_text_put_words(struct mbox_user *u, int64_t id, uint32_t uid,
+                      const uint8_t *words, size_t len, char **error_r);
 /* Inside a transaction: message uid of mailbox id, file filename in its
  * cur/ (curfd), into the text index. */
 int mi_text_add_file(struct mbox_user *u, int64_t id, uint32_t uid, int curfd,

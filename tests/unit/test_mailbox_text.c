@@ -404,6 +404,76 @@ text_always(void **state)
 	mbox_user_close(&u);
 }
 
+/* A message of text (a NUL-terminated string) in a spool-like file. */
+static int
+msg_fd(const char *text)
+{
+	char tmpl[] = "/tmp/tern-msg-XXXXXX";
+	int fd = mkstemp(tmpl);
+	size_t len = strlen(text);
+
+	assert_true(fd >= 0);
+	unlink(tmpl);
+	assert_int_equal(write(fd, text, len), (ssize_t)len);
+	return fd;
+}
+
+/* One group delivery: rows made from each message as it is written (its
+ * prefix too) go to the right UID; a message too big to be read whole is
+ * indexed from its file; a word too long makes a row of its own kind. */
+static void
+text_delivered_batch(void **state)
+{
+	struct fixture *f = *state;
+	struct mbox_user *u = open_user(f);
+	struct mbox_delivery it[5] = {{0}};
+	struct mbox *box;
+	struct buf big, longword;
+
+	buf_init(&big, 0);
+	buf_append_str(&big, "Subject: big\r\n\r\n");
+	while (big.len < 1100 * 1024)
+		buf_append_str(&big, "the quartzite line of a big message\r\n");
+	buf_append_str(&big, "bigend\r\n");
+	buf_append_byte(&big, '\0');
+	buf_init(&longword, 0);
+	buf_append_str(&longword, "Subject: long\r\n\r\n");
+	for (int i = 0; i < 9000; i++)
+		buf_append_byte(&longword, 'q');
+	buf_append_str(&longword, "\r\n");
+	buf_append_byte(&longword, '\0');
+	it[0] = (struct mbox_delivery){
+	    .name = "INBOX",
+	    .prefix = "Delivered-To: kestrel@example.test\r\n",
+	    .msg_fd = msg_fd(msg_plain)};
+	it[1] =
+	    (struct mbox_delivery){.name = "INBOX", .msg_fd = msg_fd(msg_qp)};
+	it[2] = (struct mbox_delivery){.name = "INBOX",
+	                               .msg_fd = msg_fd((char *)big.data)};
+	it[3] = (struct mbox_delivery){.name = "INBOX",
+	                               .msg_fd = msg_fd((char *)longword.data)};
+	it[4] =
+	    (struct mbox_delivery){.name = "INBOX", .msg_fd = msg_fd(msg_b64)};
+	assert_int_equal(mbox_deliver_many(u, it, 5), 5);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(it[i].uid, (uint32_t)i + 1);
+		close(it[i].msg_fd);
+	}
+	buf_free(&big);
+	buf_free(&longword);
+	assert_false(mbox_text_lagging(u));
+	box = open_box(u, "INBOX");
+	assert_cands(box, "kestrel", "6:1,4");
+	assert_cands(box, "zymurgical", "6:1,4");
+	assert_cands(box, "déjà vu", "6:2,4");
+	assert_cands(box, "quartzite", "6:3,4");
+	assert_cands(box, "bigend", "6:3,4");
+	assert_cands(box, "invoice", "6:4,5");
+	assert_cands(box, "nowhere", "6:4");
+	mbox_close(&box);
+	mbox_user_close(&u);
+}
+
 /* ---- the corpus ---- */
 
 static char *
@@ -547,6 +617,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(text_catch_up, setup, teardown),
 	    cmocka_unit_test_setup_teardown(text_prune, setup, teardown),
 	    cmocka_unit_test_setup_teardown(text_always, setup, teardown),
+	    cmocka_unit_test_setup_teardown(text_delivered_batch, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(text_corpus_superset, setup,
 	                                    teardown),
 	};

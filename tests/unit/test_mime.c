@@ -423,6 +423,21 @@ charsets(void **state)
 	assert_buf(&out, "\xef\xbf\xbd|\xef\xbf\xbd\xef\xbf\xbd|\xef\xbf\xbd"
 	                 "a|\xef\xbf\xbd\xef\xbf\xbd|\xef\xbf\xbd");
 	buf_reset(&out);
+	/* Bad bytes after, inside and at the end of runs of eight ASCII
+	 * bytes and more (read eight at a time). */
+	in = "abcdefg\xff"
+	     "zzabcdefgh\xff"
+	     "abcdefghijklmno\xc3\xa9pqrstuvw\x80"
+	     "12345678\xe2\x82\xac"
+	     "1234567\xf0";
+	mime_utf8_sanitize(in, strlen(in), &out);
+	assert_buf(&out, "abcdefg\xef\xbf\xbd"
+	                 "zzabcdefgh\xef\xbf\xbd"
+	                 "abcdefghijklmno\xc3\xa9"
+	                 "pqrstuvw\xef\xbf\xbd"
+	                 "12345678\xe2\x82\xac"
+	                 "1234567\xef\xbf\xbd");
+	buf_reset(&out);
 	assert_int_equal(mime_charset_to_utf8("no-such-charset", "x", 1, &out),
 	                 -1);
 	assert_int_equal(out.len, 0);

@@ -30,6 +30,8 @@ wbuf_flush(struct smtp_server *s)
 	buf_reset(&s->wbuf);
 }
 
+/* Every byte of the message goes through here, in order: the spool file
+ * is written SMTP_WBUF_MAX bytes at a time, not once per header field. */
 static void
 body_put(struct smtp_server *s, const void *p, size_t n)
 {
@@ -85,7 +87,7 @@ header_write_filtered(struct smtp_server *s, size_t end)
 		if (field_is_forged_ar(s, p, (size_t)(q - p)))
 			s->forged_ar++;
 		else
-			sink_write(s, p, (size_t)(q - p));
+			body_put(s, p, (size_t)(q - p));
 		p = q;
 	}
 }
@@ -108,20 +110,20 @@ header_flush(struct smtp_server *s, size_t end)
 		char date[64];
 
 		if (end > 0 && s->hdr.data[end - 1] != '\n')
-			sink_write(s, "\r\n", 2); /* BDAT without line end */
+			body_put(s, "\r\n", 2); /* BDAT without line end */
 		if (!s->has_date) {
 			char *f;
 
 			smtp_date_now(date, sizeof(date));
 			f = xasprintf("Date: %s\r\n", date);
-			sink_write(s, f, strlen(f));
+			body_put(s, f, strlen(f));
 			free(f);
 		}
 		if (!s->has_msgid) {
 			char *id = smtp_message_id(s);
 			char *f = xasprintf("Message-ID: %s\r\n", id);
 
-			sink_write(s, f, strlen(f));
+			body_put(s, f, strlen(f));
 			free(f);
 			free(id);
 		}
@@ -242,7 +244,7 @@ smtp_data_start(struct smtp_server *s)
 	s->hdr_line_start = 0;
 	s->has_date = s->has_msgid = false;
 	rcvd = smtp_received_header(s);
-	sink_write(s, rcvd, strlen(rcvd));
+	body_put(s, rcvd, strlen(rcvd));
 	free(rcvd);
 }
 

@@ -40,7 +40,9 @@ enum smtp_dstate {
 	SMTP_D_DOT_CR, /* ".\r" at the start of a line */
 };
 
-#define SMTP_WBUF_MAX 16384
+/* The message goes to the spool file in writes of up to this much: one or
+ * two for most messages (16 KB took four per 64 KB message). */
+#define SMTP_WBUF_MAX 65536
 
 struct smtp_server {
 	enum smtp_kind kind;

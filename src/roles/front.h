@@ -41,6 +41,9 @@ struct front {
 	struct dns_resolver *resolver; /* mail checks (front_auth.c) */
 	struct workpool *pool;         /* their worker threads */
 	struct psl *psl;               /* public suffixes, for DMARC */
+	/* Message bytes read from plain sockets (front_conn.c), on the
+	 * loop only. */
+	uint8_t bulk[64 * 1024];
 };
 
 void front_conn_accept(struct front_listener *fl, int fd,

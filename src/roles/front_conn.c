@@ -39,6 +39,9 @@
 #define PROXY_TIMEOUT_S 10
 #define HANDSHAKE_TIMEOUT_S 30
 #define IDLE_TIMEOUT_S 300
+/* Reads of message bytes from plain sockets (conn_read_bulk), and how
+ * many in a row before other connections get their turn. */
+#define BULK_ROUNDS_MAX 4
 
 static void conn_start_session(struct front_conn *c);
 static void conn_start_proto(struct front_conn *c,
@@ -185,6 +188,58 @@ conn_read_lines(struct front_conn *c)
 	}
 }
 
+/* Whether the SMTP session takes input now. */
+static bool
+conn_smtp_ready(const struct front_conn *c)
+{
+	return c->state == CONN_OPEN && !smtp_server_busy(c->smtp);
+}
+
+/* A message's bytes straight from a plain TCP socket, 64 KB at a time.
+ * libevent 2.1 reads at most 4 KB per wakeup (EVBUFFER_MAX_READ), each with an
+ * ioctl and a readv: 16 rounds for a 64 KB message. Only once the input buffer
+ * is empty, so bytes stay in order; what the session does not take (what
+ * follows the message) goes into that buffer. An end of stream or an error read
+ * here is read again by the bufferevent at its next wakeup. */
+static void
+conn_read_bulk(struct front_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	uint8_t *buf = c->front->bulk;
+
+	for (int round = 0; round < BULK_ROUNDS_MAX; round++) {
+		ssize_t r;
+		size_t used = 0;
+
+		if (!conn_smtp_ready(c) || !smtp_server_in_message(c->smtp))
+			return;
+		r = recv(c->fd, buf, sizeof(c->front->bulk), MSG_DONTWAIT);
+		if (r <= 0)
+			return;
+		while (used < (size_t)r && conn_smtp_ready(c)) {
+			size_t n = smtp_server_input(c->smtp, buf + used,
+			                             (size_t)r - used);
+
+			if (n == 0)
+				break;
+			used += n;
+		}
+		if (used < (size_t)r) {
+			/* in is empty: at its start is in order. (Its end
+			 * takes bytes only while libevent reads.) */
+			if (evbuffer_prepend(in, buf + used, (size_t)r - used) <
+			    0) {
+				log_error(c->id,
+				          "event=input-lost action=close");
+				conn_set_state(c, CONN_CLOSING);
+				bufferevent_trigger(c->bev, EV_WRITE,
+				                    BEV_TRIG_IGNORE_WATERMARKS);
+			}
+			return;
+		}
+	}
+}
+
 /* SMTP sessions take raw bytes (commands, DATA, BDAT chunks) and say how
  * many they used; they stop while a question is out. */
 static void
@@ -194,7 +249,7 @@ conn_read_smtp(struct front_conn *c)
 	size_t len, used;
 	uint8_t *data;
 
-	while (c->state == CONN_OPEN && !smtp_server_busy(c->smtp) &&
+	while (conn_smtp_ready(c) &&
 	       (len = evbuffer_get_contiguous_space(in)) > 0) {
 		data = evbuffer_pullup(in, (ssize_t)len);
 		used = smtp_server_input(c->smtp, data, len);
@@ -202,6 +257,8 @@ conn_read_smtp(struct front_conn *c)
 		if (used == 0)
 			break;
 	}
+	if (c->ssl == NULL && evbuffer_get_length(in) == 0)
+		conn_read_bulk(c);
 }
 
 static void

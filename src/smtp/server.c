@@ -720,6 +720,13 @@ smtp_server_busy(const struct smtp_server *s)
 	}
 }
 
+bool
+smtp_server_in_message(const struct smtp_server *s)
+{
+	return s->state == SMTP_STATE_DATA ||
+	       (s->state == SMTP_STATE_BDAT && s->bdat_left > 0);
+}
+
 size_t
 smtp_server_input(struct smtp_server *s, const uint8_t *data, size_t len)
 {

@@ -115,6 +115,9 @@ size_t smtp_server_input(struct smtp_server *s, const uint8_t *data,
                          size_t len);
 /* True while an answer is awaited: hold input. */
 bool smtp_server_busy(const struct smtp_server *s);
+/* True while message bytes are read (DATA, or a BDAT chunk): input in
+ * big pieces is welcome. */
+bool smtp_server_in_message(const struct smtp_server *s);
 /* The TLS handshake finished (after STARTTLS): forget the session so far
  * (RFC 3207: the client must EHLO again). version/cipher for Received:. */
 void smtp_server_tls_started(struct smtp_server *s, const char *version,

@@ -237,6 +237,40 @@ def test_bdat_chunks(tern):
     assert b"chunked body" in m
 
 
+def test_big_messages_with_commands_right_behind(tern):
+    """Message bytes are read in big pieces; what follows a message in the
+    same piece (the next transaction, QUIT) is still read in order, after
+    the message's reply, and every byte of the body arrives."""
+    line = b"0123456789abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ\r\n"
+    body = line * 5000  # 320 KB
+    c = Conn.open(tern.port("smtp"))
+    c.smtp_reply()
+    c.send(b"EHLO x\r\n")
+    c.smtp_reply()
+    c.send(b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<" + ALICE.encode() +
+           b">\r\nDATA\r\n")
+    c.smtp_reply()
+    c.smtp_reply()
+    assert c.smtp_reply()[0].startswith("354")
+    # One send: the whole first message, its end, then a BDAT
+    # transaction of a second big message, then QUIT.
+    c.send(b"Subject: big-one\r\n\r\n" + body + b".\r\n" +
+           b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<" +
+           ALICE.encode() + b">\r\n" +
+           b"BDAT %d LAST\r\n" % (len(body) + 20) +
+           b"Subject: big-two\r\n\r\n" + body + b"QUIT\r\n")
+    assert c.smtp_reply()[0].startswith("250")
+    assert c.smtp_reply()[0].startswith("250")
+    assert c.smtp_reply()[0].startswith("250")
+    assert c.smtp_reply()[0].startswith("250")
+    assert c.smtp_reply()[0].startswith("221")
+    c.close()
+    want = body.replace(b"\r\n", b"\n")
+    for marker in ("big-one", "big-two"):
+        m = wait_for_message(tern, "alice", marker)
+        assert m.endswith(b"\n\n" + want)
+
+
 def test_size_limit(tern):
     s = smplib_mx(tern)
     limit = int(s.esmtp_features["size"])

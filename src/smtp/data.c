@@ -234,6 +234,7 @@ smtp_data_start(struct smtp_server *s)
 	smtp_data_clear(s);
 	buf_init(&s->hdr, s->lim.header_max);
 	buf_init(&s->wbuf, SMTP_WBUF_MAX);
+	(void)buf_reserve(&s->wbuf, SMTP_WBUF_MAX); /* not grown bit by bit */
 	s->dstate = SMTP_D_BOL;
 	/* The line that ended the DATA command counts as the CRLF before a
 	 * ".": a bare LF there does not make "DATA\n.\r\n" a message end. */

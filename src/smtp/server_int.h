@@ -40,9 +40,10 @@ enum smtp_dstate {
 	SMTP_D_DOT_CR, /* ".\r" at the start of a line */
 };
 
-/* The message goes to the spool file in writes of up to this much: one or
- * two for most messages (16 KB took four per 64 KB message). */
-#define SMTP_WBUF_MAX 65536
+/* The message goes to the spool file in writes of up to this much. The
+ * buffer is made whole at DATA and freed after it: at 64 KB, a new one
+ * per message cost more in page faults than the writes it saved. */
+#define SMTP_WBUF_MAX 16384
 
 struct smtp_server {
 	enum smtp_kind kind;

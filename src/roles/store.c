@@ -5,6 +5,7 @@
  * SECURITY: runs as its own unprivileged user; only it opens mailboxes.
  * It takes a message descriptor and recipient addresses from queue; paths
  * are built and checked in src/store/maildir.c and src/store/mailbox.c. */
+#include <event2/event.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -40,6 +41,10 @@
  * if its directory and index.db are still the same files. */
 #define HANDLES_MAX 32
 #define HANDLE_IDLE_MS 60000
+/* A kept handle gives back its caches (mbox_user_trim) once unused this
+ * long, not after every delivery: under load, the next batch for the same
+ * user came within milliseconds and made them again, page by page. */
+#define HANDLE_TRIM_MS 1000
 /* The text index is caught up one user at a time, in slices of this
  * much work, so deliveries and sessions keep their share of the pool. */
 #define TEXT_SLICE_MS 100
@@ -51,12 +56,18 @@ struct store_handle {
 	dev_t dev;
 	ino_t dir_ino, db_ino;
 	uint64_t used_ms;
+	bool trimmed;
 };
 
 struct store_handles {
 	pthread_mutex_t mu;
 	struct store_handle h[HANDLES_MAX];
 	size_t n;
+	/* On the loop: the trim timer, a trim job out, and whether the
+	 * job left handles to trim later (set by the job, read after). */
+	struct event *trim_ev;
+	bool trim_running;
+	bool trim_again;
 };
 
 /* The identity of dir and its index.db; false when either is gone. */
@@ -127,7 +138,6 @@ handles_put(struct store *st, const char *dir, struct mbox_user *u)
 		mbox_user_close(&u);
 		return;
 	}
-	mbox_user_trim(u, MBOX_TRIM_CACHE);
 	h.dir = xstrdup(dir);
 	h.used_ms = now;
 	pthread_mutex_lock(&hs->mu);
@@ -154,6 +164,68 @@ handles_put(struct store *st, const char *dir, struct mbox_user *u)
 		handle_close(&out[i]);
 }
 
+/* On a worker: the caches of the handles unused for HANDLE_TRIM_MS
+ * given back; trim_again when others are to be trimmed later. */
+static void
+handles_trim_job(void *arg)
+{
+	struct store_handles *hs = ((struct store *)arg)->handles;
+	uint64_t now = clock_mono_ms();
+
+	pthread_mutex_lock(&hs->mu);
+	hs->trim_again = false;
+	for (size_t i = 0; i < hs->n; i++) {
+		if (hs->h[i].trimmed)
+			continue;
+		if (now - hs->h[i].used_ms >= HANDLE_TRIM_MS) {
+			mbox_user_trim(hs->h[i].u, MBOX_TRIM_CACHE);
+			hs->h[i].trimmed = true;
+		} else {
+			hs->trim_again = true;
+		}
+	}
+	pthread_mutex_unlock(&hs->mu);
+}
+
+/* On the loop: a trim in HANDLE_TRIM_MS, unless one is due already. */
+static void
+handles_trim_later(struct store *st)
+{
+	struct store_handles *hs = st->handles;
+	struct timeval tv = {HANDLE_TRIM_MS / 1000,
+	                     (HANDLE_TRIM_MS % 1000) * 1000};
+
+	if (st->stopping || hs->trim_running ||
+	    evtimer_pending(hs->trim_ev, NULL))
+		return;
+	evtimer_add(hs->trim_ev, &tv);
+}
+
+static void
+handles_trim_done(void *arg)
+{
+	struct store *st = arg;
+
+	st->handles->trim_running = false;
+	if (st->handles->trim_again)
+		handles_trim_later(st);
+	store_session_gone(st);
+}
+
+static void
+handles_trim_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct store *st = arg;
+
+	(void)fd;
+	(void)what;
+	if (st->stopping)
+		return;
+	st->handles->trim_running = true;
+	workpool_submit(st->pool, NULL, handles_trim_job, handles_trim_done,
+	                st);
+}
+
 /* At exit, with no delivery out. */
 static void
 handles_close_all(struct store *st)
@@ -162,6 +234,9 @@ handles_close_all(struct store *st)
 
 	if (hs == NULL)
 		return;
+	if (hs->trim_ev != NULL)
+		event_free(hs->trim_ev);
+	hs->trim_ev = NULL;
 	for (size_t i = 0; i < hs->n; i++)
 		handle_close(&hs->h[i]);
 	hs->n = 0;
@@ -354,6 +429,7 @@ rcpt_batch_done(void *arg)
 	}
 	ledger_prune(st->ledger, now);
 	(void)ledger_commit(st->ledger);
+	handles_trim_later(st);
 	if (q->pending != NULL) {
 		rcpt_queue_run(q);
 	} else {
@@ -585,6 +661,7 @@ store_start(struct child_ctx *ctx, char **error_r)
 	st->pool = workpool_new(ctx->base, STORE_THREADS);
 	st->handles = xcalloc(1, sizeof(*st->handles));
 	pthread_mutex_init(&st->handles->mu, NULL);
+	st->handles->trim_ev = evtimer_new(st->base, handles_trim_cb, st);
 	return 0;
 }
 
@@ -655,6 +732,7 @@ text_done(void *arg)
 	struct store *st = t->st;
 
 	st->text_running = NULL;
+	handles_trim_later(st);
 	if (t->error != NULL) {
 		log_error(NULL, "event=text-index-failed dir=%s error=%s",
 		          t->dir, t->error);

@@ -859,15 +859,9 @@ mi_writer_link(struct mbox_user *u, struct mi_writer *w, int curfd,
 		int rc;
 
 		free(plain);
-		/* link refuses to replace a file; rename where hard links
-		 * are not supported (the name is unique anyway). */
-		rc = linkat(u->tmpfd, w->tmpname, curfd, name, 0);
-		if (rc < 0 &&
-		    (errno == EPERM || errno == EOPNOTSUPP || errno == ENOSYS))
-			rc = mi_rename_noreplace(u->tmpfd, w->tmpname, curfd,
-			                         name);
-		else if (rc == 0)
-			(void)unlinkat(u->tmpfd, w->tmpname, 0);
+		/* Never replaces a file: one call where link and unlink were
+		 * two (link and unlink where the file system cannot). */
+		rc = mi_rename_noreplace(u->tmpfd, w->tmpname, curfd, name);
 		if (rc == 0) {
 			xfree(&w->tmpname);
 			free(base);

@@ -62,8 +62,7 @@ teardown(void **state)
 	return 0;
 }
 
-/* Several files and their directory: one syncfs (or one fsync each when
- * the system has much unwritten data), all reported on disk. */
+/* Several files and their directory, all reported on disk. */
 static void
 batch(void **state)
 {

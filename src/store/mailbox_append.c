@@ -203,7 +203,7 @@ mi_deliver_write(struct mbox_user *u, const struct mbox_delivery *it,
 	int rc;
 
 	*words_r = (struct mi_words){0};
-	whole = u->text_batch.len < MI_TEXT_BATCH_MAX &&
+	whole = u->text_batch.len < MI_TEXT_BATCH_MAX && plen <= MI_WHOLE_MAX &&
 	        fstat(it->msg_fd, &st) == 0 && st.st_size >= 0 &&
 	        (uint64_t)st.st_size <= MI_WHOLE_MAX - plen;
 	if ((rc = mi_writer_open(u, w, error_r)) != MBOX_OK)

@@ -79,17 +79,27 @@ open_box(struct mbox_user *u, const char *name)
 	return box;
 }
 
-static uint32_t
-deliver(struct mbox_user *u, const char *msg)
+/* A message of text (a NUL-terminated string) in a spool-like file. */
+static int
+msg_fd(const char *text)
 {
 	char tmpl[] = "/tmp/tern-msg-XXXXXX";
 	int fd = mkstemp(tmpl);
-	uint32_t uid = 0;
-	char *error = NULL;
+	size_t len = strlen(text);
 
 	assert_true(fd >= 0);
 	unlink(tmpl);
-	assert_int_equal(write(fd, msg, strlen(msg)), (ssize_t)strlen(msg));
+	assert_int_equal(write(fd, text, len), (ssize_t)len);
+	return fd;
+}
+
+static uint32_t
+deliver(struct mbox_user *u, const char *msg)
+{
+	int fd = msg_fd(msg);
+	uint32_t uid = 0;
+	char *error = NULL;
+
 	if (mbox_deliver(u, "INBOX", NULL, fd, 0, &uid, &error) != MBOX_OK)
 		fail_msg("mbox_deliver: %s", error);
 	close(fd);
@@ -402,20 +412,6 @@ text_always(void **state)
 	assert_cands(box, "nowhere", "2:1");
 	mbox_close(&box);
 	mbox_user_close(&u);
-}
-
-/* A message of text (a NUL-terminated string) in a spool-like file. */
-static int
-msg_fd(const char *text)
-{
-	char tmpl[] = "/tmp/tern-msg-XXXXXX";
-	int fd = mkstemp(tmpl);
-	size_t len = strlen(text);
-
-	assert_true(fd >= 0);
-	unlink(tmpl);
-	assert_int_equal(write(fd, text, len), (ssize_t)len);
-	return fd;
 }
 
 /* One group delivery: rows made from each message as it is written (its

@@ -1,6 +1,6 @@
 /* New messages in a mailbox: APPEND, local delivery (streamed from the
  * spool file) and COPY/MOVE. A new file is written to the user's tmp/
- * (CRLF → LF), fsync'd, and linked into the mailbox's cur/ under the index
+ * (CRLF → LF), fsync'd, and moved into the mailbox's cur/ under the index
  * write lock; cur/ is fsync'd and then the transaction that gives it its
  * UID commits (ARCHITECTURE.md §1 invariant 6).
  * SECURITY: message bytes are data only here (the text index's parser
@@ -20,7 +20,7 @@
 #include "core/xmalloc.h"
 #include "store/mailbox_int.h"
 
-/* A finished tmp file goes into mailbox b: link, fsync, row, commit.
+/* A finished tmp file goes into mailbox b: move, fsync, row, commit.
  * Takes the lock itself; b is re-read in it. */
 static int
 mi_add_file(struct mbox_user *u, const char *canon, struct mi_writer *w,
@@ -251,7 +251,7 @@ struct mi_target {
 struct mi_item {
 	struct mi_writer w;
 	struct mi_words words; /* its row text, made as it was written */
-	char *filename; /* linked into the target's cur/ */
+	char *filename; /* moved into the target's cur/ */
 	struct mi_target *t;
 };
 

@@ -376,8 +376,9 @@ int mi_writer_finish_nosync(struct mbox_user *u, struct mi_writer *w,
 int mi_writer_sync(struct mbox_user *u, struct mi_writer *w, char **error_r);
 /* Remove the tmp file (if any) and free. */
 void mi_writer_abort(struct mbox_user *u, struct mi_writer *w);
-/* Link the finished tmp file as cur/<base>,S=,W=:2,<flags> of the mailbox
- * (a fresh base when the name is taken); *filename_r malloc'd. */
+/* Move the finished tmp file to cur/<base>,S=,W=:2,<flags> of the mailbox
+ * without replacing any file (a fresh base when the name is taken);
+ * *filename_r malloc'd. */
 int mi_writer_link(struct mbox_user *u, struct mi_writer *w, int curfd,
                    uint32_t flags, char **filename_r, char **error_r);
 

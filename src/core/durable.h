@@ -1,7 +1,7 @@
 /* Making several files durable at once (group commit).
  *
- * Each file of the batch is fsync'd, then the directory, before the one
- * transaction that commits them all. A syncfs(2)
+ * Every file's writeback is started, then each file is fsync'd, then the
+ * directory, before the one transaction that commits them all. A syncfs(2)
  * for the batch (two flushes of the disk's cache instead of one per file)
  * was tried and measured: on this project's benchmark machine it used
  * about a tenth more CPU per message at the same rate. It writes whatever

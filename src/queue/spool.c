@@ -1,14 +1,15 @@
 /* The spool (spool.h): message files DIR/<id> (flat) and their envelopes and
  * per-recipient state in DIR/queue.db (SQLite: WAL, synchronous=FULL).
- * Durability: file fsync, directory fsync, then one transaction; a message is
- * never in the database without its file, and a file without a row is removed
- * at the next spool_open(). A recipient's outcome commits without waiting for
- * the disk (the next accepted message's commit syncs it); a message whose
- * last outcome was such is unlinked only after a commit that synced.
- * SECURITY: ids are made here from getrandom(2) and checked (16 lowercase hex)
- * wherever a caller passes one back, so a path is never built from peer text;
- * files are opened relative to the directory fd with O_NOFOLLOW; envelope
- * strings are bound parameters of prepared statements. */
+ * Durability: file fsync, directory fsync, then one transaction and an fsync
+ * of the WAL (spool_commit_*: the fsyncs may run on another thread); a
+ * message is never in the database without its file, and a file without a
+ * row is removed at the next spool_open(). A recipient's outcome commits
+ * without waiting for the disk (the next accepted message's commit syncs it); a
+ * message whose last outcome was such is unlinked only after a commit that
+ * synced. SECURITY: ids are made here from getrandom(2) and checked (16
+ * lowercase hex) wherever a caller passes one back, so a path is never built
+ * from peer text; files are opened relative to the directory fd with
+ * O_NOFOLLOW; envelope strings are bound parameters of prepared statements. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -145,6 +146,9 @@ enum spool_stmt {
 	ST_SIGN_DONE,
 	ST_SYNC_NORMAL,
 	ST_SYNC_FULL,
+	ST_SAVEPOINT,
+	ST_RELEASE,
+	ST_ROLLBACK_TO,
 	ST_COUNT
 };
 
@@ -228,6 +232,9 @@ static const char *const spool_sql[ST_COUNT] = {
                      " WHERE id = ?1 AND (flags & 2) != 0",
     [ST_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
     [ST_SYNC_FULL] = "PRAGMA synchronous=FULL",
+    [ST_SAVEPOINT] = "SAVEPOINT outcome",
+    [ST_RELEASE] = "RELEASE outcome",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO outcome",
 };
 
 /* Files of finished messages are kept for new ones, emptied and renamed
@@ -249,12 +256,14 @@ struct spool {
 	/* Files to unlink after the next commit that syncs. */
 	char (*later)[SPOOL_ID_SIZE];
 	size_t nlater;
-	bool owner; /* the queue's open: keeps a pool */
+	size_t later_base; /* entries ever flushed: later[0]'s number */
+	bool owner;        /* the queue's open: keeps a pool */
 	char (*pool)[SPOOL_POOL_NAME];
 	size_t npool;
 };
 
 static void later_flush(struct spool *sp);
+static void later_flush_to(struct spool *sp, size_t mark);
 static int wal_sync(struct spool *sp);
 static int lazy_end(struct spool *sp, char **error_r);
 
@@ -1073,7 +1082,7 @@ insert_messages(struct spool *sp, const char *const *ids,
 {
 	size_t i;
 
-	if (lazy_end(sp, error_r) < 0 || st_exec(sp, ST_BEGIN, error_r) < 0)
+	if (st_exec(sp, ST_BEGIN, error_r) < 0)
 		return -1;
 	for (i = 0; i < n; i++) {
 		if (results[i] != 0)
@@ -1101,79 +1110,191 @@ fail_ready(size_t n, int *results, char **errors, const char *error)
 	}
 }
 
-/* The batch, with one error per message in errors[] (the caller frees
- * them). Steps: each file checked, the files and the directory put on
- * disk together, then one transaction for every message that got that
- * far. When
- * that transaction fails after it began (a row refused, COMMIT failing),
- * each message is tried again in a transaction of its own, so that one
- * bad message cannot fail the others. A failed BEGIN fails them all:
- * nothing in one message can cause it.
- * results[i] is 0 only once message i's rows are committed. */
+/* A group commit under way (spool.h): one entry per message. */
+struct spool_commit {
+	struct spool *sp;
+	size_t n;
+	const char *const *ids;
+	const struct spool_envelope *const *envs;
+	int *results;      /* 0 while message i is on its way */
+	char **errors;     /* why message i failed */
+	uint64_t *sizes;   /* the files' sizes, for the rows */
+	bool rows;         /* rows were committed: the WAL needs its sync */
+	int wal_err;       /* errno of the WAL's sync, or 0 */
+	size_t later_mark; /* later entries before this one the sync covers */
+};
+
+struct spool_commit *
+spool_commit_begin(struct spool *sp, const char *const *ids,
+                   const struct spool_envelope *const *envs, size_t n)
+{
+	struct spool_commit *c = xcalloc(1, sizeof(*c));
+
+	c->sp = sp;
+	c->n = n;
+	c->ids = ids;
+	c->envs = envs;
+	c->results = xcalloc(n, sizeof(*c->results));
+	c->errors = xcalloc(n, sizeof(*c->errors));
+	c->sizes = xcalloc(n, sizeof(*c->sizes));
+	for (size_t i = 0; i < n; i++)
+		c->results[i] = check_envelope(ids[i], envs[i], &c->errors[i]);
+	return c;
+}
+
+/* Each file checked (its size must be the one the writer counted), then
+ * the files and the directory put on disk together. Touches only c, the
+ * spool's directory descriptor and its name: safe on another thread. */
+void
+spool_commit_sync_files(struct spool_commit *c)
+{
+	int *fds = xcalloc(c->n, sizeof(*fds));
+
+	for (size_t i = 0; i < c->n; i++) {
+		fds[i] = -1;
+		if (c->results[i] == 0)
+			c->results[i] = prepare_message(
+			    c->sp, c->ids[i], c->envs[i], &fds[i], &c->sizes[i],
+			    &c->errors[i]);
+	}
+	sync_messages(c->sp, c->ids, fds, c->n, c->results, c->errors);
+	for (size_t i = 0; i < c->n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	free(fds);
+}
+
+/* One transaction for every message whose file is on disk, which does not
+ * wait for the disk: spool_commit_sync_rows() does. When that transaction
+ * fails after it began (a row refused, COMMIT failing), each message is
+ * tried again in a transaction of its own, so that one bad message cannot
+ * fail the others. A failed BEGIN fails them all: nothing in one message
+ * can cause it. */
+void
+spool_commit_insert(struct spool_commit *c)
+{
+	struct spool *sp = c->sp;
+	uint64_t now = now_ms();
+	char *error = NULL;
+	size_t ready = 0;
+	int rc;
+
+	for (size_t i = 0; i < c->n; i++)
+		if (c->results[i] == 0)
+			ready++;
+	if (ready == 0)
+		return;
+	if (st_exec(sp, ST_SYNC_NORMAL, &error) < 0) {
+		fail_ready(c->n, c->results, c->errors, error);
+		free(error);
+		return;
+	}
+	sp->lazy = true;
+	rc = insert_messages(sp, c->ids, c->envs, c->sizes, c->n, c->results,
+	                     now, &error);
+	if (rc == -2 && ready > 1) {
+		log_warn(NULL,
+		         "event=spool_batch_failed messages=%zu "
+		         "error=%s action=one-by-one",
+		         ready, error);
+		for (size_t i = 0; i < c->n; i++) {
+			const int one = 0;
+
+			if (c->results[i] == 0 &&
+			    insert_messages(sp, &c->ids[i], &c->envs[i],
+			                    &c->sizes[i], 1, &one, now,
+			                    &c->errors[i]) < 0)
+				c->results[i] = -1;
+		}
+	} else if (rc < 0) {
+		fail_ready(c->n, c->results, c->errors, error);
+	}
+	xfree(&error);
+	/* Back to FULL for the others; failing that, the outcomes stay
+	 * lazy until it works, which the sync below covers anyway. */
+	if (lazy_end(sp, &error) < 0) {
+		log_error(NULL, "event=spool_sync_mode_failed error=%s", error);
+		free(error);
+	}
+	for (size_t i = 0; i < c->n; i++)
+		if (c->results[i] == 0)
+			c->rows = true;
+	/* Every outcome committed so far is in the WAL the sync will put
+	 * on disk. */
+	c->later_mark = sp->later_base + sp->nlater;
+}
+
+/* The WAL on disk, with the rows just committed and every commit before
+ * them. Safe on another thread, as spool_commit_sync_files(). */
+void
+spool_commit_sync_rows(struct spool_commit *c)
+{
+	if (c->rows && wal_sync(c->sp) < 0)
+		c->wal_err = errno != 0 ? errno : EIO;
+}
+
+size_t
+spool_commit_end(struct spool_commit **cp, int *results, char **error_r)
+{
+	struct spool_commit *c = *cp;
+	struct spool *sp = c->sp;
+	size_t failed = 0;
+
+	if (c->rows && c->wal_err == 0)
+		later_flush_to(sp, c->later_mark);
+	for (size_t i = 0; i < c->n; i++) {
+		if (c->results[i] == 0 && c->wal_err != 0) {
+			/* The rows are in but maybe not on disk: not
+			 * acknowledged, yet delivered (spool_discard keeps
+			 * a file with a row); the sender's retry makes a
+			 * duplicate, never a loss. */
+			c->results[i] = -1;
+			c->errors[i] =
+			    xasprintf("fsync %s/%s-wal: %s", sp->dir,
+			              SPOOL_DB_NAME, strerror(c->wal_err));
+		}
+		results[i] = c->results[i];
+		if (results[i] != 0) {
+			const char *why =
+			    c->errors[i] != NULL ? c->errors[i] : "unknown";
+
+			log_error(id_valid(c->ids[i]) ? c->ids[i] : NULL,
+			          "event=spool_commit_failed error=%s", why);
+			if (failed++ == 0 && error_r != NULL)
+				*error_r = xstrdup(why);
+			continue;
+		}
+		log_info(c->ids[i],
+		         "event=spool_commit from=%s size=%llu rcpts=%zu",
+		         c->envs[i]->mail_from, (unsigned long long)c->sizes[i],
+		         c->envs[i]->nrcpts);
+	}
+	if (c->n > 1)
+		log_debug(NULL,
+		          "event=spool_commit_batch messages=%zu failed=%zu",
+		          c->n, failed);
+	for (size_t i = 0; i < c->n; i++)
+		free(c->errors[i]);
+	free(c->errors);
+	free(c->results);
+	free(c->sizes);
+	free(c);
+	*cp = NULL;
+	return failed;
+}
+
+/* The steps above in a row, on the caller's thread. */
 static size_t
 commit_batch(struct spool *sp, const char *const *ids,
              const struct spool_envelope *const *envs, size_t n, int *results,
-             char **errors)
+             char **error_r)
 {
-	uint64_t *sizes = xcalloc(n, sizeof(*sizes)), now;
-	int *fds = xcalloc(n, sizeof(*fds));
-	char *error = NULL;
-	size_t i, ready = 0, failed = 0;
-	int rc;
+	struct spool_commit *c = spool_commit_begin(sp, ids, envs, n);
 
-	for (i = 0; i < n; i++) {
-		errors[i] = NULL;
-		fds[i] = -1;
-		results[i] = prepare_message(sp, ids[i], envs[i], &fds[i],
-		                             &sizes[i], &errors[i]);
-	}
-	sync_messages(sp, ids, fds, n, results, errors);
-	for (i = 0; i < n; i++) {
-		if (fds[i] >= 0)
-			close(fds[i]);
-		if (results[i] == 0)
-			ready++;
-	}
-	free(fds);
-	now = now_ms();
-	if (ready > 0 && (rc = insert_messages(sp, ids, envs, sizes, n, results,
-	                                       now, &error)) < 0) {
-		if (rc == -2 && ready > 1) {
-			log_warn(NULL,
-			         "event=spool_batch_failed messages=%zu "
-			         "error=%s action=one-by-one",
-			         ready, error);
-			for (i = 0; i < n; i++) {
-				const int one = 0;
-
-				if (results[i] != 0)
-					continue;
-				if (insert_messages(sp, &ids[i], &envs[i],
-				                    &sizes[i], 1, &one, now,
-				                    &errors[i]) < 0)
-					results[i] = -1;
-			}
-		} else {
-			fail_ready(n, results, errors, error);
-		}
-		xfree(&error);
-	}
-	for (i = 0; i < n; i++) {
-		if (results[i] != 0) {
-			failed++;
-			continue;
-		}
-		log_info(ids[i],
-		         "event=spool_commit from=%s size=%llu rcpts=%zu",
-		         envs[i]->mail_from, (unsigned long long)sizes[i],
-		         envs[i]->nrcpts);
-	}
-	if (n > 1)
-		log_debug(NULL,
-		          "event=spool_commit_batch messages=%zu failed=%zu", n,
-		          failed);
-	free(sizes);
-	return failed;
+	spool_commit_sync_files(c);
+	spool_commit_insert(c);
+	spool_commit_sync_rows(c);
+	return spool_commit_end(&c, results, error_r);
 }
 
 /* On failure nothing is recorded for that message, with one exception
@@ -1186,27 +1307,13 @@ spool_commit_batch(struct spool *sp, const char *const *ids,
                    const struct spool_envelope *const *envs, size_t n,
                    int *results, char **error_r)
 {
-	char **errors, *first = NULL;
-	size_t i;
+	char *error = NULL;
 
-	if (n == 0)
+	if (n == 0 || commit_batch(sp, ids, envs, n, results, &error) == 0) {
+		free(error);
 		return 0;
-	errors = xcalloc(n, sizeof(*errors));
-	commit_batch(sp, ids, envs, n, results, errors);
-	for (i = 0; i < n; i++) {
-		if (results[i] == 0)
-			continue;
-		log_error(id_valid(ids[i]) ? ids[i] : NULL,
-		          "event=spool_commit_failed error=%s", errors[i]);
-		if (first == NULL)
-			first = errors[i];
-		else
-			free(errors[i]);
 	}
-	free(errors);
-	if (first == NULL)
-		return 0;
-	*error_r = first;
+	*error_r = error != NULL ? error : xstrdup("commit failed");
 	return -1;
 }
 
@@ -1217,10 +1324,11 @@ spool_commit(struct spool *sp, const char *id, const struct spool_envelope *env,
 	char *error = NULL;
 	int result;
 
-	commit_batch(sp, &id, &env, 1, &result, &error);
-	if (result == 0)
+	if (commit_batch(sp, &id, &env, 1, &result, &error) == 0) {
+		free(error);
 		return 0;
-	*error_r = error;
+	}
+	*error_r = error != NULL ? error : xstrdup("commit failed");
 	return -1;
 }
 
@@ -1595,13 +1703,29 @@ wal_sync(struct spool *sp)
 	return rc;
 }
 
-/* The files whose rows' deletion a synced commit has now made durable. */
+/* The files whose rows' deletion a synced commit has now made durable:
+ * those numbered below mark (later_base counts the ones gone before). */
+static void
+later_flush_to(struct spool *sp, size_t mark)
+{
+	size_t k = mark > sp->later_base ? mark - sp->later_base : 0;
+
+	if (k > sp->nlater)
+		k = sp->nlater;
+	if (k == 0)
+		return;
+	for (size_t i = 0; i < k; i++)
+		remove_file(sp, sp->later[i]);
+	memmove(sp->later, sp->later + k,
+	        (sp->nlater - k) * sizeof(*sp->later));
+	sp->nlater -= k;
+	sp->later_base += k;
+}
+
 static void
 later_flush(struct spool *sp)
 {
-	for (size_t i = 0; i < sp->nlater; i++)
-		remove_file(sp, sp->later[i]);
-	sp->nlater = 0;
+	later_flush_to(sp, sp->later_base + sp->nlater);
 }
 
 void
@@ -1630,7 +1754,8 @@ lazy_begin(struct spool *sp, char **error_r)
 }
 
 /* Back to synchronous=FULL. Should that fail, sp->lazy stays set and
- * no message is accepted until it succeeds (insert_messages). */
+ * the next one tries again; a message's commit syncs the WAL itself
+ * (spool_commit_sync_rows), so no acknowledged message depends on it. */
 static int
 lazy_end(struct spool *sp, char **error_r)
 {
@@ -1642,20 +1767,21 @@ lazy_end(struct spool *sp, char **error_r)
 	return 0;
 }
 
-/* One transaction: the recipient's row, and when nothing keeps the
- * message any more, the message's rows. The file goes after the commit;
- * a crash in between leaves a file without a row, which spool_open()
- * removes. */
+/* The recipient's row, and when nothing keeps the message any more, the
+ * message's rows, inside the caller's transaction (*removed_r: the
+ * message is done, its file goes after the commit). 1 when the message
+ * or the recipient is gone (tern queue delete), nothing changed. */
 static int
-rcpt_update(struct spool *sp, const char *id, const char *address,
-            const struct spool_result *res, char **error_r)
+rcpt_update_in(struct spool *sp, const char *id, const char *address,
+               const struct spool_result *res, bool *removed_r, char **error_r)
 {
 	sqlite3_stmt *st = sp->st[ST_RCPT_GET];
 	int64_t old_state;
 	unsigned notify;
-	bool dsn, removed;
+	bool dsn;
 	int db_state, rc;
 
+	*removed_r = false;
 	if (check_id(id, error_r) < 0 ||
 	    db_state_of(res->state, &db_state, error_r) < 0)
 		return -1;
@@ -1663,21 +1789,17 @@ rcpt_update(struct spool *sp, const char *id, const char *address,
 		*error_r = xstrdup("no recipient address");
 		return -1;
 	}
-	if (st_exec(sp, ST_BEGIN, error_r) < 0)
-		return -1;
-
 	bind_text(st, 1, id);
 	bind_text(st, 2, address);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE) {
 		st_done(st);
-		rollback(sp);
 		return 1; /* deleted meanwhile (tern queue delete) */
 	}
 	if (rc != SQLITE_ROW) {
 		db_error(sp, spool_sql[ST_RCPT_GET], error_r);
 		st_done(st);
-		goto fail;
+		return -1;
 	}
 	old_state = sqlite3_column_int64(st, 0);
 	notify = col_uint(st, 1);
@@ -1687,7 +1809,7 @@ rcpt_update(struct spool *sp, const char *id, const char *address,
 	if (old_state != STATE_PENDING) {
 		*error_r =
 		    xasprintf("%s: recipient %s is not pending", id, address);
-		goto fail;
+		return -1;
 	}
 
 	st = sp->st[ST_RCPT_UPDATE];
@@ -1702,17 +1824,14 @@ rcpt_update(struct spool *sp, const char *id, const char *address,
 	sqlite3_bind_int(st, 9, res->relayed ? 1 : 0);
 	sqlite3_bind_int(st, 10, dsn ? 1 : 0);
 	if (st_exec(sp, ST_RCPT_UPDATE, error_r) < 0)
-		goto fail;
+		return -1;
 	if (sqlite3_changes(sp->db) != 1) {
 		*error_r =
 		    xasprintf("%s: no pending recipient %s", id, address);
-		goto fail;
-	}
-	if (drop_if_done(sp, id, &removed, error_r) < 0)
-		goto fail;
-	if (commit(sp, error_r) < 0)
 		return -1;
-
+	}
+	if (drop_if_done(sp, id, removed_r, error_r) < 0)
+		return -1;
 	/* The queue logs the outcome for the operator; this is the spool's
 	 * own trace of it. */
 	log_msg(LOG_LEVEL_DEBUG, id,
@@ -1720,17 +1839,43 @@ rcpt_update(struct spool *sp, const char *id, const char *address,
 	        state_name(res->state), address,
 	        res->diagnostic != NULL ? res->diagnostic : "",
 	        dsn ? "due" : "none");
-	if (removed && sp->lazy) {
+	return 0;
+}
+
+/* A message the committed transaction finished: its file goes now, or
+ * once the deletion is on disk when the commit did not sync. */
+static void
+message_done(struct spool *sp, const char *id)
+{
+	if (sp->lazy) {
 		sp->later = xreallocarray(sp->later, sp->nlater + 1,
 		                          sizeof(*sp->later));
 		memcpy(sp->later[sp->nlater++], id, SPOOL_ID_SIZE);
-	} else if (removed) {
+	} else {
 		remove_file(sp, id);
 	}
+}
+
+/* One transaction for the one outcome. */
+static int
+rcpt_update(struct spool *sp, const char *id, const char *address,
+            const struct spool_result *res, char **error_r)
+{
+	bool removed;
+	int rc;
+
+	if (st_exec(sp, ST_BEGIN, error_r) < 0)
+		return -1;
+	rc = rcpt_update_in(sp, id, address, res, &removed, error_r);
+	if (rc != 0) {
+		rollback(sp);
+		return rc;
+	}
+	if (commit(sp, error_r) < 0)
+		return -1;
+	if (removed)
+		message_done(sp, id);
 	return 0;
-fail:
-	rollback(sp);
-	return -1;
 }
 
 /* An outcome is not worth an fsync of its own: lost in a power cut, the
@@ -1756,6 +1901,78 @@ spool_rcpt_update(struct spool *sp, const char *id, const char *address,
 		return -1;
 	}
 	return rc;
+}
+
+/* The outcomes in one transaction, each inside a savepoint so that one
+ * refused leaves the others. */
+static int
+rcpt_update_batch(struct spool *sp, const struct spool_outcome *o, size_t n,
+                  int *rcs, char **errors, char **error_r)
+{
+	bool *removed = xcalloc(n, sizeof(*removed));
+
+	if (st_exec(sp, ST_BEGIN, error_r) < 0) {
+		free(removed);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (st_exec(sp, ST_SAVEPOINT, error_r) < 0)
+			goto fail;
+		rcs[i] = rcpt_update_in(sp, o[i].id, o[i].address, o[i].res,
+		                        &removed[i], &errors[i]);
+		if (rcs[i] != 0 && st_exec(sp, ST_ROLLBACK_TO, error_r) < 0)
+			goto fail;
+		if (st_exec(sp, ST_RELEASE, error_r) < 0)
+			goto fail;
+		if (rcs[i] != 0)
+			removed[i] = false;
+	}
+	if (commit(sp, error_r) < 0)
+		goto fail;
+	for (size_t i = 0; i < n; i++)
+		if (removed[i])
+			message_done(sp, o[i].id);
+	free(removed);
+	return 0;
+fail:
+	rollback(sp);
+	for (size_t i = 0; i < n; i++)
+		xfree(&errors[i]);
+	free(removed);
+	return -1;
+}
+
+void
+spool_rcpt_update_many(struct spool *sp, const struct spool_outcome *o,
+                       size_t n, int *rcs, char **errors)
+{
+	char *error = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		rcs[i] = -1;
+		errors[i] = NULL;
+	}
+	if (n == 0)
+		return;
+	if (lazy_begin(sp, &error) == 0 &&
+	    rcpt_update_batch(sp, o, n, rcs, errors, &error) == 0) {
+		if (lazy_end(sp, &error) < 0) {
+			log_error(NULL, "event=spool_sync_mode_failed error=%s",
+			          error);
+			free(error);
+		}
+		return;
+	}
+	/* Nothing of the batch is in: one by one, so that only what is
+	 * wrong with one outcome fails it. */
+	log_warn(NULL,
+	         "event=spool_outcomes_failed outcomes=%zu error=%s "
+	         "action=one-by-one",
+	         n, error != NULL ? error : "");
+	xfree(&error);
+	for (size_t i = 0; i < n; i++)
+		rcs[i] = spool_rcpt_update(sp, o[i].id, o[i].address, o[i].res,
+		                           &errors[i]);
 }
 
 /* ---------------------------------------------------------- DSNs due */

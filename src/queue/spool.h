@@ -100,6 +100,25 @@ int spool_commit(struct spool *sp, const char *id,
 int spool_commit_batch(struct spool *sp, const char *const *ids,
                        const struct spool_envelope *const *envs, size_t n,
                        int *results, char **error_r);
+/* The same group commit in steps, for a caller whose thread must not wait
+ * for the disk: begin, then spool_commit_sync_files() (on any thread),
+ * spool_commit_insert(), spool_commit_sync_rows() (on any thread), end.
+ * The steps of one commit run one at a time and in that order; between
+ * them the caller may use the spool for anything else, but not close it.
+ * ids and envs stay the caller's and must outlive the commit. From insert
+ * on, the rows are in the database, not yet on disk: a crash before the
+ * WAL's sync loses them, and the messages were not acknowledged. */
+struct spool_commit;
+struct spool_commit *
+spool_commit_begin(struct spool *sp, const char *const *ids,
+                   const struct spool_envelope *const *envs, size_t n);
+void spool_commit_sync_files(struct spool_commit *c);
+void spool_commit_insert(struct spool_commit *c);
+void spool_commit_sync_rows(struct spool_commit *c);
+/* results[i] is 0 once message i is durable, else -1 (logged here); the
+ * number failed, the first one's words in *error_r when error_r is not
+ * NULL. Frees *c. */
+size_t spool_commit_end(struct spool_commit **c, int *results, char **error_r);
 /* Forget an uncommitted file. */
 void spool_discard(struct spool *sp, const char *id);
 
@@ -139,6 +158,16 @@ struct spool_result {
  * spool (deleted meanwhile), -1 with *error_r. */
 int spool_rcpt_update(struct spool *sp, const char *id, const char *address,
                       const struct spool_result *res, char **error_r);
+/* Several outcomes in one transaction (they arrive together from store):
+ * rcs[i] and errors[i] (malloc'd, the caller frees) as spool_rcpt_update
+ * returns them for o[i]. One that fails leaves the others. */
+struct spool_outcome {
+	const char *id;
+	const char *address;
+	const struct spool_result *res;
+};
+void spool_rcpt_update_many(struct spool *sp, const struct spool_outcome *o,
+                            size_t n, int *rcs, char **errors);
 /* The outcomes above commit without an fsync of their own (lost in a power
  * cut, the recipient is tried again); the file of a message they finish is
  * removed after the next commit that syncs (a message accepted), by

@@ -18,6 +18,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/workpool.h"
 #include "core/xmalloc.h"
 #include "queue/spool.h"
 #include "roles/queue_dmarc.h"
@@ -187,39 +188,49 @@ log_queued(const char *id, const struct spool_envelope *env)
 		                                      : env->mail_from);
 }
 
-/* Make up to COMMIT_BATCH pending commits durable together, then answer
- * each: 0 only for a message whose rows are committed. More left: run
- * again from the loop, so other work gets its turn in between. */
-static void
-commit_run(struct queue *q)
-{
-	const struct spool_envelope *envs[COMMIT_BATCH];
-	struct commit_req *batch[COMMIT_BATCH];
+/* A group commit under way. The disk's waits (the files and the
+ * directory, then the WAL) run on the queue's sync thread; the rows go in
+ * on the loop between them. Meanwhile the loop goes on handing out spool
+ * files, taking the next commits and recording deliveries. */
+struct commit_batch {
+	struct queue *q;
+	struct commit_req *reqs[COMMIT_BATCH];
 	const char *ids[COMMIT_BATCH];
+	const struct spool_envelope *envs[COMMIT_BATCH];
+	size_t n;
+	struct spool_commit *sc;
+	bool rows_in; /* rows in the database, not yet on disk */
+};
+
+static void
+commit_files_job(void *arg)
+{
+	struct commit_batch *b = arg;
+
+	spool_commit_sync_files(b->sc);
+}
+
+static void
+commit_rows_job(void *arg)
+{
+	struct commit_batch *b = arg;
+
+	spool_commit_sync_rows(b->sc);
+}
+
+/* The batch is durable (or failed): answer each, 0 only for a message
+ * whose rows are on disk. More waiting: the next batch starts. */
+static void
+commit_rows_done(void *arg)
+{
+	struct commit_batch *b = arg;
+	struct queue *q = b->q;
 	int results[COMMIT_BATCH];
-	char *error = NULL;
-	size_t n = 0, committed = 0;
+	size_t committed = 0;
 
-	while (q->commits != NULL && n < COMMIT_BATCH) {
-		struct commit_req *req = q->commits;
-
-		q->commits = req->next;
-		batch[n] = req;
-		ids[n] = req->id;
-		envs[n] = &req->env;
-		n++;
-	}
-	if (q->commits == NULL)
-		q->commits_tail = &q->commits;
-	q->ncommits -= n;
-	if (n == 0)
-		return;
-
-	/* Each failure is logged by the spool with its own error. */
-	(void)spool_commit_batch(q->spool, ids, envs, n, results, &error);
-	free(error);
-	for (size_t i = 0; i < n; i++) {
-		struct commit_req *req = batch[i];
+	(void)spool_commit_end(&b->sc, results, NULL);
+	for (size_t i = 0; i < b->n; i++) {
+		struct commit_req *req = b->reqs[i];
 
 		if (results[i] == 0) {
 			committed++;
@@ -229,17 +240,60 @@ commit_run(struct queue *q)
 			log_error(req->id, "event=commit-failed");
 			spool_discard(q->spool, req->id);
 		}
-		commit_answer(req->peer, req->reqid, req->id,
-		              results[i] == 0 ? 0 : 1);
+		if (req->peer != NULL)
+			commit_answer(req->peer, req->reqid, req->id,
+			              results[i] == 0 ? 0 : 1);
 		commit_req_free(&req);
 	}
-	if (n > 1)
+	if (b->n > 1)
 		log_debug(NULL, "event=group-commit messages=%zu committed=%zu",
-		          n, committed);
+		          b->n, committed);
+	q->batch = NULL;
+	free(b);
 	if (q->commits != NULL)
 		event_active(q->commit_ev, EV_TIMEOUT, 0);
-	if (committed > 0)
-		event_active(q->kick, EV_TIMEOUT, 0);
+	if (committed > 0 || q->run_deferred) {
+		q->run_deferred = false;
+		queue_kick(q);
+	}
+}
+
+static void
+commit_files_done(void *arg)
+{
+	struct commit_batch *b = arg;
+
+	spool_commit_insert(b->sc);
+	b->rows_in = true;
+	workpool_submit(b->q->sync, NULL, commit_rows_job, commit_rows_done, b);
+}
+
+/* Start a group commit of up to COMMIT_BATCH pending commits, unless one
+ * is under way: those that come meanwhile make the next one. */
+static void
+commit_run(struct queue *q)
+{
+	struct commit_batch *b;
+
+	if (q->batch != NULL || q->commits == NULL)
+		return;
+	b = xcalloc(1, sizeof(*b));
+	b->q = q;
+	while (q->commits != NULL && b->n < COMMIT_BATCH) {
+		struct commit_req *req = q->commits;
+
+		q->commits = req->next;
+		b->reqs[b->n] = req;
+		b->ids[b->n] = req->id;
+		b->envs[b->n] = &req->env;
+		b->n++;
+	}
+	if (q->commits == NULL)
+		q->commits_tail = &q->commits;
+	q->ncommits -= b->n;
+	b->sc = spool_commit_begin(q->spool, b->ids, b->envs, b->n);
+	q->batch = b;
+	workpool_submit(q->sync, NULL, commit_files_job, commit_files_done, b);
 }
 
 static void
@@ -295,6 +349,15 @@ commit_drop_peer(struct queue *q, struct ipc_peer *peer)
 		commit_req_free(&req);
 	}
 	q->commits_tail = p;
+	/* Those of the commit under way go on (their files are being
+	 * synced); nobody is left to answer. */
+	for (size_t i = 0; q->batch != NULL && i < q->batch->n; i++) {
+		if (q->batch->reqs[i]->peer != peer)
+			continue;
+		q->batch->reqs[i]->peer = NULL;
+		log_warn(q->batch->reqs[i]->id,
+		         "event=commit-unanswered reason=link-down");
+	}
 }
 
 static void
@@ -367,19 +430,15 @@ delay_notice_due(const struct config *cfg, uint64_t created_ms, uint64_t now)
 	       now - created_ms >= cfg->queue_delay_warning_ms;
 }
 
-/* Record one recipient's outcome, log it; a DSN that became due is
- * started by queue_dsn_run() on the next look. */
+/* The operator's line for one recipient's outcome (rc, error: what
+ * recording it gave). */
 static void
-record_result(struct queue *q, const char *id, const char *rcpt,
-              const struct spool_result *res, const char *tls)
+log_result(const char *id, const char *rcpt, const struct spool_result *res,
+           const char *tls, int rc, const char *error)
 {
-	char *error = NULL;
-	int rc = spool_rcpt_update(q->spool, id, rcpt, res, &error);
-
 	if (rc < 0) {
 		log_error(id, "event=spool-update-failed to=<%s> error=%s",
-		          rcpt, error);
-		free(error);
+		          rcpt, error != NULL ? error : "");
 		return;
 	}
 	if (res->state == SPOOL_RCPT_DELIVERED)
@@ -402,6 +461,19 @@ record_result(struct queue *q, const char *id, const char *rcpt,
 		    rcpt, res->remote_mta != NULL ? res->remote_mta : "none",
 		    res->status != NULL ? res->status : "-",
 		    res->diagnostic != NULL ? res->diagnostic : "");
+}
+
+/* Record one recipient's outcome, log it; a DSN that became due is
+ * started by queue_dsn_run() on the next look. */
+static void
+record_result(struct queue *q, const char *id, const char *rcpt,
+              const struct spool_result *res, const char *tls)
+{
+	char *error = NULL;
+	int rc = spool_rcpt_update(q->spool, id, rcpt, res, &error);
+
+	log_result(id, rcpt, res, tls, rc, error);
+	free(error);
 }
 
 /* Hand one message's due local recipients to store. */
@@ -491,6 +563,12 @@ queue_run(struct child_ctx *ctx)
 	size_t n = 0;
 	uint64_t now = clock_wall_ms();
 
+	/* Rows of a commit not yet on disk are not looked at: a message
+	 * is delivered only once it is durable. */
+	if (q->batch != NULL && q->batch->rows_in) {
+		q->run_deferred = true;
+		return;
+	}
 	if (ctx->stopping ||
 	    spool_due(q->spool, now, DELIVERY_BATCH, &due, &n, &error) < 0) {
 		if (error != NULL) {
@@ -558,14 +636,94 @@ queue_kick(struct queue *q)
 	event_active(q->kick, EV_TIMEOUT, 0);
 }
 
+/* store's outcomes, recorded together once the loop has read all that
+ * came with them: one transaction for many deliveries. Until then their
+ * messages stay in flight, so no look at what is due takes them again. */
+struct outcome {
+	char id[SPOOL_ID_SIZE];
+	char *rcpt;
+	char *why;
+	struct spool_result res;
+	bool last; /* the message's last outcome of this report */
+};
+
+static void
+outcomes_flush(struct queue *q)
+{
+	size_t n = q->noutcomes;
+	struct spool_outcome *o;
+	int *rcs;
+	char **errors;
+
+	if (n == 0)
+		return;
+	o = xcalloc(n, sizeof(*o));
+	rcs = xcalloc(n, sizeof(*rcs));
+	errors = xcalloc(n, sizeof(*errors));
+	for (size_t i = 0; i < n; i++) {
+		o[i].id = q->outcomes[i].id;
+		o[i].address = q->outcomes[i].rcpt;
+		o[i].res = &q->outcomes[i].res;
+	}
+	spool_rcpt_update_many(q->spool, o, n, rcs, errors);
+	for (size_t i = 0; i < n; i++) {
+		struct outcome *out = &q->outcomes[i];
+
+		if (out->rcpt != NULL)
+			log_result(out->id, out->rcpt, &out->res, NULL, rcs[i],
+			           errors[i]);
+		free(errors[i]);
+		if (out->last)
+			inflight_part_done(q, out->id);
+		free(out->rcpt);
+		free(out->why);
+	}
+	q->noutcomes = 0;
+	free(errors);
+	free(rcs);
+	free(o);
+	/* Room for more: look again now rather than at the next tick. */
+	queue_kick(q);
+}
+
+static void
+outcomes_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	outcomes_flush(arg);
+}
+
+static struct outcome *
+outcome_add(struct queue *q, const char *id)
+{
+	struct outcome *out;
+
+	if (q->noutcomes == OUTCOMES_MAX)
+		outcomes_flush(q);
+	if (q->noutcomes == q->outcomes_cap) {
+		q->outcomes_cap =
+		    q->outcomes_cap == 0 ? 64 : q->outcomes_cap * 2;
+		q->outcomes = xreallocarray(q->outcomes, q->outcomes_cap,
+		                            sizeof(*q->outcomes));
+	}
+	out = &q->outcomes[q->noutcomes++];
+	memset(out, 0, sizeof(*out));
+	snprintf(out->id, sizeof(out->id), "%s", id);
+	event_active(q->outcomes_ev, EV_TIMEOUT, 0);
+	return out;
+}
+
 static void
 delivered(struct child_ctx *ctx, struct ipc_msg *msg)
 {
 	struct queue *q = ctx->role;
 	struct ipc_reader r;
 	struct inflight *f;
+	struct outcome *out;
 	char *id;
 	unsigned attempts = 0;
+	uint64_t created_ms;
 	uint32_t n;
 
 	ipc_reader_init(&r, msg);
@@ -577,15 +735,12 @@ delivered(struct child_ctx *ctx, struct ipc_msg *msg)
 		return;
 	}
 	attempts = f->attempts + 1;
+	created_ms = f->created_ms;
 	f->local = false;
+	f = NULL; /* outcome_add() may flush, which moves the table */
 	for (uint32_t i = 0; i < n && !r.error; i++) {
 		char *rcpt = ipc_get_str(&r), *why;
 		uint32_t result = ipc_get_u32(&r);
-		struct spool_result res = {
-		    .state = result == 0   ? SPOOL_RCPT_DELIVERED
-		             : result == 2 ? SPOOL_RCPT_FAILED
-		                           : SPOOL_RCPT_PENDING,
-		};
 
 		why = ipc_get_str(&r);
 		if (rcpt == NULL || why == NULL) {
@@ -593,22 +748,25 @@ delivered(struct child_ctx *ctx, struct ipc_msg *msg)
 			free(why);
 			break;
 		}
-		res.diagnostic = why;
-		res.status = result == 0   ? "2.0.0"
-		             : result == 2 ? "5.2.0"
-		                           : "4.2.0";
-		res.next_try_ms =
+		out = outcome_add(q, id);
+		out->rcpt = rcpt;
+		out->why = why;
+		out->res.state = result == 0   ? SPOOL_RCPT_DELIVERED
+		                 : result == 2 ? SPOOL_RCPT_FAILED
+		                               : SPOOL_RCPT_PENDING;
+		out->res.diagnostic = why;
+		out->res.status = result == 0   ? "2.0.0"
+		                  : result == 2 ? "5.2.0"
+		                                : "4.2.0";
+		out->res.next_try_ms =
 		    clock_wall_ms() + queue_retry_delay(ctx->cfg, attempts);
-		res.delay_notice =
-		    delay_notice_due(ctx->cfg, f->created_ms, clock_wall_ms());
-		record_result(q, id, rcpt, &res, NULL);
-		free(rcpt);
-		free(why);
+		out->res.delay_notice =
+		    delay_notice_due(ctx->cfg, created_ms, clock_wall_ms());
 	}
-	inflight_part_done(q, id);
+	/* The message leaves the in-flight table with its outcomes. */
+	out = outcome_add(q, id);
+	out->last = true;
 	free(id);
-	/* Room for more: look again now rather than at the next tick. */
-	queue_kick(q);
 }
 
 /* An outbound job is back (on the loop): record each recipient. */
@@ -759,10 +917,13 @@ queue_start(struct child_ctx *ctx, char **error_r)
 	if (q->spool == NULL)
 		return -1;
 	q->commits_tail = &q->commits;
+	q->sync = workpool_new(ctx->base, 1);
 	q->commit_ev = event_new(ctx->base, -1, 0, commit_cb, q);
+	q->outcomes_ev = event_new(ctx->base, -1, 0, outcomes_cb, q);
 	q->tick = event_new(ctx->base, -1, EV_PERSIST, tick_periodic_cb, ctx);
 	q->kick = event_new(ctx->base, -1, 0, tick_cb, ctx);
-	if (q->commit_ev == NULL || q->tick == NULL || q->kick == NULL) {
+	if (q->commit_ev == NULL || q->outcomes_ev == NULL || q->tick == NULL ||
+	    q->kick == NULL) {
 		*error_r = xstrdup("event_new failed");
 		return -1;
 	}
@@ -802,12 +963,22 @@ queue_finish(struct child_ctx *ctx)
 
 	/* Not queue_send_stop(): a worker stuck in a slow session must not
 	 * hold the exit up; exit() ends the threads. */
+	outcomes_flush(q);
+	free(q->outcomes);
+	event_free(q->outcomes_ev);
 	event_free(q->commit_ev);
 	event_free(q->tick);
 	event_free(q->kick);
 	queue_dmarc_stop(ctx);
 	queue_tlsrpt_stop(ctx);
-	spool_close(&q->spool);
+	/* A commit still under way (a disk that hung past the grace) is
+	 * cut by the exit, unanswered; its thread may still be using the
+	 * spool, so it stays open. */
+	if (q->batch == NULL) {
+		workpool_free(&q->sync);
+		spool_close(&q->spool);
+	} else
+		log_warn(NULL, "event=commit-cut messages=%zu", q->batch->n);
 	child_exit(ctx);
 }
 
@@ -816,10 +987,22 @@ shutdown_wait_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct child_ctx *ctx = arg;
 	struct queue *q = ctx->role;
+	bool late = clock_wall_ms() >= q->shutdown_deadline_ms;
 
 	(void)fd;
 	(void)what;
-	if (q->out_active > 0 && clock_wall_ms() < q->shutdown_deadline_ms)
+	/* Commits that arrived are made durable and answered, as they
+	 * would have been; nothing acknowledged is in flight. */
+	if ((q->batch != NULL || q->commits != NULL) && !late)
+		return;
+	if (!q->front_flushed) {
+		struct ipc_peer *front = child_peer(ctx, "front");
+
+		q->front_flushed = true;
+		if (front != NULL)
+			(void)ipc_flush(front, 1000);
+	}
+	if (q->out_active > 0 && !late)
 		return;
 	if (q->out_active > 0)
 		log_warn(NULL, "event=outbound-cut sessions=%u", q->out_active);
@@ -827,26 +1010,18 @@ shutdown_wait_cb(evutil_socket_t fd, short what, void *arg)
 	queue_finish(ctx);
 }
 
+/* Deliveries out with store are retried at the next start. */
 static void
 queue_shutdown(struct child_ctx *ctx)
 {
 	struct queue *q = ctx->role;
-	struct ipc_peer *front = child_peer(ctx, "front");
-	struct timeval tv = {0, 50 * 1000};
+	struct timeval tv = {0, 10 * 1000};
 
-	/* Commits that arrived are made durable and answered, as they would
-	 * have been; nothing acknowledged is in flight. Deliveries out with
-	 * store are retried at the next start. */
-	while (q->commits != NULL)
-		commit_run(q);
-	if (front != NULL)
-		(void)ipc_flush(front, 1000);
-	if (q->out_active == 0)
-		queue_finish(ctx);
 	q->shutdown_deadline_ms = clock_wall_ms() + SHUTDOWN_OUTBOUND_GRACE_MS;
 	q->shutdown_ev =
 	    event_new(ctx->base, -1, EV_PERSIST, shutdown_wait_cb, ctx);
 	event_add(q->shutdown_ev, &tv);
+	commit_run(q);
 }
 
 const struct role_ops role_queue = {

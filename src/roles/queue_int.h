@@ -16,6 +16,8 @@
 #include "roles/roles.h"
 
 #define INFLIGHT_MAX 256
+/* store's outcomes waiting to be recorded together, at most */
+#define OUTCOMES_MAX 1024
 #define DSN_PENDING_MAX 32
 
 /* A message with an attempt under way: store delivery and outbound jobs
@@ -43,6 +45,8 @@ struct dsn_pending {
 };
 
 struct commit_req;
+struct commit_batch;
+struct outcome;
 struct mtasts_cache;
 struct tlsrpt;
 struct dns_resolver;
@@ -60,6 +64,12 @@ struct queue {
 	struct event *commit_ev; /* runs the pending commits */
 	struct commit_req *commits, **commits_tail;
 	size_t ncommits;
+	struct commit_batch *batch; /* the group commit under way, or NULL */
+	struct workpool *sync;      /* its thread, for the disk's waits */
+	bool run_deferred; /* a look at what is due waits for the batch */
+	struct event *outcomes_ev; /* records the outcomes below */
+	struct outcome *outcomes;
+	size_t noutcomes, outcomes_cap;
 	struct inflight inflight[INFLIGHT_MAX];
 	size_t ninflight;
 	/* outbound */
@@ -77,6 +87,7 @@ struct queue {
 	struct destination *dests;
 	size_t ndests;
 	unsigned out_active;
+	bool front_flushed; /* stopping: the last answers are sent */
 	/* stopping: waiting for outbound sessions, until the deadline */
 	struct event *shutdown_ev;
 	uint64_t shutdown_deadline_ms;

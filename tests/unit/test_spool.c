@@ -1067,6 +1067,131 @@ test_commit_batch_fallback(void **state)
 /* Informational: commits per second with both fsyncs and a transaction,
  * one by one and in groups of 20 (one directory fsync and one
  * transaction per group). */
+/* The commit in steps (the queue runs the syncs on a thread): files of
+ * messages finished before the rows went in are removed once the WAL's
+ * sync is done; one finished after that waits for the next sync, which
+ * this commit's sync may not have covered. */
+static void
+test_commit_steps(void **state)
+{
+	struct fixture *f = *state;
+	const char *ra[] = {"a@example.com"}, *rc[] = {"c@example.com"};
+	char a[SPOOL_ID_SIZE], b[SPOOL_ID_SIZE], c[SPOOL_ID_SIZE];
+	struct spool_rcpt r = {.address = (char *)"b@example.com"};
+	struct spool_envelope env = {
+	    .mail_from = (char *)"sender@example.org",
+	    .size = 6,
+	    .rcpts = &r,
+	    .nrcpts = 1,
+	};
+	const struct spool_envelope *envs[] = {&env};
+	const char *ids[] = {b};
+	struct spool_commit *sc;
+	struct spool_due *due = NULL;
+	char *error = NULL;
+	size_t n = 0;
+	int results[1] = {7};
+
+	spool_message(f, "body a", ra, 1, a);
+	spool_message(f, "body c", rc, 1, c);
+	create_file(f, "body b", b);
+	assert_int_equal(rcpt_result(f->sp, a, "a@example.com",
+	                             SPOOL_RCPT_DELIVERED, "250 ok", 0, &error),
+	                 0);
+	assert_true(file_exists(f, a)); /* until a sync */
+
+	sc = spool_commit_begin(f->sp, ids, envs, 1);
+	spool_commit_sync_files(sc);
+	spool_commit_insert(sc);
+	/* In the database, not yet on disk. */
+	check_counts(f, 2, 2);
+	assert_int_equal(rcpt_result(f->sp, c, "c@example.com",
+	                             SPOOL_RCPT_DELIVERED, "250 ok", 0, &error),
+	                 0);
+	spool_commit_sync_rows(sc);
+	assert_int_equal(spool_commit_end(&sc, results, &error), 0);
+	assert_null(sc);
+	assert_null(error);
+	assert_int_equal(results[0], 0);
+	assert_false(file_exists(f, a));
+	assert_true(file_exists(f, c));
+	assert_true(file_exists(f, b));
+	assert_int_equal(spool_due(f->sp, UINT64_MAX, 10, &due, &n, &error), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(due[0].id, b);
+	spool_due_free(&due, n);
+	spool_flush(f->sp);
+	assert_false(file_exists(f, c));
+
+	/* A file that does not match its envelope fails at the files'
+	 * step, and the end says why. */
+	create_file(f, "body b, longer", b);
+	results[0] = 7;
+	sc = spool_commit_begin(f->sp, ids, envs, 1);
+	spool_commit_sync_files(sc);
+	spool_commit_insert(sc);
+	spool_commit_sync_rows(sc);
+	assert_int_equal(spool_commit_end(&sc, results, &error), 1);
+	assert_int_equal(results[0], -1);
+	assert_non_null(strstr(error, "envelope says 6"));
+	free(error);
+	check_counts(f, 1, 1);
+}
+
+/* Outcomes recorded together: each stands or fails alone. */
+static void
+test_outcomes_together(void **state)
+{
+	struct fixture *f = *state;
+	const char *r1[] = {"a@example.com", "b@example.com"},
+	           *r2[] = {"c@example.com"};
+	char m1[SPOOL_ID_SIZE], m2[SPOOL_ID_SIZE];
+	const struct spool_result done = {
+	    .state = SPOOL_RCPT_DELIVERED,
+	    .diagnostic = "250 ok",
+	};
+	const struct spool_result again = {
+	    .state = SPOOL_RCPT_PENDING,
+	    .diagnostic = "451 later",
+	    .next_try_ms = UINT64_MAX / 2,
+	};
+	struct spool_outcome o[5];
+	struct spool_info info;
+	char *errors[5], *error = NULL;
+	int rcs[5];
+
+	spool_message(f, "one", r1, 2, m1);
+	spool_message(f, "two", r2, 1, m2);
+	o[0] = (struct spool_outcome){m1, "a@example.com", &done};
+	o[1] = (struct spool_outcome){m1, "nobody@example.com", &done};
+	o[2] = (struct spool_outcome){m2, "c@example.com", &done};
+	/* a@ again: no longer pending, refused; the others stay in. */
+	o[3] = (struct spool_outcome){m1, "a@example.com", &done};
+	o[4] = (struct spool_outcome){m1, "b@example.com", &again};
+	spool_rcpt_update_many(f->sp, o, 5, rcs, errors);
+	assert_int_equal(rcs[0], 0);
+	assert_int_equal(rcs[1], 1);
+	assert_int_equal(rcs[2], 0);
+	assert_int_equal(rcs[3], -1);
+	assert_int_equal(rcs[4], 0);
+	assert_null(errors[0]);
+	assert_non_null(strstr(errors[3], "not pending"));
+	for (size_t i = 0; i < 5; i++)
+		free(errors[i]);
+	/* m2 is done; m1 waits for b@. */
+	check_counts(f, 1, 1);
+	assert_int_equal(spool_show(f->sp, m1, &info, &error), 0);
+	assert_int_equal(info.nrcpts, 2);
+	assert_int_equal(info.rcpts[0].state, SPOOL_RCPT_DELIVERED);
+	assert_int_equal(info.rcpts[1].state, SPOOL_RCPT_PENDING);
+	assert_int_equal(info.rcpts[1].attempts, 1);
+	spool_info_clear(&info);
+	assert_true(file_exists(f, m2));
+	spool_flush(f->sp);
+	assert_false(file_exists(f, m2));
+	assert_true(file_exists(f, m1));
+}
+
 static void
 test_commit_rate(void **state)
 {
@@ -2028,6 +2153,9 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_delay_notice, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sign_first, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_rate, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_commit_steps, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_outcomes_together, setup,
+	                                    teardown),
 	};
 
 	log_init("test", LOG_LEVEL_ERROR, true);

@@ -1264,10 +1264,10 @@ spool_commit_end(struct spool_commit **cp, int *results, char **error_r)
 				*error_r = xstrdup(why);
 			continue;
 		}
-		log_info(c->ids[i],
-		         "event=spool_commit from=%s size=%llu rcpts=%zu",
-		         c->envs[i]->mail_from, (unsigned long long)c->sizes[i],
-		         c->envs[i]->nrcpts);
+		log_debug(c->ids[i],
+		          "event=spool_commit from=%s size=%llu rcpts=%zu",
+		          c->envs[i]->mail_from,
+		          (unsigned long long)c->sizes[i], c->envs[i]->nrcpts);
 	}
 	if (c->n > 1)
 		log_debug(NULL,
@@ -1681,7 +1681,7 @@ remove_file(struct spool *sp, const char *id)
 	    errno != ENOENT)
 		log_error(id, "event=spool_unlink_failed error=%s",
 		          strerror(errno));
-	log_info(id, "event=spool_removed");
+	log_debug(id, "event=spool_removed");
 }
 
 /* The WAL's frames on disk, whatever the connection's mode (a close

@@ -919,9 +919,9 @@ smtp_server_commit_result(struct smtp_server *s, int result,
 		return;
 	queue_id_clean(queue_id, id, sizeof(id));
 	n = s->kind == SMTP_KIND_LMTP ? s->env.nrcpts : 1;
-	log_info(s->log_id,
-	         "event=smtp_message result=%d queue_id=%s rcpts=%zu", result,
-	         id, s->env.nrcpts);
+	log_debug(s->log_id,
+	          "event=smtp_message result=%d queue_id=%s rcpts=%zu", result,
+	          id, s->env.nrcpts);
 	for (size_t i = 0; i < n; i++) {
 		const char *who =
 		    s->kind == SMTP_KIND_LMTP ? s->env.rcpts[i].address : NULL;

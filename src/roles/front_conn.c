@@ -72,6 +72,9 @@ conn_free(struct front_conn *c)
 		event_free(c->proxy_ev);
 	if (c->req_ev != NULL)
 		event_free(c->req_ev);
+	if (c->flush_ev != NULL)
+		event_free(c->flush_ev);
+	buf_free(&c->out);
 	front_smtp_free(c);
 	front_sign_abandon(c);
 	front_arc_abandon(c);
@@ -106,13 +109,71 @@ conn_close_now(struct front_conn *c)
 
 /* ---- protocol interface ---- */
 
+/* Bytes not yet with the kernel: ours, then the bufferevent's. */
+static size_t
+conn_output_len(struct front_conn *c)
+{
+	return c->out.len + evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* On a plain socket, replies wait in c->out until the callback that wrote
+ * them is over, then go in one send(2). Through the bufferevent, each
+ * reply cost two epoll_ctl(2) calls (its write event added, then removed
+ * once written) and a loop round: 14 of the 18 epoll_ctl calls of a
+ * message from a client that does not pipeline. The bufferevent still
+ * takes what the socket does not (and any error, which it reports). */
 void
 conn_io_write(void *arg, const char *data, size_t len)
 {
 	struct front_conn *c = arg;
 
-	if (c->bev != NULL)
-		bufferevent_write(c->bev, data, len);
+	if (c->bev == NULL)
+		return;
+	if (c->out.len > 0 ||
+	    (c->flush_ev != NULL && c->ssl == NULL &&
+	     evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)) {
+		if (c->out.len == 0)
+			event_active(c->flush_ev, EV_TIMEOUT, 0);
+		if (buf_append(&c->out, data, len) == 0)
+			return;
+		/* Past the limit: all of it to the bufferevent, in order,
+		 * where the overflow check sees it. */
+		bufferevent_write(c->bev, c->out.data, c->out.len);
+		buf_reset(&c->out);
+	}
+	bufferevent_write(c->bev, data, len);
+}
+
+static void
+conn_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct front_conn *c = arg;
+	size_t off = 0;
+
+	(void)fd;
+	(void)what;
+	if (c->bev == NULL) {
+		buf_reset(&c->out);
+		return;
+	}
+	while (off < c->out.len) {
+		ssize_t n = send(c->fd, c->out.data + off, c->out.len - off,
+		                 MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	if (off < c->out.len)
+		bufferevent_write(c->bev, c->out.data + off, c->out.len - off);
+	buf_reset(&c->out);
+	/* All gone: what waited for that (a close, TLS) goes on. */
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
+	    (c->state == CONN_STARTTLS || c->state == CONN_CLOSING))
+		bufferevent_trigger(c->bev, EV_WRITE,
+		                    BEV_TRIG_IGNORE_WATERMARKS);
 }
 
 void
@@ -294,14 +355,13 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 		evbuffer_drain(
 		    bufferevent_get_input(c->bev),
 		    evbuffer_get_length(bufferevent_get_input(c->bev)));
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) >
-	    OUTPUT_MAX_BYTES) {
+	if (conn_output_len(c) > OUTPUT_MAX_BYTES) {
 		log_notice(c->id, "event=output-overflow action=close");
 		conn_free(c);
 		return;
 	}
 	/* A reply that fits the socket buffer is gone already: act now. */
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
+	if (conn_output_len(c) == 0 &&
 	    (c->state == CONN_STARTTLS || c->state == CONN_CLOSING))
 		bufferevent_trigger(c->bev, EV_WRITE,
 		                    BEV_TRIG_IGNORE_WATERMARKS);
@@ -312,8 +372,9 @@ conn_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct front_conn *c = arg;
 
-	if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
-		return;
+	(void)bev;
+	if (conn_output_len(c) > 0)
+		return; /* conn_flush_cb comes back */
 	if (c->state == CONN_RELAY)
 		front_relay_client_drained(c);
 	else if (c->state == CONN_CLOSING)
@@ -408,6 +469,11 @@ conn_use_bev(struct front_conn *c, struct bufferevent *bev, int timeout_s)
 	bufferevent_set_timeouts(bev, &(struct timeval){timeout_s, 0},
 	                         &(struct timeval){timeout_s, 0});
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	if (c->ssl == NULL && c->flush_ev == NULL) {
+		buf_init(&c->out, OUTPUT_MAX_BYTES);
+		c->flush_ev =
+		    event_new(c->front->ctx->base, -1, 0, conn_flush_cb, c);
+	}
 }
 
 static void

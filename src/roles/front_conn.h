@@ -44,6 +44,10 @@ struct front_conn {
 	enum conn_state state;
 	struct event *proxy_ev;
 	struct bufferevent *bev;
+	/* Plain sockets: replies written during one callback, sent together
+	 * by flush_ev right after it (front_conn.c conn_io_write). */
+	struct buf out;
+	struct event *flush_ev;
 	SSL *ssl;
 	struct tls_server *tls; /* the set this connection's SSL came from */
 	struct front_proto *proto;

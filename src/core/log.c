@@ -3,6 +3,7 @@
  * every byte that could end a line, open a field or confuse a parser. */
 #include "core/log.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,15 @@ static const char *log_name = "tern";
 static enum log_level log_level = LOG_LEVEL_INFO;
 static bool log_to_stderr = true;
 static bool log_to_syslog = false;
+/* Every line carries the pid: asked once (getpid(2) is a system call per
+ * line otherwise), and again in the child of a fork. */
+static pid_t log_pid;
+
+static void
+log_pid_refresh(void)
+{
+	log_pid = getpid();
+}
 
 static const char *const level_names[] = {
     [LOG_LEVEL_TRACE] = "trace",     [LOG_LEVEL_DEBUG] = "debug",
@@ -33,6 +43,11 @@ static const int syslog_prio[] = {
 void
 log_init(const char *name, enum log_level level, bool to_stderr)
 {
+	static bool registered;
+
+	if (!registered && pthread_atfork(NULL, NULL, log_pid_refresh) == 0)
+		registered = true;
+	log_pid_refresh();
 	log_name = name;
 	log_level = level;
 	log_to_stderr = to_stderr;
@@ -275,7 +290,8 @@ log_vmsg(enum log_level level, const char *id, const char *fmt, va_list ap)
 		gmtime_r(&ts.tv_sec, &tm);
 		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 		fprintf(stderr, "%s.%03ldZ %s[%ld]: level=%s id=%s %s\n", stamp,
-		        ts.tv_nsec / 1000000, log_name, (long)getpid(),
+		        ts.tv_nsec / 1000000, log_name,
+		        (long)(log_pid != 0 ? log_pid : getpid()),
 		        level_names[level], id != NULL ? id : "-", line);
 		fflush(stderr);
 	}

@@ -35,6 +35,9 @@
 /* Bounds for the first words (the real protocol modules set their own). */
 #define LINE_MAX_BYTES 2048
 #define OUTPUT_MAX_BYTES (256 * 1024)
+/* The most libevent 2.1 reads from a socket per wakeup (EVBUFFER_MAX_READ
+ * in its buffer.c). */
+#define LIBEVENT_READ_MAX 4096
 #define INPUT_MAX_BYTES (256 * 1024)
 #define PROXY_TIMEOUT_S 10
 #define HANDSHAKE_TIMEOUT_S 30
@@ -46,7 +49,7 @@
 static void conn_start_session(struct front_conn *c);
 static void conn_start_proto(struct front_conn *c,
                              const struct config_listener *l);
-static void conn_read_input(struct front_conn *c);
+static void conn_read_input(struct front_conn *c, bool maybe_more);
 static void conn_start_tls(struct front_conn *c);
 
 static const struct config_listener *
@@ -298,13 +301,16 @@ conn_read_bulk(struct front_conn *c)
 			}
 			return;
 		}
+		if ((size_t)r < sizeof(c->front->bulk))
+			return; /* the socket is empty: its next bytes wake us
+			         */
 	}
 }
 
 /* SMTP sessions take raw bytes (commands, DATA, BDAT chunks) and say how
  * many they used; they stop while a question is out. */
 static void
-conn_read_smtp(struct front_conn *c)
+conn_read_smtp(struct front_conn *c, bool maybe_more)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	size_t len, used;
@@ -318,18 +324,20 @@ conn_read_smtp(struct front_conn *c)
 		if (used == 0)
 			break;
 	}
-	if (c->ssl == NULL && evbuffer_get_length(in) == 0)
+	if (c->ssl == NULL && maybe_more && evbuffer_get_length(in) == 0)
 		conn_read_bulk(c);
 }
 
+/* maybe_more: the socket may hold more than the input buffer has (a
+ * recv(2) that finds it empty is a wasted call per message). */
 static void
-conn_read_input(struct front_conn *c)
+conn_read_input(struct front_conn *c, bool maybe_more)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	size_t n;
 
 	if (c->smtp != NULL)
-		conn_read_smtp(c);
+		conn_read_smtp(c, maybe_more);
 	else
 		conn_read_lines(c);
 	if (c->state == CONN_STARTTLS && (n = evbuffer_get_length(in)) > 0) {
@@ -349,8 +357,10 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 		front_relay_client_read(c);
 		return;
 	}
+	/* libevent read less than its most (4 KB): it took all there was. */
 	if (c->state == CONN_OPEN)
-		conn_read_input(c);
+		conn_read_input(c, evbuffer_get_length(bufferevent_get_input(
+		                       c->bev)) >= LIBEVENT_READ_MAX);
 	else
 		evbuffer_drain(
 		    bufferevent_get_input(c->bev),
@@ -530,7 +540,7 @@ conn_resume(struct front_conn *c)
 	if (c->bev == NULL)
 		return;
 	if (c->state == CONN_OPEN)
-		conn_read_input(c);
+		conn_read_input(c, true);
 	if (c->state == CONN_CLOSING || c->state == CONN_STARTTLS)
 		bufferevent_trigger(c->bev, EV_WRITE,
 		                    BEV_TRIG_IGNORE_WATERMARKS);

@@ -192,7 +192,7 @@ envelope_write(struct front_conn *c, const struct smtp_envelope *env,
 	ipc_put_str(b, env->ret != NULL ? env->ret : "");
 	ipc_put_str(b, env->envid != NULL ? env->envid : "");
 	ipc_put_u32(b, env->smtputf8);
-	ipc_put_u64(b, (uint64_t)lseek(tx->spool_fd, 0, SEEK_END));
+	ipc_put_u64(b, (uint64_t)tx->log_size);
 	ipc_put_str(b, tx->headers != NULL ? tx->headers : "");
 	ipc_put_str(b, tx->fwd_headers != NULL ? tx->fwd_headers : "");
 	ipc_put_u32(b, tx->flags);
@@ -230,6 +230,9 @@ commit_now(struct front_conn *c, const struct smtp_envelope *env)
 	struct buf b;
 
 	buf_init(&b, 0);
+	/* The size the envelope says, which queue checks against the file. */
+	if (tx->spool_fd >= 0)
+		tx->log_size = (long long)lseek(tx->spool_fd, 0, SEEK_END);
 	if (tx->spool_fd < 0 || envelope_write(c, env, &b) < 0) {
 		log_error(c->id, "event=commit-impossible");
 		buf_free(&b);
@@ -241,7 +244,6 @@ commit_now(struct front_conn *c, const struct smtp_envelope *env)
 	free(tx->log_auth);
 	tx->log_from = xstrdup(env->mail_from);
 	tx->log_auth = xstrdup(env->auth_user != NULL ? env->auth_user : "-");
-	tx->log_size = (long long)lseek(tx->spool_fd, 0, SEEK_END);
 	tx->log_rcpts = env->nrcpts;
 	spool_close_fd(tx);
 	conn_request(c, "queue", IPC_MSG_SPOOL_COMMIT, &b);

@@ -1,7 +1,8 @@
 /* queue: the spool. It alone creates message files (front writes into the
  * descriptor it is handed), makes each message durable before front may
- * answer 250 (group commit: the commits that arrive in one loop iteration
- * share one directory fsync and one transaction), and delivers: local
+ * answer 250 (group commit: the commits that arrive while one is under way
+ * share the next one's directory fsync, transaction and WAL fsync, which
+ * run off the loop), and delivers: local
  * recipients through store, the others by SMTP (queue_send.c), retrying
  * temporary failures with growing waits until queue_lifetime, and sending
  * DSNs (queue_dsn.c) and DMARC aggregate reports (queue_dmarc.c).
@@ -304,8 +305,9 @@ commit_cb(evutil_socket_t fd, short what, void *arg)
 	commit_run(arg);
 }
 
-/* Queued for the next group commit, which runs once the loop has taken
- * in everything that arrived with this request. */
+/* Queued for the next group commit, which starts once the loop has taken
+ * in everything that arrived with this request and no other is under
+ * way. */
 static void
 spool_file_commit(struct queue *q, struct ipc_peer *peer, struct ipc_msg *msg)
 {

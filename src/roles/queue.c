@@ -362,6 +362,22 @@ commit_drop_peer(struct queue *q, struct ipc_peer *peer)
 	}
 }
 
+/* Is id waiting for a group commit or in the one under way? */
+static bool
+commit_pending(const struct queue *q, const char *id)
+{
+	for (const struct commit_req *req = q->commits; req != NULL;
+	     req = req->next)
+		if (strcmp(req->id, id) == 0)
+			return true;
+	for (size_t i = 0; q->batch != NULL && i < q->batch->n; i++)
+		if (strcmp(q->batch->ids[i], id) == 0)
+			return true;
+	return false;
+}
+
+/* A file front gave up on. Not one it asked to commit: the commit runs
+ * off the loop now, and its file must not go from under it. */
 static void
 spool_file_abort(struct queue *q, struct ipc_msg *msg)
 {
@@ -370,8 +386,12 @@ spool_file_abort(struct queue *q, struct ipc_msg *msg)
 
 	ipc_reader_init(&r, msg);
 	id = ipc_get_str(&r);
-	if (ipc_reader_done(&r) == 0 && id != NULL)
-		spool_discard(q->spool, id);
+	if (ipc_reader_done(&r) == 0 && id != NULL) {
+		if (commit_pending(q, id))
+			log_error(id, "event=abort-refused reason=committing");
+		else
+			spool_discard(q->spool, id);
+	}
 	free(id);
 }
 

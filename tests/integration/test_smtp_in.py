@@ -371,54 +371,78 @@ def test_lmtp_per_recipient(tern):
 # ---------------------------------------------------------------- durability
 
 
+class Load:
+    """Clients sending one message per session, each marked PREFIX-n-i in
+    its Subject, until stopped; acked holds the markers that got a 250."""
+
+    def __init__(self, t, prefix, clients, per_client):
+        self.t, self.prefix = t, prefix
+        self.acked, self.lock = [], threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = [
+            threading.Thread(target=self.send, args=(n, per_client))
+            for n in range(clients)]
+        for th in self.threads:
+            th.start()
+
+    def send(self, n, per_client):
+        i = 0
+        while not self.stopping.is_set() and i < per_client:
+            marker = f"{self.prefix}-{n}-{i}"
+            i += 1
+            try:
+                s = smtplib.SMTP("127.0.0.1", self.t.port("smtp"), timeout=10)
+                s.sendmail("load@remote.example", [ALICE], message(marker))
+                with self.lock:
+                    self.acked.append(marker)
+                s.quit()
+            except (smtplib.SMTPException, OSError):
+                time.sleep(0.05)
+
+    def wait_for_more(self, n, interval=0.05):
+        # Under load: once some messages are in (a slow or busy machine
+        # takes longer to get there), not after a fixed time.
+        before = len(self.acked)
+        wait_until(lambda: len(self.acked) > before + n, 30,
+                   interval=interval, what="the load to get going")
+
+    def stop(self):
+        self.stopping.set()
+        for th in self.threads:
+            th.join(timeout=30)
+
+    def check_delivered_once(self):
+        """Every acknowledged message is in alice's mailbox, once."""
+        t = self.t
+
+        def all_delivered():
+            got = b"\n".join(messages(t, "alice"))
+            return all(f"Subject: {m}\n".encode() in got for m in self.acked)
+        wait_until(all_delivered, 60, what="every acknowledged message")
+        counts = {}
+        pattern = rb"Subject: (" + self.prefix.encode() + rb"-\d+-\d+)\n"
+        for m in messages(t, "alice"):
+            s = re.search(pattern, m)
+            if s:
+                counts[s.group(1)] = counts.get(s.group(1), 0) + 1
+        dup = [k for k, v in counts.items() if v > 1]
+        assert not dup, f"delivered twice: {dup[:5]}"
+
+
 def test_nothing_acknowledged_is_lost(tern_instance):
     """Kill queue, then front, with SIGKILL while clients send: every
     message that got a 250 ends up in the mailbox exactly once."""
     t = tern_instance(start=False)
     setup_users(t)
     t.start()
-    acked, lock, stop = [], threading.Lock(), threading.Event()
-
-    def sender(n):
-        i = 0
-        while not stop.is_set() and i < 400:
-            marker = f"dur-{n}-{i}"
-            i += 1
-            try:
-                s = smtplib.SMTP("127.0.0.1", t.port("smtp"), timeout=10)
-                s.sendmail("load@remote.example", [ALICE], message(marker))
-                with lock:
-                    acked.append(marker)
-                s.quit()
-            except (smtplib.SMTPException, OSError):
-                time.sleep(0.05)
-
-    threads = [threading.Thread(target=sender, args=(n,)) for n in range(4)]
-    for th in threads:
-        th.start()
-    # The kills come under load: once some messages are in (a slow or
-    # busy machine takes longer to get there), not after a fixed time.
-    wait_until(lambda: len(acked) > 20, 30, interval=0.05,
-               what="the load to get going")
+    load = Load(t, "dur", clients=4, per_client=400)
+    load.wait_for_more(20)
     os.kill(t.role_pid("queue"), signal.SIGKILL)
     time.sleep(1.5)
     os.kill(t.role_pid("front"), signal.SIGKILL)
     time.sleep(1.5)
-    stop.set()
-    for th in threads:
-        th.join(timeout=30)
-
-    def all_delivered():
-        got = b"\n".join(messages(t, "alice"))
-        return all(f"Subject: {m}\n".encode() in got for m in acked)
-    wait_until(all_delivered, 60, what="every acknowledged message")
-    counts = {}
-    for m in messages(t, "alice"):
-        s = re.search(rb"Subject: (dur-\d+-\d+)\n", m)
-        if s:
-            counts[s.group(1)] = counts.get(s.group(1), 0) + 1
-    dup = [k for k, v in counts.items() if v > 1]
-    assert not dup, f"delivered twice: {dup[:5]}"
+    load.stop()
+    load.check_delivered_once()
 
 
 def test_stop_under_load_loses_nothing(tern_instance):
@@ -428,52 +452,19 @@ def test_stop_under_load_loses_nothing(tern_instance):
     t = tern_instance(start=False)
     setup_users(t)
     t.start()
-    acked, lock, stop = [], threading.Lock(), threading.Event()
-
-    def sender(n):
-        i = 0
-        while not stop.is_set() and i < 1000:
-            marker = f"stop-{n}-{i}"
-            i += 1
-            try:
-                s = smtplib.SMTP("127.0.0.1", t.port("smtp"), timeout=10)
-                s.sendmail("load@remote.example", [ALICE], message(marker))
-                with lock:
-                    acked.append(marker)
-                s.quit()
-            except (smtplib.SMTPException, OSError):
-                time.sleep(0.05)
-
-    threads = [threading.Thread(target=sender, args=(n,)) for n in range(8)]
-    for th in threads:
-        th.start()
+    load = Load(t, "stop", clients=8, per_client=1000)
     # Several stops, each under load: a batch is not always under way
     # at the moment of the signal.
     for _ in range(4):
-        before = len(acked)
-        wait_until(lambda: len(acked) > before + 20, 30, interval=0.02,
-                   what="the load to get going")
+        load.wait_for_more(20, interval=0.02)
         mark = t.log_mark()
         t.signal(signal.SIGTERM)
         assert t.wait_exit() == 0
         log = t.log_since(mark)
         assert "event=commit-cut" not in log, log[-2000:]
         t.start()
-    stop.set()
-    for th in threads:
-        th.join(timeout=30)
-
-    def all_delivered():
-        got = b"\n".join(messages(t, "alice"))
-        return all(f"Subject: {m}\n".encode() in got for m in acked)
-    wait_until(all_delivered, 60, what="every acknowledged message")
-    counts = {}
-    for m in messages(t, "alice"):
-        s = re.search(rb"Subject: (stop-\d+-\d+)\n", m)
-        if s:
-            counts[s.group(1)] = counts.get(s.group(1), 0) + 1
-    dup = [k for k, v in counts.items() if v > 1]
-    assert not dup, f"delivered twice: {dup[:5]}"
+    load.stop()
+    load.check_delivered_once()
 
 
 def test_client_vanishing_mid_transaction(tern):

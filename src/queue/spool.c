@@ -972,17 +972,16 @@ check_envelope(const char *id, const struct spool_envelope *env, char **error_r)
 	return 0;
 }
 
-/* The envelope and the file checked, and the file opened (*fd_r): the
- * size the writer counted (0: not counted) must be the file's; a
- * difference means lost writes. *size_r is the file's size, which the row
- * records. */
+/* The file checked and opened (*fd_r), its envelope checked already
+ * (spool_commit_begin): the size the writer counted (0: not counted) must
+ * be the file's; a difference means lost writes. *size_r is the file's
+ * size, which the row records. */
 static int
 prepare_message(struct spool *sp, const char *id,
                 const struct spool_envelope *env, int *fd_r, uint64_t *size_r,
                 char **error_r)
 {
-	if (check_envelope(id, env, error_r) < 0 ||
-	    (*fd_r = open_message_file(sp, id, size_r, error_r)) < 0)
+	if ((*fd_r = open_message_file(sp, id, size_r, error_r)) < 0)
 		return -1;
 	if (env->size != 0 && *size_r != env->size) {
 		*error_r = xasprintf("%s/%s: %llu bytes, envelope says %llu",

@@ -665,14 +665,13 @@ struct outcome {
 	char id[SPOOL_ID_SIZE];
 	char *rcpt;
 	char *why;
-	struct spool_result res;
-	bool last; /* the message's last outcome of this report */
+	struct spool_result res; /* rcpt NULL: the report's end marker */
 };
 
 static void
 outcomes_flush(struct queue *q)
 {
-	size_t n = q->noutcomes;
+	size_t n = q->noutcomes, m = 0;
 	struct spool_outcome *o;
 	int *rcs;
 	char **errors;
@@ -682,21 +681,29 @@ outcomes_flush(struct queue *q)
 	o = xcalloc(n, sizeof(*o));
 	rcs = xcalloc(n, sizeof(*rcs));
 	errors = xcalloc(n, sizeof(*errors));
+	/* The recipients' outcomes, in order; a report's end marker (no
+	 * recipient) only frees its message's slot below. */
 	for (size_t i = 0; i < n; i++) {
-		o[i].id = q->outcomes[i].id;
-		o[i].address = q->outcomes[i].rcpt;
-		o[i].res = &q->outcomes[i].res;
+		if (q->outcomes[i].rcpt == NULL)
+			continue;
+		o[m].id = q->outcomes[i].id;
+		o[m].address = q->outcomes[i].rcpt;
+		o[m].res = &q->outcomes[i].res;
+		m++;
 	}
-	spool_rcpt_update_many(q->spool, o, n, rcs, errors);
+	spool_rcpt_update_many(q->spool, o, m, rcs, errors);
+	m = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct outcome *out = &q->outcomes[i];
 
-		if (out->rcpt != NULL)
-			log_result(out->id, out->rcpt, &out->res, NULL, rcs[i],
-			           errors[i]);
-		free(errors[i]);
-		if (out->last)
+		if (out->rcpt != NULL) {
+			log_result(out->id, out->rcpt, &out->res, NULL, rcs[m],
+			           errors[m]);
+			free(errors[m]);
+			m++;
+		} else {
 			inflight_part_done(q, out->id);
+		}
 		free(out->rcpt);
 		free(out->why);
 	}
@@ -786,8 +793,7 @@ delivered(struct child_ctx *ctx, struct ipc_msg *msg)
 		    delay_notice_due(ctx->cfg, created_ms, clock_wall_ms());
 	}
 	/* The message leaves the in-flight table with its outcomes. */
-	out = outcome_add(q, id);
-	out->last = true;
+	(void)outcome_add(q, id);
 	free(id);
 }
 

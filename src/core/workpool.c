@@ -82,6 +82,7 @@ worker_main(void *arg)
 	struct workpool *p = wa->pool;
 	unsigned me = wa->index;
 	struct work *w = NULL;
+	bool wake_loop;
 
 	free(wa);
 	pthread_mutex_lock(&p->lock);
@@ -97,11 +98,17 @@ worker_main(void *arg)
 
 		pthread_mutex_lock(&p->lock);
 		p->running[me] = NULL;
+		/* A queued job of this key may be runnable now: one thread
+		 * for it. Every other job got its signal when queued; a
+		 * broadcast here woke every idle thread for nothing. */
+		if (w->key != NULL && p->queue != NULL)
+			pthread_cond_signal(&p->wake);
+		/* The loop owes a drain while the list is not empty: only
+		 * the first job onto it writes to the pipe. */
+		wake_loop = p->finished == NULL;
 		*p->finished_tail = w;
 		p->finished_tail = &w->next;
-		/* Another job of this key may be runnable now. */
-		pthread_cond_broadcast(&p->wake);
-		if (write(p->pipe_w, "", 1) < 0 && errno != EAGAIN)
+		if (wake_loop && write(p->pipe_w, "", 1) < 0 && errno != EAGAIN)
 			log_error(NULL, "event=workpool-wake-failed error=%s",
 			          strerror(errno));
 	}

@@ -539,6 +539,13 @@ ipc_enqueue(struct ipc_peer *peer, uint16_t type, uint32_t reqid, int fd,
 		peer->out_head = o;
 	peer->out_tail = o;
 	peer->out_bytes += o->len;
+}
+
+/* The write event waits for room in the socket (or for the peer's first
+ * read, before it): from now on until ipc_write has sent all. */
+static void
+ipc_wait_writable(struct ipc_peer *peer)
+{
 	if (event_add(peer->ev_write, NULL) < 0)
 		fatal(EX_OSERR, "event=ipc_event_add_failed what=write");
 }
@@ -895,6 +902,7 @@ ipc_peer_new(struct event_base *base, int fd, const char *role_name,
 	ipc_put_u32(&hello, IPC_PROTOCOL_VERSION);
 	ipc_put_str(&hello, role_name);
 	ipc_enqueue(peer, IPC_MSG_HELLO, 0, -1, hello.data, hello.len);
+	ipc_wait_writable(peer);
 	buf_free(&hello);
 	if (event_add(peer->ev_read, NULL) < 0)
 		fatal(EX_OSERR, "event=ipc_event_add_failed what=read");
@@ -958,6 +966,12 @@ ipc_send(struct ipc_peer *peer, uint16_t type, uint32_t reqid, int fd,
 		return -1;
 	}
 	ipc_enqueue(peer, type, reqid, fd, data, len);
+	/* Alone in the queue: sent now. Left to the write event, each
+	 * message cost two epoll_ctl(2) calls (the event added, then
+	 * removed once sent) and a loop round. A link that fails here says
+	 * so from the loop (ipc_fail), as it would have then. */
+	if (peer->out_head == peer->out_tail && ipc_write(peer) == 1)
+		ipc_wait_writable(peer);
 	return 0;
 }
 

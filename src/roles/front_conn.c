@@ -119,6 +119,17 @@ conn_output_len(struct front_conn *c)
 	return c->out.len + evbuffer_get_length(bufferevent_get_output(c->bev));
 }
 
+/* What the bufferevent is to send. On a plain socket its write event is
+ * off until then: on from the start, it fired once for nothing, two
+ * epoll_ctl(2) calls and a loop round per connection. */
+static void
+conn_bev_write(struct front_conn *c, const void *data, size_t len)
+{
+	bufferevent_write(c->bev, data, len);
+	if (!(bufferevent_get_enabled(c->bev) & EV_WRITE))
+		bufferevent_enable(c->bev, EV_WRITE);
+}
+
 /* On a plain socket, replies wait in c->out until the callback that wrote
  * them is over, then go in one send(2). Through the bufferevent, each
  * reply cost two epoll_ctl(2) calls (its write event added, then removed
@@ -141,10 +152,10 @@ conn_io_write(void *arg, const char *data, size_t len)
 			return;
 		/* Past the limit: all of it to the bufferevent, in order,
 		 * where the overflow check sees it. */
-		bufferevent_write(c->bev, c->out.data, c->out.len);
+		conn_bev_write(c, c->out.data, c->out.len);
 		buf_reset(&c->out);
 	}
-	bufferevent_write(c->bev, data, len);
+	conn_bev_write(c, data, len);
 }
 
 static void
@@ -170,7 +181,7 @@ conn_flush_cb(evutil_socket_t fd, short what, void *arg)
 		off += (size_t)n;
 	}
 	if (off < c->out.len)
-		bufferevent_write(c->bev, c->out.data + off, c->out.len - off);
+		conn_bev_write(c, c->out.data + off, c->out.len - off);
 	buf_reset(&c->out);
 	/* All gone: what waited for that (a close, TLS) goes on. */
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
@@ -478,7 +489,7 @@ conn_use_bev(struct front_conn *c, struct bufferevent *bev, int timeout_s)
 	bufferevent_setwatermark(bev, EV_READ, 0, INPUT_MAX_BYTES);
 	bufferevent_set_timeouts(bev, &(struct timeval){timeout_s, 0},
 	                         &(struct timeval){timeout_s, 0});
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	bufferevent_enable(bev, c->ssl != NULL ? EV_READ | EV_WRITE : EV_READ);
 	if (c->ssl == NULL && c->flush_ev == NULL) {
 		buf_init(&c->out, OUTPUT_MAX_BYTES);
 		c->flush_ev =

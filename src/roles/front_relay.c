@@ -152,6 +152,8 @@ conn_io_handoff(void *arg, const char *tag)
 	/* relay_write_cb runs once store has taken all but this much. */
 	bufferevent_setwatermark(c->relay, EV_WRITE, RELAY_QUEUE_MAX / 2, 0);
 	bufferevent_enable(c->relay, EV_READ | EV_WRITE);
+	/* What store says goes into c->bev's output directly. */
+	bufferevent_enable(c->bev, EV_WRITE);
 	bufferevent_set_timeouts(c->bev, &idle, &idle);
 	log_info(c->id, "event=session-handoff user=%s service=%s",
 	         user != NULL ? user : "", conn_auth_service(c));

@@ -8,8 +8,6 @@
 int
 durable_sync(int dirfd, const int *fds, size_t n, int *errs)
 {
-	int rc = 0;
-
 	/* Every file's writeback starts first, so that the disk has them
 	 * all at once; each fsync then only waits for its own. One by one,
 	 * the second file's data went out only once the first one's data,
@@ -20,6 +18,14 @@ durable_sync(int dirfd, const int *fds, size_t n, int *errs)
 		for (size_t i = 0; i < n; i++)
 			(void)sync_file_range(fds[i], 0, 0,
 			                      SYNC_FILE_RANGE_WRITE);
+	return durable_sync_started(dirfd, fds, n, errs);
+}
+
+int
+durable_sync_started(int dirfd, const int *fds, size_t n, int *errs)
+{
+	int rc = 0;
+
 	/* One by one, which also says which one failed. */
 	for (size_t i = 0; i < n; i++) {
 		errs[i] = 0;

@@ -19,5 +19,8 @@
  * the directory's failure is every file's. Returns 0 when all are on
  * disk, -1 otherwise. */
 int durable_sync(int dirfd, const int *fds, size_t n, int *errs);
+/* The same for files whose writeback the caller started as it finished
+ * each (sync_file_range(2), SYNC_FILE_RANGE_WRITE): only the fsyncs. */
+int durable_sync_started(int dirfd, const int *fds, size_t n, int *errs);
 
 #endif

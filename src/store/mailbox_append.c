@@ -386,8 +386,9 @@ mi_name_seen(const struct mbox_delivery *items, size_t i)
 	return false;
 }
 
-/* The files of the items written so far on disk at once (durable_sync),
- * and closed; an item whose file did not make it fails. */
+/* The files of the items written so far on disk at once, and closed; an
+ * item whose file did not make it fails. Each file's writeback started
+ * when it was finished (mi_writer_finish_nosync). */
 static void
 mi_deliver_sync(struct mbox_user *u, struct mbox_delivery *items,
                 struct mi_item *m, size_t n)
@@ -399,7 +400,7 @@ mi_deliver_sync(struct mbox_user *u, struct mbox_delivery *items,
 		if (items[i].rc == MBOX_OK)
 			fds[k++] = m[i].w.fd;
 	if (k > 0)
-		(void)durable_sync(-1, fds, k, errs);
+		(void)durable_sync_started(-1, fds, k, errs);
 	k = 0;
 	for (size_t i = 0; i < n; i++) {
 		int err;

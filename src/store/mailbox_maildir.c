@@ -18,6 +18,7 @@
  * 0600, and every open uses O_NOFOLLOW relative to a directory fd. */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -468,17 +469,38 @@ mi_hostname(char *out, size_t size)
 	out[o] = '\0';
 }
 
+/* The host and pid parts of new names, read once per process (as
+ * Dovecot reads the host name at start): two system calls per delivery
+ * otherwise. A forked child reads its pid again. */
+static pthread_once_t mi_name_once = PTHREAD_ONCE_INIT;
+static char mi_name_host[MI_HOST_MAX + 1];
+static atomic_long mi_name_pid;
+
+static void
+mi_name_pid_refresh(void)
+{
+	atomic_store(&mi_name_pid, (long)getpid());
+}
+
+static void
+mi_name_init(void)
+{
+	mi_hostname(mi_name_host, sizeof(mi_name_host));
+	mi_name_pid_refresh();
+	(void)pthread_atfork(NULL, NULL, mi_name_pid_refresh);
+}
+
 char *
 mi_unique_base(void)
 {
-	char host[MI_HOST_MAX + 1];
 	struct timespec ts;
 	unsigned long q = atomic_fetch_add(&mi_counter, 1);
 
+	(void)pthread_once(&mi_name_once, mi_name_init);
 	clock_gettime(CLOCK_REALTIME, &ts);
-	mi_hostname(host, sizeof(host));
 	return xasprintf("%lld.M%ldP%ldQ%lu.%s", (long long)ts.tv_sec,
-	                 ts.tv_nsec / 1000, (long)getpid(), q, host);
+	                 ts.tv_nsec / 1000, atomic_load(&mi_name_pid), q,
+	                 mi_name_host);
 }
 
 /* ---- directories ---- */
@@ -776,18 +798,10 @@ mi_writer_write(struct mi_writer *w, const void *data, size_t len)
 	return 0;
 }
 
-int
-mi_writer_finish(struct mbox_user *u, struct mi_writer *w, int64_t internaldate,
-                 char **error_r)
-{
-	int rc = mi_writer_finish_nosync(u, w, internaldate, error_r);
-
-	return rc != MBOX_OK ? rc : mi_writer_sync(u, w, error_r);
-}
-
-int
-mi_writer_finish_nosync(struct mbox_user *u, struct mi_writer *w,
-                        int64_t internaldate, char **error_r)
+/* The buffered bytes out, and the internal date on the file. */
+static int
+mi_writer_flush_out(struct mbox_user *u, struct mi_writer *w,
+                    int64_t internaldate, char **error_r)
 {
 	struct timespec times[2];
 
@@ -811,10 +825,29 @@ mi_writer_finish_nosync(struct mbox_user *u, struct mi_writer *w,
 		return mi_syserr(error_r, "futimens(%s/tmp/%s)", u->dir,
 		                 w->tmpname);
 	xfree(&w->buf);
-	/* Writeback starts now; mi_writer_sync() or durable_sync() waits
-	 * for it. */
-	(void)sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	return MBOX_OK;
+}
+
+int
+mi_writer_finish(struct mbox_user *u, struct mi_writer *w, int64_t internaldate,
+                 char **error_r)
+{
+	int rc = mi_writer_flush_out(u, w, internaldate, error_r);
+
+	return rc != MBOX_OK ? rc : mi_writer_sync(u, w, error_r);
+}
+
+int
+mi_writer_finish_nosync(struct mbox_user *u, struct mi_writer *w,
+                        int64_t internaldate, char **error_r)
+{
+	int rc = mi_writer_flush_out(u, w, internaldate, error_r);
+
+	/* Writeback starts now, while the next files are written;
+	 * durable_sync_started() waits for it. */
+	if (rc == MBOX_OK)
+		(void)sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	return rc;
 }
 
 int

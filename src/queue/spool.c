@@ -260,9 +260,27 @@ struct spool {
 	bool owner;        /* the queue's open: keeps a pool */
 	char (*pool)[SPOOL_POOL_NAME];
 	size_t npool;
+	/* spool_defer_removals(): files whose removal is due wait here for
+	 * spool_recycle_take(); pool_pending is the room in the pool that
+	 * recycles under way may fill. */
+	bool defer_removals;
+	char (*removing)[SPOOL_ID_SIZE];
+	size_t nremoving;
+	size_t pool_pending;
+};
+
+/* Files on their way out, off the owner's thread (spool.h). */
+struct spool_recycle {
+	int dirfd;
+	size_t n;
+	size_t room; /* the first room files may go to the pool */
+	char (*ids)[SPOOL_ID_SIZE];
+	bool *pooled;
+	int *errs; /* errno of a failed unlink */
 };
 
 static void later_flush(struct spool *sp);
+static void remove_file(struct spool *sp, const char *id);
 static void later_flush_to(struct spool *sp, size_t mark);
 static int wal_sync(struct spool *sp);
 static int lazy_end(struct spool *sp, char **error_r);
@@ -815,6 +833,11 @@ spool_close(struct spool **spp)
 	sqlite3_close_v2(sp->db);
 	if (sp->nlater > 0 && wal_sync(sp) == 0)
 		later_flush(sp);
+	/* What waits for a recycle goes now. */
+	sp->defer_removals = false;
+	for (size_t k = 0; k < sp->nremoving; k++)
+		remove_file(sp, sp->removing[k]);
+	free(sp->removing);
 	free(sp->later);
 	free(sp->pool);
 	if (sp->dirfd >= 0)
@@ -877,23 +900,31 @@ pool_take(struct spool *sp, const char *id)
 	return -1;
 }
 
+/* The file id emptied and renamed pool.ID (name_r); false when that
+ * failed and it is to be unlinked. Only the file system: any thread. */
+static bool
+pool_empty_file(int dirfd, const char *id, char name_r[SPOOL_POOL_NAME])
+{
+	int fd;
+
+	/* Emptied first: a kept file holds no mail. */
+	fd = openat(dirfd, id, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return false;
+	close(fd);
+	snprintf(name_r, SPOOL_POOL_NAME, SPOOL_POOL_PREFIX "%s", id);
+	return renameat(dirfd, id, dirfd, name_r) == 0;
+}
+
 /* The file of a finished message, emptied, into the pool; false when it
  * is not kept (no pool, or full) and is to be unlinked. */
 static bool
 pool_put(struct spool *sp, const char *id)
 {
 	char name[SPOOL_POOL_NAME];
-	int fd;
 
-	if (!sp->owner || sp->npool >= SPOOL_POOL_MAX)
-		return false;
-	/* Emptied first: a kept file holds no mail. */
-	fd = openat(sp->dirfd, id, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return false;
-	close(fd);
-	snprintf(name, sizeof(name), SPOOL_POOL_PREFIX "%s", id);
-	if (renameat(sp->dirfd, id, sp->dirfd, name) < 0)
+	if (!sp->owner || sp->npool + sp->pool_pending >= SPOOL_POOL_MAX ||
+	    !pool_empty_file(sp->dirfd, id, name))
 		return false;
 	memcpy(sp->pool[sp->npool++], name, sizeof(name));
 	return true;
@@ -1676,11 +1707,95 @@ drop_if_done(struct spool *sp, const char *id, bool *removed_r, char **error_r)
 static void
 remove_file(struct spool *sp, const char *id)
 {
+	if (sp->defer_removals) {
+		sp->removing = xreallocarray(sp->removing, sp->nremoving + 1,
+		                             sizeof(*sp->removing));
+		memcpy(sp->removing[sp->nremoving++], id, SPOOL_ID_SIZE);
+		return;
+	}
 	if (!pool_put(sp, id) && unlinkat(sp->dirfd, id, 0) < 0 &&
 	    errno != ENOENT)
 		log_error(id, "event=spool_unlink_failed error=%s",
 		          strerror(errno));
 	log_debug(id, "event=spool_removed");
+}
+
+void
+spool_defer_removals(struct spool *sp)
+{
+	sp->defer_removals = true;
+}
+
+struct spool_recycle *
+spool_recycle_take(struct spool *sp)
+{
+	struct spool_recycle *r;
+	size_t room = 0;
+
+	if (sp->nremoving == 0)
+		return NULL;
+	r = xcalloc(1, sizeof(*r));
+	r->dirfd = sp->dirfd;
+	r->ids = sp->removing;
+	r->n = sp->nremoving;
+	sp->removing = NULL;
+	sp->nremoving = 0;
+	if (sp->owner && sp->npool + sp->pool_pending < SPOOL_POOL_MAX)
+		room = SPOOL_POOL_MAX - sp->npool - sp->pool_pending;
+	r->room = room < r->n ? room : r->n;
+	sp->pool_pending += r->room;
+	r->pooled = xcalloc(r->n, sizeof(*r->pooled));
+	r->errs = xcalloc(r->n, sizeof(*r->errs));
+	return r;
+}
+
+void
+spool_recycle_run(struct spool_recycle *r)
+{
+	char name[SPOOL_POOL_NAME];
+
+	for (size_t i = 0; i < r->n; i++) {
+		if (r->pooled[i])
+			continue; /* a second run (spool_recycle_done) */
+		if (i < r->room && pool_empty_file(r->dirfd, r->ids[i], name))
+			r->pooled[i] = true;
+		else if (unlinkat(r->dirfd, r->ids[i], 0) < 0 &&
+		         errno != ENOENT)
+			r->errs[i] = errno;
+	}
+}
+
+void
+spool_recycle_done(struct spool *sp, struct spool_recycle **rp)
+{
+	struct spool_recycle *r = *rp;
+
+	if (r == NULL)
+		return;
+	*rp = NULL;
+	sp->pool_pending -= r->room;
+	for (size_t i = 0; i < r->n; i++) {
+		if (r->pooled[i]) {
+			char name[SPOOL_POOL_NAME];
+
+			snprintf(name, sizeof(name), SPOOL_POOL_PREFIX "%s",
+			         r->ids[i]);
+			if (sp->npool < SPOOL_POOL_MAX)
+				memcpy(sp->pool[sp->npool++], name,
+				       sizeof(name));
+			else
+				(void)unlinkat(sp->dirfd, name, 0);
+		}
+		if (r->errs[i] != 0)
+			log_error(r->ids[i],
+			          "event=spool_unlink_failed error=%s",
+			          strerror(r->errs[i]));
+		log_debug(r->ids[i], "event=spool_removed");
+	}
+	free(r->errs);
+	free(r->pooled);
+	free(r->ids);
+	free(r);
 }
 
 /* The WAL's frames on disk, whatever the connection's mode (a close

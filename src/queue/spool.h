@@ -176,6 +176,19 @@ void spool_flush(struct spool *sp);
 /* Files waiting so at most: past that, an outcome commits with a sync. */
 #define SPOOL_LATER_MAX 256
 
+/* Removing a finished message's file (emptying it into the pool, or an
+ * unlink) frees its blocks, which can wait for the disk (a discard): from
+ * spool_defer_removals() on, such files wait until the owner takes them
+ * (spool_recycle_take(), NULL when none wait), removes them on any thread
+ * (spool_recycle_run(), which touches only the file system) and hands the
+ * result back (spool_recycle_done(), which frees *r). Only after the
+ * deletion of their rows is on disk, as before. spool_close() removes
+ * the files still waiting; a recycle taken must be done before it. */
+void spool_defer_removals(struct spool *sp);
+struct spool_recycle *spool_recycle_take(struct spool *sp);
+void spool_recycle_run(struct spool_recycle *r);
+void spool_recycle_done(struct spool *sp, struct spool_recycle **r);
+
 /* ---- DSNs due ---- */
 struct spool_dsn_rcpt {
 	char *address;

@@ -576,6 +576,47 @@ expire(struct queue *q, const struct config *cfg, const struct spool_due *d)
 }
 
 static void
+recycle_job(void *arg)
+{
+	struct queue *q = arg;
+
+	spool_recycle_run(q->recycling);
+}
+
+static void recycle_kick(struct queue *q);
+
+static void
+recycle_done(void *arg)
+{
+	struct queue *q = arg;
+
+	spool_recycle_done(q->spool, &q->recycling);
+	recycle_kick(q);
+}
+
+/* The files whose removal is due, one batch at a time. */
+static void
+recycle_kick(struct queue *q)
+{
+	if (q->recycling != NULL ||
+	    (q->recycling = spool_recycle_take(q->spool)) == NULL)
+		return;
+	workpool_submit(q->recycle, NULL, recycle_job, recycle_done, q);
+}
+
+/* At exit: the batch under way finished (run again if its job never
+ * ran: a second run only does what the first did not). */
+static void
+recycle_stop(struct queue *q)
+{
+	workpool_free(&q->recycle);
+	if (q->recycling != NULL) {
+		spool_recycle_run(q->recycling);
+		spool_recycle_done(q->spool, &q->recycling);
+	}
+}
+
+static void
 queue_run(struct child_ctx *ctx)
 {
 	struct queue *q = ctx->role;
@@ -585,6 +626,7 @@ queue_run(struct child_ctx *ctx)
 	size_t n = 0;
 	uint64_t now = clock_wall_ms();
 
+	recycle_kick(q);
 	/* Rows of a commit not yet on disk are not looked at: a message
 	 * is delivered only once it is durable. */
 	if (q->batch != NULL && q->batch->rows_in) {
@@ -944,8 +986,10 @@ queue_start(struct child_ctx *ctx, char **error_r)
 	free(dir);
 	if (q->spool == NULL)
 		return -1;
+	spool_defer_removals(q->spool);
 	q->commits_tail = &q->commits;
 	q->sync = workpool_new(ctx->base, 1);
+	q->recycle = workpool_new(ctx->base, 1);
 	q->commit_ev = event_new(ctx->base, -1, 0, commit_cb, q);
 	q->outcomes_ev = event_new(ctx->base, -1, 0, outcomes_cb, q);
 	q->tick = event_new(ctx->base, -1, EV_PERSIST, tick_periodic_cb, ctx);
@@ -1004,6 +1048,7 @@ queue_finish(struct child_ctx *ctx)
 	 * spool, so it stays open. */
 	if (q->batch == NULL) {
 		workpool_free(&q->sync);
+		recycle_stop(q);
 		spool_close(&q->spool);
 	} else
 		log_warn(NULL, "event=commit-cut messages=%zu", q->batch->n);

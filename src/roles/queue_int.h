@@ -66,6 +66,10 @@ struct queue {
 	size_t ncommits;
 	struct commit_batch *batch; /* the group commit under way, or NULL */
 	struct workpool *sync;      /* its thread, for the disk's waits */
+	/* Finished messages' files go on a thread of their own: freeing
+	 * their blocks can wait for the disk (a discard). */
+	struct workpool *recycle;
+	struct spool_recycle *recycling; /* under way */
 	bool run_deferred; /* a look at what is due waits for the batch */
 	struct event *outcomes_ev; /* records the outcomes below */
 	struct outcome *outcomes;

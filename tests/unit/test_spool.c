@@ -1138,6 +1138,63 @@ test_commit_steps(void **state)
 	check_counts(f, 1, 1);
 }
 
+/* With removals deferred, a finished message's file stays until the owner
+ * takes it, removes it (into the pool) and hands the result back; the
+ * next message then reuses that file. What waits at close goes then. */
+static void
+test_recycle_deferred(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const rcpts[] = {"a@example.com"};
+	char id[SPOOL_ID_SIZE], id2[SPOOL_ID_SIZE], pool[64], *error = NULL;
+	struct spool_recycle *r;
+	ino_t ino;
+	off_t size = -1;
+
+	spool_defer_removals(f->sp);
+	assert_null(spool_recycle_take(f->sp));
+	spool_message(f, "body a", rcpts, 1, id);
+	ino = file_ino(f, id, NULL);
+	assert_int_equal(rcpt_result(f->sp, id, rcpts[0], SPOOL_RCPT_DELIVERED,
+	                             "250 ok", 0, &error),
+	                 0);
+	spool_flush(f->sp);
+	/* Due, but not removed on this thread. */
+	assert_true(file_exists(f, id));
+	r = spool_recycle_take(f->sp);
+	assert_non_null(r);
+	assert_null(spool_recycle_take(f->sp)); /* taken once */
+	assert_true(file_exists(f, id));
+	spool_recycle_run(r);
+	assert_false(file_exists(f, id));
+	snprintf(pool, sizeof(pool), "pool.%s", id);
+	assert_int_equal(file_ino(f, pool, &size), ino);
+	assert_int_equal(size, 0);
+	/* A second run (at exit) changes nothing. */
+	spool_recycle_run(r);
+	assert_int_equal(file_ino(f, pool, NULL), ino);
+	spool_recycle_done(f->sp, &r);
+	assert_null(r);
+
+	/* Back in the pool: the next message takes that file. */
+	spool_message(f, "body b", rcpts, 1, id2);
+	assert_int_equal(file_ino(f, id2, &size), ino);
+	assert_int_equal(size, 6);
+	assert_int_equal(file_ino(f, pool, NULL), 0);
+
+	/* Left waiting at close: removed by the close. */
+	assert_int_equal(rcpt_result(f->sp, id2, rcpts[0], SPOOL_RCPT_DELIVERED,
+	                             "250 ok", 0, &error),
+	                 0);
+	spool_flush(f->sp);
+	assert_true(file_exists(f, id2));
+	spool_close(&f->sp);
+	assert_false(file_exists(f, id2));
+	f->sp = spool_open(f->dir, &error);
+	assert_non_null(f->sp);
+	check_counts(f, 0, 0);
+}
+
 /* Outcomes recorded together: each stands or fails alone. */
 static void
 test_outcomes_together(void **state)
@@ -2154,6 +2211,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_sign_first, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_rate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_steps, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_recycle_deferred, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_outcomes_together, setup,
 	                                    teardown),
 	};

@@ -276,6 +276,45 @@ smtp_data_finish(struct smtp_server *s)
 	return NULL;
 }
 
+/* The length of the whole lines at p that the state machine would pass
+ * on unchanged: each ends in a real CRLF, holds no other CR or LF, and
+ * none but the first starts with a dot (that one to be unstuffed, or to
+ * end the message). The bytes then go on in one piece, not a line and its
+ * CRLF at a time, found by memchr rather than byte by byte: the scan of
+ * a 64 KB message was 5 % of front's time. */
+static size_t
+plain_lines(const uint8_t *p, size_t len)
+{
+	size_t k = 0;
+
+	while (k < len) {
+		const uint8_t *lf = memchr(p + k, '\n', len - k);
+		size_t end;
+
+		if (lf == NULL)
+			break;
+		end = (size_t)(lf - p);
+		if (end == k || p[end - 1] != '\r' ||
+		    memchr(p + k, '\r', end - 1 - k) != NULL)
+			break; /* a bare LF or CR: byte by byte */
+		k = end + 1;
+		if (k < len && p[k] == '.')
+			break;
+	}
+	return k;
+}
+
+/* The first CR or LF at p, or len. */
+static size_t
+line_end(const uint8_t *p, size_t len)
+{
+	const uint8_t *lf = memchr(p, '\n', len);
+	size_t n = lf != NULL ? (size_t)(lf - p) : len;
+	const uint8_t *cr = memchr(p, '\r', n);
+
+	return cr != NULL ? (size_t)(cr - p) : n;
+}
+
 size_t
 smtp_data_input(struct smtp_server *s, const uint8_t *p, size_t len)
 {
@@ -294,10 +333,16 @@ smtp_data_input(struct smtp_server *s, const uint8_t *p, size_t len)
 			}
 			break;
 		case SMTP_D_TEXT: {
-			size_t j = i;
+			size_t j = plain_lines(p + i, len - i);
 
-			while (j < len && p[j] != '\r' && p[j] != '\n')
-				j++;
+			if (j > 0) {
+				emit(s, p + i, j);
+				s->prev_crlf = true;
+				s->dstate = SMTP_D_BOL;
+				i += j;
+				break;
+			}
+			j = i + line_end(p + i, len - i);
 			emit(s, p + i, j - i);
 			i = j;
 			if (i == len)

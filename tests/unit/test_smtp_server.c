@@ -514,6 +514,16 @@ static const struct {
      "a\r\nb\r\nc\r\n\r\nd\r\n"},
     {"CR CR LF", "DATA\r\n", "x\r\r\n.\r\n", "x\r\n\r\n"},
     {"no final CRLF before dot", "DATA\r\n", "abc.\r\n.\r\n", "abc.\r\n"},
+    /* Runs of plain lines, which go on in one piece, broken by each
+     * kind of line that does not. */
+    {"runs of lines", "DATA\r\n",
+     "S: a\r\n\r\nl1\r\nl2\r\n..d\r\nl3\r\n\r\nl4\rx\r\nl5\r\n"
+     "l6\ny\r\nl7\r\n.\r\n",
+     "S: a\r\n\r\nl1\r\nl2\r\n.d\r\nl3\r\n\r\nl4\r\nx\r\nl5\r\n"
+     "l6\r\ny\r\nl7\r\n"},
+    {"dot line inside a run", "DATA\r\n",
+     "a\r\nb\r\n.\nc\r\n.\rd\r\ne\r\n.\r\n",
+     "a\r\nb\r\n.\r\nc\r\n.\r\nd\r\ne\r\n"},
 };
 
 static void

@@ -604,8 +604,8 @@ recycle_kick(struct queue *q)
 	workpool_submit(q->recycle, NULL, recycle_job, recycle_done, q);
 }
 
-/* At exit: the batch under way finished (run again if its job never
- * ran: a second run only does what the first did not). */
+/* At exit: the recycle taken last is finished here, whether its job ran
+ * or was dropped (a second run only does what the first did not). */
 static void
 recycle_stop(struct queue *q)
 {

@@ -910,34 +910,55 @@ pool_take(struct spool *sp, const char *id)
 	return -1;
 }
 
-/* The file id emptied and renamed pool.ID (name_r); false when that
- * failed and it is to be unlinked. Only the file system: any thread. */
-static bool
-pool_empty_file(int dirfd, const char *id, char name_r[SPOOL_POOL_NAME])
+/* pool.ID, the name of id's file in the pool. */
+static void
+pool_name(char out[SPOOL_POOL_NAME], const char *id)
 {
-	int fd;
-
-	/* Emptied first: a kept file holds no mail. */
-	fd = openat(dirfd, id, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return false;
-	close(fd);
-	snprintf(name_r, SPOOL_POOL_NAME, SPOOL_POOL_PREFIX "%s", id);
-	return renameat(dirfd, id, dirfd, name_r) == 0;
+	snprintf(out, SPOOL_POOL_NAME, SPOOL_POOL_PREFIX "%s", id);
 }
 
-/* The file of a finished message, emptied, into the pool; false when it
- * is not kept (no pool, or full) and is to be unlinked. */
+/* id's file gone: emptied and renamed pool.ID when may_pool (true), else
+ * (or when that fails) unlinked, *err_r the unlink's errno or 0. Only the
+ * file system: any thread. */
 static bool
-pool_put(struct spool *sp, const char *id)
+file_remove(int dirfd, const char *id, bool may_pool, int *err_r)
 {
 	char name[SPOOL_POOL_NAME];
+	int fd;
 
-	if (!sp->owner || sp->npool + sp->pool_pending >= SPOOL_POOL_MAX ||
-	    !pool_empty_file(sp->dirfd, id, name))
-		return false;
-	memcpy(sp->pool[sp->npool++], name, sizeof(name));
-	return true;
+	*err_r = 0;
+	/* Emptied first: a kept file holds no mail. */
+	if (may_pool &&
+	    (fd = openat(dirfd, id,
+	                 O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+		close(fd);
+		pool_name(name, id);
+		if (renameat(dirfd, id, dirfd, name) == 0)
+			return true;
+	}
+	if (unlinkat(dirfd, id, 0) < 0 && errno != ENOENT)
+		*err_r = errno;
+	return false;
+}
+
+/* After file_remove, on the owner's thread: a pooled file joins the pool
+ * (or goes, should it be full), and the log says what happened. */
+static void
+file_removed(struct spool *sp, const char *id, bool pooled, int err)
+{
+	if (pooled) {
+		char name[SPOOL_POOL_NAME];
+
+		pool_name(name, id);
+		if (sp->npool < SPOOL_POOL_MAX)
+			memcpy(sp->pool[sp->npool++], name, sizeof(name));
+		else
+			(void)unlinkat(sp->dirfd, name, 0);
+	}
+	if (err != 0)
+		log_error(id, "event=spool_unlink_failed error=%s",
+		          strerror(err));
+	log_debug(id, "event=spool_removed");
 }
 
 int
@@ -1717,17 +1738,19 @@ drop_if_done(struct spool *sp, const char *id, bool *removed_r, char **error_r)
 static void
 remove_file(struct spool *sp, const char *id)
 {
+	bool may_pool =
+	    sp->owner && sp->npool + sp->pool_pending < SPOOL_POOL_MAX;
+	bool pooled;
+	int err;
+
 	if (sp->defer_removals) {
 		sp->removing = xreallocarray(sp->removing, sp->nremoving + 1,
 		                             sizeof(*sp->removing));
 		memcpy(sp->removing[sp->nremoving++], id, SPOOL_ID_SIZE);
 		return;
 	}
-	if (!pool_put(sp, id) && unlinkat(sp->dirfd, id, 0) < 0 &&
-	    errno != ENOENT)
-		log_error(id, "event=spool_unlink_failed error=%s",
-		          strerror(errno));
-	log_debug(id, "event=spool_removed");
+	pooled = file_remove(sp->dirfd, id, may_pool, &err);
+	file_removed(sp, id, pooled, err);
 }
 
 void
@@ -1762,17 +1785,10 @@ spool_recycle_take(struct spool *sp)
 void
 spool_recycle_run(struct spool_recycle *r)
 {
-	char name[SPOOL_POOL_NAME];
-
-	for (size_t i = 0; i < r->n; i++) {
-		if (r->pooled[i])
-			continue; /* a second run (spool_recycle_done) */
-		if (i < r->room && pool_empty_file(r->dirfd, r->ids[i], name))
-			r->pooled[i] = true;
-		else if (unlinkat(r->dirfd, r->ids[i], 0) < 0 &&
-		         errno != ENOENT)
-			r->errs[i] = errno;
-	}
+	for (size_t i = 0; i < r->n; i++)
+		if (!r->pooled[i]) /* else done by a first run */
+			r->pooled[i] = file_remove(r->dirfd, r->ids[i],
+			                           i < r->room, &r->errs[i]);
 }
 
 void
@@ -1784,24 +1800,8 @@ spool_recycle_done(struct spool *sp, struct spool_recycle **rp)
 		return;
 	*rp = NULL;
 	sp->pool_pending -= r->room;
-	for (size_t i = 0; i < r->n; i++) {
-		if (r->pooled[i]) {
-			char name[SPOOL_POOL_NAME];
-
-			snprintf(name, sizeof(name), SPOOL_POOL_PREFIX "%s",
-			         r->ids[i]);
-			if (sp->npool < SPOOL_POOL_MAX)
-				memcpy(sp->pool[sp->npool++], name,
-				       sizeof(name));
-			else
-				(void)unlinkat(sp->dirfd, name, 0);
-		}
-		if (r->errs[i] != 0)
-			log_error(r->ids[i],
-			          "event=spool_unlink_failed error=%s",
-			          strerror(r->errs[i]));
-		log_debug(r->ids[i], "event=spool_removed");
-	}
+	for (size_t i = 0; i < r->n; i++)
+		file_removed(sp, r->ids[i], r->pooled[i], r->errs[i]);
 	free(r->errs);
 	free(r->pooled);
 	free(r->ids);

@@ -560,8 +560,10 @@ deliver(struct store *st, struct ipc_msg *msg)
 	id = ipc_get_str(&r);
 	rp = ipc_get_str(&r);
 	n = ipc_get_u32(&r);
+	/* rp becomes the Return-Path line: queue never sends a control
+	 * byte in it, and store does not trust it to. */
 	if (id == NULL || rp == NULL || r.error || n == 0 ||
-	    n > DELIVER_RCPTS_MAX) {
+	    n > DELIVER_RCPTS_MAX || !maildir_header_value_ok(rp)) {
 		log_error(NULL, "event=bad-deliver-request");
 		free(id);
 		free(rp);

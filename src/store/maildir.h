@@ -1,16 +1,13 @@
-/* Local delivery into Maildir (the format every Maildir tool reads):
- * data/mail/DOMAIN/LOCAL/{tmp,new,cur}. A message is written to tmp/,
- * fsync'd, linked into new/, and the directory fsync'd, before a recipient
- * is reported delivered.
+/* Mailbox directories in Maildir form (the format every Maildir tool
+ * reads): data/mail/DOMAIN/LOCAL/{tmp,new,cur}, created 0700 and made
+ * durable (the new entries' parents fsync'd) before they are used.
  * SECURITY: runs in store only. Paths are built from directory keys
  * (address_key form, checked again here: no "/", no "..", no leading ".",
- * bounded) under the mail root; files are created O_EXCL, 0600, with
- * O_NOFOLLOW on every open. */
+ * bounded) under the mail root, with O_NOFOLLOW on every open. */
 #ifndef TERN_STORE_MAILDIR_H
 #define TERN_STORE_MAILDIR_H
 
-#include <stddef.h>
-#include <stdint.h>
+#include <stdbool.h>
 
 enum maildir_result {
 	MAILDIR_OK = 0,
@@ -20,19 +17,15 @@ enum maildir_result {
 
 /* The mailbox directory of address ("local@domain") under mail_root,
  * created with tmp/ new/ cur/ (0700) if missing. malloc'd path or NULL. */
-char *maildir_path(const char *mail_root, const char *address,
-		   char **error_r);
+char *maildir_path(const char *mail_root, const char *address, char **error_r);
 /* The same, saying whether a failure is temporary (I/O) or permanent (an
  * address that cannot be a mailbox). */
 enum maildir_result maildir_locate(const char *mail_root, const char *address,
                                    char **path_r, char **error_r);
 
-/* Deliver the message read from msg_fd (from offset 0, CRLF line ends) to
- * each recipient: "Return-Path: <return_path>" and "Delivered-To: rcpt"
- * lines first, then the message with LF line ends (Maildir convention).
- * results[i] and, on failure, errors[i] (malloc'd) per recipient. */
-void maildir_deliver(const char *mail_root, int msg_fd,
-		     const char *return_path, const char *const *rcpts,
-		     size_t n, enum maildir_result *results, char **errors);
+/* Whether s may stand in a header line written before a delivered message
+ * (Return-Path): no control byte, so nothing can end the line early and
+ * add a header of its own. */
+bool maildir_header_value_ok(const char *s);
 
 #endif

@@ -1741,11 +1741,20 @@ drop_if_done(struct spool *sp, const char *id, bool *removed_r, char **error_r)
  * (spool_open() removes a file without a row), only worth a log line; for
  * the same reason the unlink need not reach the disk (no directory fsync):
  * a file that comes back in a crash goes at the next start. */
+/* How many more files the pool may take, counting those that recycles
+ * under way may add. Only the queue's open keeps a pool. */
+static size_t
+pool_room(const struct spool *sp)
+{
+	size_t taken = sp->npool + sp->pool_pending;
+
+	return sp->owner && taken < SPOOL_POOL_MAX ? SPOOL_POOL_MAX - taken : 0;
+}
+
 static void
 remove_file(struct spool *sp, const char *id)
 {
-	bool may_pool =
-	    sp->owner && sp->npool + sp->pool_pending < SPOOL_POOL_MAX;
+	bool may_pool = pool_room(sp) > 0;
 	bool pooled;
 	int err;
 
@@ -1769,7 +1778,7 @@ struct spool_recycle *
 spool_recycle_take(struct spool *sp)
 {
 	struct spool_recycle *r;
-	size_t room = 0;
+	size_t room = pool_room(sp);
 
 	if (sp->nremoving == 0)
 		return NULL;
@@ -1779,8 +1788,6 @@ spool_recycle_take(struct spool *sp)
 	r->n = sp->nremoving;
 	sp->removing = NULL;
 	sp->nremoving = 0;
-	if (sp->owner && sp->npool + sp->pool_pending < SPOOL_POOL_MAX)
-		room = SPOOL_POOL_MAX - sp->npool - sp->pool_pending;
 	r->room = room < r->n ? room : r->n;
 	sp->pool_pending += r->room;
 	r->pooled = xcalloc(r->n, sizeof(*r->pooled));

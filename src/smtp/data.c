@@ -6,6 +6,7 @@
  * of the end marker ends a message (SMTP smuggling); the header is held in
  * a buffer capped at limits.header_max, the message counted against
  * limits.message_max; over a limit the rest is read and dropped. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -276,48 +277,64 @@ smtp_data_finish(struct smtp_server *s)
 	return NULL;
 }
 
-/* The length of the whole lines at p that the state machine would pass
- * on unchanged: each ends in a real CRLF, holds no other CR or LF, and
- * none but the first starts with a dot (that one to be unstuffed, or to
- * end the message). The bytes then go on in one piece, not a line and its
+/* Where the next CR and the next LF are in one input buffer. Each is
+ * looked for again only once the scan has passed it, so the searches
+ * never cover a byte twice: looking for the LF afresh at every bare CR
+ * made a message of bare CRs quadratic in the buffer's size. */
+struct eol_scan {
+	const uint8_t *p;
+	size_t len;
+	size_t cr, lf; /* offsets, len when none; SIZE_MAX before a search */
+};
+
+static size_t
+scan_next(const struct eol_scan *sc, size_t *at, size_t from, int c)
+{
+	if (*at == SIZE_MAX || *at < from) {
+		const uint8_t *q = memchr(sc->p + from, c, sc->len - from);
+
+		*at = q != NULL ? (size_t)(q - sc->p) : sc->len;
+	}
+	return *at;
+}
+
+/* The end of the whole lines from i that the state machine would pass on
+ * unchanged: each ends in a real CRLF, holds no other CR or LF, and none
+ * but the first starts with a dot (that one to be unstuffed, or to end
+ * the message). The bytes then go on in one piece, not a line and its
  * CRLF at a time, found by memchr rather than byte by byte: the scan of
  * a 64 KB message was 5 % of front's time. */
 static size_t
-plain_lines(const uint8_t *p, size_t len)
+plain_lines(struct eol_scan *sc, size_t i)
 {
-	size_t k = 0;
+	while (i < sc->len) {
+		size_t lf = scan_next(sc, &sc->lf, i, '\n');
 
-	while (k < len) {
-		const uint8_t *lf = memchr(p + k, '\n', len - k);
-		size_t end;
-
-		if (lf == NULL)
+		/* Not a line of its own, or a bare CR or LF in it. */
+		if (lf == sc->len || lf == i ||
+		    scan_next(sc, &sc->cr, i, '\r') != lf - 1)
 			break;
-		end = (size_t)(lf - p);
-		if (end == k || p[end - 1] != '\r' ||
-		    memchr(p + k, '\r', end - 1 - k) != NULL)
-			break; /* a bare LF or CR: byte by byte */
-		k = end + 1;
-		if (k < len && p[k] == '.')
+		i = lf + 1;
+		if (i < sc->len && sc->p[i] == '.')
 			break;
 	}
-	return k;
+	return i;
 }
 
-/* The first CR or LF at p, or len. */
+/* The first CR or LF from i, or the end. */
 static size_t
-line_end(const uint8_t *p, size_t len)
+line_end(struct eol_scan *sc, size_t i)
 {
-	const uint8_t *lf = memchr(p, '\n', len);
-	size_t n = lf != NULL ? (size_t)(lf - p) : len;
-	const uint8_t *cr = memchr(p, '\r', n);
+	size_t cr = scan_next(sc, &sc->cr, i, '\r');
+	size_t lf = scan_next(sc, &sc->lf, i, '\n');
 
-	return cr != NULL ? (size_t)(cr - p) : n;
+	return cr < lf ? cr : lf;
 }
 
 size_t
 smtp_data_input(struct smtp_server *s, const uint8_t *p, size_t len)
 {
+	struct eol_scan sc = {p, len, SIZE_MAX, SIZE_MAX};
 	size_t i = 0;
 
 	while (i < len) {
@@ -333,16 +350,16 @@ smtp_data_input(struct smtp_server *s, const uint8_t *p, size_t len)
 			}
 			break;
 		case SMTP_D_TEXT: {
-			size_t j = plain_lines(p + i, len - i);
+			size_t j = plain_lines(&sc, i);
 
-			if (j > 0) {
-				emit(s, p + i, j);
+			if (j > i) {
+				emit(s, p + i, j - i);
 				s->prev_crlf = true;
 				s->dstate = SMTP_D_BOL;
-				i += j;
+				i = j;
 				break;
 			}
-			j = i + line_end(p + i, len - i);
+			j = line_end(&sc, i);
 			emit(s, p + i, j - i);
 			i = j;
 			if (i == len)

@@ -6,9 +6,11 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/buf.h"
 #include "core/log.h"
@@ -564,6 +566,42 @@ test_data_stream(void **state)
 			teardown_fake();
 		}
 	}
+}
+
+/* Four megabytes of bare CRs in one buffer: the search for the next LF
+ * is not started again at each CR. It was, and this took over a minute;
+ * the alarm ends the test long before that (it needs milliseconds). */
+static void
+test_bare_cr_buffer(void **state)
+{
+	static const char head[] = "MAIL FROM:<a@example.org>\r\n"
+	                           "RCPT TO:<b@example.test>\r\nDATA\r\n"
+	                           "Subject: s\r\n\r\n";
+	static const char tail[] = "\r\n.\r\n";
+	const size_t lines = 2 * 1024 * 1024;
+	struct buf in, want;
+
+	(void)state;
+	buf_init(&in, 0);
+	buf_init(&want, 0);
+	buf_append_str(&in, head);
+	buf_append_str(&want, "Subject: s\r\n\r\n");
+	for (size_t i = 0; i < lines; i++) {
+		buf_append_str(&in, "a\r");
+		buf_append_str(&want, "a\r\n");
+	}
+	buf_append_str(&in, tail);
+	buf_append_str(&want, "\r\n");
+	setup(SMTP_KIND_MX, false, false);
+	ehlo();
+	alarm(20);
+	feed_step((const char *)in.data, in.len, in.len + 1);
+	alarm(0);
+	assert_int_equal(F.commits, 1);
+	assert_string_equal(msg_body(), buf_cstr(&want));
+	teardown_fake();
+	buf_free(&in);
+	buf_free(&want);
 }
 
 static void
@@ -1174,6 +1212,7 @@ main(void)
 	    cmocka_unit_test_setup(test_mx_transaction, each_setup),
 	    cmocka_unit_test_setup(test_pipelined_deferred, each_setup),
 	    cmocka_unit_test_setup(test_data_stream, each_setup),
+	    cmocka_unit_test_setup(test_bare_cr_buffer, each_setup),
 	    cmocka_unit_test_setup(test_bare_lf_rejected, each_setup),
 	    cmocka_unit_test_setup(test_limits, each_setup),
 	    cmocka_unit_test_setup(test_line_too_long_and_errors, each_setup),
